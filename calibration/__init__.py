@@ -1,0 +1,22 @@
+"""Calibration: the numpy-only base layer (errors, sensor profiles, band response, references).
+
+Importing this package must stay cheap and must never import torch, onnx or nncf.
+"""
+
+from calibration.errors import (
+    CameraError,
+    CameraExhaustedError,
+    FileFormatError,
+    InvalidCubeError,
+    UnknownNameError,
+    XenoedgeError,
+)
+
+__all__ = [
+    "CameraError",
+    "CameraExhaustedError",
+    "FileFormatError",
+    "InvalidCubeError",
+    "UnknownNameError",
+    "XenoedgeError",
+]

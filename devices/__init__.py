@@ -1,0 +1,1 @@
+"""Devices: camera drivers behind one interface, spectral file formats, output links."""

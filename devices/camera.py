@@ -1,0 +1,153 @@
+"""The one camera interface every driver implements.
+
+A camera is opened, read frame by frame, and closed; it works as a context manager.
+Drivers that can capture references (a shutter to close, a built-in white tile, or a
+simulator) also implement ``read_reference("dark" | "white")``.
+
+Timestamps come from an injected clock (``time.monotonic_ns`` by default) so tests
+never sleep to synchronise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from calibration.errors import CameraError
+from calibration.sensors import SensorProfile
+
+FrameKind = Literal["raw", "mosaic_raw", "reflectance"]
+ReferenceKind = Literal["dark", "white"]
+
+
+@dataclass
+class Frame:
+    """One frame as a camera delivers it.
+
+    ``data`` is (H, W, C) uint16 raw counts (``kind="raw"``), (H, W) uint16 mosaic raw
+    counts (``kind="mosaic_raw"``) or (H, W, C) float32 reflectance
+    (``kind="reflectance"``, e.g. a replayed Tivita cube). ``wavelengths_nm`` is (C,).
+    ``labels`` is the (H, W) uint8 ground truth when the source knows it (simulator,
+    replay with label PNGs), else None.
+    """
+
+    data: np.ndarray
+    kind: FrameKind
+    index: int
+    timestamp_us: int
+    exposure_ms: float
+    camera_id: str
+    sensor: str
+    wavelengths_nm: np.ndarray
+    labels: np.ndarray | None = None
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+class Camera:
+    """Base for drivers: open/close bookkeeping, context manager, frame counter, clock.
+
+    Subclasses implement ``_open``, ``_close`` and ``_read`` (returning ``data`` and the
+    optional labels/meta); the base stamps index, time, exposure and camera id.
+    """
+
+    camera_id: str
+    sensor: SensorProfile
+    exposure_ms: float
+
+    def __init__(
+        self,
+        camera_id: str,
+        sensor: SensorProfile,
+        exposure_ms: float,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+    ):
+        self.camera_id = camera_id
+        self.sensor = sensor
+        self.exposure_ms = exposure_ms
+        self._clock_ns = clock_ns
+        self._is_open = False
+        self._next_index = 0
+
+    # -- lifecycle --------------------------------------------------------
+    def open(self) -> None:
+        if not self._is_open:
+            self._open()
+            self._is_open = True
+
+    def close(self) -> None:
+        if self._is_open:
+            self._is_open = False
+            self._close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._is_open
+
+    def __enter__(self) -> Camera:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- frames -----------------------------------------------------------
+    def read(self) -> Frame:
+        """The next scene frame. Raises ``CameraError`` (``CameraExhaustedError`` at the end)."""
+        self._require_open()
+        data, kind, extras = self._read()
+        frame = self._stamp(data, kind, extras)
+        self._next_index += 1
+        return frame
+
+    def read_reference(self, kind: ReferenceKind) -> Frame:
+        """One dark or white reference frame, where the driver can capture it itself."""
+        self._require_open()
+        if kind not in ("dark", "white"):
+            raise CameraError(
+                f"camera {self.camera_id}: reference kind must be 'dark' or 'white', not {kind!r}"
+            )
+        data, frame_kind, extras = self._read_reference(kind)
+        frame = self._stamp(data, frame_kind, extras)
+        frame.meta["reference"] = kind
+        return frame
+
+    # -- for subclasses ---------------------------------------------------
+    def _open(self) -> None:
+        pass
+
+    def _close(self) -> None:
+        pass
+
+    def _read(self) -> tuple[np.ndarray, FrameKind, dict]:
+        raise NotImplementedError
+
+    def _read_reference(self, kind: ReferenceKind) -> tuple[np.ndarray, FrameKind, dict]:
+        raise CameraError(
+            f"camera {self.camera_id} cannot capture a {kind} reference itself; "
+            + ("cap the lens" if kind == "dark" else "point it at a white tile")
+            + " and use read() instead"
+        )
+
+    def _require_open(self) -> None:
+        if not self._is_open:
+            raise CameraError(f"camera {self.camera_id} is not open; call open() or use it in a with-block")
+
+    def _stamp(self, data: np.ndarray, kind: FrameKind, extras: dict) -> Frame:
+        return Frame(
+            data=data,
+            kind=kind,
+            index=self._next_index,
+            timestamp_us=self._clock_ns() // 1000,
+            exposure_ms=extras.pop("exposure_ms", self.exposure_ms),
+            camera_id=self.camera_id,
+            sensor=self.sensor.name,
+            wavelengths_nm=extras.pop("wavelengths_nm", self.sensor.wavelengths()),
+            labels=extras.pop("labels", None),
+            source=extras.pop("source", ""),
+            meta=extras,
+        )

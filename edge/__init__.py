@@ -1,0 +1,1 @@
+"""Device-side runtime: daemon, engines, wire protocol, flashing, edge-bench and the CLI."""

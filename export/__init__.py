@@ -1,0 +1,1 @@
+"""Export toolchain: ONNX, quantisation, OpenVINO, target profiles, accuracy gate, bundles."""

@@ -1,0 +1,1 @@
+"""Xeno-learning science: optics, species tables, simulator, projections, models, training."""
