@@ -76,7 +76,7 @@ def _read_header(hdr: Path) -> dict:
             header = spy_envi.read_envi_header(str(hdr))
             spy_envi.check_compatibility(header)
     except (spy_envi.EnviException, UnicodeDecodeError, ValueError) as e:
-        raise FileFormatError(hdr, f"not a readable ENVI header ({e})") from None
+        raise FileFormatError(hdr, f"not a readable ENVI header ({' '.join(str(e).split())})") from None
     return header
 
 
@@ -148,7 +148,7 @@ def _read_envi(hdr: Path) -> tuple[np.ndarray, np.ndarray | None]:
                 with contextlib.suppress(Exception):
                     img.fid.close()
     except (spy_envi.EnviException, OSError, ValueError) as e:
-        raise FileFormatError(hdr, f"spectral could not read it ({e})") from None
+        raise FileFormatError(hdr, f"spectral could not read it ({' '.join(str(e).split())})") from None
     cube = np.asarray(loaded).astype(dtype.newbyteorder("="), order="C")
     return cube, wavelengths
 
