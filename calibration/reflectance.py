@@ -1,0 +1,42 @@
+"""Reflectance from raw counts: (raw − dark) / (white − dark).
+
+Clipping policy: the white − dark denominator is floored at ``MIN_SIGNAL_COUNTS`` so a
+dead band never divides by zero; reflectance is clipped to [0, ``MAX_REFLECTANCE``]
+(negative values are noise below the dark level; values above 1 come from specular
+highlights and are kept up to 2 so the saturation mask, not the clip, decides).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from calibration.errors import InvalidCubeError
+
+MIN_SIGNAL_COUNTS = 1.0
+MAX_REFLECTANCE = 2.0
+
+
+def reflectance_from_raw(
+    raw: np.ndarray, dark: np.ndarray, white: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """(H, W, C) float32 reflectance from raw counts and references broadcastable to it.
+
+    ``raw`` (H, W, C) integer or float counts; ``dark`` and ``white`` broadcast to it
+    (e.g. (H, W, C) per pixel, or (H, 1, C) per line and band). ``out`` is an optional
+    preallocated float32 buffer of the raw's shape, so the per-frame path allocates nothing.
+    """
+    if raw.ndim != 3:
+        raise InvalidCubeError(f"raw frame must be (H, W, C), got shape {raw.shape}")
+    try:
+        np.broadcast_shapes(raw.shape, dark.shape, white.shape)
+    except ValueError:
+        raise InvalidCubeError(
+            f"references do not fit the frame: raw {raw.shape}, dark {dark.shape}, white {white.shape}"
+        ) from None
+    if out is None:
+        out = np.empty(raw.shape, dtype=np.float32)
+    np.subtract(raw, dark, out=out, casting="unsafe")
+    signal = np.maximum(np.asarray(white, dtype=np.float32) - dark, MIN_SIGNAL_COUNTS)
+    np.divide(out, signal, out=out)
+    np.clip(out, 0.0, MAX_REFLECTANCE, out=out)
+    return out
