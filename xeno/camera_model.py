@@ -130,11 +130,13 @@ def sample_raw(
     rng: np.random.Generator,
     scratch: np.ndarray | None = None,
     noise_pool: NoisePool | None = None,
+    mosaic: bool = True,
 ) -> np.ndarray:
     """uint16 raw frame: (h, w, C), or (H, W) through the mosaic for mosaic sensors.
 
     ``scratch`` is an optional float32 buffer of the cube shape reused between frames;
-    ``noise_pool`` trades exact per-frame noise for speed (see ``NoisePool``).
+    ``noise_pool`` trades exact per-frame noise for speed (see ``NoisePool``);
+    ``mosaic=False`` keeps a mosaic sensor's frame as its (h, w, C) cube.
     """
     if scratch is None:
         scratch = np.empty(mean_counts.shape, dtype=np.float32)
@@ -148,7 +150,7 @@ def sample_raw(
     np.rint(scratch, out=scratch)
     raw = np.empty(scratch.shape, dtype=np.uint16)
     np.copyto(raw, scratch, casting="unsafe")
-    return mosaic_from_cube(raw, model.sensor) if model.sensor.mosaic else raw
+    return mosaic_from_cube(raw, model.sensor) if model.sensor.mosaic and mosaic else raw
 
 
 def reference_counts(model: CameraModel, kind: str, exposure_ms: float) -> np.ndarray:

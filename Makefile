@@ -1,0 +1,40 @@
+# Two set-up commands on a fresh machine: `make demo` (main job) and `make test`.
+# Each creates .venv and installs what it needs. torch is installed pinned first:
+# an unpinned torch would pull a multi-GB CUDA build.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+DEMO_OUT ?= demo-output
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Device install plus the simulator's extras: what the demo needs, no torch/onnx/nncf.
+$(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -e '.[sim]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.demo-installed
+	$(VENV)/bin/xenoedge simulate --out $(DEMO_OUT)/surgical --domain surgical --subjects 1 --images 2 --size 240x320 --seed 1
+	$(VENV)/bin/xenoedge simulate --out $(DEMO_OUT)/crop --domain crop --sensor mosaic-5x5-nir --subjects 1 --images 2 --seed 1
+	@echo "Look at $(DEMO_OUT)/*/preview/*.png and $(DEMO_OUT)/*/median_spectra.png"
+
+test: $(VENV)/.dev-installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench: $(VENV)/.demo-installed
+	$(PY) benchmarks/simulator_fps.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT)

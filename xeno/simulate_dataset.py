@@ -1,0 +1,217 @@
+"""``xenoedge simulate``: write a simulated data set folder with pictures a person can check.
+
+Layout (documented in docs/simulator.md)::
+
+    OUT/
+      index.json            data set spec, label set, wavelengths, one entry per image
+      cubes/<id>.npz        (H, W, C) float32 reflectance (+ wavelengths_nm); or
+                            <id>_SpecCube.dat (Tivita) / <id>.hdr + .img (ENVI)
+      labels/<id>.png       (H, W) uint8 label ids
+      states/<id>.png       (H, W) uint8 state index (index.json "states"), 255 = none
+      meta/<id>.json        species, subject, seed, regions with state, strength, parameters
+      preview/<id>.png      pseudo-RGB | label overlay
+      median_spectra.png    median reflectance per label x species x state
+
+Reflectance is what the camera pipeline yields: the simulated raw counts (with exact
+shot and read noise, clipping at the sensor's maximum) calibrated with the camera's
+dark and white references, so calibration artefacts are part of the data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from calibration.errors import UnknownNameError, XenoedgeError
+from calibration.reflectance import reflectance_from_raw
+from calibration.sensors import get_sensor
+from xeno import camera_model
+from xeno.previews import label_overlay, pseudo_rgb
+from xeno.scene import SceneConfig, get_domain, simulate_scene
+
+CUBE_SUFFIXES = {"npz": ".npz", "tivita": "_SpecCube.dat", "envi": ".hdr"}
+SPECTRA_SAMPLES_PER_REGION = 400
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What ``write_dataset`` simulates; every image is reproducible from ``seed``."""
+
+    domain: str = "surgical"
+    species: tuple[str, ...] = ("human", "pig", "rat")
+    states: tuple[str, ...] | None = None
+    subjects_per_species: int = 2
+    images_per_subject: int = 2
+    sensor: str = "tivita"
+    height: int | None = None  # None: the sensor's cube size
+    width: int | None = None
+    pathological_probability: float = 0.5
+    exposure_ms: float = 10.0
+    cube_format: str = "npz"
+    seed: int = 0
+
+
+def image_seed(seed: int, species: str, subject: int, number: int) -> int:
+    """Seed of one image, from the data set seed and the image's place in the set."""
+    key = [seed, sum(species.encode()), len(species), subject, number]
+    return int(np.random.default_rng(key).integers(2**31))
+
+
+def _write_json(path: Path, data: object) -> None:
+    from devices.formats._atomic import atomic_write
+
+    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2).encode()))
+
+
+def write_dataset(
+    out: Path, spec: DatasetSpec, progress: Callable[[int, int], None] | None = None
+) -> dict:
+    """Simulate ``spec`` into folder ``out``; returns the index (also written as index.json)."""
+    from devices.formats import write_cube, write_label_png, write_rgb_png
+
+    domain = get_domain(spec.domain)
+    sensor = get_sensor(spec.sensor)
+    if spec.cube_format not in CUBE_SUFFIXES:
+        raise XenoedgeError(f"unknown cube format {spec.cube_format!r}; choose one of {', '.join(CUBE_SUFFIXES)}")
+    if spec.cube_format == "tivita" and sensor.name != "tivita":
+        raise XenoedgeError(f"the Tivita cube format holds only the tivita sensor's bands, not {sensor.name!r}")
+    for species in spec.species:
+        if species not in domain.species:
+            raise UnknownNameError(f"{domain.name} species", species, domain.species)
+    for state in spec.states or ():
+        if state not in domain.states:
+            raise UnknownNameError(f"{domain.name} state", state, domain.states)
+    h = spec.height or sensor.cube_shape[0]
+    w = spec.width or sensor.cube_shape[1]
+    wavelengths = sensor.wavelengths()
+    for folder in ("cubes", "labels", "states", "meta", "preview"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+
+    model = camera_model.make_camera_model(sensor, h, w, spec.seed)
+    dark = camera_model.reference_counts(model, "dark", spec.exposure_ms)
+    white = camera_model.reference_counts(model, "white", spec.exposure_ms)
+    noise_rng = np.random.default_rng([spec.seed, 0x0153])
+    samples: dict[tuple[str, str, str], list[np.ndarray]] = defaultdict(list)
+    entries = []
+    total = len(spec.species) * spec.subjects_per_species * spec.images_per_subject
+    for species in spec.species:
+        for subject in range(spec.subjects_per_species):
+            for number in range(spec.images_per_subject):
+                image_id = f"{species}_s{subject:03d}_{number:03d}"
+                seed = image_seed(spec.seed, species, subject, number)
+                config = SceneConfig(
+                    domain=spec.domain, species=species, subject=subject, height=h, width=w,
+                    states=spec.states, pathological_probability=spec.pathological_probability,
+                )
+                scene = simulate_scene(config, seed, wavelengths, sensor.fwhm())
+                mean = camera_model.expected_counts(model, scene.reflectance, spec.exposure_ms)
+                raw = camera_model.sample_raw(model, mean, camera_model.noise_sigma(model, mean), noise_rng, mosaic=False)
+                cube = reflectance_from_raw(raw, dark, white)
+                saturated = int(np.count_nonzero((raw >= sensor.saturation_counts).any(axis=2)))
+
+                cube_path = out / "cubes" / f"{image_id}{CUBE_SUFFIXES[spec.cube_format]}"
+                write_cube(cube_path, cube, None if spec.cube_format == "tivita" else wavelengths)
+                write_label_png(out / "labels" / f"{image_id}.png", scene.labels)
+                write_label_png(out / "states" / f"{image_id}.png", scene.states)
+                rgb = pseudo_rgb(cube, wavelengths)
+                write_rgb_png(
+                    out / "preview" / f"{image_id}.png",
+                    np.hstack([rgb, label_overlay(rgb, scene.labels, domain.labels.colors())]),
+                )
+                meta = {**scene.meta, "image_id": image_id, "sensor": sensor.name, "saturated_pixels": saturated}
+                _write_json(out / "meta" / f"{image_id}.json", meta)
+                _collect_spectra(samples, cube, scene, domain.labels.names, np.random.default_rng(seed))
+                entries.append(
+                    {
+                        "image_id": image_id, "species": species, "subject": subject, "seed": seed,
+                        "cube": str(cube_path.relative_to(out)), "labels": f"labels/{image_id}.png",
+                        "states": f"states/{image_id}.png", "meta": f"meta/{image_id}.json",
+                        "region_states": sorted({(r["label"], r["state"]) for r in scene.meta["regions"]}),
+                    }
+                )
+                if progress:
+                    progress(len(entries), total)
+
+    index = {
+        "format_version": 1,
+        "spec": asdict(spec),
+        "sensor": sensor.name,
+        "sensor_signature": sensor.signature,
+        "height": h,
+        "width": w,
+        "wavelengths_nm": wavelengths.tolist(),
+        "label_set": domain.labels.to_json(),
+        "states": list(domain.states),
+        "images": entries,
+    }
+    _write_json(out / "index.json", index)
+    medians = {key: np.median(np.concatenate(v), axis=0) for key, v in samples.items()}
+    plot_median_spectra(out / "median_spectra.png", medians, wavelengths, domain.labels.names)
+    return index
+
+
+def _collect_spectra(samples: dict, cube: np.ndarray, scene, label_names: list[str], rng) -> None:
+    """Add up to SPECTRA_SAMPLES_PER_REGION pixel spectra per (label, species, state)."""
+    states = scene.meta["states"]
+    for region in scene.meta["regions"]:
+        if region["label"] in ("background", "soil") or region["state"] not in states:
+            continue
+        mask = (scene.labels == label_names.index(region["label"])) & (
+            scene.states == states.index(region["state"])
+        )
+        ys, xs = np.nonzero(mask)
+        if ys.size == 0:
+            continue
+        pick = rng.choice(ys.size, min(ys.size, SPECTRA_SAMPLES_PER_REGION), replace=False)
+        samples[(region["label"], scene.meta["species"], region["state"])].append(cube[ys[pick], xs[pick]])
+
+
+def plot_median_spectra(path: Path, medians: dict, wavelengths_nm: np.ndarray, label_order: list[str]) -> None:
+    """One panel per label: median reflectance, colour = species, line style = state."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise XenoedgeError("plotting needs matplotlib: pip install 'xenoedge[sim]'") from exc
+    labels = [name for name in label_order if any(k[0] == name for k in medians)]
+    if not labels:
+        return
+    cols = min(4, len(labels))
+    rows = (len(labels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False, sharex=True)
+    species = sorted({k[1] for k in medians})
+    states = sorted({k[2] for k in medians})
+    colours = dict(zip(species, plt.cm.tab10.colors, strict=False))
+    styles = dict(zip(states, ["-", "--", ":", "-.", (0, (5, 1))], strict=False))
+    for ax, label in zip(axes.flat, labels, strict=False):
+        for (lab, sp, st), median in sorted(medians.items()):
+            if lab == label:
+                ax.plot(wavelengths_nm, median, color=colours[sp], linestyle=styles[st], label=f"{sp} {st}")
+        ax.set_title(label)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(labels):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("wavelength (nm)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("reflectance")
+    handles, names = [], []
+    for ax in axes.flat:
+        for hnd, nm in zip(*ax.get_legend_handles_labels(), strict=True):
+            if nm not in names:
+                handles.append(hnd)
+                names.append(nm)
+    fig.legend(handles, names, loc="lower center", ncol=min(6, len(names)), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
