@@ -144,8 +144,8 @@ class ReplayCamera(Camera):
             data, wavelengths = read_envi(ref, require_wavelengths=False)
         except FileFormatError as e:
             raise CameraError(f"camera {self.camera_id}: {e}") from e
+        wavelengths = self._checked_wavelengths(ref, data, wavelengths)
         data, frame_kind = self._as_frame_data(ref, data)
-        wavelengths = self.sensor.wavelengths() if wavelengths is None else wavelengths
         return data, frame_kind, {"wavelengths_nm": wavelengths, "source": str(ref)}
 
     # -- helpers ----------------------------------------------------------
@@ -155,6 +155,12 @@ class ReplayCamera(Camera):
             data, wavelengths = fmt.read(path)
         except FileFormatError as e:
             raise CameraError(f"camera {self.camera_id}: {e}") from e
+        return data, self._checked_wavelengths(path, data, wavelengths)
+
+    def _checked_wavelengths(
+        self, path: Path, data: np.ndarray, wavelengths: np.ndarray | None
+    ) -> np.ndarray:
+        """The file's band centres (the sensor's if it stores none), after the band checks."""
         n_bands = data.shape[2]
         if n_bands != self.sensor.n_bands:
             raise CameraError(
@@ -163,14 +169,14 @@ class ReplayCamera(Camera):
             )
         expected = self.sensor.wavelengths()
         if wavelengths is None:
-            return data, expected
+            return expected
         worst = float(np.max(np.abs(wavelengths.astype(np.float64) - expected)))
         if worst > WAVELENGTH_TOLERANCE_NM:
             raise CameraError(
                 f"camera {self.camera_id}: {path} band centres differ from sensor "
                 f"{self.sensor.name!r} by up to {worst:.2f} nm"
             )
-        return data, wavelengths
+        return wavelengths
 
     def _as_frame_data(self, path: Path, data: np.ndarray) -> tuple[np.ndarray, FrameKind]:
         """Float -> float32 reflectance; integer -> uint16 raw counts (range checked)."""

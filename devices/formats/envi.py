@@ -56,15 +56,20 @@ def _check_header_path(hdr: Path) -> None:
         raise FileFormatError(hdr, "no such ENVI header")
 
 
+def _data_candidates(hdr: Path) -> list[Path]:
+    """Possible data files of ``hdr`` in lookup order (``DATA_SUFFIXES``, lower then upper case)."""
+    base = hdr.with_suffix("")
+    names = dict.fromkeys(n for ext in DATA_SUFFIXES for n in (base.name + ext, base.name + ext.upper()))
+    return [base.with_name(n) for n in names if base.with_name(n) != hdr]
+
+
 def find_data_file(hdr: str | os.PathLike) -> Path:
     """The binary data file next to ``NAME.hdr`` (``NAME.raw``, ``NAME.img`` ... see ``DATA_SUFFIXES``)."""
     hdr = Path(hdr)
     base = hdr.with_suffix("")
-    for ext in DATA_SUFFIXES:
-        names = dict.fromkeys((base.name + ext, base.name + ext.upper()))
-        for candidate in (base.with_name(n) for n in names):
-            if candidate.is_file() and candidate != hdr:
-                return candidate
+    for candidate in _data_candidates(hdr):
+        if candidate.is_file():
+            return candidate
     tried = ", ".join(base.name + ext for ext in DATA_SUFFIXES)
     raise FileFormatError(hdr, f"no data file next to this ENVI header (looked for {tried})")
 
@@ -195,6 +200,13 @@ def write_envi(
             raise InvalidCubeError(f"{hdr}: cube has {cube.shape[2]} bands but {wl.size} wavelengths")
         metadata = {"wavelength": [repr(float(v)) for v in wl], "wavelength units": "nm"}
     data_path = hdr.with_name(hdr.stem + data_suffix)
+    stale = [p for p in _data_candidates(hdr) if p.is_file() and p.name.lower() != data_path.name.lower()]
+    if stale:
+        raise FileFormatError(
+            hdr,
+            f"{stale[0].name} already lies beside it and a reader would take it for the data; "
+            f"remove it or write with data_suffix={stale[0].suffix!r}",
+        )
     with temp_path_beside(hdr, HEADER_SUFFIX) as tmp_hdr:
         tmp_data = tmp_hdr.with_name(tmp_hdr.stem + data_suffix)
         try:

@@ -205,3 +205,12 @@ def test_specim_folder_without_single_scene(tmp_path):
 def test_specim_writer_rejects_mismatched_reference(tmp_path):
     with pytest.raises(InvalidCubeError, match=r"DARKREF_s\.hdr"):
         write_specim_capture(tmp_path, "s", _raw(), np.zeros((2, W, C + 1), np.uint16), _raw(lines=2), WL)
+
+
+def test_write_refuses_when_another_data_file_would_shadow(tmp_path):
+    write_envi(tmp_path / "x.hdr", _raw(), WL, data_suffix=".raw")
+    with pytest.raises(FileFormatError, match=r"x\.hdr.*x\.raw already lies beside it"):
+        write_envi(tmp_path / "x.hdr", _raw(1), WL, data_suffix=".img")
+    np.testing.assert_array_equal(read_envi(tmp_path / "x.hdr")[0], _raw())
+    write_envi(tmp_path / "x.hdr", _raw(1), WL, data_suffix=".raw")  # same suffix: replaces
+    np.testing.assert_array_equal(read_envi(tmp_path / "x.hdr")[0], _raw(1))

@@ -11,7 +11,7 @@ import pytest
 from calibration.errors import CameraError, CameraExhaustedError
 from calibration.sensors import get_sensor
 from devices.formats import write_cube
-from devices.formats.envi import write_specim_capture
+from devices.formats.envi import write_envi, write_specim_capture
 from devices.formats.label_png import write_label_png
 from devices.replay import ReplayCamera, discover, label_path_for
 
@@ -186,3 +186,16 @@ def test_reference_missing(folder):
 def test_read_before_open(folder):
     with pytest.raises(CameraError, match="not open"):
         ReplayCamera(TIVITA, folder).read()
+
+
+def test_reference_band_count_checked(tmp_path):
+    write_specim_capture(tmp_path / "s", "s", _raw(0), _raw(1, 2), _raw(2, 2), WL)
+    cap = tmp_path / "s" / "capture"
+    for name in ("DARKREF_s.hdr", "DARKREF_s.raw"):
+        (cap / name).unlink()
+    write_envi(cap / "DARKREF_s.hdr", np.zeros((2, W, 3), np.uint16), None, data_suffix=".raw")
+    with (
+        ReplayCamera(TIVITA, tmp_path) as cam,
+        pytest.raises(CameraError, match=r"DARKREF_s\.hdr has 3 bands"),
+    ):
+        cam.read_reference("dark")
