@@ -16,7 +16,9 @@ from rich.table import Table
 
 from calibration.errors import XenoedgeError
 
-app = typer.Typer(help="xenoedge: cross-species spectral segmentation from training to the edge.", no_args_is_help=True)
+app = typer.Typer(
+    help="xenoedge: cross-species spectral segmentation from training to the edge.", no_args_is_help=True
+)
 console = Console(stderr=True)
 
 
@@ -26,7 +28,10 @@ def _split(csv: str | None) -> tuple[str, ...] | None:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
         console=console,
     )
 
@@ -35,13 +40,20 @@ def _progress() -> Progress:
 def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write the data set into."),
     domain: str = typer.Option("surgical", help="surgical (organs) or crop (leaves)."),
-    species: str = typer.Option(None, help="Comma-separated species (surgical: human,pig,rat; crop: wheat,maize,tomato). Default: all."),
-    states: str = typer.Option(None, help="Comma-separated states regions may take. Default: all of the domain."),
+    species: str = typer.Option(
+        None,
+        help="Comma-separated species (surgical: human,pig,rat; crop: wheat,maize,tomato). Default: all.",
+    ),
+    states: str = typer.Option(
+        None, help="Comma-separated states regions may take. Default: all of the domain."
+    ),
     subjects: int = typer.Option(2, min=1, help="Subjects (animals, patients, plants) per species."),
     images: int = typer.Option(2, min=1, help="Images per subject."),
     sensor: str = typer.Option("tivita", help="Sensor profile (see `xenoedge sensors`)."),
     size: str = typer.Option(None, help="Cube size HxW, e.g. 120x160. Default: the sensor's."),
-    pathological: float = typer.Option(0.5, min=0.0, max=1.0, help="Probability that a tissue/leaf region is pathological."),
+    pathological: float = typer.Option(
+        0.5, min=0.0, max=1.0, help="Probability that a tissue/leaf region is pathological."
+    ),
     cube_format: str = typer.Option("npz", "--format", help="Cube file format: npz, tivita or envi."),
     seed: int = typer.Option(0, help="Data set seed: the same seed gives the same data set."),
 ) -> None:
@@ -54,7 +66,9 @@ def simulate(
         try:
             height, width = (int(v) for v in size.lower().split("x"))
         except ValueError:
-            raise typer.BadParameter(f"size must look like 120x160, got {size!r}", param_hint="--size") from None
+            raise typer.BadParameter(
+                f"size must look like 120x160, got {size!r}", param_hint="--size"
+            ) from None
     spec = DatasetSpec(
         domain=domain,
         species=_split(species) or get_domain(domain).species,
@@ -72,7 +86,8 @@ def simulate(
         task = progress.add_task("simulating", total=len(spec.species) * subjects * images)
         index = write_dataset(out, spec, lambda done, total: progress.update(task, completed=done))
     console.print(
-        f"wrote {len(index['images'])} images ({index['height']}x{index['width']}x{len(index['wavelengths_nm'])}) "
+        f"wrote {len(index['images'])} images "
+        f"({index['height']}x{index['width']}x{len(index['wavelengths_nm'])}) "
         f"to {out}; previews in {out / 'preview'}, spectra in {out / 'median_spectra.png'}"
     )
 
@@ -86,8 +101,12 @@ def sensors() -> None:
     for p in SENSORS.values():
         wl = p.wavelengths()
         table.add_row(
-            p.name, f"{p.height}x{p.width}", "x".join(map(str, p.cube_shape)),
-            f"{len(wl)}: {wl[0]:.0f}-{wl[-1]:.0f}", str(p.bit_depth), p.signature,
+            p.name,
+            f"{p.height}x{p.width}",
+            "x".join(map(str, p.cube_shape)),
+            f"{len(wl)}: {wl[0]:.0f}-{wl[-1]:.0f}",
+            str(p.bit_depth),
+            p.signature,
         )
     Console().print(table)
 

@@ -63,23 +63,25 @@ def image_seed(seed: int, species: str, subject: int, number: int) -> int:
 
 
 def _write_json(path: Path, data: object) -> None:
-    from devices.formats._atomic import atomic_write
+    from calibration.atomic import atomic_write
 
     atomic_write(path, lambda f: f.write(json.dumps(data, indent=2).encode()))
 
 
-def write_dataset(
-    out: Path, spec: DatasetSpec, progress: Callable[[int, int], None] | None = None
-) -> dict:
+def write_dataset(out: Path, spec: DatasetSpec, progress: Callable[[int, int], None] | None = None) -> dict:
     """Simulate ``spec`` into folder ``out``; returns the index (also written as index.json)."""
     from devices.formats import write_cube, write_label_png, write_rgb_png
 
     domain = get_domain(spec.domain)
     sensor = get_sensor(spec.sensor)
     if spec.cube_format not in CUBE_SUFFIXES:
-        raise XenoedgeError(f"unknown cube format {spec.cube_format!r}; choose one of {', '.join(CUBE_SUFFIXES)}")
+        raise XenoedgeError(
+            f"unknown cube format {spec.cube_format!r}; choose one of {', '.join(CUBE_SUFFIXES)}"
+        )
     if spec.cube_format == "tivita" and sensor.name != "tivita":
-        raise XenoedgeError(f"the Tivita cube format holds only the tivita sensor's bands, not {sensor.name!r}")
+        raise XenoedgeError(
+            f"the Tivita cube format holds only the tivita sensor's bands, not {sensor.name!r}"
+        )
     for species in spec.species:
         if species not in domain.species:
             raise UnknownNameError(f"{domain.name} species", species, domain.species)
@@ -105,12 +107,19 @@ def write_dataset(
                 image_id = f"{species}_s{subject:03d}_{number:03d}"
                 seed = image_seed(spec.seed, species, subject, number)
                 config = SceneConfig(
-                    domain=spec.domain, species=species, subject=subject, height=h, width=w,
-                    states=spec.states, pathological_probability=spec.pathological_probability,
+                    domain=spec.domain,
+                    species=species,
+                    subject=subject,
+                    height=h,
+                    width=w,
+                    states=spec.states,
+                    pathological_probability=spec.pathological_probability,
                 )
                 scene = simulate_scene(config, seed, wavelengths, sensor.fwhm())
                 mean = camera_model.expected_counts(model, scene.reflectance, spec.exposure_ms)
-                raw = camera_model.sample_raw(model, mean, camera_model.noise_sigma(model, mean), noise_rng, mosaic=False)
+                raw = camera_model.sample_raw(
+                    model, mean, camera_model.noise_sigma(model, mean), noise_rng, mosaic=False
+                )
                 cube = reflectance_from_raw(raw, dark, white)
                 saturated = int(np.count_nonzero((raw >= sensor.saturation_counts).any(axis=2)))
 
@@ -123,14 +132,24 @@ def write_dataset(
                     out / "preview" / f"{image_id}.png",
                     np.hstack([rgb, label_overlay(rgb, scene.labels, domain.labels.colors())]),
                 )
-                meta = {**scene.meta, "image_id": image_id, "sensor": sensor.name, "saturated_pixels": saturated}
+                meta = {
+                    **scene.meta,
+                    "image_id": image_id,
+                    "sensor": sensor.name,
+                    "saturated_pixels": saturated,
+                }
                 _write_json(out / "meta" / f"{image_id}.json", meta)
                 _collect_spectra(samples, cube, scene, domain.labels.names, np.random.default_rng(seed))
                 entries.append(
                     {
-                        "image_id": image_id, "species": species, "subject": subject, "seed": seed,
-                        "cube": str(cube_path.relative_to(out)), "labels": f"labels/{image_id}.png",
-                        "states": f"states/{image_id}.png", "meta": f"meta/{image_id}.json",
+                        "image_id": image_id,
+                        "species": species,
+                        "subject": subject,
+                        "seed": seed,
+                        "cube": str(cube_path.relative_to(out)),
+                        "labels": f"labels/{image_id}.png",
+                        "states": f"states/{image_id}.png",
+                        "meta": f"meta/{image_id}.json",
                         "region_states": sorted({(r["label"], r["state"]) for r in scene.meta["regions"]}),
                     }
                 )
@@ -171,7 +190,9 @@ def _collect_spectra(samples: dict, cube: np.ndarray, scene, label_names: list[s
         samples[(region["label"], scene.meta["species"], region["state"])].append(cube[ys[pick], xs[pick]])
 
 
-def plot_median_spectra(path: Path, medians: dict, wavelengths_nm: np.ndarray, label_order: list[str]) -> None:
+def plot_median_spectra(
+    path: Path, medians: dict, wavelengths_nm: np.ndarray, label_order: list[str]
+) -> None:
     """One panel per label: median reflectance, colour = species, line style = state."""
     try:
         import matplotlib
@@ -197,7 +218,7 @@ def plot_median_spectra(path: Path, medians: dict, wavelengths_nm: np.ndarray, l
         ax.set_title(label)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(labels):]:
+    for ax in axes.flat[len(labels) :]:
         ax.axis("off")
     for ax in axes[-1]:
         ax.set_xlabel("wavelength (nm)")

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from spectral.io import envi as spy_envi
 
+from calibration.atomic import replace_synced, temp_path_beside
 from calibration.errors import FileFormatError, InvalidCubeError
-from devices.formats._atomic import replace_synced, temp_path_beside
 
 HEADER_SUFFIX = ".hdr"
 #: Data-file extensions tried next to ``NAME.hdr``, in order ("" = no extension).

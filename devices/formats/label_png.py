@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from calibration.atomic import atomic_write
 from calibration.errors import FileFormatError, InvalidCubeError
-from devices.formats._atomic import atomic_write
 
 PNG_SUFFIX = ".png"
 _MAX_LISTED = 10

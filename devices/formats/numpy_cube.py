@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.atomic import atomic_write
 from calibration.errors import FileFormatError, InvalidCubeError
-from devices.formats._atomic import atomic_write
 
 NPY_SUFFIX = ".npy"
 NPZ_SUFFIX = ".npz"

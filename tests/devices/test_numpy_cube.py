@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from calibration.atomic import atomic_write
 from calibration.errors import FileFormatError, InvalidCubeError
 from devices.formats import CUBE_FORMATS, read_cube, write_cube
-from devices.formats._atomic import atomic_write
 from devices.formats.numpy_cube import read_npy, read_npz, write_npy, write_npz
 
 WL = np.linspace(600.0, 975.0, 5).astype(np.float32)

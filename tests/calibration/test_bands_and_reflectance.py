@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from calibration.bands import band_response_matrix
+from calibration.errors import InvalidCubeError, UnknownNameError
+from calibration.reflectance import reflectance_from_raw
+from calibration.sensors import SENSORS, get_sensor
+
+
+def test_band_matrix_keeps_flat_spectra_flat_and_finds_peaks():
+    grid = np.arange(450.0, 1001.0)
+    m = band_response_matrix(grid, np.array([600.0, 800.0]), np.array([10.0, 20.0]))
+    np.testing.assert_allclose(np.ones(grid.size) @ m, 1.0, rtol=1e-5)
+    line = np.zeros(grid.size)
+    line[grid == 800] = 1.0
+    assert (line @ m)[1] > 10 * (line @ m)[0]
+
+
+def test_band_outside_the_grid_is_refused():
+    with pytest.raises(InvalidCubeError, match=r"1200\.0 nm"):
+        band_response_matrix(np.arange(450.0, 1001.0), np.array([600.0, 1200.0]), np.array([10.0, 10.0]))
+
+
+def test_reflectance_from_raw_with_per_line_dark():
+    raw = np.full((4, 5, 3), 460, dtype=np.uint16)
+    dark = np.full((4, 1, 3), 60.0, dtype=np.float32)
+    white = np.full((4, 5, 3), 860.0, dtype=np.float32)
+    out = np.empty((4, 5, 3), np.float32)
+    r = reflectance_from_raw(raw, dark, white, out=out)
+    assert r is out
+    np.testing.assert_allclose(r, 0.5)
+
+
+def test_reflectance_rejects_mismatched_references():
+    with pytest.raises(InvalidCubeError, match="references do not fit"):
+        reflectance_from_raw(np.zeros((4, 5, 3)), np.zeros((4, 5, 2)), np.ones((4, 5, 3)))
+
+
+def test_sensor_profiles_are_consistent():
+    for p in SENSORS.values():
+        assert len(p.wavelengths_nm) == len(p.fwhm_nm) == p.n_bands
+        assert np.all(np.diff(p.wavelengths()) > 0)
+        assert p.saturation_counts <= p.max_counts
+        if p.mosaic:
+            assert sorted(p.mosaic_array().ravel()) == list(range(p.n_bands))
+    assert get_sensor("tivita").cube_shape == (480, 640, 100)
+    assert get_sensor("mosaic-5x5-nir").cube_shape == (217, 409, 25)
+    assert get_sensor("mosaic-4x4-vis").cube_shape == (272, 512, 16)
+    assert len({p.signature for p in SENSORS.values()}) == len(SENSORS)
+    with pytest.raises(UnknownNameError, match="available: mosaic-4x4-vis, mosaic-5x5-nir, tivita"):
+        get_sensor("specim-iq")
