@@ -68,9 +68,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=8)
     parser.add_argument("--json", type=str, default=None)
     args = parser.parse_args()
-    report = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    }
+    report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
     for sensor in ("tivita", "mosaic-5x5-nir"):
         report[sensor] = {
             "scene_generation": bench_scenes(sensor, args.scenes),

@@ -93,6 +93,49 @@ def simulate(
 
 
 @app.command()
+def demo(
+    out: Path = typer.Option(
+        Path("demo-output/live"), "--out", "-o", help="Folder for pictures and summary."
+    ),
+    sensor: str = typer.Option("tivita", help="Sensor profile of the simulated camera."),
+    domain: str = typer.Option("surgical", help="surgical or crop scenes."),
+    species: str = typer.Option(None, help="Comma-separated species to rotate through. Default: all."),
+    frames: int = typer.Option(30, min=1, help="Frames to read."),
+    frames_per_scene: int = typer.Option(10, min=1, help="Frames before the camera moves to a new scene."),
+    picture_every: int = typer.Option(5, min=1, help="Write a picture every N frames."),
+    seed: int = typer.Option(0, help="Camera seed: same seed, same scenes."),
+) -> None:
+    """Simulated camera -> references -> calibration -> pictures (the daemon's path, model to come)."""
+    from calibration.sensors import get_sensor
+    from devices.simulated import SimulatedCamera
+    from edge.demo import run_camera_demo
+    from xeno.scene import get_domain
+
+    scene_domain = get_domain(domain)
+    camera = SimulatedCamera(
+        get_sensor(sensor),
+        domain=domain,
+        species=_split(species) or scene_domain.species,
+        seed=seed,
+        frames_per_scene=frames_per_scene,
+    )
+    with _progress() as progress:
+        task = progress.add_task(f"{camera.camera_id}", total=frames)
+        summary = run_camera_demo(
+            camera,
+            out,
+            frames,
+            picture_every=picture_every,
+            label_colors=scene_domain.labels.colors(),
+            progress=lambda done: progress.update(task, completed=done),
+        )
+    console.print(
+        f"{summary['frames']} frames at {summary['frames_per_second']} frames/s "
+        f"({'x'.join(map(str, summary['cube_shape']))}); pictures and summary.json in {out}"
+    )
+
+
+@app.command()
 def sensors() -> None:
     """List the sensor profiles."""
     from calibration.sensors import SENSORS

@@ -26,6 +26,7 @@ from xeno.labels import CROP, SURGICAL, LabelSet
 from xeno.layout import Layout, RegionSpec, crop_layout, surgical_layout
 from xeno.materials import material_reflectance
 from xeno.optics import GRID_NM, tissue_reflectance
+from xeno.seeds import stable_seed
 
 VARIANTS_PER_REGION = 12
 NO_STATE = 255  # state-map value for soil, drapes and instruments
@@ -79,7 +80,7 @@ class Scene:
 
 
 def _subject_seed(species: str, subject: int) -> int:
-    return int.from_bytes(f"{species}/{subject}".encode()[:8].ljust(8, b"\0"), "little") ^ subject
+    return stable_seed("subject", species, subject)
 
 
 def _variant_latent() -> np.ndarray:

@@ -33,6 +33,7 @@ from calibration.sensors import get_sensor
 from xeno import camera_model
 from xeno.previews import label_overlay, pseudo_rgb
 from xeno.scene import SceneConfig, get_domain, simulate_scene
+from xeno.seeds import stable_seed
 
 CUBE_SUFFIXES = {"npz": ".npz", "tivita": "_SpecCube.dat", "envi": ".hdr"}
 SPECTRA_SAMPLES_PER_REGION = 400
@@ -58,8 +59,7 @@ class DatasetSpec:
 
 def image_seed(seed: int, species: str, subject: int, number: int) -> int:
     """Seed of one image, from the data set seed and the image's place in the set."""
-    key = [seed, sum(species.encode()), len(species), subject, number]
-    return int(np.random.default_rng(key).integers(2**31))
+    return stable_seed("image", seed, species, subject, number) % 2**31
 
 
 def _write_json(path: Path, data: object) -> None:

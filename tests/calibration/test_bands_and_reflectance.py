@@ -49,3 +49,15 @@ def test_sensor_profiles_are_consistent():
     assert len({p.signature for p in SENSORS.values()}) == len(SENSORS)
     with pytest.raises(UnknownNameError, match="available: mosaic-4x4-vis, mosaic-5x5-nir, tivita"):
         get_sensor("specim-iq")
+
+
+def test_cube_from_mosaic_inverts_the_camera_model_mosaic():
+    from calibration.mosaic import cube_from_mosaic
+    from xeno.camera_model import mosaic_from_cube
+
+    for name in ("mosaic-5x5-nir", "mosaic-4x4-vis"):
+        sensor = get_sensor(name)
+        cube = np.random.default_rng(0).integers(0, 1024, sensor.cube_shape).astype(np.uint16)
+        np.testing.assert_array_equal(cube_from_mosaic(mosaic_from_cube(cube, sensor), sensor), cube)
+    with pytest.raises(InvalidCubeError, match="1088x2048"):
+        cube_from_mosaic(np.zeros((10, 10), np.uint16), get_sensor("mosaic-5x5-nir"))
