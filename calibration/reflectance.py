@@ -16,14 +16,25 @@ MIN_SIGNAL_COUNTS = 1.0
 MAX_REFLECTANCE = 2.0
 
 
+def signal_range(dark: np.ndarray, white: np.ndarray) -> np.ndarray:
+    """float32 white − dark in counts, floored at ``MIN_SIGNAL_COUNTS``: compute once per reference pair."""
+    return np.maximum(np.asarray(white, dtype=np.float32) - dark, MIN_SIGNAL_COUNTS)
+
+
 def reflectance_from_raw(
-    raw: np.ndarray, dark: np.ndarray, white: np.ndarray, out: np.ndarray | None = None
+    raw: np.ndarray,
+    dark: np.ndarray,
+    white: np.ndarray,
+    out: np.ndarray | None = None,
+    *,
+    signal: np.ndarray | None = None,
 ) -> np.ndarray:
     """(H, W, C) float32 reflectance from raw counts and references broadcastable to it.
 
     ``raw`` (H, W, C) integer or float counts; ``dark`` and ``white`` broadcast to it
     (e.g. (H, W, C) per pixel, or (H, 1, C) per line and band). ``out`` is an optional
-    preallocated float32 buffer of the raw's shape, so the per-frame path allocates nothing.
+    preallocated float32 buffer of the raw's shape and ``signal`` the precomputed
+    ``signal_range(dark, white)``; with both, the per-frame path allocates nothing.
     """
     if raw.ndim != 3:
         raise InvalidCubeError(f"raw frame must be (H, W, C), got shape {raw.shape}")
@@ -36,7 +47,8 @@ def reflectance_from_raw(
     if out is None:
         out = np.empty(raw.shape, dtype=np.float32)
     np.subtract(raw, dark, out=out, casting="unsafe")
-    signal = np.maximum(np.asarray(white, dtype=np.float32) - dark, MIN_SIGNAL_COUNTS)
+    if signal is None:
+        signal = signal_range(dark, white)
     np.divide(out, signal, out=out)
     np.clip(out, 0.0, MAX_REFLECTANCE, out=out)
     return out

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from calibration.errors import CameraError, XenoedgeError
+from calibration.errors import CameraError, CameraExhaustedError, XenoedgeError
 from calibration.sensors import SensorProfile
 from devices.camera import Camera, FrameKind, ReferenceKind
 
@@ -113,8 +113,6 @@ class SimulatedCamera(Camera):
         self._next_due_ns = now + int(1e9 / self.fps)
 
     def _read(self) -> tuple[np.ndarray, FrameKind, dict]:
-        from calibration.errors import CameraExhaustedError
-
         index = self._next_index
         if self.max_frames is not None and index >= self.max_frames:
             raise CameraExhaustedError(f"camera {self.camera_id}: all {self.max_frames} frames delivered")

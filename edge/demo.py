@@ -16,7 +16,7 @@ import numpy as np
 
 from calibration.atomic import atomic_write
 from calibration.mosaic import cube_from_mosaic
-from calibration.reflectance import reflectance_from_raw
+from calibration.reflectance import reflectance_from_raw, signal_range
 from devices.camera import Camera, Frame
 
 
@@ -50,12 +50,13 @@ def run_camera_demo(
     with camera:
         dark = average_reference(camera, "dark", reference_frames)
         white = average_reference(camera, "white", reference_frames)
+        signal = signal_range(dark, white)
         reflectance = np.empty(camera.sensor.cube_shape, dtype=np.float32)
         saturated, pictures, started = 0, [], time.perf_counter()
         for i in range(frames):
             frame = camera.read()
             cube = _as_cube(frame, camera)
-            reflectance_from_raw(cube, dark, white, out=reflectance)
+            reflectance_from_raw(cube, dark, white, out=reflectance, signal=signal)
             saturated += int(np.count_nonzero((cube >= camera.sensor.saturation_counts).any(axis=2)))
             if i % picture_every == 0:
                 rgb = pseudo_rgb(reflectance, frame.wavelengths_nm)

@@ -61,3 +61,17 @@ def test_cube_from_mosaic_inverts_the_camera_model_mosaic():
         np.testing.assert_array_equal(cube_from_mosaic(mosaic_from_cube(cube, sensor), sensor), cube)
     with pytest.raises(InvalidCubeError, match="1088x2048"):
         cube_from_mosaic(np.zeros((10, 10), np.uint16), get_sensor("mosaic-5x5-nir"))
+
+
+def test_precomputed_signal_gives_the_same_reflectance_and_is_floored():
+    from calibration.reflectance import MIN_SIGNAL_COUNTS, signal_range
+
+    rng = np.random.default_rng(1)
+    raw = rng.integers(0, 1024, (3, 4, 5)).astype(np.uint16)
+    dark = np.full((3, 4, 5), 50.0, np.float32)
+    white = rng.uniform(40, 900, (3, 4, 5)).astype(np.float32)  # some white below dark: dead band
+    signal = signal_range(dark, white)
+    assert signal.min() >= MIN_SIGNAL_COUNTS
+    np.testing.assert_array_equal(
+        reflectance_from_raw(raw, dark, white, signal=signal), reflectance_from_raw(raw, dark, white)
+    )
