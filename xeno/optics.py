@@ -60,7 +60,7 @@ def _gaussian_bands(wavelengths_nm: np.ndarray, bands: tuple[tuple[float, float,
 @cache
 def chromophores() -> Chromophores:
     """The committed chromophore table (xeno/data/chromophores.npz) plus ICG and bilirubin."""
-    with resources.files("xeno.data").joinpath("chromophores.npz").open("rb") as f:
+    with resources.files("xeno").joinpath("data", "chromophores.npz").open("rb") as f:
         table = np.load(f)
         wl = table["wavelengths_nm"].astype(np.float64)
         arrays = {k: table[k].astype(np.float64) for k in ("hbo2", "hb", "water", "fat", "melanin")}
