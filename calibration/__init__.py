@@ -4,19 +4,23 @@ Importing this package must stay cheap and must never import torch, onnx or nncf
 """
 
 from calibration.errors import (
+    CalibrationError,
     CameraError,
     CameraExhaustedError,
     FileFormatError,
     InvalidCubeError,
+    ReferenceValidationError,
     UnknownNameError,
     XenoedgeError,
 )
 
 __all__ = [
+    "CalibrationError",
     "CameraError",
     "CameraExhaustedError",
     "FileFormatError",
     "InvalidCubeError",
+    "ReferenceValidationError",
     "UnknownNameError",
     "XenoedgeError",
 ]

@@ -49,3 +49,15 @@ class CameraError(XenoedgeError):
 
 class CameraExhaustedError(CameraError):
     """A camera that has no more frames (a replay folder played to its end)."""
+
+
+class CalibrationError(XenoedgeError):
+    """References or frames that cannot be calibrated: mismatched, invalid, stale, corrupt."""
+
+
+class ReferenceValidationError(CalibrationError):
+    """A reference capture that failed validation; ``report`` says which checks failed."""
+
+    def __init__(self, message: str, report: object):
+        self.report = report
+        super().__init__(message)
