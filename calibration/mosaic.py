@@ -1,7 +1,9 @@
 """Snapshot-mosaic frames to cubes, following the sensor profile's pattern and band order.
 
-This is the plain super-pixel rearrangement: each p×p block of the raw frame becomes one
-cube pixel with C = p² bands (no interpolation, no crosstalk correction yet).
+Each p×p block of the raw frame becomes one cube pixel with C = p² bands (super-pixel
+demosaicing: no spatial interpolation, so the cube is p times smaller than the frame and
+every band of a cube pixel comes from one block). Band crosstalk, where a filter also passes
+light of its neighbours' bands, is undone by an optional correction matrix.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from calibration.errors import InvalidCubeError
 from calibration.sensors import SensorProfile
 
 
-def cube_from_mosaic(frame: np.ndarray, sensor: SensorProfile) -> np.ndarray:
+def cube_from_mosaic(
+    frame: np.ndarray, sensor: SensorProfile, out: np.ndarray | None = None
+) -> np.ndarray:
     """(h, w, C) cube, same dtype, from an (H, W) mosaic frame of ``sensor``.
 
     h = H // p and w = W // p (only whole super-pixels count); band ``pattern[r][c]`` of cube
-    pixel (i, j) is the frame pixel (i·p + r, j·p + c).
+    pixel (i, j) is the frame pixel (i·p + r, j·p + c). ``out`` is an optional preallocated
+    (h, w, C) buffer of the frame's dtype.
     """
     if not sensor.mosaic:
         raise InvalidCubeError(f"sensor {sensor.name!r} has no mosaic pattern")
@@ -24,9 +29,23 @@ def cube_from_mosaic(frame: np.ndarray, sensor: SensorProfile) -> np.ndarray:
         raise InvalidCubeError(
             f"mosaic frame must be {sensor.height}x{sensor.width} for {sensor.name}, got shape {frame.shape}"
         )
-    p = sensor.pattern_size
     h, w, c = sensor.cube_shape
-    blocks = frame[: h * p, : w * p].reshape(h, p, w, p).transpose(0, 2, 1, 3).reshape(h, w, p * p)
-    cube = np.empty((h, w, c), dtype=frame.dtype)
-    cube[:, :, sensor.mosaic_array().ravel()] = blocks
-    return cube
+    if out is None:
+        out = np.empty((h, w, c), dtype=frame.dtype)
+    p = sensor.pattern_size
+    for r, row in enumerate(sensor.mosaic):
+        for col, band in enumerate(row):
+            out[:, :, band] = frame[r : h * p : p, col : w * p : p]
+    return out
+
+
+def correct_crosstalk(cube: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(h, w, C) float32 ``matrix @ spectrum`` per pixel: undo band crosstalk of a mosaic sensor.
+
+    ``matrix`` (C, C) is the inverse of the measured mixing (measured = mixing @ true); apply
+    it to dark-subtracted signals, never to raw counts with the dark level still in them.
+    """
+    c = cube.shape[-1]
+    if matrix.shape != (c, c):
+        raise InvalidCubeError(f"crosstalk matrix must be ({c}, {c}), got {matrix.shape}")
+    return (cube.reshape(-1, c).astype(np.float32, copy=False) @ matrix.T.astype(np.float32)).reshape(cube.shape)

@@ -103,6 +103,14 @@ class SimulatedCamera(Camera):
         self._sigma = self._cm.noise_sigma(self._model, self._mean)
         self._scene_number = scene_number
 
+    def ground_truth(self) -> tuple[np.ndarray, np.ndarray]:
+        """The scene behind the last frame: (h, w, C) float32 apparent reflectance and the
+        (h, w, C) float32 noise sigma in counts the camera model applied (for tests and
+        benchmarks that check calibration against the truth)."""
+        if self._scene_number < 0:
+            raise CameraError(f"camera {self.camera_id}: no frame read yet")
+        return self._scene.reflectance, self._sigma
+
     def _pace(self) -> None:
         if self.fps is None:
             return
