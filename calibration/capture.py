@@ -1,0 +1,283 @@
+"""Capture dark and white references by averaging frames from a camera.
+
+``capture_reference(camera, "dark", 32)`` reads 32 frames with the shutter closed (or the
+lens capped) and returns their per-pixel mean together with what validation needs: the
+temporal noise per pixel, each frame's mean level (stability) and the worst frame's
+saturated fraction. ``camera`` is anything with the camera interface of ``devices``
+(``read()``, ``read_reference(kind)``, ``sensor``, ``camera_id``, ``exposure_ms``); this
+module does not import ``devices``.
+
+Cameras that cannot capture a reference themselves raise ``CameraError`` from
+``read_reference``; then the capture reads ordinary frames (``read()``), trusting that the
+user capped the lens or pointed the camera at the white tile, and records
+``fallback=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import numpy as np
+
+from calibration.errors import CalibrationError, CameraError, InvalidCubeError
+from calibration.mosaic import cube_from_mosaic
+from calibration.references import ReferenceMeta
+from calibration.sensors import SensorProfile
+
+ReferenceKind = Literal["dark", "white"]
+#: ``progress(frames_done, frames_total)``, called after every frame.
+ProgressCallback = Callable[[int, int], None]
+
+
+def utc_now() -> datetime:
+    """The default clock of captures: timezone-aware UTC now."""
+    return datetime.now(timezone.utc)
+
+
+def iso_utc(t: datetime) -> str:
+    """``t`` as ISO 8601 UTC with a ``Z`` suffix, whole seconds ("2026-11-25T19:30:00Z").
+
+    A naive datetime is taken to be UTC already.
+    """
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_iso_utc(text: str) -> datetime:
+    """Inverse of ``iso_utc``: an aware UTC datetime (accepts "Z" and "+00:00" forms)."""
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+@dataclass
+class ReferenceCapture:
+    """The result of averaging ``n_frames`` reference frames.
+
+    ``mean`` and ``temporal_noise`` are float32 counts of shape (h, w, C) (the sensor's
+    cube shape; (1, w, C) for a push-broom reference averaged over its lines).
+    ``temporal_noise`` is the per-pixel standard deviation over frames (ddof=1; zeros
+    when ``n_frames == 1``). ``frame_means`` is (n_frames,) float64: each frame's mean
+    count over all pixels and bands. ``saturated_fraction`` is the largest, over frames,
+    fraction of pixels with any band at or above the sensor's saturation count.
+    """
+
+    kind: ReferenceKind
+    mean: np.ndarray
+    temporal_noise: np.ndarray
+    frame_means: np.ndarray
+    saturated_fraction: float
+    n_frames: int
+    camera_id: str
+    sensor: str
+    exposure_ms: float
+    captured_at: str
+    fallback: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """Plain-number figures for metadata and reports (levels and noise in counts)."""
+        return {
+            "mean_level_counts": float(np.median(self.frame_means)),
+            "median_temporal_noise_counts": float(np.median(self.temporal_noise)),
+            "frame_mean_spread_counts": float(np.ptp(self.frame_means)),
+            "saturated_fraction": float(self.saturated_fraction),
+            "fallback": bool(self.fallback),
+        }
+
+    def to_meta(self, source: str = "camera", stats: dict | None = None) -> ReferenceMeta:
+        """The ``ReferenceMeta`` to store with this reference; ``stats`` adds to ``summary()``."""
+        return ReferenceMeta(
+            captured_at=self.captured_at,
+            exposure_ms=float(self.exposure_ms),
+            frames=int(self.n_frames),
+            source=source,
+            stats={**self.summary(), **(stats or {})},
+        )
+
+
+class FrameAccumulator:
+    """Running float64 sums of frames of one shape: mean, temporal noise, per-frame figures.
+
+    ``add(cube, what)`` takes an (h, w, C) array of counts; ``what`` names the frame in
+    errors. The per-frame path reuses one float64 scratch buffer.
+    """
+
+    def __init__(self, shape: tuple[int, ...], saturation_counts: float):
+        self.shape = tuple(shape)
+        self.saturation_counts = saturation_counts
+        self._sum = np.zeros(self.shape, dtype=np.float64)
+        self._sum_sq = np.zeros(self.shape, dtype=np.float64)
+        self._scratch = np.empty(self.shape, dtype=np.float64)
+        self.frame_means: list[float] = []
+        self.saturated_fractions: list[float] = []
+
+    @property
+    def n(self) -> int:
+        return len(self.frame_means)
+
+    def add(self, cube: np.ndarray, what: str) -> None:
+        if cube.shape != self.shape:
+            raise CalibrationError(f"{what}: shape {cube.shape} differs from the expected {self.shape}")
+        np.copyto(self._scratch, cube, casting="unsafe")
+        self.frame_means.append(float(self._scratch.mean()))
+        saturated = (cube >= self.saturation_counts).any(axis=-1)
+        self.saturated_fractions.append(float(saturated.mean()))
+        self._sum += self._scratch
+        np.multiply(self._scratch, self._scratch, out=self._scratch)
+        self._sum_sq += self._scratch
+
+    def result(
+        self,
+        kind: ReferenceKind,
+        *,
+        camera_id: str,
+        sensor: str,
+        exposure_ms: float,
+        captured_at: str,
+        fallback: bool = False,
+    ) -> ReferenceCapture:
+        """The ``ReferenceCapture`` of all frames added."""
+        n = self.n
+        if n < 1:
+            raise CalibrationError(f"{kind} capture: no frames")
+        mean = self._sum / n
+        if n > 1:
+            var = self._sum_sq / n - mean * mean
+            np.maximum(var, 0.0, out=var)  # rounding can make a constant pixel's variance -1e-12
+            var *= n / (n - 1)
+            noise = np.sqrt(var)
+        else:
+            noise = np.zeros_like(mean)
+        return ReferenceCapture(
+            kind=kind,
+            mean=mean.astype(np.float32),
+            temporal_noise=noise.astype(np.float32),
+            frame_means=np.asarray(self.frame_means, dtype=np.float64),
+            saturated_fraction=max(self.saturated_fractions),
+            n_frames=n,
+            camera_id=camera_id,
+            sensor=sensor,
+            exposure_ms=float(exposure_ms),
+            captured_at=captured_at,
+            fallback=fallback,
+        )
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in ("dark", "white"):
+        raise CalibrationError(f"reference kind must be 'dark' or 'white', not {kind!r}")
+
+
+def _frame_cube(frame: Any, sensor: SensorProfile, what: str) -> np.ndarray:
+    """(h, w, C) counts of one camera frame; CalibrationError naming ``what`` otherwise."""
+    kind = getattr(frame, "kind", "raw")
+    data = np.asarray(frame.data)
+    if kind == "reflectance":
+        raise CalibrationError(f"{what}: a reference needs raw counts, but the camera delivered reflectance")
+    if kind == "mosaic_raw":
+        try:
+            return cube_from_mosaic(data, sensor)
+        except InvalidCubeError as e:
+            raise CalibrationError(f"{what}: {e}") from None
+    if data.shape != sensor.cube_shape:
+        raise CalibrationError(f"{what}: shape {data.shape} differs from the {sensor.name} cube {sensor.cube_shape}")
+    return data
+
+
+def capture_reference(
+    camera: Any,
+    kind: ReferenceKind,
+    n_frames: int,
+    *,
+    progress: ProgressCallback | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> ReferenceCapture:
+    """Average ``n_frames`` dark or white frames from an open ``camera``.
+
+    Uses ``camera.read_reference(kind)``; when that raises ``CameraError`` on the first
+    frame (the camera cannot capture references itself) every frame comes from
+    ``camera.read()`` and the result has ``fallback=True``. Mosaic frames become cubes
+    through the sensor's pattern. ``captured_at`` is ``clock()`` when the capture starts.
+
+    Raises ``CalibrationError`` for ``n_frames < 1``, a reflectance frame, a frame whose
+    shape is not the sensor's (naming the frame index), or frames at different exposures;
+    other camera errors after the first frame propagate unchanged.
+    """
+    _check_kind(kind)
+    if n_frames < 1:
+        raise CalibrationError(f"{kind} capture needs at least 1 frame, got n_frames={n_frames}")
+    sensor: SensorProfile = camera.sensor
+    captured_at = iso_utc(clock())
+    acc = FrameAccumulator(sensor.cube_shape, sensor.saturation_counts)
+    fallback = False
+    exposure_ms: float | None = None
+    for i in range(n_frames):
+        if fallback:
+            frame = camera.read()
+        else:
+            try:
+                frame = camera.read_reference(kind)
+            except CameraError:
+                if i > 0:
+                    raise
+                fallback = True
+                frame = camera.read()
+        what = f"{kind} reference frame {i} (camera frame {getattr(frame, 'index', i)})"
+        frame_exposure = float(getattr(frame, "exposure_ms", camera.exposure_ms))
+        if exposure_ms is None:
+            exposure_ms = frame_exposure
+        elif not np.isclose(frame_exposure, exposure_ms, rtol=1e-3):
+            raise CalibrationError(
+                f"{what}: exposure {frame_exposure} ms differs from the first frame's {exposure_ms} ms"
+            )
+        acc.add(_frame_cube(frame, sensor, what), what)
+        if progress is not None:
+            progress(i + 1, n_frames)
+    return acc.result(
+        kind,
+        camera_id=str(camera.camera_id),
+        sensor=sensor.name,
+        exposure_ms=float(exposure_ms),  # type: ignore[arg-type]
+        captured_at=captured_at,
+        fallback=fallback,
+    )
+
+
+def capture_from_lines(
+    kind: ReferenceKind,
+    stack: np.ndarray,
+    *,
+    camera_id: str,
+    sensor: str,
+    exposure_ms: float,
+    captured_at: str,
+    saturation_counts: float,
+) -> ReferenceCapture:
+    """A ``ReferenceCapture`` of shape (1, W, C) from a push-broom reference stack (n, W, C).
+
+    A push-broom camera's DARKREF/WHITEREF holds ``n`` successive readings of the same
+    detector line, so its lines are frames in time: the mean and temporal noise are over
+    them.
+    """
+    _check_kind(kind)
+    stack = np.asarray(stack)
+    if stack.ndim != 3 or stack.shape[0] < 1:
+        raise CalibrationError(f"{kind} reference must be (lines, W, C) with lines >= 1, got {stack.shape}")
+    acc = FrameAccumulator((1, *stack.shape[1:]), saturation_counts)
+    for i in range(stack.shape[0]):
+        acc.add(stack[i : i + 1], f"{kind} reference line {i}")
+    return acc.result(kind, camera_id=camera_id, sensor=sensor, exposure_ms=exposure_ms, captured_at=captured_at)
+
+
+def dark_line_band(dark: np.ndarray) -> np.ndarray:
+    """(h, 1, C) float32 per-line-per-band dark: the median over columns of an (h, w, C) dark.
+
+    This is the form Tivita's DarkPattern stores; the median ignores hot pixels.
+    """
+    dark = np.asarray(dark)
+    if dark.ndim != 3:
+        raise CalibrationError(f"dark must be (h, w, C), got shape {dark.shape}")
+    return np.median(dark, axis=1, keepdims=True).astype(np.float32)
