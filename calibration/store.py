@@ -89,8 +89,20 @@ def _reference_arrays(refs: References) -> dict[str, np.ndarray]:
             a = np.asarray(a)
             if a.ndim != 3:
                 raise CalibrationError(f"{kind} reference must be 3-D (h|1, w|1, C), got shape {a.shape}")
-            arrays[kind] = np.ascontiguousarray(a, dtype=np.float32)
+            a = np.ascontiguousarray(a, dtype=np.float32)
+            _check_values(kind, a, "cannot store references")
+            arrays[kind] = a
     return arrays
+
+
+def _check_values(kind: str, a: np.ndarray, where: str) -> None:
+    """CalibrationError when ``a`` has NaN/inf or negative counts."""
+    n_bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+    if n_bad:
+        raise CalibrationError(f"{where}: {kind} reference has {n_bad} NaN/inf values")
+    n_neg = int(np.count_nonzero(a < 0))
+    if n_neg:
+        raise CalibrationError(f"{where}: {kind} reference has {n_neg} negative values (min {a.min():g})")
 
 
 def save_references(path: str | os.PathLike, refs: References) -> Path:
@@ -201,12 +213,7 @@ def load_references(
         info = per_kind[kind]
         if a.dtype.str != info.get("dtype") or list(a.shape) != info.get("shape") or a.ndim != 3:
             raise FileFormatError(path, f"{kind} array {a.dtype} {a.shape} differs from its metadata")
-        n_nan = int(a.size - np.count_nonzero(np.isfinite(a)))
-        if n_nan:
-            raise CalibrationError(f"{path}: {kind} reference has {n_nan} NaN/inf values")
-        n_neg = int(np.count_nonzero(a < 0))
-        if n_neg:
-            raise CalibrationError(f"{path}: {kind} reference has {n_neg} negative values (min {a.min():g})")
+        _check_values(kind, a, str(path))
     refs = References(
         camera_id=str(meta.get("camera_id")),
         sensor=str(meta.get("sensor")),
