@@ -61,9 +61,7 @@ def bench_camera(sensor_name: str, n: int, exact_noise: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--scenes", type=int, default=8)
     parser.add_argument("--json", type=str, default=None)

@@ -14,9 +14,7 @@ from calibration.errors import InvalidCubeError
 from calibration.sensors import SensorProfile
 
 
-def cube_from_mosaic(
-    frame: np.ndarray, sensor: SensorProfile, out: np.ndarray | None = None
-) -> np.ndarray:
+def cube_from_mosaic(frame: np.ndarray, sensor: SensorProfile, out: np.ndarray | None = None) -> np.ndarray:
     """(h, w, C) cube, same dtype, from an (H, W) mosaic frame of ``sensor``.
 
     h = H // p and w = W // p (only whole super-pixels count); band ``pattern[r][c]`` of cube

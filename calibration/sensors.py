@@ -169,3 +169,30 @@ def get_sensor(name: str) -> SensorProfile:
         return SENSORS[name]
     except KeyError:
         raise UnknownNameError("sensor profile", name, sorted(SENSORS)) from None
+
+
+def custom_sensor(
+    name: str, wavelengths_nm: np.ndarray, height: int, width: int, bit_depth: int, fwhm_nm: np.ndarray | None = None
+) -> SensorProfile:
+    """A profile for a camera that is not in the table (e.g. a Specim capture folder).
+
+    FWHM defaults to the band spacing; the saturation threshold is the same fraction of the
+    full scale as for the 10-bit sensors (1000 of 1023); noise figures are unknown (0).
+    """
+    wl = np.asarray(wavelengths_nm, dtype=np.float64).ravel()
+    fwhm = np.gradient(wl) if fwhm_nm is None and wl.size > 1 else np.ones_like(wl) if fwhm_nm is None else fwhm_nm
+    max_counts = (1 << bit_depth) - 1
+    return SensorProfile(
+        name=name,
+        description=f"custom sensor {name}: {height}x{width}, {wl.size} bands, {bit_depth} bit",
+        height=height,
+        width=width,
+        wavelengths_nm=tuple(round(float(v), 3) for v in wl),
+        fwhm_nm=tuple(round(float(v), 3) for v in np.asarray(fwhm).ravel()),
+        bit_depth=bit_depth,
+        saturation_counts=round(max_counts * 1000 / 1023),
+        dark_level_counts=0.0,
+        read_noise_counts=0.0,
+        white_level_counts=0.0,
+        gain_counts_per_electron=0.0,
+    )

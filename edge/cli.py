@@ -11,29 +11,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from calibration.errors import XenoedgeError
+from edge import calibrate_cli
+from edge.cli_common import console, progress_bar, split_csv
 
-app = typer.Typer(
-    help="xenoedge: cross-species spectral segmentation from training to the edge.", no_args_is_help=True
-)
-console = Console(stderr=True)
-
-
-def _split(csv: str | None) -> tuple[str, ...] | None:
-    return tuple(s.strip() for s in csv.split(",") if s.strip()) if csv else None
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+app = typer.Typer(help="xenoedge: cross-species spectral segmentation from training to the edge.", no_args_is_help=True)
+app.add_typer(calibrate_cli.app, name="calibrate")
 
 
 @app.command()
@@ -44,9 +29,7 @@ def simulate(
         None,
         help="Comma-separated species (surgical: human,pig,rat; crop: wheat,maize,tomato). Default: all.",
     ),
-    states: str = typer.Option(
-        None, help="Comma-separated states regions may take. Default: all of the domain."
-    ),
+    states: str = typer.Option(None, help="Comma-separated states regions may take. Default: all of the domain."),
     subjects: int = typer.Option(2, min=1, help="Subjects (animals, patients, plants) per species."),
     images: int = typer.Option(2, min=1, help="Images per subject."),
     sensor: str = typer.Option("tivita", help="Sensor profile (see `xenoedge sensors`)."),
@@ -66,13 +49,11 @@ def simulate(
         try:
             height, width = (int(v) for v in size.lower().split("x"))
         except ValueError:
-            raise typer.BadParameter(
-                f"size must look like 120x160, got {size!r}", param_hint="--size"
-            ) from None
+            raise typer.BadParameter(f"size must look like 120x160, got {size!r}", param_hint="--size") from None
     spec = DatasetSpec(
         domain=domain,
-        species=_split(species) or get_domain(domain).species,
-        states=_split(states),
+        species=split_csv(species) or get_domain(domain).species,
+        states=split_csv(states),
         subjects_per_species=subjects,
         images_per_subject=images,
         sensor=sensor,
@@ -82,7 +63,7 @@ def simulate(
         cube_format=cube_format,
         seed=seed,
     )
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("simulating", total=len(spec.species) * subjects * images)
         index = write_dataset(out, spec, lambda done, total: progress.update(task, completed=done))
     console.print(
@@ -94,9 +75,7 @@ def simulate(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(
-        Path("demo-output/live"), "--out", "-o", help="Folder for pictures and summary."
-    ),
+    out: Path = typer.Option(Path("demo-output/live"), "--out", "-o", help="Folder for pictures and summary."),
     sensor: str = typer.Option("tivita", help="Sensor profile of the simulated camera."),
     domain: str = typer.Option("surgical", help="surgical or crop scenes."),
     species: str = typer.Option(None, help="Comma-separated species to rotate through. Default: all."),
@@ -115,11 +94,11 @@ def demo(
     camera = SimulatedCamera(
         get_sensor(sensor),
         domain=domain,
-        species=_split(species) or scene_domain.species,
+        species=split_csv(species) or scene_domain.species,
         seed=seed,
         frames_per_scene=frames_per_scene,
     )
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"{camera.camera_id}", total=frames)
         summary = run_camera_demo(
             camera,
