@@ -170,12 +170,6 @@ def _meta_from_json(d: dict) -> ReferenceMeta:
     )
 
 
-def _problem(message: str, strict: bool) -> None:
-    if strict:
-        raise CalibrationError(message)
-    warnings.warn(message, ReferenceWarning, stacklevel=3)
-
-
 def load_references(
     path: str | os.PathLike,
     *,
@@ -259,6 +253,7 @@ def _check_age_and_exposure(
     now: datetime | None,
 ) -> None:
     now_utc = utc_now() if now is None else parse_iso_utc(now.isoformat())
+    problems: list[str] = []
     for kind in KINDS:
         m: ReferenceMeta | None = getattr(refs, f"{kind}_meta")
         if m is None:
@@ -267,21 +262,23 @@ def _check_age_and_exposure(
             try:
                 age_s = (now_utc - parse_iso_utc(m.captured_at)).total_seconds()
             except ValueError:
-                _problem(f"{path}: {kind} reference has no valid capture time ({m.captured_at!r})", strict)
+                problems.append(f"{kind} reference has no valid capture time ({m.captured_at!r})")
             else:
                 if age_s > max_age_s:
-                    _problem(
-                        f"{path}: {kind} reference is {_age_text(age_s)} old "
-                        f"(captured {m.captured_at}; limit {_age_text(max_age_s)}); recapture it",
-                        strict,
+                    problems.append(
+                        f"{kind} reference is {_age_text(age_s)} old "
+                        f"(captured {m.captured_at}; limit {_age_text(max_age_s)})"
                     )
         if exposure_ms is not None and math.isfinite(m.exposure_ms):
             if abs(m.exposure_ms - exposure_ms) > EXPOSURE_RTOL * abs(exposure_ms):
-                _problem(
-                    f"{path}: {kind} reference was captured at {m.exposure_ms:g} ms, "
-                    f"the camera runs at {exposure_ms:g} ms",
-                    strict,
+                problems.append(
+                    f"{kind} reference was captured at {m.exposure_ms:g} ms, the camera runs at {exposure_ms:g} ms"
                 )
+    if problems:
+        message = f"{path}: " + "; ".join(problems) + "; recapture the references"
+        if strict:
+            raise CalibrationError(message)
+        warnings.warn(message, ReferenceWarning, stacklevel=3)  # points at load_references' caller
 
 
 def _age_text(seconds: float) -> str:
