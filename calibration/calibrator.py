@@ -130,6 +130,8 @@ class FrameCalibrator:
             raise CalibrationError(f"{frame}: raw shape {raw.shape} does not match {self.sensor.name} {expected}")
         if not np.issubdtype(raw.dtype, np.integer):
             raise CalibrationError(f"{frame}: expected integer raw counts, got {raw.dtype} (already reflectance?)")
+        if raw.dtype.kind == "i" and raw.min() < 0:
+            raise CalibrationError(f"{frame}: negative raw counts (min {raw.min()})")
         if self._cube is not None:
             cube_from_mosaic(raw, self.sensor, out=self._cube)
             return self._cube

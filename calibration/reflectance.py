@@ -52,3 +52,23 @@ def reflectance_from_raw(
     np.divide(out, signal, out=out)
     np.clip(out, 0.0, MAX_REFLECTANCE, out=out)
     return out
+
+
+# Real reflectance cubes hold small negative values where dark noise exceeds a weak signal;
+# anything further below zero means a broken calibration, not noise.
+NEGATIVE_TOLERANCE = 0.05
+
+
+def check_reflectance(cube: np.ndarray, what: str) -> None:
+    """Raise ``InvalidCubeError`` naming ``what`` when a reflectance cube holds NaN/inf or
+    values below −``NEGATIVE_TOLERANCE``."""
+    n_bad = int(cube.size - np.count_nonzero(np.isfinite(cube)))
+    if n_bad:
+        raise InvalidCubeError(f"{what}: {n_bad} NaN/inf reflectance values")
+    low = float(cube.min()) if cube.size else 0.0
+    if low < -NEGATIVE_TOLERANCE:
+        n_neg = int(np.count_nonzero(cube < -NEGATIVE_TOLERANCE))
+        raise InvalidCubeError(
+            f"{what}: {n_neg} reflectance values below -{NEGATIVE_TOLERANCE} (min {low:.3g}); "
+            "the cube was calibrated with wrong references"
+        )

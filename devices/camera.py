@@ -108,9 +108,7 @@ class Camera:
         """One dark or white reference frame, where the driver can capture it itself."""
         self._require_open()
         if kind not in ("dark", "white"):
-            raise CameraError(
-                f"camera {self.camera_id}: reference kind must be 'dark' or 'white', not {kind!r}"
-            )
+            raise CameraError(f"camera {self.camera_id}: reference kind must be 'dark' or 'white', not {kind!r}")
         data, frame_kind, extras = self._read_reference(kind)
         frame = self._stamp(data, frame_kind, extras)
         frame.meta["reference"] = kind

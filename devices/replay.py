@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.errors import CameraError, CameraExhaustedError, FileFormatError
+from calibration.errors import CameraError, CameraExhaustedError, FileFormatError, InvalidCubeError
+from calibration.reflectance import check_reflectance
 from calibration.sensors import SensorProfile
 from devices.camera import Camera, FrameKind, ReferenceKind
 from devices.formats import CubeFormat, find_format, read_label_png, supported_suffixes
@@ -100,8 +101,7 @@ class ReplayCamera(Camera):
         files = discover(self.folder)
         if not files:
             raise CameraError(
-                f"camera {self.camera_id}: replay folder {self.folder} holds no supported file; "
-                f"supported: {kinds}"
+                f"camera {self.camera_id}: replay folder {self.folder} holds no supported file; supported: {kinds}"
             )
         self._files, self._position, self._passes, self._last = files, 0, 0, None
 
@@ -157,9 +157,7 @@ class ReplayCamera(Camera):
             raise CameraError(f"camera {self.camera_id}: {e}") from e
         return data, self._checked_wavelengths(path, data, wavelengths)
 
-    def _checked_wavelengths(
-        self, path: Path, data: np.ndarray, wavelengths: np.ndarray | None
-    ) -> np.ndarray:
+    def _checked_wavelengths(self, path: Path, data: np.ndarray, wavelengths: np.ndarray | None) -> np.ndarray:
         """The file's band centres (the sensor's if it stores none), after the band checks."""
         n_bands = data.shape[2]
         if n_bands != self.sensor.n_bands:
@@ -181,6 +179,10 @@ class ReplayCamera(Camera):
     def _as_frame_data(self, path: Path, data: np.ndarray) -> tuple[np.ndarray, FrameKind]:
         """Float -> float32 reflectance; integer -> uint16 raw counts (range checked)."""
         if data.dtype.kind == "f":
+            try:
+                check_reflectance(data, str(path))
+            except InvalidCubeError as e:
+                raise CameraError(f"camera {self.camera_id}: {e}") from e
             return data.astype(np.float32, copy=False), "reflectance"
         if data.dtype != np.uint16 and data.size and (data.min() < 0 or data.max() > _UINT16_MAX):
             raise CameraError(

@@ -91,13 +91,9 @@ class SimulatedCamera(Camera):
             pathological_probability=self.pathological_probability,
         )
         try:
-            scene = simulate_scene(
-                config, self.scene_seed(scene_number), self.sensor.wavelengths(), self.sensor.fwhm()
-            )
+            scene = simulate_scene(config, self.scene_seed(scene_number), self.sensor.wavelengths(), self.sensor.fwhm())
         except XenoedgeError as exc:
-            raise CameraError(
-                f"camera {self.camera_id}: cannot simulate scene {scene_number}: {exc}"
-            ) from exc
+            raise CameraError(f"camera {self.camera_id}: cannot simulate scene {scene_number}: {exc}") from exc
         self._scene = scene
         self._mean = self._cm.expected_counts(self._model, scene.reflectance, self.exposure_ms)
         self._sigma = self._cm.noise_sigma(self._model, self._mean)
@@ -128,9 +124,7 @@ class SimulatedCamera(Camera):
         if scene_number != self._scene_number:
             self._load_scene(scene_number)
         self._pace()
-        raw = self._cm.sample_raw(
-            self._model, self._mean, self._sigma, self._noise_rng, self._scratch, self._pool
-        )
+        raw = self._cm.sample_raw(self._model, self._mean, self._sigma, self._noise_rng, self._scratch, self._pool)
         extras = {
             "labels": self._scene.labels,  # (h, w) at cube resolution, also for mosaic sensors
             "states": self._scene.states,

@@ -158,9 +158,7 @@ def _read_envi(hdr: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return cube, wavelengths
 
 
-def read_envi(
-    hdr: str | os.PathLike, *, require_wavelengths: bool = True
-) -> tuple[np.ndarray, np.ndarray | None]:
+def read_envi(hdr: str | os.PathLike, *, require_wavelengths: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``NAME.hdr`` + its data file: ((H, W, C) cube in the stored dtype, (C,) float32 nm).
 
     Raises ``FileFormatError`` naming the file for a missing data file, a header/data size
@@ -272,9 +270,7 @@ def _capture_name(root: Path) -> str:
     )
     if len(names) != 1:
         found = ", ".join(names) or "none"
-        raise FileFormatError(
-            capture, f"expected exactly one scene header (not DARKREF_/WHITEREF_), found {found}"
-        )
+        raise FileFormatError(capture, f"expected exactly one scene header (not DARKREF_/WHITEREF_), found {found}")
     return names[0]
 
 
@@ -303,9 +299,7 @@ def read_specim_capture(root: str | os.PathLike, *, name: str | None = None) -> 
                 f"{cube.shape[1]} x {cube.shape[2]}",
             )
         if ref_wl is not None and not np.allclose(ref_wl, wavelengths, atol=1e-3):
-            raise FileFormatError(
-                paths[key], f"reference wavelengths differ from those of {paths['cube'].name}"
-            )
+            raise FileFormatError(paths[key], f"reference wavelengths differ from those of {paths['cube'].name}")
         refs[key] = ref
     return SpecimCapture(cube, refs["dark"], refs["white"], wavelengths, name, paths)
 

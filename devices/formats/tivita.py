@@ -53,9 +53,7 @@ def _read_stored_array(path: Path, ndim: int, value_dtype: np.dtype) -> np.ndarr
     except OSError as e:
         raise FileFormatError(path, f"cannot be read ({e.strerror or e})") from None
     if len(head) < header_bytes:
-        raise FileFormatError(
-            path, f"truncated: {size} bytes, fewer than the {header_bytes}-byte shape header"
-        )
+        raise FileFormatError(path, f"truncated: {size} bytes, fewer than the {header_bytes}-byte shape header")
     shape = tuple(int(v) for v in np.frombuffer(head, dtype=_SHAPE_DTYPE))
     if any(d <= 0 for d in shape):
         raise FileFormatError(path, f"header shape {shape} has a zero or negative dimension")
@@ -64,8 +62,7 @@ def _read_stored_array(path: Path, ndim: int, value_dtype: np.dtype) -> np.ndarr
     if payload % value_dtype.itemsize:
         raise FileFormatError(
             path,
-            f"truncated: {payload} bytes after the header is not a whole number of "
-            f"{value_dtype.itemsize}-byte values",
+            f"truncated: {payload} bytes after the header is not a whole number of {value_dtype.itemsize}-byte values",
         )
     n_found = payload // value_dtype.itemsize
     if n_found != n_expected:

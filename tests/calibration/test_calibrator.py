@@ -118,6 +118,10 @@ def test_refusals_name_what_is_wrong():
     )
     with pytest.raises(CalibrationError, match=r"frame 7: raw shape \(480, 640, 25\)"):
         calibrator.process(np.zeros((h, w, 25), np.uint16), frame="frame 7")
+    negative = np.zeros((h, w, c), np.int16)
+    negative[3, 3, 3] = -5
+    with pytest.raises(CalibrationError, match=r"frame 9: negative raw counts \(min -5\)"):
+        calibrator.process(negative, frame="frame 9")
     with pytest.raises(CalibrationError, match="already reflectance"):
         calibrator.process(np.zeros((h, w, c), np.float32), frame="frame 8")
     with pytest.raises(CalibrationError, match="crosstalk matrix must be"):

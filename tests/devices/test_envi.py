@@ -178,9 +178,7 @@ def test_specim_missing_companion(tmp_path, companion):
 
 def test_specim_reference_shape_mismatch(tmp_path):
     write_specim_capture(tmp_path, "s", _raw(), _raw(lines=2), _raw(lines=2), WL)
-    write_envi(
-        tmp_path / "capture" / "WHITEREF_s.hdr", np.zeros((2, W + 1, C), np.uint16), WL, data_suffix=".raw"
-    )
+    write_envi(tmp_path / "capture" / "WHITEREF_s.hdr", np.zeros((2, W + 1, C), np.uint16), WL, data_suffix=".raw")
     with pytest.raises(FileFormatError, match=r"WHITEREF_s\.hdr.*6 samples"):
         read_specim_capture(tmp_path)
 

@@ -68,9 +68,7 @@ def test_missing_corrupt_and_misnamed(tmp_path):
         read_label_png(tmp_path / "m.jpg")
 
 
-@pytest.mark.parametrize(
-    "bad", [np.zeros((3, 3), np.int32), np.zeros((3, 3, 1), np.uint8), np.zeros((0, 3), np.uint8)]
-)
+@pytest.mark.parametrize("bad", [np.zeros((3, 3), np.int32), np.zeros((3, 3, 1), np.uint8), np.zeros((0, 3), np.uint8)])
 def test_write_rejects_non_label_arrays(tmp_path, bad):
     with pytest.raises(InvalidCubeError, match=r"x\.png"):
         write_label_png(tmp_path / "x.png", bad)

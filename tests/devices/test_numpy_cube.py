@@ -92,9 +92,7 @@ def test_npz_wavelength_count(tmp_path):
 
 def test_npz_missing_key(tmp_path):
     np.savez(tmp_path / "k.npz", data=np.ones((2, 2, 5)))
-    with pytest.raises(
-        FileFormatError, match=r"k\.npz.*missing key\(s\) cube, wavelengths_nm; it holds: data"
-    ):
+    with pytest.raises(FileFormatError, match=r"k\.npz.*missing key\(s\) cube, wavelengths_nm; it holds: data"):
         read_npz(tmp_path / "k.npz")
 
 

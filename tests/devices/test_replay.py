@@ -94,9 +94,7 @@ def test_loop_wraps_around(folder):
 
 
 def test_empty_or_unsupported_folder(tmp_path):
-    with pytest.raises(
-        CameraError, match=re.escape(str(tmp_path)) + r".*_SpecCube\.dat.*\.hdr.*\.npy.*\.npz"
-    ):
+    with pytest.raises(CameraError, match=re.escape(str(tmp_path)) + r".*_SpecCube\.dat.*\.hdr.*\.npy.*\.npz"):
         ReplayCamera(TIVITA, tmp_path).open()
     (tmp_path / "readme.txt").write_text("hi")
     (tmp_path / ".hidden.npy").write_bytes(b"")
@@ -199,3 +197,20 @@ def test_reference_band_count_checked(tmp_path):
         pytest.raises(CameraError, match=r"DARKREF_s\.hdr has 3 bands"),
     ):
         cam.read_reference("dark")
+
+
+def test_reflectance_with_nan_or_strongly_negative_values_is_refused(tmp_path):
+    sensor = get_sensor("tivita")
+    cube = np.full((4, 5, 100), 0.3, np.float32)
+    cube[1, 1, 7] = np.nan
+    write_envi(tmp_path / "a_nan.hdr", cube, sensor.wavelengths())  # ENVI stores NaN as it is
+    cube[1, 1, 7] = -0.4
+    write_envi(tmp_path / "b_negative.hdr", cube, sensor.wavelengths())
+    cube[1, 1, 7] = -0.01  # small negative: dark noise over a weak signal, accepted
+    write_cube(tmp_path / "c_fine.npz", cube, sensor.wavelengths())
+    with ReplayCamera(sensor, tmp_path) as cam:
+        with pytest.raises(CameraError, match=r"a_nan\.hdr: 1 NaN/inf"):
+            cam.read()
+        with pytest.raises(CameraError, match=r"b_negative\.hdr: 1 reflectance values below"):
+            cam.read()
+        assert cam.read().data[1, 1, 7] == pytest.approx(-0.01)
