@@ -54,11 +54,7 @@ def make_camera_model(sensor: SensorProfile, height: int, width: int, seed: int)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     r2 = ((yy - height / 2) ** 2 + (xx - width / 2) ** 2) / (0.25 * (height**2 + width**2))
     vignetting = 1.0 - 0.3 * r2
-    white = (
-        sensor.white_level_counts
-        * lamp_times_qe(sensor.wavelengths_nm)[None, None, :]
-        * vignetting[..., None]
-    )
+    white = sensor.white_level_counts * lamp_times_qe(sensor.wavelengths_nm)[None, None, :] * vignetting[..., None]
     line_band = sensor.dark_level_counts + 1.5 * rng.standard_normal((height, 1, c), dtype=np.float32)
     dark = line_band + 0.4 * rng.standard_normal((height, width, c), dtype=np.float32)
     n_defects = max(1, int(DEFECT_FRACTION * height * width))

@@ -84,9 +84,7 @@ def _draw_instrument(region_map: np.ndarray, region_id: int, rng: np.random.Gene
     centre = np.array([w / 2, h / 2]) + rng.uniform(-0.25, 0.25, 2) * [w, h]
     direction = centre - np.array(start)
     direction /= np.linalg.norm(direction) + 1e-9
-    direction = direction * np.cos(0.3 * np.sin(angle)) + np.array(
-        [-direction[1], direction[0]]
-    ) * 0.3 * np.sin(angle)
+    direction = direction * np.cos(0.3 * np.sin(angle)) + np.array([-direction[1], direction[0]]) * 0.3 * np.sin(angle)
     length = rng.uniform(0.35, 0.7) * side
     end = np.array(start) + direction * length
     thickness = max(2, int(rng.uniform(0.025, 0.05) * side))
@@ -123,9 +121,7 @@ def surgical_layout(
         region_map[r < window_radius + 0.18] = len(regions) - 1
 
     # Organs: warped Voronoi cells, the target organ (first) somewhat larger.
-    seeds = np.column_stack(
-        [rng.uniform(0.1, 0.9, n_organs) * height, rng.uniform(0.1, 0.9, n_organs) * width]
-    )
+    seeds = np.column_stack([rng.uniform(0.1, 0.9, n_organs) * height, rng.uniform(0.1, 0.9, n_organs) * width])
     weights = rng.uniform(0.75, 1.25, n_organs)
     weights[0] *= 1.3
     cells = _warped_voronoi(height, width, seeds, weights, rng)
@@ -141,9 +137,7 @@ def surgical_layout(
     return Layout(region_map, regions)
 
 
-def _leaf_polygon(
-    centre: np.ndarray, length: float, width_ratio: float, angle: float, n: int = 40
-) -> np.ndarray:
+def _leaf_polygon(centre: np.ndarray, length: float, width_ratio: float, angle: float, n: int = 40) -> np.ndarray:
     """(2n, 1, 2) int32 outline of a pointed leaf blade, for cv2.fillPoly."""
     t = np.linspace(0.0, 1.0, n)
     half_width = 0.5 * width_ratio * length * np.sin(np.pi * t) ** 0.8

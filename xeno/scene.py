@@ -120,9 +120,7 @@ def _leaf_table(region: RegionSpec, subject: int, strength: float) -> tuple[np.n
 def _soil_table(moisture: float) -> tuple[np.ndarray, dict]:
     from xeno import leaves
 
-    spectra = [
-        leaves.soil_reflectance(GRID_NM, float(np.clip(moisture + 0.15 * t, 0, 1))) for t in _variant_latent()
-    ]
+    spectra = [leaves.soil_reflectance(GRID_NM, float(np.clip(moisture + 0.15 * t, 0, 1))) for t in _variant_latent()]
     return np.asarray(spectra, dtype=np.float64), {"moisture": moisture}
 
 
@@ -225,9 +223,7 @@ def simulate_scene(
     band_table = (np.concatenate(tables, axis=0) @ band_matrix).astype(np.float32)  # (R*K, C)
 
     variant = smooth_field(h, w, 0.15 * min(h, w), rng)
-    variant_index = np.clip(
-        np.rint((variant * 0.3 + 0.5) * (VARIANTS_PER_REGION - 1)), 0, VARIANTS_PER_REGION - 1
-    )
+    variant_index = np.clip(np.rint((variant * 0.3 + 0.5) * (VARIANTS_PER_REGION - 1)), 0, VARIANTS_PER_REGION - 1)
     table_index = layout.region_map * VARIANTS_PER_REGION + variant_index.astype(np.int32)
     reflectance = np.take(band_table, table_index, axis=0)  # (H, W, C)
 

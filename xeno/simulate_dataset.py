@@ -75,13 +75,9 @@ def write_dataset(out: Path, spec: DatasetSpec, progress: Callable[[int, int], N
     domain = get_domain(spec.domain)
     sensor = get_sensor(spec.sensor)
     if spec.cube_format not in CUBE_SUFFIXES:
-        raise XenoedgeError(
-            f"unknown cube format {spec.cube_format!r}; choose one of {', '.join(CUBE_SUFFIXES)}"
-        )
+        raise XenoedgeError(f"unknown cube format {spec.cube_format!r}; choose one of {', '.join(CUBE_SUFFIXES)}")
     if spec.cube_format == "tivita" and sensor.name != "tivita":
-        raise XenoedgeError(
-            f"the Tivita cube format holds only the tivita sensor's bands, not {sensor.name!r}"
-        )
+        raise XenoedgeError(f"the Tivita cube format holds only the tivita sensor's bands, not {sensor.name!r}")
     for species in spec.species:
         if species not in domain.species:
             raise UnknownNameError(f"{domain.name} species", species, domain.species)
@@ -180,9 +176,7 @@ def _collect_spectra(samples: dict, cube: np.ndarray, scene, label_names: list[s
     for region in scene.meta["regions"]:
         if region["label"] in ("background", "soil") or region["state"] not in states:
             continue
-        mask = (scene.labels == label_names.index(region["label"])) & (
-            scene.states == states.index(region["state"])
-        )
+        mask = (scene.labels == label_names.index(region["label"])) & (scene.states == states.index(region["state"]))
         ys, xs = np.nonzero(mask)
         if ys.size == 0:
             continue
@@ -190,9 +184,7 @@ def _collect_spectra(samples: dict, cube: np.ndarray, scene, label_names: list[s
         samples[(region["label"], scene.meta["species"], region["state"])].append(cube[ys[pick], xs[pick]])
 
 
-def plot_median_spectra(
-    path: Path, medians: dict, wavelengths_nm: np.ndarray, label_order: list[str]
-) -> None:
+def plot_median_spectra(path: Path, medians: dict, wavelengths_nm: np.ndarray, label_order: list[str]) -> None:
     """One panel per label: median reflectance, colour = species, line style = state."""
     try:
         import matplotlib

@@ -36,17 +36,13 @@ ORGANS: dict[str, TissueParams] = {
     "stomach": TissueParams(blood=0.05, sto2=0.75, water=0.75, fat=0.05, scatter_a=22.0, scatter_b=1.20),
     "small_bowel": TissueParams(blood=0.06, sto2=0.72, water=0.78, fat=0.03, scatter_a=20.0, scatter_b=1.20),
     "colon": TissueParams(blood=0.045, sto2=0.70, water=0.77, fat=0.05, scatter_a=21.0, scatter_b=1.25),
-    "liver": TissueParams(
-        blood=0.20, sto2=0.60, water=0.72, fat=0.04, scatter_a=16.0, scatter_b=1.10, bilirubin=2.0
-    ),
+    "liver": TissueParams(blood=0.20, sto2=0.60, water=0.72, fat=0.04, scatter_a=16.0, scatter_b=1.10, bilirubin=2.0),
     "pancreas": TissueParams(blood=0.025, sto2=0.75, water=0.72, fat=0.12, scatter_a=24.0, scatter_b=1.30),
     "kidney": TissueParams(blood=0.12, sto2=0.78, water=0.76, fat=0.03, scatter_a=18.0, scatter_b=1.20),
     "spleen": TissueParams(blood=0.22, sto2=0.65, water=0.78, fat=0.02, scatter_a=17.0, scatter_b=1.10),
     "omentum": TissueParams(blood=0.015, sto2=0.75, water=0.22, fat=0.70, scatter_a=28.0, scatter_b=0.90),
     "lung": TissueParams(blood=0.08, sto2=0.85, water=0.60, fat=0.03, scatter_a=30.0, scatter_b=1.00),
-    "skin": TissueParams(
-        blood=0.02, sto2=0.65, water=0.60, fat=0.10, scatter_a=46.0, scatter_b=1.42, melanin=0.004
-    ),
+    "skin": TissueParams(blood=0.02, sto2=0.65, water=0.60, fat=0.10, scatter_a=46.0, scatter_b=1.42, melanin=0.004),
     "peritoneum": TissueParams(blood=0.03, sto2=0.75, water=0.75, fat=0.15, scatter_a=26.0, scatter_b=1.20),
 }
 
@@ -157,9 +153,7 @@ def apply_state(params: TissueParams, state: str, strength: dict[str, float]) ->
     """Physiological params changed by ``state`` at ``strength`` (from ``draw_state_strength``)."""
     check_state(state)
     if state in ("malperfused_arterial", "malperfused_venous"):
-        return params.replace(
-            sto2=params.sto2 * strength["sto2_factor"], blood=params.blood * strength["blood_factor"]
-        )
+        return params.replace(sto2=params.sto2 * strength["sto2_factor"], blood=params.blood * strength["blood_factor"])
     if state == "icg":
         return params.replace(icg=strength["icg_cm"])
     return params

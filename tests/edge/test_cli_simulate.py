@@ -11,9 +11,7 @@ from xeno.labels import SURGICAL
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_simulate_writes_a_complete_reproducible_data_set(tmp_path):

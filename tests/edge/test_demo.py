@@ -13,9 +13,7 @@ from xeno.labels import CROP
 
 def test_demo_calibrates_mosaic_frames_and_writes_pictures(tmp_path):
     camera = SimulatedCamera(get_sensor("mosaic-5x5-nir"), domain="crop", species=["wheat"], seed=4)
-    summary = run_camera_demo(
-        camera, tmp_path, 4, reference_frames=2, picture_every=2, label_colors=CROP.colors()
-    )
+    summary = run_camera_demo(camera, tmp_path, 4, reference_frames=2, picture_every=2, label_colors=CROP.colors())
     assert not camera.is_open
     assert summary["pictures"] == ["frame_00000.png", "frame_00002.png"]
     picture = cv2.imread(str(tmp_path / "frame_00002.png"))

@@ -26,9 +26,7 @@ from xeno.leaves import (
     soil_reflectance,
 )
 
-needs_prosail = pytest.mark.skipif(
-    importlib.util.find_spec("prosail") is None, reason="needs prosail (extra sim)"
-)
+needs_prosail = pytest.mark.skipif(importlib.util.find_spec("prosail") is None, reason="needs prosail (extra sim)")
 
 WL = np.arange(450.0, 1001.0, 1.0)  # nm
 
@@ -142,15 +140,9 @@ def test_lesion_flattens_the_red_edge(crop: str) -> None:
 def test_state_change_is_more_alike_across_crops_than_across_states() -> None:
     """The xeno premise: a state's relative (L1-normalised) change transfers between crops."""
     stressed = CROP_STATES[1:]
-    change = {
-        (crop, state): l1(spectrum(crop, state)) - l1(spectrum(crop)) for crop in CROPS for state in stressed
-    }
-    same_state = [
-        cosine(change[a, s], change[b, s]) for s in stressed for a, b in itertools.combinations(CROPS, 2)
-    ]
-    other_state = [
-        cosine(change[c, s], change[c, t]) for c in CROPS for s, t in itertools.combinations(stressed, 2)
-    ]
+    change = {(crop, state): l1(spectrum(crop, state)) - l1(spectrum(crop)) for crop in CROPS for state in stressed}
+    same_state = [cosine(change[a, s], change[b, s]) for s in stressed for a, b in itertools.combinations(CROPS, 2)]
+    other_state = [cosine(change[c, s], change[c, t]) for c in CROPS for s, t in itertools.combinations(stressed, 2)]
     assert min(same_state) > 0.9
     assert min(same_state) > max(other_state) + 0.05
     # ... but not identical: crops differ in their absolute spectra and in the change
@@ -245,9 +237,7 @@ def test_soil_moisture_mixes_dry_and_wet_spectra() -> None:
     np.testing.assert_allclose(wet, prosail.spectral_lib.soil.rsoil2[idx], rtol=1e-6)
     assert np.all(wet < dry)  # wet soil is darker
     np.testing.assert_allclose(soil_reflectance(WL, 0.5), (dry + wet) / 2, rtol=1e-6)
-    np.testing.assert_allclose(
-        soil_reflectance(WL, 0.3, brightness=0.8), 0.8 * soil_reflectance(WL, 0.3), rtol=1e-6
-    )
+    np.testing.assert_allclose(soil_reflectance(WL, 0.3, brightness=0.8), 0.8 * soil_reflectance(WL, 0.3), rtol=1e-6)
     for moisture in (0.0, 0.5, 1.0):
         refl = soil_reflectance(WL, moisture)
         assert refl.dtype == np.float32 and np.all((refl > 0) & (refl < 1))

@@ -75,8 +75,7 @@ def l1(r: np.ndarray) -> np.ndarray:
 def test_species_differ_more_than_subjects():
     for organ in ("kidney", "liver", "stomach", "colon"):
         subjects = {
-            sp: tissue_reflectance([tables.subject_params(sp, organ, s) for s in range(8)])
-            for sp in tables.SPECIES
+            sp: tissue_reflectance([tables.subject_params(sp, organ, s) for s in range(8)]) for sp in tables.SPECIES
         }
         within = np.mean([np.abs(l1(v) - l1(v).mean(0)).sum(1).mean() for v in subjects.values()])
         means = np.stack([l1(v).mean(0) for v in subjects.values()])

@@ -75,9 +75,7 @@ def test_camera_raw_counts_calibrate_back_to_reflectance():
     s = scene()
     model = camera_model.make_camera_model(TIVITA, 96, 128, seed=1)
     mean = camera_model.expected_counts(model, s.reflectance, 10.0)
-    raw = camera_model.sample_raw(
-        model, mean, camera_model.noise_sigma(model, mean), np.random.default_rng(0)
-    )
+    raw = camera_model.sample_raw(model, mean, camera_model.noise_sigma(model, mean), np.random.default_rng(0))
     assert raw.dtype == np.uint16 and raw.shape == (96, 128, 100)
     assert raw.max() <= TIVITA.max_counts
     dark = camera_model.reference_counts(model, "dark", 10.0)
@@ -86,9 +84,7 @@ def test_camera_raw_counts_calibrate_back_to_reflectance():
     ok = (s.reflectance < 0.9) & (model.white_counts > 100)
     assert np.median(np.abs(r - s.reflectance)[ok]) < 0.02
     # Noise is real: repeated frames differ, and their spread grows with the signal (shot noise).
-    raw2 = camera_model.sample_raw(
-        model, mean, camera_model.noise_sigma(model, mean), np.random.default_rng(1)
-    )
+    raw2 = camera_model.sample_raw(model, mean, camera_model.noise_sigma(model, mean), np.random.default_rng(1))
     assert np.mean(raw != raw2) > 0.5
 
 
@@ -96,9 +92,7 @@ def test_highlights_saturate_and_clip_at_max_count():
     s = scene()
     model = camera_model.make_camera_model(TIVITA, 96, 128, seed=1)
     mean = camera_model.expected_counts(model, s.reflectance, 40.0)  # 4x exposure: overexposed
-    raw = camera_model.sample_raw(
-        model, mean, camera_model.noise_sigma(model, mean), np.random.default_rng(0)
-    )
+    raw = camera_model.sample_raw(model, mean, camera_model.noise_sigma(model, mean), np.random.default_rng(0))
     assert raw.max() == TIVITA.max_counts
     assert np.any(raw >= TIVITA.saturation_counts)
 
