@@ -17,7 +17,8 @@ dark_noise_factor          3.0        median temporal noise <= 3 x read noise + 
 dark_noise_margin_counts   1.0
 dark_stability_fraction    0.005      frame-mean spread <= max(1 count, 0.5 % of the dark level)
 min_signal_counts          50.0       white - dark >= 50 counts per pixel and band ...
-max_defect_fraction        0.001      ... except in at most 0.1 % of a band's pixels
+max_defect_fraction        0.001      ... except in at most 0.1 % of a band's pixels ...
+min_defect_pixels          1          ... or 1 pixel, whichever is more (a 1-line push-broom ref)
 max_saturated_fraction     0.001      at most 0.1 % of pixels with any band saturated (any frame)
 white_stability_fraction   0.01       frame-mean spread <= max(1 count, 1 % of white - dark)
 stability_min_counts       1.0
@@ -56,6 +57,7 @@ class ValidationLimits:
     dark_stability_fraction: float = 0.005
     min_signal_counts: float = 50.0
     max_defect_fraction: float = 0.001
+    min_defect_pixels: int = 1
     max_saturated_fraction: float = 0.001
     white_stability_fraction: float = 0.01
     stability_min_counts: float = 1.0
@@ -277,13 +279,12 @@ def validate_white(
     signal = (capture.mean - dark_mean).reshape(-1, c)
     below = signal < lim.min_signal_counts
     fraction = below.mean(axis=0)
-    bad = np.flatnonzero(fraction > lim.max_defect_fraction)
+    allowed = max(lim.max_defect_fraction, lim.min_defect_pixels / signal.shape[0])
+    bad = np.flatnonzero(fraction > allowed)
     median_signal = float(np.median(signal))
     if bad.size:
         detail = f"bands {_band_list(bad, wl, fraction, f'of pixels below {lim.min_signal_counts:g} counts')}"
-        detail += (
-            f" (white - dark; at most {100 * lim.max_defect_fraction:g}% allowed per band; lights off or tile missing?)"
-        )
+        detail += f" (white - dark; at most {100 * allowed:.3g}% allowed per band; lights off or tile missing?)"
     else:
         detail = (
             f"white - dark median {median_signal:.1f} counts; at most {100 * fraction.max():.3g}% "
