@@ -102,15 +102,20 @@ class FrameAccumulator:
     """Running float64 sums of frames of one shape: mean, temporal noise, per-frame figures.
 
     ``add(cube, what)`` takes an (h, w, C) array of counts; ``what`` names the frame in
-    errors. The per-frame path reuses one float64 scratch buffer.
+    errors. Frames are added in blocks of lines through a small float64 scratch buffer, so
+    memory is the two cube-sized sums (2 x 8 bytes per value) and no per-frame copy.
     """
+
+    block_values = 1 << 20  # float64 values per scratch block (8 MiB)
 
     def __init__(self, shape: tuple[int, ...], saturation_counts: float):
         self.shape = tuple(shape)
         self.saturation_counts = saturation_counts
         self._sum = np.zeros(self.shape, dtype=np.float64)
         self._sum_sq = np.zeros(self.shape, dtype=np.float64)
-        self._scratch = np.empty(self.shape, dtype=np.float64)
+        line_values = int(np.prod(self.shape[1:], dtype=np.int64)) or 1
+        self._block_lines = max(1, self.block_values // line_values)
+        self._scratch = np.empty((min(self._block_lines, self.shape[0]), *self.shape[1:]), dtype=np.float64)
         self.frame_means: list[float] = []
         self.saturated_fractions: list[float] = []
 
@@ -121,13 +126,20 @@ class FrameAccumulator:
     def add(self, cube: np.ndarray, what: str) -> None:
         if cube.shape != self.shape:
             raise CalibrationError(f"{what}: shape {cube.shape} differs from the expected {self.shape}")
-        np.copyto(self._scratch, cube, casting="unsafe")
-        self.frame_means.append(float(self._scratch.mean()))
-        saturated = (cube >= self.saturation_counts).any(axis=-1)
-        self.saturated_fractions.append(float(saturated.mean()))
-        self._sum += self._scratch
-        np.multiply(self._scratch, self._scratch, out=self._scratch)
-        self._sum_sq += self._scratch
+        total = 0.0
+        n_saturated = 0
+        for start in range(0, self.shape[0], self._block_lines):
+            stop = min(start + self._block_lines, self.shape[0])
+            block = cube[start:stop]
+            scratch = self._scratch[: stop - start]
+            np.copyto(scratch, block, casting="unsafe")
+            total += float(scratch.sum())
+            n_saturated += int(np.count_nonzero((block >= self.saturation_counts).any(axis=-1)))
+            self._sum[start:stop] += scratch
+            np.multiply(scratch, scratch, out=scratch)
+            self._sum_sq[start:stop] += scratch
+        self.frame_means.append(total / cube.size)
+        self.saturated_fractions.append(n_saturated / (cube.size // self.shape[-1]))
 
     def result(
         self,
@@ -276,6 +288,9 @@ def dark_line_band(dark: np.ndarray) -> np.ndarray:
     """(h, 1, C) float32 per-line-per-band dark: the median over columns of an (h, w, C) dark.
 
     This is the form Tivita's DarkPattern stores; the median ignores hot pixels.
+
+    >>> dark_line_band(np.full((4, 5, 3), 60.0)).shape
+    (4, 1, 3)
     """
     dark = np.asarray(dark)
     if dark.ndim != 3:
