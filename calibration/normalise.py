@@ -4,7 +4,7 @@ Each spectrum (last axis) is divided by the sum of its absolute values, so the s
 sums to 1 and overall brightness (illumination, distance) drops out. ``L1_EPS`` keeps an
 all-zero spectrum at zero instead of NaN; the export graph uses the same constant.
 
->>> l1_normalise(np.array([[1.0, 3.0]], dtype=np.float32)).tolist()
+>>> l1_normalise(np.array([[1.0, 3.0]], dtype=np.float32)).round(4).tolist()
 [[0.25, 0.75]]
 """
 

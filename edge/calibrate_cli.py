@@ -70,6 +70,8 @@ def _capture(kind: str, camera: str, sensor: str, frames: int, out: Path, exposu
     refs = merge_reference(existing, kind, capture, cam.camera_id, profile, stats={"validation": report.to_dict()})
     save_references(out, refs)
     console.print(f"{kind} reference of {cam.camera_id} ({capture.n_frames} frames) stored in {out}")
+    if kind == "dark" and refs.white is not None:
+        console.print("note: the stored white reference was kept; capture it again if the light or exposure changed")
 
 
 @app.command()
