@@ -1,8 +1,9 @@
 """Camera demo: references, frames, calibration, pictures — the daemon's path without a model yet.
 
 Captures averaged dark and white references from the camera, reads frames, turns them into
-reflectance with ``calibration``, and writes pseudo-RGB | ground-truth pictures a person can
-look at, plus a JSON summary. The daemon issue replaces the ground truth with the model's masks.
+reflectance with ``calibration.FrameCalibrator`` (the daemon's per-frame path), and writes
+pseudo-RGB | ground-truth pictures a person can look at, plus a JSON summary. The daemon
+issue replaces the ground truth with the model's masks.
 """
 
 from __future__ import annotations
@@ -15,21 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from calibration.atomic import atomic_write
-from calibration.mosaic import cube_from_mosaic
-from calibration.reflectance import reflectance_from_raw, signal_range
-from devices.camera import Camera, Frame
-
-
-def _as_cube(frame: Frame, camera: Camera) -> np.ndarray:
-    return cube_from_mosaic(frame.data, camera.sensor) if frame.kind == "mosaic_raw" else frame.data
-
-
-def average_reference(camera: Camera, kind: str, n_frames: int) -> np.ndarray:
-    """(h, w, C) float32 mean of ``n_frames`` dark or white reference frames."""
-    total = np.zeros(camera.sensor.cube_shape, dtype=np.float64)
-    for _ in range(n_frames):
-        total += _as_cube(camera.read_reference(kind), camera)  # type: ignore[arg-type]
-    return (total / n_frames).astype(np.float32)
+from calibration.calibrator import FrameCalibrator
+from calibration.capture import capture_reference
+from calibration.references import References
+from devices.camera import Camera
 
 
 def run_camera_demo(
@@ -47,27 +37,27 @@ def run_camera_demo(
     from xeno.previews import label_overlay, pseudo_rgb
 
     out.mkdir(parents=True, exist_ok=True)
+    sensor = camera.sensor
     with camera:
-        dark = average_reference(camera, "dark", reference_frames)
-        white = average_reference(camera, "white", reference_frames)
-        signal = signal_range(dark, white)
-        reflectance = np.empty(camera.sensor.cube_shape, dtype=np.float32)
-        saturated, pictures, started = 0, [], time.perf_counter()
-        for i in range(frames):
-            frame = camera.read()
-            cube = _as_cube(frame, camera)
-            reflectance_from_raw(cube, dark, white, out=reflectance, signal=signal)
-            saturated += int(np.count_nonzero((cube >= camera.sensor.saturation_counts).any(axis=2)))
-            if i % picture_every == 0:
-                rgb = pseudo_rgb(reflectance, frame.wavelengths_nm)
-                panels = [rgb]
-                if frame.labels is not None and label_colors is not None:
-                    panels.append(label_overlay(rgb, frame.labels, label_colors))
-                path = out / f"frame_{frame.index:05d}.png"
-                write_rgb_png(path, np.hstack(panels))
-                pictures.append(path.name)
-            if progress:
-                progress(i + 1)
+        dark = capture_reference(camera, "dark", reference_frames)
+        white = capture_reference(camera, "white", reference_frames)
+        refs = References(camera.camera_id, sensor.name, sensor.signature, dark=dark.mean, white=white.mean)
+        saturated, pictures, started = 0.0, [], time.perf_counter()
+        with FrameCalibrator(refs, sensor) as calibrator:
+            for i in range(frames):
+                frame = camera.read()
+                result = calibrator.process(frame.data, frame=f"frame {frame.index}")
+                saturated += result.saturated_fraction
+                if i % picture_every == 0:
+                    rgb = pseudo_rgb(result.reflectance, frame.wavelengths_nm)
+                    panels = [rgb]
+                    if frame.labels is not None and label_colors is not None:
+                        panels.append(label_overlay(rgb, frame.labels, label_colors))
+                    path = out / f"frame_{frame.index:05d}.png"
+                    write_rgb_png(path, np.hstack(panels))
+                    pictures.append(path.name)
+                if progress:
+                    progress(i + 1)
         elapsed = time.perf_counter() - started
     h, w, c = camera.sensor.cube_shape
     summary = {
@@ -77,7 +67,7 @@ def run_camera_demo(
         "frames": frames,
         "seconds": round(elapsed, 3),
         "frames_per_second": round(frames / elapsed, 2) if elapsed > 0 else None,
-        "saturated_pixel_fraction": saturated / (frames * h * w) if frames else 0.0,
+        "saturated_pixel_fraction": saturated / frames if frames else 0.0,
         "pictures": pictures,
     }
     atomic_write(out / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
