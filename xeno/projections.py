@@ -335,7 +335,7 @@ def learn_projections(
 
     def per_map_loss() -> torch.Tensor:
         mean = torch.einsum("nc,ncd->nd", src_mean, weight) + bias
-        var = torch.einsum("ncd,nce,ned->nd", weight, src_cov, weight)
+        var = (weight * torch.bmm(src_cov, weight)).sum(dim=1)  # var_d = W[:, d] @ cov @ W[:, d]
         std = var.clamp_min(1e-30).sqrt()
         return ((mean - tgt_mean) ** 2).mean(dim=1) + ((std - tgt_std) ** 2).mean(dim=1)
 
