@@ -20,7 +20,7 @@ STATE = "malperfused_venous"
 
 @pytest.fixture(scope="module")
 def batch_and_maps(tmp_path_factory):
-    """Human images as a batch (B, C, H, W) + labels, and pig maps learnt with few steps."""
+    """Human images as a batch (B, C, H, W) + labels, and pig maps learnt with the defaults."""
     root = tmp_path_factory.mktemp("sim")
     spec = DatasetSpec(
         species=("pig", "human"),
@@ -34,7 +34,7 @@ def batch_and_maps(tmp_path_factory):
     )
     write_dataset(root, spec)
     pig, wavelengths = organ_samples_from_folder(root, "pig")
-    maps = learn_projections(pig, state=STATE, source_species="pig", wavelengths_nm=wavelengths, steps=30)
+    maps = learn_projections(pig, state=STATE, source_species="pig", wavelengths_nm=wavelengths)
     index = json.loads((root / "index.json").read_text())
     xs, ys = [], []
     for entry in index["images"]:
