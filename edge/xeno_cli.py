@@ -14,11 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console(stderr=True)
+from edge.cli_common import console, progress_bar, split_csv
 
 app = typer.Typer(help="Xeno-learning projections: learn per-organ maps, inspect files.", no_args_is_help=True)
 
@@ -26,10 +24,6 @@ app = typer.Typer(help="Xeno-learning projections: learn per-organ maps, inspect
 @app.callback()
 def _group() -> None:
     """Xeno-learning projections (DESIGN.md section 1)."""
-
-
-def _split(csv: str | None) -> tuple[str, ...] | None:
-    return tuple(s.strip() for s in csv.split(",") if s.strip()) if csv else None
 
 
 def _summary_table(ps, title: str) -> Table:
@@ -81,13 +75,11 @@ def learn(
             physiological = json.loads((data / "index.json").read_text())["states"][0]
         except (OSError, ValueError, KeyError, IndexError):
             physiological = "physiological"
-    organ_list = _split(organs)
+    organ_list = split_csv(organs)
     samples, wavelengths = organ_samples_from_folder(data, species, states=(physiological, state), organs=organ_list)
     if not samples:
         raise ProjectionError(f"{data}: no {species} images with organs in state {physiological} or {state}")
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    progress = Progress(*columns, console=console)
-    with progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"learning {species} {state}", total=steps)
         ps = learn_projections(
             samples,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from edge.xeno_cli import app
 from xeno.projections import ProjectionError, load_projections
-from xeno.projections_cli import app
 from xeno.simulate_dataset import DatasetSpec, write_dataset
 
 

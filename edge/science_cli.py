@@ -1,0 +1,120 @@
+"""``xenoedge train``, ``evaluate`` and ``experiment``: the science commands (need ``xenoedge[train]``).
+
+torch is imported inside the commands only, so the device install never needs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from edge.cli_common import console, progress_bar, split_csv
+
+
+def train(
+    data: Path = typer.Option(..., help="Data set folder (simulator layout or metadata.csv)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder."),
+    model: str = typer.Option("unet-small", help="Model name (see docs/models.md)."),
+    species: str = typer.Option("human", help="Comma-separated species to train on."),
+    states: str = typer.Option(
+        "physiological", help="Comma-separated tissue states allowed in training images; 'any'."
+    ),
+    projections: str = typer.Option(None, help="Comma-separated projection files for physiology-based augmentation."),
+    sensor: str = typer.Option(None, help="Resample the data to this sensor profile."),
+    steps: int = typer.Option(400, min=1),
+    batch_size: int = typer.Option(8, min=1),
+    crop: int = typer.Option(64, min=8),
+    lr: float = typer.Option(1e-3),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(True, help="Continue from a checkpoint of the same config in --out."),
+) -> None:
+    """Train a segmentation model (CE + Dice, Adam) with optional xeno augmentation."""
+    from xeno.train import TrainConfig
+    from xeno.train import train as run_training
+
+    config = TrainConfig(
+        data=str(data),
+        model=model,
+        sensor=sensor,
+        species=split_csv(species) or ("human",),
+        states=None if states == "any" else split_csv(states),
+        projections=split_csv(projections) or (),
+        steps=steps,
+        batch_size=batch_size,
+        crop=crop,
+        lr=lr,
+        seed=seed,
+    )
+    with progress_bar() as bar:
+        task = bar.add_task("training", total=steps)
+        run_training(
+            config,
+            out,
+            resume=resume,
+            progress=lambda step, total, loss: bar.update(task, completed=step, description=f"loss {loss:.3f}"),
+        )
+    console.print(f"checkpoint in {out}")
+
+
+def evaluate(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder."),
+    data: Path = typer.Option(..., help="Data set folder to evaluate on."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for evaluation.json, confusion.png and overlays."),
+    species: str = typer.Option(None, help="Only these species (comma-separated)."),
+    exclude_training: bool = typer.Option(True, help="Skip images the checkpoint trained or validated on."),
+) -> None:
+    """DSC per class, species and state; confusion matrix; truth-vs-prediction pictures."""
+    from calibration.sensors import get_sensor
+    from xeno.checkpoint import load_model
+    from xeno.dataset import SpectralDataset
+    from xeno.evaluate import evaluate_model, write_evaluation
+
+    model, config = load_model(checkpoint)
+    dataset = SpectralDataset.open(data, sensor=get_sensor(config["sensor"]) if config.get("sensor") else None)
+    used = set(config["split"]["train"]) | set(config["split"]["val"]) if exclude_training else set()
+    wanted = split_csv(species)
+    indices = [
+        i for i, r in enumerate(dataset.records) if r.image_id not in used and (wanted is None or r.species in wanted)
+    ]
+    if not indices:
+        raise typer.BadParameter("no images left to evaluate (all used in training, or none of those species)")
+    result = evaluate_model(model, dataset, indices, pictures=out / "pictures")
+    write_evaluation(result, out)
+    table = Table(title=f"{checkpoint} on {data}: mean DSC {result.mean_dsc():.3f}")
+    for column in ("group", "mean DSC", "std", "n"):
+        table.add_column(column)
+    for key in ("label", "species", "state"):
+        for name, row in result.table(key).items():
+            table.add_row(f"{key}: {name}", f"{row['mean']:.3f}", f"{row['std']:.3f}", str(row["n"]))
+    console.print(table)
+    console.print(f"written: {out / 'evaluation.json'}, {out / 'confusion.png'}, {out / 'pictures'}")
+
+
+experiment_app = typer.Typer(help="Reproducible experiments that write results documents.", no_args_is_help=True)
+
+
+@experiment_app.command("xeno")
+def experiment_xeno(
+    preset: str = typer.Option("quick", help="tiny (seconds, for tests), quick (minutes) or full."),
+    work: Path = typer.Option(Path("experiments/xeno"), help="Working folder: simulated data, runs, results.json."),
+    report: Path = typer.Option(Path("docs/experiments/xeno.md"), help="Results document to write."),
+) -> None:
+    """In-species vs cross-species transfer, xeno augmentation for human pathology, and crops."""
+    from xeno.experiment import get_preset, run, write_report
+
+    chosen = get_preset(preset)
+    results = run(chosen, work, log=lambda message: console.print(f"[dim]{message}[/dim]"))
+    command = f"xenoedge experiment xeno --preset {preset} --work {work} --report {report}"
+    write_report(results, report, command)
+    console.print(f"results in {report} and {work / 'results.json'} ({results['seconds']:.0f} s)")
+
+
+def register(app: typer.Typer) -> None:
+    from edge.xeno_cli import app as projections_app
+
+    app.command()(train)
+    app.command()(evaluate)
+    app.add_typer(experiment_app, name="experiment")
+    app.add_typer(projections_app, name="xeno")

@@ -1,0 +1,151 @@
+"""Evaluation: DSC per class, per species and per state, confusion matrix, pictures.
+
+DSC is computed per image and class, over classes present in the ground truth of that image
+(2·|P∩G| / (|P| + |G|)); a class's state in an image is the state of most of its ground-truth
+pixels. Tables average over (image, class) pairs; "mean DSC" averages the class means over
+the non-background classes, as the xeno-learning paper reports organ DSC.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xeno.scene import NO_STATE
+
+
+def predict(model, cube: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 class ids for an (H, W, C) L1-normalised cube (padded to the model's multiple)."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w, _ = cube.shape
+    multiple = int(getattr(model, "required_multiple", 1))
+    x = torch.from_numpy(np.ascontiguousarray(cube.transpose(2, 0, 1)))[None]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    with torch.inference_mode():
+        logits = model(x)
+    return logits[0, :, :h, :w].argmax(dim=0).to(torch.uint8).numpy()
+
+
+def dice(pred: np.ndarray, truth: np.ndarray, label: int) -> float:
+    p, g = pred == label, truth == label
+    denominator = int(p.sum()) + int(g.sum())
+    return 1.0 if denominator == 0 else 2.0 * int((p & g).sum()) / denominator
+
+
+@dataclass
+class Evaluation:
+    label_names: list[str]
+    state_names: list[str]
+    rows: list[dict] = field(default_factory=list)  # one per (image, class present in truth)
+    confusion: np.ndarray | None = None  # (K, K) pixel counts, rows = truth, columns = prediction
+
+    def add_image(self, image_id: str, species: str, pred: np.ndarray, truth: np.ndarray, states: np.ndarray) -> None:
+        k = len(self.label_names)
+        if self.confusion is None:
+            self.confusion = np.zeros((k, k), dtype=np.int64)
+        self.confusion += np.bincount(truth.astype(np.int64).ravel() * k + pred.ravel(), minlength=k * k).reshape(k, k)
+        for label in np.unique(truth):
+            mask = truth == label
+            state_values = states[mask]
+            state_values = state_values[state_values != NO_STATE]
+            state = (
+                self.state_names[int(np.bincount(state_values).argmax())]
+                if state_values.size and self.state_names
+                else "none"
+            )
+            self.rows.append(
+                {
+                    "image_id": image_id,
+                    "species": species,
+                    "label": self.label_names[int(label)],
+                    "state": state,
+                    "dsc": dice(pred, truth, int(label)),
+                }
+            )
+
+    def table(self, key: str, *, foreground_only: bool = True) -> dict[str, dict]:
+        """Mean DSC, spread and count grouped by ``key`` (label, species or state)."""
+        groups: dict[str, list[float]] = defaultdict(list)
+        for row in self.rows:
+            if foreground_only and row["label"] == self.label_names[0]:
+                continue
+            groups[row[key]].append(row["dsc"])
+        return {
+            name: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)}
+            for name, v in sorted(groups.items())
+        }
+
+    def mean_dsc(self, **where: str) -> float:
+        """Mean over foreground classes of the per-class mean DSC, over rows matching ``where``."""
+        per_class: dict[str, list[float]] = defaultdict(list)
+        for row in self.rows:
+            if row["label"] == self.label_names[0] or any(row[k] != v for k, v in where.items()):
+                continue
+            per_class[row["label"]].append(row["dsc"])
+        return float(np.mean([np.mean(v) for v in per_class.values()])) if per_class else float("nan")
+
+    def to_json(self) -> dict:
+        return {
+            "mean_dsc": self.mean_dsc(),
+            "per_label": self.table("label"),
+            "per_species": self.table("species"),
+            "per_state": self.table("state"),
+            "labels": self.label_names,
+            "confusion": None if self.confusion is None else self.confusion.tolist(),
+            "rows": self.rows,
+        }
+
+
+def evaluate_model(model, dataset, indices: list[int], *, pictures: Path | None = None, max_pictures: int = 8):
+    """Evaluate ``model`` on ``dataset`` images ``indices``; optional overlay pictures."""
+    from xeno.previews import label_overlay, pseudo_rgb
+
+    result = Evaluation(dataset.label_set.names, list(dataset.states))
+    colors = dataset.label_set.colors()
+    for n, i in enumerate(indices):
+        sample = dataset.load(i)
+        pred = predict(model, sample.cube)
+        result.add_image(sample.record.image_id, sample.record.species, pred, sample.labels, sample.states)
+        if pictures is not None and n < max_pictures:
+            from devices.formats import write_rgb_png
+
+            pictures.mkdir(parents=True, exist_ok=True)
+            rgb = pseudo_rgb(sample.cube, dataset.wavelengths_out_nm)
+            panel = np.hstack([label_overlay(rgb, sample.labels, colors), label_overlay(rgb, pred, colors)])
+            write_rgb_png(pictures / f"{sample.record.image_id}_truth_vs_pred.png", panel)
+    return result
+
+
+def write_evaluation(result: Evaluation, out: Path) -> Path:
+    """evaluation.json and confusion.png in ``out``."""
+    from calibration.atomic import atomic_write
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "evaluation.json", lambda f: f.write(json.dumps(result.to_json(), indent=2).encode()))
+    if result.confusion is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        conf = result.confusion.astype(float)
+        conf /= np.maximum(conf.sum(axis=1, keepdims=True), 1)
+        fig, ax = plt.subplots(figsize=(7, 6))
+        ax.imshow(conf, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(len(result.label_names)), result.label_names, rotation=90)
+        ax.set_yticks(range(len(result.label_names)), result.label_names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("truth")
+        ax.set_title("confusion (row-normalised)")
+        fig.tight_layout()
+        fig.savefig(out / "confusion.png", dpi=90)
+        plt.close(fig)
+    return out
