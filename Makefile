@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench experiment default-models clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ lint: $(VENV)/.dev-installed
 
 bench: $(VENV)/.demo-installed
 	$(PY) benchmarks/simulator_fps.py
+
+# Reproduce the documented experiment (docs/experiments/xeno.md) and the shipped default models.
+experiment: $(VENV)/.dev-installed
+	$(VENV)/bin/xenoedge experiment xeno --preset quick --work experiments/xeno --report docs/experiments/xeno.md
+
+default-models: $(VENV)/.dev-installed
+	$(PY) -m xeno.default_models all --work experiments/default-models
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)
