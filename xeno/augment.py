@@ -178,7 +178,9 @@ def geometric_augment(
             theta = theta.to(device=x.device, dtype=x_out.dtype)
             grid = F.affine_grid(theta, list(x_out.shape), align_corners=False)
             idx = apply.nonzero().ravel().to(x.device)
-            warped = F.grid_sample(x_out[idx], grid[idx], mode="bilinear", padding_mode="zeros", align_corners=False)
+            # Spectra brought in from outside repeat the border (labels there are ignored): zero
+            # spectra would be a cluster far from any tissue and skew BatchNorm's running statistics.
+            warped = F.grid_sample(x_out[idx], grid[idx], mode="bilinear", padding_mode="border", align_corners=False)
             x_out = x_out.clone()
             x_out[idx] = warped.to(x_out.dtype)
             for i, m in enumerate(m_out):

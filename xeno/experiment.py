@@ -52,8 +52,8 @@ class Preset:
 
 PRESETS = {
     "tiny": Preset("tiny", 24, 32, 3, 1, 1, "pixel-mlp", 6, 2, 16, (0,), 5),
-    "quick": Preset("quick", 48, 64, 6, 2, 2, "unet-small", 150, 8, 48, (0, 1, 2), 100),
-    "full": Preset("full", 96, 128, 8, 3, 3, "unet-small", 600, 8, 64, (0, 1, 2), 100),
+    "quick": Preset("quick", 48, 64, 6, 6, 3, "pixel-mlp", 300, 8, 48, (0, 1, 2), 100),
+    "full": Preset("full", 96, 128, 8, 6, 4, "unet-small", 1000, 8, 64, (0, 1, 2), 100),
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,34 @@ def select_training_pool(dataset, config: TrainConfig) -> list[int]:
     if not chosen:
         raise XenoedgeError(f"{config.data}: no images for species {config.species} with states {config.states}")
     return chosen
+
+
+BN_RECALIBRATION_BATCHES = 20
+
+
+def recalibrate_batchnorm(model, crops, batch_size: int, batches: int) -> None:
+    """Recompute BatchNorm running statistics for the final weights on clean training crops.
+
+    During training the running averages trail weights that keep changing and see augmented
+    batches; inference sees neither. A pass without gradients over ``batches`` batches (epochs
+    far from the training ones, so new crops) with cumulative averaging fixes both.
+    """
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.train()
+    with torch.no_grad():
+        for b in range(batches):
+            crops.set_epoch(10_000_000 + b)
+            model(torch.stack([crops[k][0] for k in range(batch_size)]))
+    for norm in norms:
+        norm.momentum = 0.1
+    model.eval()
 
 
 def _seed_everything(seed: int, threads: int):
@@ -189,6 +218,9 @@ def train(
 
     model.train()
     while step < config.steps:
+        # Cosine decay to zero: the final weights settle, so BatchNorm statistics can match them.
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
         crops.set_epoch(step)  # batch `step` is the same whether or not the run was resumed
         batch = [crops[k] for k in range(config.batch_size)]
         x = torch.stack([b[0] for b in batch])
@@ -205,6 +237,8 @@ def train(
         history.append(round(float(loss.detach()), 5))
         if progress:
             progress(step, config.steps, history[-1])
+        if step == config.steps:
+            recalibrate_batchnorm(model, crops, config.batch_size, BN_RECALIBRATION_BATCHES)
         if step % config.checkpoint_every == 0 or step == config.steps:
             save(step)
     if not (out / "state.json").is_file():

@@ -67,11 +67,17 @@ def test_training_writes_a_checkpoint_that_loads_without_pickle(data, tmp_path):
 
 def test_resumed_training_reproduces_an_uninterrupted_run(data, tmp_path):
     straight = train(config(data), tmp_path / "straight")
-    train(config(data, steps=4), tmp_path / "resumed")
-    # The 4-step run wrote its config; continuing needs the same config, so copy the final one in.
-    partial = json.loads((tmp_path / "resumed" / "config.json").read_text())
-    partial["train"]["steps"] = 8
-    (tmp_path / "resumed" / "config.json").write_text(json.dumps(partial))
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_six(step, _total, _loss):
+        if step == 6:
+            raise Interrupted  # killed mid-run: the last checkpoint is the one from step 4
+
+    with pytest.raises(Interrupted):
+        train(config(data), tmp_path / "resumed", progress=stop_after_six)
+    assert json.loads((tmp_path / "resumed" / "state.json").read_text())["step"] == 4
     train(config(data), tmp_path / "resumed")
     a, b = weights(straight), weights(tmp_path / "resumed")
     assert all(torch.equal(a[k], b[k]) for k in a)

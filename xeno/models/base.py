@@ -53,6 +53,15 @@ class XenoModel(nn.Module):
         self.required_multiple = required_multiple
         #: Constructor options, JSON-safe; with the name and channel counts they rebuild the model.
         self.options: dict[str, Any] = dict(options)
+        #: L1-normalised spectra sum to 1, so each band is ~1/C: far below BatchNorm's eps for the
+        #: first layer's variance, which leaves its running statistics useless at inference.
+        #: Multiplying by C (a constant Mul in the exported graph) brings bands to ~1.
+        self.input_scale = float(in_channels)
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Check ``x`` (see ``check_input``) and scale L1 spectra by ``input_scale``."""
+        self.check_input(x)
+        return x * self.input_scale
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`ModelInputError` for an input this model cannot take.

@@ -42,5 +42,5 @@ class PixelMLP(XenoModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) float32 -> (B, n_classes, H, W) logits."""
-        self.check_input(x)
+        x = self.prepare_input(x)
         return self.head(self.body(x))

@@ -259,7 +259,7 @@ class UNetEfficientNetB5(XenoModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) float32, H and W multiples of 32 -> (B, n_classes, H, W) logits."""
-        self.check_input(x)
+        x = self.prepare_input(x)
         features = self.encoder(x)[1:]
         y = features[-1]
         skips: list[torch.Tensor | None] = [*reversed(features[:-1]), None]

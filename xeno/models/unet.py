@@ -92,7 +92,7 @@ class UNetSmall(XenoModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) float32, H and W multiples of ``required_multiple`` -> (B, n_classes, H, W) logits."""
-        self.check_input(x)
+        x = self.prepare_input(x)
         x = self.spectral(x)
         skips: list[torch.Tensor] = []
         for i, encoder in enumerate(self.encoders):
