@@ -320,12 +320,42 @@ def write_report(results: dict, path: Path, command: str) -> Path:
     ]
     for condition, row in part3.items():
         lines.append(f"| {condition} | " + " | ".join(_fmt(row[c]) for c in columns3) + " |")
+    lines += ["", "## What the numbers say", "", *_findings(results)]
     figure = path.with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
     _plot(results, figure)
     lines += ["", f"![results]({figure.name})", ""]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _findings(results: dict) -> list[str]:
+    """Plain statements computed from the results (the document must not claim what it did not measure)."""
+    out = []
+    part1 = results["part1_transfer"]
+    same = np.mean([part1[s][s]["mean"] for s in part1])
+    cross = np.mean([part1[s][t]["mean"] for s in part1 for t in part1 if s != t])
+    out.append(
+        f"- Direct cross-species transfer: mean DSC {cross:.2f} against {same:.2f} in-species "
+        f"({same - cross:+.2f} lost)."
+    )
+    part2 = results["part2_human_pathology"]
+    base = part2["baseline"]
+    for condition, row in part2.items():
+        if condition == "baseline":
+            continue
+        gains = ", ".join(
+            f"{state} {base[state]['mean']:.2f} → {row[state]['mean']:.2f}" for state in row if state != "physiological"
+        )
+        change = row["physiological"]["mean"] - base["physiological"]["mean"]
+        out.append(f"- Human {condition}: {gains}; physiological DSC {change:+.2f}.")
+    part3 = results["part3_crops"]
+    for condition, row in part3.items():
+        if condition == "baseline":
+            continue
+        cells = ", ".join(f"{k} {part3['baseline'][k]['mean']:.2f} → {v['mean']:.2f}" for k, v in row.items())
+        out.append(f"- Crops {condition}: {cells}.")
+    return out
 
 
 def _plot(results: dict, path: Path) -> None:
