@@ -1,0 +1,286 @@
+"""INT8 with ONNX Runtime static quantisation: QDQ, symmetric signed INT8, per-channel weights.
+
+What TensorRT accepts and what ONNX Runtime's CPU kernels fuse (DESIGN.md section 4):
+
+1. ``quant_pre_process`` (ONNX shape inference + ORT basic optimisation) first, without ORT's
+   symbolic shape inference (it fails on the uint16 raw graph; see ``_pre_process``);
+2. ``quantize_static`` with ``QuantFormat.QDQ``, ``QuantType.QInt8`` for activations and weights,
+   ``ActivationSymmetric`` and ``WeightSymmetric`` (every zero point is 0), per-channel weight
+   scales, MinMax calibration by default (Entropy / Percentile on request);
+3. only the model's compute ops are quantised (``QUANTIZED_OP_TYPES``), and the named
+   pre/post-processing nodes of :mod:`export.onnx_export` are always excluded: calibration
+   (counts, gain, clip, L1) stays float32;
+4. ``keep_float`` keeps chosen layers in float: ``"first"`` (the first convolution after the
+   preprocessing, the spectral layer), ``"head"`` (the last convolution before ArgMax), or
+   explicit node names.
+
+Calibration inputs are dicts of the graph's inputs (e.g. ``{"raw": (1, H, W, C) uint16,
+"dark": (H, W, C) float32, "gain": (H, W, C) float32}``), checked against the graph before use.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from calibration.errors import UnknownNameError
+from export.errors import ExportError
+from export.onnx_export import CLASSES_OUTPUT, LOGITS_TENSOR, POST_NODES, PRE_NODES, SPECTRA_TENSOR
+
+__all__ = [
+    "CALIBRATION_METHODS",
+    "KEEP_FLOAT_ALIASES",
+    "QUANTIZED_OP_TYPES",
+    "check_calibration_inputs",
+    "quantize_int8",
+    "resolve_keep_float",
+]
+
+#: Calibration method names → onnxruntime.quantization.CalibrationMethod member names.
+CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+#: Op types that get QDQ pairs: the model's compute and the data-movement ops between them
+#: (so the int8 data stays int8 through pooling, upsampling and skip concatenation).
+QUANTIZED_OP_TYPES = (
+    "Conv",
+    "ConvTranspose",
+    "MatMul",
+    "Gemm",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Resize",
+    "Concat",
+)
+#: Aliases accepted by ``keep_float``.
+KEEP_FLOAT_ALIASES = ("first", "head")
+COMPUTE_OP_TYPES = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+_ELEM_NUMPY = {
+    1: np.dtype(np.float32),
+    2: np.dtype(np.uint8),
+    3: np.dtype(np.int8),
+    4: np.dtype(np.uint16),
+    5: np.dtype(np.int16),
+    6: np.dtype(np.int32),
+    7: np.dtype(np.int64),
+    10: np.dtype(np.float16),
+}
+
+
+def _graph_inputs(model) -> dict[str, tuple[np.dtype | None, tuple[int | str, ...]]]:
+    """{name: (numpy dtype, shape with ints or dim_param strings)} of the graph inputs (initializers excluded)."""
+    initializers = {t.name for t in model.graph.initializer}
+    out = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim)
+        out[value.name] = (_ELEM_NUMPY.get(tensor.elem_type), shape)
+    return out
+
+
+def check_calibration_inputs(model, frames: Sequence[Mapping[str, np.ndarray]]) -> None:
+    """Raise :class:`ExportError` unless every frame dict has exactly the graph's inputs with its dtypes and shapes.
+
+    ``model`` is an ``onnx.ModelProto``. Dynamic dims (``"height"``, ``"width"``) must agree
+    between the inputs of one frame.
+    """
+    if not frames:
+        raise ExportError("INT8 quantisation needs calibration inputs (frames from the data set); got none")
+    expected = _graph_inputs(model)
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, Mapping):
+            raise ExportError(f"calibration input {i} must be a dict of graph inputs, got {type(frame).__name__}")
+        if set(frame) != set(expected):
+            raise ExportError(f"calibration input {i} has inputs {sorted(frame)}, the graph takes {sorted(expected)}")
+        dims: dict[str, int] = {}
+        for name, (dtype, shape) in expected.items():
+            array = frame[name]
+            if not isinstance(array, np.ndarray) or array.dtype != dtype:
+                got = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
+                raise ExportError(f"calibration input {i}: {name!r} must be a {dtype} array, got {got}")
+            ok = array.ndim == len(shape)
+            for size, dim in zip(array.shape, shape, strict=False):
+                if isinstance(dim, int) and dim > 0:
+                    ok = ok and size == dim
+                elif isinstance(dim, str):
+                    ok = ok and dims.setdefault(dim, size) == size
+            if not ok:
+                raise ExportError(f"calibration input {i}: {name!r} has shape {array.shape}, the graph expects {shape}")
+
+
+def _consumers(model) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            out.setdefault(name, []).append(node)
+    return out
+
+
+def _producers(model) -> dict[str, object]:
+    return {name: node for node in model.graph.node for name in node.output}
+
+
+def _first_compute_node(model) -> str:
+    """The first Conv/MatMul/Gemm reached from the model input (``spectra``), breadth first."""
+    consumers = _consumers(model)
+    frontier, seen = [SPECTRA_TENSOR], set()
+    while frontier:
+        tensor = frontier.pop(0)
+        for node in consumers.get(tensor, []):
+            if node.name in seen:
+                continue
+            seen.add(node.name)
+            if node.op_type in COMPUTE_OP_TYPES:
+                return node.name
+            frontier.extend(node.output)
+    raise ExportError(f"no {'/'.join(COMPUTE_OP_TYPES)} node after the preprocessing ({SPECTRA_TENSOR!r})")
+
+
+def _head_compute_node(model) -> str:
+    """The last Conv/MatMul/Gemm before the ArgMax (walking back from ``logits``)."""
+    producers = _producers(model)
+    start = LOGITS_TENSOR
+    argmax = next((n for n in model.graph.node if n.name == POST_NODES["argmax"]), None)
+    if argmax is not None:
+        start = argmax.input[0]
+    frontier, seen = [start], set()
+    while frontier:
+        node = producers.get(frontier.pop(0))
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type in COMPUTE_OP_TYPES:
+            return node.name
+        frontier.extend(node.input)
+    raise ExportError(f"no {'/'.join(COMPUTE_OP_TYPES)} node before {CLASSES_OUTPUT!r}")
+
+
+def resolve_keep_float(model, keep_float: Iterable[str]) -> list[str]:
+    """Node names to exclude from quantisation: ``"first"``/``"head"`` resolved, other names checked to exist."""
+    names = {node.name for node in model.graph.node}
+    out: list[str] = []
+    for item in keep_float:
+        if item == "first":
+            name = _first_compute_node(model)
+        elif item == "head":
+            name = _head_compute_node(model)
+        elif item in names:
+            name = item
+        else:
+            compute = sorted(n.name for n in model.graph.node if n.op_type in COMPUTE_OP_TYPES)
+            raise UnknownNameError("node to keep in float", str(item), [*KEEP_FLOAT_ALIASES, *compute])
+        if name not in out:
+            out.append(name)
+    return out
+
+
+class _FrameReader:
+    """onnxruntime CalibrationDataReader over a list of input dicts."""
+
+    def __init__(self, frames: Sequence[Mapping[str, np.ndarray]]):
+        self._frames = list(frames)
+        self._i = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._i >= len(self._frames):
+            return None
+        self._i += 1
+        return dict(self._frames[self._i - 1])
+
+    def rewind(self) -> None:
+        self._i = 0
+
+
+def _pre_process(fp32_path: Path, out_path: Path) -> None:
+    """``quant_pre_process`` with ONNX shape inference and ORT's basic graph optimisation.
+
+    ORT's *symbolic* shape inference is skipped: it does not complete on the raw graph (the
+    uint16 → float Cast chain), and when it fails it writes ``sym_shape_infer_temp.onnx`` plus
+    an external-data file into the current directory before raising. ONNX's own shape
+    inference, which still runs, types every tensor of these convolutional graphs.
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=True)
+
+
+def quantize_int8(
+    fp32_path: Path,
+    out_path: Path,
+    calibration_inputs: Iterable[Mapping[str, np.ndarray]] | None,
+    *,
+    method: str = "minmax",
+    per_channel: bool = True,
+    keep_float: Iterable[str] = (),
+    symmetric_activations: bool = True,
+    percentile: float = 99.999,
+) -> Path:
+    """Quantise the FP32 graph at ``fp32_path`` to QDQ INT8 at ``out_path``; returns ``out_path``.
+
+    ``calibration_inputs`` are dicts of the graph's inputs (a few dozen frames from the data
+    set); ``method`` one of :data:`CALIBRATION_METHODS` (``percentile`` uses ``percentile``);
+    ``keep_float`` names nodes to keep in float (``"first"``, ``"head"`` or node names).
+    Weights are always symmetric (zero point 0); activations too unless
+    ``symmetric_activations=False`` (which TensorRT does not accept).
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if method not in CALIBRATION_METHODS:
+        raise UnknownNameError("calibration method", str(method), list(CALIBRATION_METHODS))
+    if isinstance(keep_float, str):
+        keep_float = (keep_float,)
+    frames = list(calibration_inputs or [])
+    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    source = onnx.load(str(fp32_path))
+    check_calibration_inputs(source, frames)
+    extra_options = {
+        "ActivationSymmetric": bool(symmetric_activations),
+        "WeightSymmetric": True,
+    }
+    if method == "percentile":
+        extra_options["CalibPercentile"] = float(percentile)
+    with tempfile.TemporaryDirectory(prefix="xenoedge-int8-") as tmp:
+        prepared_path = Path(tmp) / "prepared.onnx"
+        _pre_process(fp32_path, prepared_path)
+        prepared = onnx.load(str(prepared_path))
+        exclude = resolve_keep_float(prepared, keep_float)
+        present = {node.name for node in prepared.graph.node}
+        fixed = [n for n in (*PRE_NODES.values(), *POST_NODES.values()) if n in present]
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        quantize_static(
+            str(prepared_path),
+            str(out_path),
+            _FrameReader(frames),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OP_TYPES),
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=fixed + exclude,
+            calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[method]),
+            extra_options=extra_options,
+        )
+    quantized = onnx.load(str(out_path))
+    onnx.checker.check_model(quantized)
+    # keep provenance (quantize_static keeps metadata_props on current versions; make sure) and record the recipe
+    props = {p.key: p.value for p in source.metadata_props}
+    props.update({p.key: p.value for p in quantized.metadata_props})
+    props.update(
+        {
+            "precision": "int8",
+            "int8_calibration": method,
+            "int8_calibration_frames": str(len(frames)),
+            "int8_per_channel": str(bool(per_channel)).lower(),
+            "int8_kept_float": ",".join(exclude),
+        }
+    )
+    del quantized.metadata_props[:]
+    onnx.helper.set_model_props(quantized, props)
+    onnx.save(quantized, str(out_path))
+    return out_path
