@@ -6,7 +6,8 @@ What TensorRT accepts and what ONNX Runtime's CPU kernels fuse (DESIGN.md sectio
    symbolic shape inference (it fails on the uint16 raw graph; see ``_pre_process``);
 2. ``quantize_static`` with ``QuantFormat.QDQ``, ``QuantType.QInt8`` for activations and weights,
    ``ActivationSymmetric`` and ``WeightSymmetric`` (every zero point is 0), per-channel weight
-   scales, MinMax calibration by default (Entropy / Percentile on request);
+   scales, float32 biases (``QuantizeBias=False``), MinMax calibration by default (Entropy /
+   Percentile on request);
 3. only the model's compute ops are quantised (``QUANTIZED_OP_TYPES``), and the named
    pre/post-processing nodes of :mod:`export.onnx_export` are always excluded: calibration
    (counts, gain, clip, L1) stays float32;
@@ -20,6 +21,8 @@ Calibration inputs are dicts of the graph's inputs (e.g. ``{"raw": (1, H, W, C) 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -179,6 +182,31 @@ def resolve_keep_float(model, keep_float: Iterable[str]) -> list[str]:
     return out
 
 
+def _float_logits(model) -> None:
+    """Remove the QuantizeLinear → DequantizeLinear pair on ``logits`` (in place).
+
+    quantize_static quantises every Conv output, the head's too; ArgMax over int8 logits then
+    ties wherever the two best classes are within one quantisation step. ArgMax and Softmax
+    run in float either way, so the pair buys nothing: without it the head reads int8 inputs
+    and writes float32 logits.
+    """
+    consumers = _consumers(model)
+    for q in [n for n in consumers.get(LOGITS_TENSOR, []) if n.op_type == "QuantizeLinear"]:
+        dqs = [n for n in consumers.get(q.output[0], []) if n.op_type == "DequantizeLinear"]
+        if len(dqs) != len(consumers.get(q.output[0], [])):
+            continue
+        for dq in dqs:
+            for node in consumers.get(dq.output[0], []):
+                for i, name in enumerate(node.input):
+                    if name == dq.output[0]:
+                        node.input[i] = LOGITS_TENSOR
+            model.graph.node.remove(dq)
+        model.graph.node.remove(q)
+    kept = {name for node in model.graph.node for name in node.input}
+    for init in [t for t in model.graph.initializer if t.name not in kept]:
+        model.graph.initializer.remove(init)
+
+
 class _FrameReader:
     """onnxruntime CalibrationDataReader over a list of input dicts."""
 
@@ -218,6 +246,7 @@ def quantize_int8(
     per_channel: bool = True,
     keep_float: Iterable[str] = (),
     symmetric_activations: bool = True,
+    quantize_bias: bool = False,
     percentile: float = 99.999,
 ) -> Path:
     """Quantise the FP32 graph at ``fp32_path`` to QDQ INT8 at ``out_path``; returns ``out_path``.
@@ -226,7 +255,9 @@ def quantize_int8(
     set); ``method`` one of :data:`CALIBRATION_METHODS` (``percentile`` uses ``percentile``);
     ``keep_float`` names nodes to keep in float (``"first"``, ``"head"`` or node names).
     Weights are always symmetric (zero point 0); activations too unless
-    ``symmetric_activations=False`` (which TensorRT does not accept).
+    ``symmetric_activations=False`` (which TensorRT does not accept). Biases stay float32 unless
+    ``quantize_bias=True`` (int32 bias DequantizeLinear nodes, which TensorRT's ONNX parser has
+    rejected; ONNX Runtime quantises float biases itself when it fuses QDQ Conv).
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -242,6 +273,7 @@ def quantize_int8(
     extra_options = {
         "ActivationSymmetric": bool(symmetric_activations),
         "WeightSymmetric": True,
+        "QuantizeBias": bool(quantize_bias),
     }
     if method == "percentile":
         extra_options["CalibPercentile"] = float(percentile)
@@ -253,20 +285,22 @@ def quantize_int8(
         present = {node.name for node in prepared.graph.node}
         fixed = [n for n in (*PRE_NODES.values(), *POST_NODES.values()) if n in present]
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        quantize_static(
-            str(prepared_path),
-            str(out_path),
-            _FrameReader(frames),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(QUANTIZED_OP_TYPES),
-            per_channel=per_channel,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=fixed + exclude,
-            calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[method]),
-            extra_options=extra_options,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
+            quantize_static(
+                str(prepared_path),
+                str(out_path),
+                _FrameReader(frames),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(QUANTIZED_OP_TYPES),
+                per_channel=per_channel,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=fixed + exclude,
+                calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[method]),
+                extra_options=extra_options,
+            )
     quantized = onnx.load(str(out_path))
+    _float_logits(quantized)
     onnx.checker.check_model(quantized)
     # keep provenance (quantize_static keeps metadata_props on current versions; make sure) and record the recipe
     props = {p.key: p.value for p in source.metadata_props}

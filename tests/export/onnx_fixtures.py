@@ -15,7 +15,7 @@ import pytest
 HEIGHT, WIDTH = 32, 40
 EXPOSURE_MS = 10.0
 MODELS = ("pixel-mlp", "unet-small")
-STEPS = {"pixel-mlp": 30, "unet-small": 10}
+STEPS = {"pixel-mlp": 30, "unet-small": 80}  # unet-small: 10 steps leave logit margins too thin for INT8
 
 
 @dataclass
