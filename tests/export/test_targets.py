@@ -241,3 +241,21 @@ def test_doc_holds_the_generated_table():
     assert targets_markdown() in text, "docs/targets.md is stale: paste export.targets.targets_markdown() into it"
     assert trtexec_command("model.int8.onnx", "<cache path>", "int8") in text
     assert "INFERENCE_PRECISION_HINT" in text
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_real_qdq_graph_symmetry(tmp_path):
+    """export.quantize's default QDQ passes the TensorRT check; asymmetric activations are refused."""
+    pytest.importorskip("torch")
+    from export.onnx_export import export_onnx
+    from export.quantize import quantize_int8
+    from xeno.models import build_model
+
+    model = build_model("pixel-mlp", 10, 3).eval()
+    fp32 = export_onnx(model, height=4, width=6, n_bands=10, path=tmp_path / "r.onnx", variant="reflectance")
+    rng = np.random.default_rng(0)
+    frames = [{"reflectance": rng.random((1, 4, 6, 10)).astype(np.float32)} for _ in range(4)]
+    check_model_for_target(quantize_int8(fp32, tmp_path / "s.onnx", frames), "jetson-orin", "int8")
+    asymmetric = quantize_int8(fp32, tmp_path / "a.onnx", frames, symmetric_activations=False)
+    with pytest.raises(ExportError, match="needs symmetric signed INT8 QDQ; asymmetric: "):
+        check_model_for_target(asymmetric, "jetson-orin", "int8")
