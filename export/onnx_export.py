@@ -28,6 +28,7 @@ quantisation and FP16 conversion can leave them in float32 by name.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -238,7 +239,9 @@ def _export_model_graph(model, *, height: int, width: int, n_bands: int, dynamic
             LOGITS_TENSOR: {2: HEIGHT_DIM, 3: WIDTH_DIM},
         }
     try:
-        with torch.no_grad():
+        # dynamo=False is deliberate (the dynamo exporter needs onnxscript); silence its deprecation notice
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
             torch.onnx.export(
                 model,
                 (example,),
