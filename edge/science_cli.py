@@ -111,10 +111,74 @@ def experiment_xeno(
     console.print(f"results in {report} and {work / 'results.json'} ({results['seconds']:.0f} s)")
 
 
+def export(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder, or a default model name: surgical, crop."),
+    target: str = typer.Option("cpu", help="Target profile: cpu, jetson-orin, intel-npu (docs/targets.md)."),
+    precision: str = typer.Option("int8", help="fp32, fp16 or int8 (what the target allows)."),
+    calib: Path = typer.Option(None, help="Data set folder for INT8 calibration frames."),
+    val: Path = typer.Option(..., help="Data set folder for the accuracy gate (labelled)."),
+    max_drop: float = typer.Option(0.01, help="Largest DSC drop per class allowed against FP32 PyTorch."),
+    sign: Path = typer.Option(None, help="Ed25519 private key (xenoedge bundle keygen) to sign the bundle."),
+    shape: str = typer.Option(None, help="Frame HxW (default: the sensor's cube size)."),
+    dynamic: bool = typer.Option(False, help="Dynamic H and W (refused by NPU and Jetson targets)."),
+    method: str = typer.Option("minmax", help="INT8 calibration: minmax, entropy or percentile."),
+    keep_float: str = typer.Option(None, help="Nodes kept in float for INT8: first, head or node names."),
+    name: str = typer.Option(None, help="Bundle name (default: the checkpoint folder's name)."),
+    version: str = typer.Option("0.1.0", help="Bundle version (semver)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle file to write (.xeb)."),
+) -> None:
+    """Checkpoint -> ONNX/OpenVINO artifacts -> accuracy gate -> one (signed) bundle."""
+    import logging
+
+    from export.export import export_checkpoint
+    from xeno.default_models import RECIPES, default_model_dir
+
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+
+    folder = default_model_dir(str(checkpoint)) if str(checkpoint) in RECIPES else checkpoint
+    size = None
+    if shape:
+        try:
+            size = tuple(int(v) for v in shape.lower().split("x"))
+        except ValueError:
+            raise typer.BadParameter(f"shape must look like 480x640, got {shape!r}", param_hint="--shape") from None
+    report = export_checkpoint(
+        folder,
+        target=target,
+        precision=precision,
+        out=out,
+        calib=calib,
+        val=val,
+        max_drop=max_drop,
+        sign_key=sign,
+        shape=size,
+        dynamic=dynamic,
+        method=method,
+        keep_float=split_csv(keep_float) or (),
+        name=name or (str(checkpoint) if str(checkpoint) in RECIPES else None),
+        version=version,
+        log=lambda message: console.print(f"[dim]{message}[/dim]"),
+    )
+    table = Table(title=f"{out}: {target} {precision}")
+    for column in ("artifact", "pixel agreement", "mean DSC FP32", "mean DSC artifact", "largest class drop"):
+        table.add_column(column)
+    for artifact, record in report.artifacts.items():
+        table.add_row(
+            artifact,
+            f"{record['pixel_agreement']:.4f}",
+            f"{record['mean_dsc_reference'] or 0:.3f}",
+            f"{record['mean_dsc_artifact'] or 0:.3f}",
+            f"{record['max_class_drop'] or 0:.3f}",
+        )
+    console.print(table)
+    console.print(f"bundle written: {out} ({out.stat().st_size / 1e6:.2f} MB)")
+
+
 def register(app: typer.Typer) -> None:
     from edge.xeno_cli import app as projections_app
 
     app.command()(train)
     app.command()(evaluate)
+    app.command()(export)
     app.add_typer(experiment_app, name="experiment")
     app.add_typer(projections_app, name="xeno")

@@ -41,7 +41,15 @@ from export.bundle.manifest import (
     is_semver,
     validate_manifest,
 )
-from export.bundle.selftest import Selftest, SelftestError, agreement, check_selftest, load_selftest, selftest_files
+from export.bundle.selftest import (
+    Selftest,
+    SelftestError,
+    agreement,
+    check_selftest,
+    load_selftest,
+    selftest_files,
+    tile_to,
+)
 from export.bundle.signing import (
     generate_keypair,
     key_id,
@@ -94,6 +102,7 @@ __all__ = [
     "save_public_key",
     "selftest_files",
     "sign_bundle",
+    "tile_to",
     "validate_manifest",
     "verify_bundle",
     "write_bundle",

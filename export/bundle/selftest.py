@@ -1,7 +1,8 @@
 """The on-device self-test data of a bundle: a golden input and the class mask it must give.
 
 ``selftest/input.npz`` holds one array per graph input, named like the input (for a raw model:
-``raw`` uint16 NHWC counts, ``dark`` and ``gain`` references); ``selftest/expected.npz`` holds
+``raw`` uint16 NHWC counts, ``dark`` and ``gain`` references), each of a shape that tiles to
+the graph input's (``tile_to``: a patch of the golden frame, per-band references); ``selftest/expected.npz`` holds
 ``classes``, the expected uint8 class ids (N, H, W). A device runs the model on the inputs and
 passes when the fraction of equal pixels is at least the manifest's ``selftest.min_agreement``.
 
@@ -41,7 +42,7 @@ class Selftest:
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez_compressed(buf, **arrays)
     return buf.getvalue()
 
 
@@ -94,3 +95,17 @@ def check_selftest(predicted: np.ndarray, selftest: Selftest) -> float:
     if value < selftest.min_agreement:
         raise SelftestError(f"self-test failed: {value:.4f} of pixels agree, at least {selftest.min_agreement} needed")
     return value
+
+
+def tile_to(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``array`` repeated (``np.tile``) to ``shape``: how a device expands self-test inputs.
+
+    Self-test inputs are stored small (a patch of the golden frame, per-band references of
+    shape (1, 1, C)) and tiled to the graph input's shape, so a Tivita bundle's self-test is a
+    few hundred KB rather than the 61 MB of one raw frame. Each dimension of ``shape`` must be a
+    multiple of the array's.
+    """
+    array = np.asarray(array)
+    if array.ndim != len(shape) or any(s % a for s, a in zip(shape, array.shape, strict=True)):
+        raise SelftestError(f"self-test array of shape {array.shape} does not tile to {tuple(shape)}")
+    return np.tile(array, [s // a for s, a in zip(shape, array.shape, strict=True)])

@@ -1,0 +1,356 @@
+"""``xenoedge export``: checkpoint -> ONNX / OpenVINO artifacts -> accuracy gate -> signed bundle.
+
+Steps (each reported through ``log``):
+
+1. load the checkpoint, find its sensor profile (by name, else by its wavelengths) and the
+   frame size (the sensor's cube, or ``shape``);
+2. export the FP32 graph with preprocessing folded in (``export.onnx_export``; the raw
+   variant, or the reflectance variant for TensorRT, which has no uint16 tensors);
+3. make the artifacts the target table asks for (``export.targets.artifacts_for``):
+   ORT QDQ INT8, OpenVINO IR FP32/FP16, NNCF INT8, and check each against the target's
+   constraints;
+4. build calibration and validation frames from data set folders: reflectance cubes tiled to
+   the frame size and turned into raw counts with the sensor's nominal dark level and white
+   signal, so every artifact sees exactly what a camera would give it;
+5. run every artifact on the validation frames and compare it with the FP32 PyTorch model
+   (pixel agreement, DSC per class): a drop above ``max_drop`` stops the export;
+6. write the bundle: manifest (sensor signature, input contract, labels, per-target files,
+   accuracy, provenance), the artifacts, a golden self-test, and an Ed25519 signature.
+
+TensorRT engines are never built or shipped; the Jetson target's ONNX is scored with ONNX
+Runtime as a stand-in and carries the documented ``trtexec`` command.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from calibration.sensors import SENSORS, SensorProfile, get_sensor
+from export.errors import ExportError
+
+Log = Callable[[str], None]
+DEFAULT_MAX_DROP = 0.01
+SELFTEST_MARGIN = 0.02  # the self-test threshold sits this far below the agreement measured here
+
+
+@dataclass
+class ExportReport:
+    bundle: Path
+    target: str
+    precision: str
+    artifacts: dict[str, dict] = field(default_factory=dict)  # bundle target name -> accuracy record
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+def sensor_for(config: dict) -> SensorProfile:
+    """The checkpoint's sensor profile: by name, else the profile with the same wavelengths."""
+    if config.get("sensor"):
+        return get_sensor(config["sensor"])
+    wavelengths = np.asarray(config["wavelengths_nm"], dtype=np.float64)
+    for profile in SENSORS.values():
+        if profile.n_bands == wavelengths.size and np.allclose(profile.wavelengths(), wavelengths, atol=0.01):
+            return profile
+    raise ExportError(
+        f"no sensor profile has the checkpoint's {wavelengths.size} bands "
+        f"({wavelengths.min():.1f}-{wavelengths.max():.1f} nm); known: {', '.join(SENSORS)}"
+    )
+
+
+def _fit(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``array`` (h, w, ...) mirrored/cropped to (height, width, ...)."""
+    pad_h, pad_w = max(0, height - array.shape[0]), max(0, width - array.shape[1])
+    if pad_h or pad_w:
+        pad = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (array.ndim - 2)
+        array = np.pad(array, pad, mode="symmetric")
+    return array[:height, :width]
+
+
+def camera_references(sensor: SensorProfile, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(dark, gain) (H, W, C) float32 from the sensor's nominal dark level and white signal."""
+    from export.onnx_export import reference_gain
+    from xeno.camera_model import lamp_times_qe
+
+    c = sensor.n_bands
+    dark = np.full((height, width, c), sensor.dark_level_counts, dtype=np.float32)
+    white = dark + sensor.white_level_counts * lamp_times_qe(sensor.wavelengths_nm)[None, None, :]
+    return dark, reference_gain(dark, white)
+
+
+@dataclass
+class Frames:
+    """Graph inputs and ground truth for calibration/validation."""
+
+    inputs: list[dict[str, np.ndarray]]
+    truth: list[np.ndarray]
+    ids: list[str]
+
+
+def frames_from_data(
+    data: Path, sensor: SensorProfile, height: int, width: int, *, variant: str, limit: int, exclude: set[str]
+) -> Frames:
+    """Up to ``limit`` frames from a data set folder, as graph inputs of ``variant``."""
+    from devices.formats import read_cube
+    from xeno.dataset import SpectralDataset
+
+    dataset = SpectralDataset.open(data, sensor=sensor)
+    dark, gain = camera_references(sensor, height, width)
+    frames = Frames([], [], [])
+    for i, record in enumerate(dataset.records):
+        if record.image_id in exclude:
+            continue
+        if len(frames.ids) >= limit:
+            break
+        cube, wavelengths = read_cube(record.cube_path)
+        if wavelengths is not None and (
+            cube.shape[2] != sensor.n_bands or not np.allclose(wavelengths, sensor.wavelengths(), atol=0.5)
+        ):
+            raise ExportError(
+                f"{record.cube_path}: {cube.shape[2]} bands at {wavelengths.min():.0f}-{wavelengths.max():.0f} nm; "
+                f"the checkpoint expects {sensor.name}'s {sensor.n_bands} bands "
+                f"({sensor.wavelengths_nm[0]:.0f}-{sensor.wavelengths_nm[-1]:.0f} nm)"
+            )
+        reflectance = _fit(np.asarray(cube, dtype=np.float32), height, width)
+        labels = _fit(dataset.load(i).labels, height, width)
+        if variant == "raw":
+            raw = np.clip(np.rint(reflectance / gain + dark), 0, sensor.max_counts).astype(np.uint16)
+            frames.inputs.append({"raw": raw[None], "dark": dark, "gain": gain})
+        else:
+            frames.inputs.append({"reflectance": reflectance[None]})
+        frames.truth.append(labels)
+        frames.ids.append(record.image_id)
+    if not frames.ids:
+        raise ExportError(f"{data}: no images left for calibration/validation (all excluded?)")
+    return frames
+
+
+def reference_predictions(model, frames: Frames) -> list[np.ndarray]:
+    """FP32 PyTorch class maps for the frames, through the same preprocessing as the graph."""
+    from calibration.normalise import l1_normalise
+    from calibration.reflectance import MAX_REFLECTANCE
+    from export.onnx_export import preprocess_reference
+    from xeno.evaluate import predict
+
+    out = []
+    for inputs in frames.inputs:
+        if "raw" in inputs:
+            spectra = preprocess_reference(inputs["raw"][0], inputs["dark"], inputs["gain"])
+        else:
+            spectra = l1_normalise(np.clip(inputs["reflectance"][0], 0.0, MAX_REFLECTANCE))
+        out.append(predict(model, spectra))
+    return out
+
+
+GOLDEN_PATCH = 32  # pixels; the self-test frame is a patch of a validation frame, tiled
+
+
+def golden_inputs(frames: Frames, height: int, width: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(stored, full) self-test inputs: small arrays for the bundle and their tiled full-size form.
+
+    The patch is the ``GOLDEN_PATCH``-pixel square (shrunk to divide the frame) around the
+    centre of the first validation frame; references are stored per band as (1, 1, C).
+    """
+    ph = next(p for p in range(min(GOLDEN_PATCH, height), 0, -1) if height % p == 0)
+    pw = next(p for p in range(min(GOLDEN_PATCH, width), 0, -1) if width % p == 0)
+    top, left = (height - ph) // 2, (width - pw) // 2
+    stored = {}
+    for name, array in frames.inputs[0].items():
+        if name in ("raw", "reflectance"):
+            stored[name] = np.ascontiguousarray(array[:, top : top + ph, left : left + pw])
+        else:
+            if not np.all(array == array[:1, :1]):
+                raise ExportError(f"self-test reference {name!r} varies across pixels; cannot store it per band")
+            stored[name] = np.ascontiguousarray(array[:1, :1])
+    from export.bundle import tile_to
+
+    full = {name: tile_to(a, frames.inputs[0][name].shape) for name, a in stored.items()}
+    return stored, full
+
+
+def _runner(kind: str, path: Path):
+    from export.runners import OpenVinoRunner, OrtRunner
+
+    return OrtRunner(path) if kind == "onnx" else OpenVinoRunner(path, precision_hint="f32")
+
+
+def export_checkpoint(
+    checkpoint: Path,
+    *,
+    target: str,
+    precision: str,
+    out: Path,
+    calib: Path,
+    val: Path,
+    max_drop: float | None = DEFAULT_MAX_DROP,
+    sign_key: Path | None = None,
+    shape: tuple[int, int] | None = None,
+    dynamic: bool = False,
+    calib_frames: int = 16,
+    val_frames: int = 16,
+    method: str = "minmax",
+    keep_float: tuple[str, ...] = (),
+    name: str | None = None,
+    version: str = "0.1.0",
+    log: Log = print,
+) -> ExportReport:
+    """Export ``checkpoint`` for ``target`` at ``precision`` into bundle ``out``; see the module doc."""
+    from export.accuracy import compare_to_reference, gate
+    from export.bundle import load_private_key, selftest_files, write_bundle
+    from export.onnx_export import export_onnx, metadata_from_config, xenoedge_version
+    from export.targets import artifacts_for, check_model_for_target, get_target
+    from xeno.checkpoint import load_model
+
+    spec = get_target(target)
+    if precision not in spec.precisions:
+        raise ExportError(f"target {target} takes precisions {', '.join(spec.precisions)}, not {precision!r}")
+    if precision == "int8" and calib is None:
+        raise ExportError("INT8 needs calibration data: give --calib DATA")
+    model, config = load_model(checkpoint)
+    sensor = sensor_for(config)
+    height, width = shape or sensor.cube_shape[:2]
+    variant = "reflectance" if any(a.runtime == "tensorrt" for a in artifacts_for(target, precision)) else "raw"
+    label_names = [label["name"] for label in config["labels"]]
+    # Images the checkpoint saw are left out of validation, when validation uses its training folder.
+    trained_on = config.get("train", {}).get("data")
+    used = set()
+    if trained_on and Path(trained_on).resolve() == Path(val).resolve():
+        used = set(config.get("split", {}).get("train", [])) | set(config.get("split", {}).get("val", []))
+    signing_key = load_private_key(sign_key) if sign_key else None
+
+    work = Path(tempfile.mkdtemp(prefix="xenoedge-export-"))
+    try:
+        log(f"exporting {config['model']['name']} at {height}x{width}x{sensor.n_bands} ({variant} input)")
+        fp32 = export_onnx(
+            model,
+            height=height,
+            width=width,
+            n_bands=sensor.n_bands,
+            path=work / "model.fp32.onnx",
+            variant=variant,
+            dynamic=dynamic,
+            metadata=metadata_from_config(config),
+        )
+        log("reading calibration and validation frames")
+        calibration = (
+            frames_from_data(calib, sensor, height, width, variant=variant, limit=calib_frames, exclude=set())
+            if calib
+            else None
+        )
+        validation = frames_from_data(val, sensor, height, width, variant=variant, limit=val_frames, exclude=used)
+        reference = reference_predictions(model, validation)
+        golden_stored, golden_full = golden_inputs(validation, height, width)
+        golden_expected = reference_predictions(model, Frames([golden_full], [], []))[0]
+        golden_agreement = []
+
+        files: dict[str, Path] = {}
+        targets_manifest, accuracy, report = {}, {}, ExportReport(out, target, precision)
+        for artifact in artifacts_for(target, precision):
+            bundle_target = f"{target}-{artifact.runtime}-{precision}"
+            folder = work / bundle_target
+            folder.mkdir()
+            main = folder / artifact.files[0]
+            log(f"building {bundle_target}")
+            _build_artifact(artifact, fp32, main, calibration, validation, max_drop, method, keep_float)
+            if artifact.kind == "onnx":
+                check_model_for_target(main, target, precision)
+            runner = _runner(artifact.kind, main)
+            predicted = [runner.predict(inputs) for inputs in validation.inputs]
+            golden_agreement.append(float(np.mean(runner.predict(golden_full) == golden_expected)))
+            record = compare_to_reference(reference, predicted, validation.truth, label_names)
+            log(f"{bundle_target}: pixel agreement {record.pixel_agreement:.4f}")
+            if max_drop is not None:
+                gate(record, max_drop, artifact=bundle_target)
+            accuracy[bundle_target] = {**record.to_manifest(), "max_drop": max_drop, "passed": True}
+            report.artifacts[bundle_target] = accuracy[bundle_target]
+            entry = {"runtime": artifact.runtime, "precision": precision, "graph_precision": artifact.graph_precision}
+            if artifact.build_command:
+                entry["build_command"] = artifact.build_command
+            entry["device" if artifact.runtime == "openvino" else "providers"] = (
+                spec.name.replace("intel-", "").upper()
+                if artifact.runtime == "openvino" and "npu" in target
+                else "CPU"
+                if artifact.runtime == "openvino"
+                else ["CPUExecutionProvider"]
+            )
+            targets_manifest[bundle_target] = entry
+            for file_name in artifact.files:
+                files[f"models/{bundle_target}/{file_name}"] = folder / file_name
+
+        worst = min(golden_agreement)
+        manifest = {
+            "name": name or Path(checkpoint).name,
+            "version": version,
+            "description": f"{config['model']['name']} for {sensor.name}, {target} {precision}",
+            "sensor": {"name": sensor.name, "signature": sensor.signature},
+            "input": {
+                "layout": "NHWC",
+                "dtype": "uint16" if variant == "raw" else "float32",
+                "shape": [1, height, width, sensor.n_bands],
+                "variant": variant,
+                "wavelengths_nm": list(sensor.wavelengths_nm),
+            },
+            "preprocessing": {
+                "dark_input": "dark",
+                "gain_input": "gain",
+                "clip_max": 2.0,
+                "l1_eps": config["preprocessing"]["l1_eps"],
+            },
+            "labels": config["labels"],
+            "targets": targets_manifest,
+            "accuracy": accuracy,
+            "provenance": {
+                "checkpoint": str(checkpoint),
+                "model": config["model"],
+                "data": config["train"].get("data"),
+                "species": list(config["train"].get("species") or []),
+                "projections": list(config["train"].get("projections") or []),
+                "seed": config["train"].get("seed"),
+                "code": {"xenoedge": xenoedge_version()},
+                "export": {
+                    "target": target,
+                    "precision": precision,
+                    "calibration_method": method,
+                    "keep_float": list(keep_float),
+                    "calibration_frames": 0 if calibration is None else len(calibration.ids),
+                    "validation_images": validation.ids,
+                    "dynamic": dynamic,
+                },
+            },
+            "selftest": {"min_agreement": round(max(0.5, worst - SELFTEST_MARGIN), 4), "inputs_tile": True},
+        }
+        files.update(selftest_files(golden_stored, golden_expected[None].astype(np.uint8)))
+        write_bundle(out, manifest, files, signing_key=signing_key)
+        report.sizes = {k: Path(v).stat().st_size for k, v in files.items() if isinstance(v, Path)}
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        return report
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _build_artifact(artifact, fp32: Path, main: Path, calibration, validation, max_drop, method, keep_float) -> None:
+    from export.openvino_export import convert_to_ir, quantize_ir_int8
+    from export.quantize import quantize_int8
+
+    if artifact.kind == "onnx":
+        if artifact.graph_precision == "int8":
+            quantize_int8(fp32, main, calibration.inputs, method=method, keep_float=keep_float)
+        else:
+            shutil.copy2(fp32, main)
+        return
+    if artifact.graph_precision == "int8":
+        quantize_ir_int8(
+            fp32,
+            main,
+            calibration.inputs,
+            validation=list(zip(validation.inputs, validation.truth, strict=True)) if max_drop is not None else None,
+            max_drop=max_drop,
+            ignored_names=keep_float,
+        )
+    else:
+        convert_to_ir(fp32, main, precision=artifact.graph_precision)
