@@ -1,0 +1,144 @@
+"""`xenoedge export` end to end: shipped model -> gated artifacts -> signed bundle -> verify and self-test."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from export.bundle import extract_bundle, generate_keypair, load_selftest, save_private_key, tile_to, verify_bundle
+from export.errors import ExportError
+from export.export import export_checkpoint
+from export.runners import OpenVinoRunner, OrtRunner
+from xeno.default_models import default_model_dir
+from xeno.simulate_dataset import DatasetSpec, write_dataset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    write_dataset(
+        root / "surgical",
+        DatasetSpec(species=("human",), subjects_per_species=2, images_per_subject=3, height=48, width=64, seed=21),
+    )
+    write_dataset(
+        root / "crop",
+        DatasetSpec(
+            domain="crop",
+            species=("maize",),
+            subjects_per_species=1,
+            images_per_subject=2,
+            sensor="mosaic-5x5-nir",
+            height=48,
+            width=64,
+            seed=21,
+        ),
+    )
+    return root
+
+
+def test_signed_cpu_int8_bundle_verifies_and_passes_its_selftest_on_both_runtimes(data, tmp_path):
+    private, public = generate_keypair()
+    key = save_private_key(tmp_path / "key.pem", private)
+    report = export_checkpoint(
+        default_model_dir("surgical"),
+        target="cpu",
+        precision="int8",
+        out=tmp_path / "s.xeb",
+        calib=data / "surgical",
+        val=data / "surgical",
+        shape=(48, 64),
+        keep_float=("first",),
+        max_drop=0.05,
+        sign_key=key,
+        log=lambda _m: None,
+    )
+    assert set(report.artifacts) == {"cpu-onnxruntime-int8", "cpu-openvino-int8"}
+    manifest = verify_bundle(tmp_path / "s.xeb", public_key=public, require_signature=True)
+    assert manifest["input"] == {**manifest["input"], "dtype": "uint16", "variant": "raw", "shape": [1, 48, 64, 100]}
+    assert manifest["accuracy"]["cpu-onnxruntime-int8"]["pixel_agreement"] > 0.9
+    folder = extract_bundle(tmp_path / "s.xeb", tmp_path / "x", public_key=public, require_signature=True)
+    selftest = load_selftest(folder, manifest)
+    shapes = {"raw": (1, 48, 64, 100), "dark": (48, 64, 100), "gain": (48, 64, 100)}
+    inputs = {name: tile_to(array, shapes[name]) for name, array in selftest.inputs.items()}
+    ort = OrtRunner(folder / "models" / "cpu-onnxruntime-int8" / "model.int8.onnx")
+    ov = OpenVinoRunner(folder / "models" / "cpu-openvino-int8" / "model.int8.xml", precision_hint="f32")
+    for runner in (ort, ov):
+        assert np.mean(runner.predict(inputs) == selftest.expected[0]) >= selftest.min_agreement
+
+
+def test_jetson_export_uses_the_reflectance_variant_with_symmetric_qdq(data, tmp_path):
+    export_checkpoint(
+        default_model_dir("crop"),
+        target="jetson-orin",
+        precision="int8",
+        out=tmp_path / "j.xeb",
+        calib=data / "crop",
+        val=data / "crop",
+        shape=(48, 64),
+        max_drop=0.2,
+        log=lambda _m: None,
+    )
+    manifest = verify_bundle(tmp_path / "j.xeb")
+    assert manifest["input"]["variant"] == "reflectance" and manifest["input"]["dtype"] == "float32"
+    (target,) = manifest["targets"].values()
+    assert target["runtime"] == "tensorrt" and "trtexec" in target["build_command"]
+
+
+def test_refusals(data, tmp_path):
+    from calibration.errors import UnknownNameError
+
+    common = {"out": tmp_path / "x.xeb", "shape": (48, 64), "log": lambda _m: None}
+    with pytest.raises(UnknownNameError, match="cpu"):
+        export_checkpoint(
+            default_model_dir("surgical"), target="tpu", precision="int8", calib=None, val=data / "surgical", **common
+        )
+    with pytest.raises(ExportError, match="calibration data"):
+        export_checkpoint(
+            default_model_dir("surgical"), target="cpu", precision="int8", calib=None, val=data / "surgical", **common
+        )
+    with pytest.raises(ExportError, match="precisions fp16, int8"):
+        export_checkpoint(
+            default_model_dir("surgical"),
+            target="intel-npu",
+            precision="fp32",
+            calib=None,
+            val=data / "surgical",
+            **common,
+        )
+    from calibration.errors import XenoedgeError
+
+    with pytest.raises(XenoedgeError, match=r"(?s)crop.*tivita.*outside"):
+        export_checkpoint(
+            default_model_dir("surgical"), target="cpu", precision="fp32", calib=None, val=data / "crop", **common
+        )
+    assert not (tmp_path / "x.xeb").exists()
+
+
+def test_cli_refuses_a_corrupt_checkpoint(tmp_path, data):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(default_model_dir("surgical"), broken)
+    (broken / "model.pt").write_bytes(b"\0" * 64)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "export",
+            str(broken),
+            "--precision",
+            "fp32",
+            "--val",
+            str(data / "surgical"),
+            "--shape",
+            "48x64",
+            "--out",
+            str(tmp_path / "b.xeb"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2 and "model.pt" in result.stderr and "Traceback" not in result.stderr
