@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from export.errors import ExportError
+from xeno.evaluate import dice  # the one DSC definition, shared with training evaluation
 
 __all__ = [
     "AccuracyGateError",
@@ -46,17 +47,6 @@ class AccuracyGateError(ExportError):
         self.record = record
         self.failures = failures
         super().__init__(message)
-
-
-def dice(pred: np.ndarray, truth: np.ndarray, label: int) -> float:
-    """DSC of class ``label`` between two (H, W) integer maps; 1.0 when neither holds it.
-
-    >>> dice(np.array([[1, 1], [0, 0]]), np.array([[1, 0], [0, 0]]), 1)
-    0.6666666666666666
-    """
-    p, g = pred == label, truth == label
-    denominator = int(p.sum()) + int(g.sum())
-    return 1.0 if denominator == 0 else 2.0 * int((p & g).sum()) / denominator
 
 
 def pixel_agreement(pred: np.ndarray, expected: np.ndarray) -> float:
