@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test lint bench experiment default-models clean
+.PHONY: demo test lint bench experiment default-models default-bundles clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ experiment: $(VENV)/.dev-installed
 
 default-models: $(VENV)/.dev-installed
 	$(PY) -m xeno.default_models all --work experiments/default-models
+
+# Export the default models into the bundles the device install ships (edge/default_bundles).
+default-bundles: $(VENV)/.dev-installed
+	$(PY) -m export.default_bundles --work experiments/default-bundles
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)
