@@ -1,0 +1,216 @@
+"""The daemon's configuration: one dataclass, read from a TOML file, overridable from the CLI.
+
+``DaemonConfig`` is flat; the TOML file groups the same keys into tables (``CONFIG_KEYS`` is
+the one table that maps them, read by the loader and checked against ``docs/daemon.md``)::
+
+    [camera]
+    spec = "sim:crop"            # devices.open_camera spec: sim[:domain] | replay:FOLDER
+    sensor = "mosaic-5x5-nir"    # optional; default: the bundle's sensor
+    seed = 0
+    exposure_ms = 10.0
+
+    [bundle]
+    path = "/var/lib/xenoedge/active.xeb"
+    public_key = "/etc/xenoedge/release.pub"   # optional; when set, only bundles it signed load
+
+    [engine]
+    prefer = ["openvino", "onnxruntime"]        # target or runtime names tried first
+    ort_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    openvino_device = "CPU"                     # CPU | GPU | NPU | AUTO
+    threads = 2
+    warmup_runs = 3
+
+    [references]
+    path = "/var/lib/xenoedge/references.npz"
+    capture = "auto"                            # auto | always | never
+    capture_frames = 8
+
+    [pipeline]
+    queue_size = 2
+    status_interval_s = 1.0
+    score_ground_truth = false
+
+    [output]
+    sink = "null"                               # null | png:DIR | whatever a sink factory registers
+
+Unknown tables or keys are refused with a suggestion (never substituted). Python 3.11+ reads
+TOML with the standard ``tomllib``; on 3.10 the ``tomli`` package is used when installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calibration.errors import UnknownNameError, XenoedgeError
+
+__all__ = ["CONFIG_KEYS", "ConfigError", "DaemonConfig", "load_config"]
+
+CAPTURE_MODES = ("auto", "always", "never")
+
+
+class ConfigError(XenoedgeError):
+    """A daemon configuration file or value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """Everything the daemon needs; defaults run the simulated crop camera with no link."""
+
+    bundle: Path | None = None
+    camera: str = "sim:crop"
+    sensor: str | None = None
+    seed: int = 0
+    exposure_ms: float = 10.0
+    public_key: Path | None = None
+    prefer: tuple[str, ...] = ()
+    ort_providers: tuple[str, ...] | None = None
+    openvino_device: str | None = None
+    threads: int | None = None
+    warmup_runs: int = 3
+    references: Path | None = None
+    capture_references: str = "auto"
+    capture_frames: int = 8
+    queue_size: int = 2
+    status_interval_s: float = 1.0
+    score_ground_truth: bool = False
+    sink: str = "null"
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1:
+            raise ConfigError(f"queue_size must be >= 1, got {self.queue_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        if self.capture_references not in CAPTURE_MODES:
+            raise ConfigError(
+                f"references.capture must be one of {', '.join(CAPTURE_MODES)}, got {self.capture_references!r}"
+            )
+        if self.capture_frames < 1:
+            raise ConfigError(f"capture_frames must be >= 1, got {self.capture_frames}")
+        if self.status_interval_s <= 0:
+            raise ConfigError(f"status_interval_s must be > 0, got {self.status_interval_s}")
+        if self.warmup_runs < 0:
+            raise ConfigError(f"warmup_runs must be >= 0, got {self.warmup_runs}")
+
+    def replace(self, **overrides: Any) -> DaemonConfig:
+        """A copy with ``overrides`` (CLI options); None values are ignored, unknown names refused."""
+        names = {f.name for f in dataclasses.fields(self)}
+        for key in overrides:
+            if key not in names:
+                raise UnknownNameError("daemon option", key, sorted(names))
+        given = {k: _coerce(k, v) for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **given)
+
+
+#: TOML table -> key -> DaemonConfig field.
+CONFIG_KEYS: dict[str, dict[str, str]] = {
+    "camera": {"spec": "camera", "sensor": "sensor", "seed": "seed", "exposure_ms": "exposure_ms"},
+    "bundle": {"path": "bundle", "public_key": "public_key"},
+    "engine": {
+        "prefer": "prefer",
+        "ort_providers": "ort_providers",
+        "openvino_device": "openvino_device",
+        "threads": "threads",
+        "warmup_runs": "warmup_runs",
+    },
+    "references": {"path": "references", "capture": "capture_references", "capture_frames": "capture_frames"},
+    "pipeline": {
+        "queue_size": "queue_size",
+        "status_interval_s": "status_interval_s",
+        "score_ground_truth": "score_ground_truth",
+    },
+    "output": {"sink": "sink"},
+}
+
+_PATHS = {"bundle", "public_key", "references"}
+_TUPLES = {"prefer", "ort_providers"}
+_TYPES: dict[str, tuple[type, ...]] = {
+    "camera": (str,),
+    "sensor": (str,),
+    "seed": (int,),
+    "exposure_ms": (int, float),
+    "openvino_device": (str,),
+    "threads": (int,),
+    "warmup_runs": (int,),
+    "capture_references": (str,),
+    "capture_frames": (int,),
+    "queue_size": (int,),
+    "status_interval_s": (int, float),
+    "score_ground_truth": (bool,),
+    "sink": (str,),
+}
+
+
+def _coerce(name: str, value: Any, where: str = "") -> Any:
+    label = where or name
+    if name in _PATHS:
+        if not isinstance(value, (str, os.PathLike)):
+            raise ConfigError(f"{label} must be a path string, got {value!r}")
+        return Path(value)
+    if name in _TUPLES:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{label} must be a list of strings, got {value!r}")
+        return tuple(value)
+    types = _TYPES.get(name)
+    if types and (not isinstance(value, types) or (bool not in types and isinstance(value, bool))):
+        raise ConfigError(f"{label} must be {' or '.join(t.__name__ for t in types)}, got {value!r}")
+    return float(value) if types == (int, float) else value
+
+
+def _toml_loads(text: str, path: Path) -> dict:
+    try:
+        import tomllib  # Python 3.11+
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise ConfigError(f"{path}: reading TOML needs Python 3.11 or the 'tomli' package") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def config_from_dict(data: dict, source: str = "config") -> DaemonConfig:
+    """A ``DaemonConfig`` from the TOML tables (see ``CONFIG_KEYS``)."""
+    values: dict[str, Any] = {}
+    for table, entries in data.items():
+        if table not in CONFIG_KEYS:
+            raise ConfigError(f"{source}: {UnknownNameError('table', table, sorted(CONFIG_KEYS))}")
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{source}: [{table}] must be a table")
+        for key, value in entries.items():
+            if key not in CONFIG_KEYS[table]:
+                raise ConfigError(f"{source}: {UnknownNameError(f'key in [{table}]', key, sorted(CONFIG_KEYS[table]))}")
+            name = CONFIG_KEYS[table][key]
+            values[name] = _coerce(name, value, f"{source}: {table}.{key}")
+    return DaemonConfig(**values)
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> DaemonConfig:
+    """The config of TOML file ``path`` (None: all defaults) with CLI ``overrides`` applied.
+
+    Relative paths in the file are taken relative to the file's folder.
+    """
+    if path is None:
+        config = DaemonConfig()
+    else:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+        config = config_from_dict(_toml_loads(text, path), str(path))
+        rebased = {
+            name: path.parent / getattr(config, name)
+            for name in _PATHS
+            if getattr(config, name) is not None and not getattr(config, name).is_absolute()
+        }
+        config = dataclasses.replace(config, **rebased)
+    return config.replace(**overrides)

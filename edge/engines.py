@@ -1,0 +1,534 @@
+"""Inference engines of the device daemon: one registry, ONNX Runtime and OpenVINO behind one class.
+
+An engine runs one target of an extracted bundle (``manifest["targets"][name]``) on the graph
+contract of ``docs/export.md``: inputs ``raw`` (1, H, W, C) uint16 counts plus ``dark`` and
+``gain`` (H, W, C) float32 for the raw variant, or ``reflectance`` (1, H, W, C) float32;
+outputs ``classes`` (1, H, W) uint8 and optionally ``confidence`` (1, H, W) float32.
+
+The per-frame path allocates nothing: the engine owns a preallocated input buffer
+(``engine.input_buffer``, (1, H, W, C)) that the caller fills in place (or that ``infer``
+copies into), and output buffers that the runtime writes into (ONNX Runtime: IOBinding with
+OrtValues sharing the NumPy memory; OpenVINO: tensors sharing memory set once on one
+InferRequest). ``dark`` and ``gain`` are bound once per reference load (``bind_references``).
+
+Which target runs (``open_engine``): the targets of the bundle whose runtime is installed and
+has a usable device here, ordered by ``prefer`` (target names or runtime names, first match
+wins) and then by ``DEFAULT_RUNTIME_ORDER`` and ``DEFAULT_PRECISION_ORDER``. Every target in
+a bundle passed the export accuracy gate, so the order goes for speed: accelerated runtimes
+first, then smaller precisions.
+
+``onnxruntime`` and ``openvino`` are imported lazily, inside the functions that need them:
+this module never imports torch, onnx or nncf, and importing it costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from calibration.errors import XenoedgeError
+
+__all__ = [
+    "DEFAULT_ORT_PROVIDERS",
+    "DEFAULT_PRECISION_ORDER",
+    "DEFAULT_RUNTIME_ORDER",
+    "ENGINES",
+    "Engine",
+    "EngineError",
+    "EngineKind",
+    "EngineOptions",
+    "Inference",
+    "OpenVinoEngine",
+    "OrtEngine",
+    "engine_candidates",
+    "open_engine",
+]
+
+CLASSES_OUTPUT = "classes"
+CONFIDENCE_OUTPUT = "confidence"
+RAW_INPUT, DARK_INPUT, GAIN_INPUT, REFLECTANCE_INPUT = "raw", "dark", "gain", "reflectance"
+
+#: ONNX Runtime execution providers in order of preference; filtered by what is installed.
+DEFAULT_ORT_PROVIDERS = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CPUExecutionProvider",
+)
+#: Runtimes in the order ``open_engine`` tries them when ``prefer`` does not decide.
+DEFAULT_RUNTIME_ORDER = ("tensorrt", "openvino", "onnxruntime")
+#: Precisions in the order ``open_engine`` tries them (all passed the accuracy gate at export).
+DEFAULT_PRECISION_ORDER = ("int8", "fp16", "fp32")
+OPENVINO_DEVICES = ("CPU", "GPU", "NPU", "AUTO")
+_NUMPY_DTYPES = {"uint16": np.uint16, "uint8": np.uint8, "float16": np.float16, "float32": np.float32}
+
+
+class EngineError(XenoedgeError):
+    """A bundle target that cannot be loaded or run here, or an engine used wrongly."""
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How engines are set up on this device.
+
+    ``ort_providers``: ONNX Runtime providers in order of preference (those not installed are
+    left out; CPU is always last). ``openvino_device``: ``CPU``, ``GPU``, ``NPU`` or ``AUTO``;
+    None takes the target's ``device`` hint (default CPU). ``threads``: intra-op threads (None:
+    the runtime's default). ``openvino_precision_hint``: ``"auto"`` sets f32 for fp32 targets
+    on CPU (the plugin would otherwise infer in bf16 on AMX CPUs and miss the self-test),
+    ``"f32"``/``"f16"``/``"bf16"`` force one, None leaves the plugin's default.
+    """
+
+    ort_providers: tuple[str, ...] = DEFAULT_ORT_PROVIDERS
+    openvino_device: str | None = None
+    threads: int | None = None
+    openvino_precision_hint: str | None = "auto"
+
+
+@dataclass
+class Inference:
+    """One frame's result: views of the engine's output buffers, overwritten by the next ``infer``.
+
+    ``classes`` (H, W) uint8 class ids; ``confidence`` (H, W) float32 or None.
+    """
+
+    classes: np.ndarray
+    confidence: np.ndarray | None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _frame_shape(manifest: Mapping, frame_hw: tuple[int, int] | None) -> tuple[int, int, int, int]:
+    """The (1, H, W, C) input shape: the manifest's, dynamic dimensions taken from ``frame_hw``."""
+    shape = list(manifest["input"]["shape"])
+    if shape[0] not in (None, 1):
+        raise EngineError(f"bundle {manifest['name']}: batch {shape[0]} is not supported (the daemon feeds 1 frame)")
+    shape[0] = 1
+    for axis in (1, 2):
+        if shape[axis] is None:
+            if frame_hw is None:
+                raise EngineError(f"bundle {manifest['name']} has a dynamic input shape; give the frame size")
+            shape[axis] = int(frame_hw[axis - 1])
+        elif frame_hw is not None and shape[axis] != frame_hw[axis - 1]:
+            raise EngineError(
+                f"bundle {manifest['name']} takes {shape[1]}x{shape[2]} frames, the camera delivers "
+                f"{frame_hw[0]}x{frame_hw[1]}"
+            )
+    return tuple(int(s) for s in shape)  # type: ignore[return-value]
+
+
+class Engine:
+    """A loaded bundle target with preallocated input/output buffers (see the module docstring).
+
+    Attributes: ``name`` (e.g. ``"cpu-onnxruntime-fp32 on onnxruntime/CPUExecutionProvider"``),
+    ``target``, ``runtime``, ``device``, ``variant`` (``raw``|``reflectance``), ``input_name``,
+    ``input_shape`` (1, H, W, C), ``input_buffer`` (that shape, the input dtype).
+    """
+
+    runtime = ""
+
+    def __init__(self, folder: Path, manifest: Mapping, target: str, device: str, frame_hw: tuple[int, int] | None):
+        self.folder = Path(folder)
+        self.manifest = manifest
+        self.target = target
+        self.device = device
+        spec = manifest["targets"][target]
+        self.precision = spec.get("precision", "")
+        self.model_path = self.folder.joinpath(*spec["model"].split("/"))
+        if not self.model_path.is_file():
+            raise EngineError(f"{self.model_path}: model file of target {target} is missing")
+        self.variant = manifest["input"].get("variant", "raw")
+        self.input_name = REFLECTANCE_INPUT if self.variant == "reflectance" else RAW_INPUT
+        dtype = manifest["input"].get("dtype", "uint16" if self.variant == "raw" else "float32")
+        if dtype not in _NUMPY_DTYPES:
+            raise EngineError(f"bundle {manifest['name']}: input dtype {dtype!r} is not supported")
+        self.input_shape = _frame_shape(manifest, frame_hw)
+        self.input_buffer = np.zeros(self.input_shape, dtype=_NUMPY_DTYPES[dtype])
+        _, h, w, c = self.input_shape
+        self._classes = np.zeros((1, h, w), dtype=np.uint8)
+        self._confidence = np.zeros((1, h, w), dtype=np.float32)
+        self._refs_bound = self.variant != "raw"
+        self._result: Inference | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.target} on {self.runtime}/{self.device}"
+
+    @property
+    def cube_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of one frame."""
+        return self.input_shape[1:]  # type: ignore[return-value]
+
+    def _reference_array(self, what: str, array: np.ndarray) -> np.ndarray:
+        array = np.asarray(array, dtype=np.float32)
+        try:
+            full = np.broadcast_to(array, self.cube_shape)
+        except ValueError:
+            raise EngineError(f"{what} of shape {array.shape} does not fit frames {self.cube_shape}") from None
+        if not np.all(np.isfinite(full)):
+            raise EngineError(f"{what} holds NaN/inf values")
+        return np.ascontiguousarray(full)
+
+    def bind_references(self, dark: np.ndarray, gain: np.ndarray) -> None:
+        """Bind ``dark`` (counts) and ``gain`` (1/counts), each broadcastable to (H, W, C), for all later frames.
+
+        gain = 1 / max(white − dark, 1): ``calibration.reflectance.signal_range``. Only raw-variant
+        bundles take references; for a reflectance bundle the caller calibrates.
+        """
+        if self.variant != "raw":
+            raise EngineError(f"{self.name}: a {self.variant}-input bundle takes no references")
+        self._bind_references(self._reference_array("dark", dark), self._reference_array("gain", gain))
+        self._refs_bound = True
+
+    def infer(self, frame_input: np.ndarray | None = None) -> Inference:
+        """Run one frame. ``frame_input`` (1, H, W, C) or (H, W, C) is copied into ``input_buffer``
+        unless it is that buffer; None runs what the buffer holds. Returns views (see ``Inference``)."""
+        if not self._refs_bound:
+            raise EngineError(f"{self.name}: bind_references(dark, gain) before the first frame")
+        if frame_input is not None and frame_input is not self.input_buffer:
+            target = self.input_buffer if frame_input.ndim == 4 else self.input_buffer[0]
+            if frame_input.shape != target.shape:
+                raise EngineError(f"{self.name}: input of shape {frame_input.shape}, expected {self.input_shape}")
+            np.copyto(target, frame_input, casting="same_kind")
+        try:
+            self._run_bound()
+        except XenoedgeError:
+            raise
+        except Exception as exc:  # the runtimes raise their own types
+            raise EngineError(f"{self.name}: inference failed ({_first_line(exc)})") from None
+        if self._result is None:
+            self._result = Inference(self._classes[0], self._confidence[0] if self._has_confidence else None)
+        return self._result
+
+    def warm_up(self, n: int = 3) -> None:
+        """Run ``n`` inferences on the current buffers (first-run allocations, kernel selection)."""
+        for _ in range(max(0, n)):
+            self.infer()
+
+    def run_once(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """(H, W) uint8 classes for a full set of graph inputs, outside the bound buffers (allocates;
+        for the self-test, whose inputs may have another shape)."""
+        try:
+            outputs = self._run_unbound({k: np.ascontiguousarray(v) for k, v in inputs.items()})
+        except XenoedgeError:
+            raise
+        except Exception as exc:
+            raise EngineError(f"{self.name}: self-test inference failed ({_first_line(exc)})") from None
+        classes = np.asarray(outputs[CLASSES_OUTPUT])
+        return classes.reshape(classes.shape[-2:]).astype(np.uint8, copy=False)
+
+    def close(self) -> None:
+        """Release the runtime's session (idempotent)."""
+
+    # -- for subclasses --------------------------------------------------------------------
+    _has_confidence = False
+
+    def _bind_references(self, dark: np.ndarray, gain: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _run_bound(self) -> None:
+        raise NotImplementedError
+
+    def _run_unbound(self, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        raise NotImplementedError
+
+
+# ---- ONNX Runtime -------------------------------------------------------------------------
+
+
+def _ort_available() -> tuple[str, ...]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return ()
+    return tuple(ort.get_available_providers())
+
+
+def _ort_providers(runtime: str, options: EngineOptions) -> list[str]:
+    """Providers to use for a target of ``runtime`` here, best first; empty: cannot run."""
+    available = set(_ort_available())
+    if not available:
+        return []
+    if runtime == "tensorrt":
+        if "TensorrtExecutionProvider" not in available:
+            return []
+        wanted: Sequence[str] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+    else:
+        wanted = tuple(options.ort_providers) + ("CPUExecutionProvider",)
+    out: list[str] = []
+    for p in wanted:
+        if p in available and p not in out:
+            out.append(p)
+    return out
+
+
+class OrtEngine(Engine):
+    """ONNX Runtime with IOBinding: input, references and outputs bound once to NumPy memory."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, folder, manifest, target, *, providers: Sequence[str], options: EngineOptions, frame_hw=None):
+        import onnxruntime as ort
+
+        super().__init__(folder, manifest, target, providers[0], frame_hw)
+        self.providers = list(providers)
+        session_options = ort.SessionOptions()
+        if options.threads is not None:
+            session_options.intra_op_num_threads = options.threads
+            session_options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(self.model_path), session_options, providers=self.providers)
+        except Exception as exc:
+            raise EngineError(f"{self.model_path}: ONNX Runtime cannot load it ({_first_line(exc)})") from None
+        self.device = self._session.get_providers()[0]
+        names_in = {i.name for i in self._session.get_inputs()}
+        names_out = {o.name for o in self._session.get_outputs()}
+        expected = {self.input_name} | ({DARK_INPUT, GAIN_INPUT} if self.variant == "raw" else set())
+        if names_in != expected or CLASSES_OUTPUT not in names_out:
+            raise EngineError(
+                f"{self.model_path}: graph inputs {sorted(names_in)} / outputs {sorted(names_out)} do not follow the "
+                f"contract (inputs {sorted(expected)}, output {CLASSES_OUTPUT!r})"
+            )
+        self._has_confidence = CONFIDENCE_OUTPUT in names_out
+        self._ort = ort
+        self._binding = self._session.io_binding()
+        self._values = {self.input_name: ort.OrtValue.ortvalue_from_numpy(self.input_buffer)}
+        self._binding.bind_ortvalue_input(self.input_name, self._values[self.input_name])
+        for name, buf in ((CLASSES_OUTPUT, self._classes), (CONFIDENCE_OUTPUT, self._confidence)):
+            if name in names_out:
+                self._values[name] = ort.OrtValue.ortvalue_from_numpy(buf)
+                self._binding.bind_ortvalue_output(name, self._values[name])
+        for name in names_out - {CLASSES_OUTPUT, CONFIDENCE_OUTPUT}:
+            self._binding.bind_output(name, "cpu")
+
+    def _bind_references(self, dark: np.ndarray, gain: np.ndarray) -> None:
+        self._refs = (dark, gain)  # the OrtValues share this memory: keep it alive
+        for name, array in ((DARK_INPUT, dark), (GAIN_INPUT, gain)):
+            self._values[name] = self._ort.OrtValue.ortvalue_from_numpy(array)
+            self._binding.bind_ortvalue_input(name, self._values[name])
+
+    def _run_bound(self) -> None:
+        self._session.run_with_iobinding(self._binding)
+
+    def _run_unbound(self, inputs):
+        names = [o.name for o in self._session.get_outputs()]
+        return dict(zip(names, self._session.run(None, dict(inputs)), strict=True))
+
+    def close(self) -> None:
+        self._binding = self._session = None  # type: ignore[assignment]
+
+
+# ---- OpenVINO -----------------------------------------------------------------------------
+
+
+def _openvino_available() -> tuple[str, ...]:
+    try:
+        import openvino as ov
+    except ImportError:
+        return ()
+    try:
+        return tuple(ov.Core().available_devices)
+    except Exception:  # a broken plugin install: treat as absent
+        return ()
+
+
+def _openvino_devices(spec: Mapping, options: EngineOptions) -> list[str]:
+    """The OpenVINO device to use for a target here (one entry), or empty: cannot run."""
+    available = _openvino_available()
+    if not available:
+        return []
+    device = (options.openvino_device or spec.get("device") or "CPU").upper()
+    if device == "AUTO":
+        return ["AUTO"]
+    if any(d == device or d.startswith(device + ".") for d in available):
+        return [device]
+    return []
+
+
+class OpenVinoEngine(Engine):
+    """OpenVINO: one InferRequest; input, references and outputs set once as tensors sharing NumPy memory."""
+
+    runtime = "openvino"
+
+    def __init__(self, folder, manifest, target, *, device: str, options: EngineOptions, frame_hw=None):
+        import openvino as ov
+
+        super().__init__(folder, manifest, target, device, frame_hw)
+        config: dict[str, str] = {}
+        hint = options.openvino_precision_hint
+        if hint == "auto":
+            hint = "f32" if (self.precision == "fp32" and device == "CPU") else None
+        if hint is not None:
+            config["INFERENCE_PRECISION_HINT"] = hint
+        if options.threads is not None:
+            config["INFERENCE_NUM_THREADS"] = str(options.threads)
+        self._ov = ov
+        try:
+            core = ov.Core()
+            model = core.read_model(str(self.model_path))
+            if any(port.get_partial_shape().is_dynamic for port in model.inputs):
+                _, h, w, c = self.input_shape
+                shapes = {self.input_name: [1, h, w, c]}
+                if self.variant == "raw":
+                    shapes.update({DARK_INPUT: [h, w, c], GAIN_INPUT: [h, w, c]})
+                model.reshape(shapes)
+            self._compiled = core.compile_model(model, device, config)
+        except Exception as exc:
+            raise EngineError(
+                f"{self.model_path}: OpenVINO cannot compile it for {device} ({_first_line(exc)})"
+            ) from None
+        names_in = {p.get_any_name() for p in self._compiled.inputs}
+        names_out = {p.get_any_name() for p in self._compiled.outputs}
+        expected = {self.input_name} | ({DARK_INPUT, GAIN_INPUT} if self.variant == "raw" else set())
+        if names_in != expected or CLASSES_OUTPUT not in names_out:
+            raise EngineError(
+                f"{self.model_path}: graph inputs {sorted(names_in)} / outputs {sorted(names_out)} do not follow the "
+                f"contract (inputs {sorted(expected)}, output {CLASSES_OUTPUT!r})"
+            )
+        self._has_confidence = CONFIDENCE_OUTPUT in names_out
+        self._request = self._compiled.create_infer_request()
+        self._tensors = {self.input_name: ov.Tensor(self.input_buffer, shared_memory=True)}
+        for name, buf in ((CLASSES_OUTPUT, self._classes), (CONFIDENCE_OUTPUT, self._confidence)):
+            if name in names_out:
+                self._tensors[name] = ov.Tensor(buf, shared_memory=True)
+        for name, tensor in self._tensors.items():
+            self._request.set_tensor(name, tensor)
+
+    def _bind_references(self, dark: np.ndarray, gain: np.ndarray) -> None:
+        self._refs = (dark, gain)
+        for name, array in ((DARK_INPUT, dark), (GAIN_INPUT, gain)):
+            self._tensors[name] = self._ov.Tensor(array, shared_memory=True)
+            self._request.set_tensor(name, self._tensors[name])
+
+    def _run_bound(self) -> None:
+        self._request.infer()
+
+    def _run_unbound(self, inputs):
+        result = self._compiled(dict(inputs))
+        return {port.get_any_name(): np.asarray(value) for port, value in result.items()}
+
+    def close(self) -> None:
+        self._request = self._compiled = None  # type: ignore[assignment]
+
+
+# ---- the registry -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineKind:
+    """One manifest runtime: how to find its usable devices here and how to open it.
+
+    ``devices(target_spec, options)`` lists the providers/devices usable here, best first
+    (empty: the runtime cannot run that target here); ``open(folder, manifest, target,
+    devices, options, frame_hw)`` loads it.
+    """
+
+    runtime: str
+    devices: Callable[[Mapping, EngineOptions], list[str]]
+    open: Callable[..., Engine]
+    installed: Callable[[], tuple[str, ...]] = field(default=lambda: ())
+
+
+ENGINES: dict[str, EngineKind] = {
+    "onnxruntime": EngineKind(
+        "onnxruntime",
+        lambda spec, o: _ort_providers("onnxruntime", o),
+        lambda folder, m, t, devices, o, hw: OrtEngine(folder, m, t, providers=devices, options=o, frame_hw=hw),
+        _ort_available,
+    ),
+    "tensorrt": EngineKind(
+        "tensorrt",
+        lambda spec, o: _ort_providers("tensorrt", o),
+        lambda folder, m, t, devices, o, hw: OrtEngine(folder, m, t, providers=devices, options=o, frame_hw=hw),
+        _ort_available,
+    ),
+    "openvino": EngineKind(
+        "openvino",
+        _openvino_devices,
+        lambda folder, m, t, devices, o, hw: OpenVinoEngine(folder, m, t, device=devices[0], options=o, frame_hw=hw),
+        _openvino_available,
+    ),
+}
+
+
+def _rank(name: str, spec: Mapping, prefer: Sequence[str]) -> tuple:
+    runtime, precision = spec.get("runtime", ""), spec.get("precision", "")
+    preferred = next((i for i, p in enumerate(prefer) if p in (name, runtime)), len(prefer))
+    runtime_rank = DEFAULT_RUNTIME_ORDER.index(runtime) if runtime in DEFAULT_RUNTIME_ORDER else 99
+    precision_rank = DEFAULT_PRECISION_ORDER.index(precision) if precision in DEFAULT_PRECISION_ORDER else 99
+    return (preferred, runtime_rank, precision_rank, name)
+
+
+def engine_candidates(
+    manifest: Mapping, *, prefer: Sequence[str] = (), options: EngineOptions | None = None
+) -> list[tuple[str, list[str]]]:
+    """(target name, usable providers/devices) of every target runnable here, in the order
+    ``open_engine`` tries them. Raises ``EngineError`` listing what the bundle has and what this
+    device has when none can run."""
+    options = options or EngineOptions()
+    targets = manifest["targets"]
+    ordered = sorted(targets, key=lambda n: _rank(n, targets[n], prefer))
+    out = []
+    for name in ordered:
+        kind = ENGINES.get(targets[name].get("runtime", ""))
+        if kind is None:
+            continue
+        devices = kind.devices(targets[name], options)
+        if devices:
+            out.append((name, devices))
+    if not out:
+        raise EngineError(_nothing_runs(manifest, options))
+    return out
+
+
+def _nothing_runs(manifest: Mapping, options: EngineOptions) -> str:
+    has = ", ".join(
+        f"{n} ({t.get('runtime')}{', ' + t['device'] if t.get('device') else ''})"
+        for n, t in manifest["targets"].items()
+    )
+    ort = ", ".join(_ort_available()) or "not installed"
+    ov = ", ".join(_openvino_available()) or "not installed"
+    wanted = f"; OpenVINO device asked for: {options.openvino_device}" if options.openvino_device else ""
+    return (
+        f"no target of bundle {manifest['name']} {manifest['version']} can run on this device: the bundle has {has}; "
+        f"this device has onnxruntime providers: {ort}; openvino devices: {ov}{wanted}"
+    )
+
+
+def open_engine(
+    bundle_folder: str | Path,
+    manifest: Mapping,
+    *,
+    prefer: Sequence[str] | None = None,
+    threads: int | None = None,
+    options: EngineOptions | None = None,
+    frame_hw: tuple[int, int] | None = None,
+) -> Engine:
+    """Load the first runnable target of an extracted bundle (order: module docstring).
+
+    ``prefer``: target or runtime names tried first, in order; ``threads`` overrides
+    ``options.threads``; ``frame_hw`` the camera's (H, W) (fills dynamic dimensions and must
+    equal static ones). A target that is runnable here but fails to load is skipped for the next
+    one; when all fail the error names each failure.
+    """
+    options = options or EngineOptions()
+    if threads is not None:
+        options = EngineOptions(
+            options.ort_providers, options.openvino_device, threads, options.openvino_precision_hint
+        )
+    failures = []
+    for name, devices in engine_candidates(manifest, prefer=tuple(prefer or ()), options=options):
+        kind = ENGINES[manifest["targets"][name]["runtime"]]
+        try:
+            return kind.open(Path(bundle_folder), manifest, name, devices, options, frame_hw)
+        except EngineError as exc:
+            if "camera delivers" in str(exc) or "dynamic input shape" in str(exc):
+                raise
+            failures.append(f"{name}: {exc}")
+    raise EngineError(f"no target of bundle {manifest['name']} could be loaded: " + "; ".join(failures))
