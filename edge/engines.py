@@ -150,7 +150,7 @@ class Engine:
             raise EngineError(f"bundle {manifest['name']}: input dtype {dtype!r} is not supported")
         self.input_shape = _frame_shape(manifest, frame_hw)
         self.input_buffer = np.zeros(self.input_shape, dtype=_NUMPY_DTYPES[dtype])
-        _, h, w, c = self.input_shape
+        _, h, w, _c = self.input_shape
         self._classes = np.zeros((1, h, w), dtype=np.uint8)
         self._confidence = np.zeros((1, h, w), dtype=np.float32)
         self._refs_bound = self.variant != "raw"
@@ -173,7 +173,7 @@ class Engine:
             raise EngineError(f"{what} of shape {array.shape} does not fit frames {self.cube_shape}") from None
         if not np.all(np.isfinite(full)):
             raise EngineError(f"{what} holds NaN/inf values")
-        return np.ascontiguousarray(full)
+        return np.array(full, dtype=np.float32, order="C")  # a writable copy the runtime may share
 
     def bind_references(self, dark: np.ndarray, gain: np.ndarray) -> None:
         """Bind ``dark`` (counts) and ``gain`` (1/counts), each broadcastable to (H, W, C), for all later frames.
@@ -260,7 +260,7 @@ def _ort_providers(runtime: str, options: EngineOptions) -> list[str]:
             return []
         wanted: Sequence[str] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
     else:
-        wanted = tuple(options.ort_providers) + ("CPUExecutionProvider",)
+        wanted = (*tuple(options.ort_providers), "CPUExecutionProvider")
     out: list[str] = []
     for p in wanted:
         if p in available and p not in out:

@@ -1,0 +1,647 @@
+"""The device daemon: camera frames in, calibration, inference, masks out to a sink.
+
+Pipeline (docs/daemon.md)::
+
+    capture thread --(bounded queue, drop-oldest)--> worker: check frame -> calibrate/bind
+        -> engine.infer -> sink.send("mask", ...) ; every status_interval_s sink.send("status", ...)
+
+Start-up, in order, before anything is reported ready: verify and unpack the bundle (hashes,
+and the signature when a public key is configured), refuse a bundle for another sensor
+signature, open the engine, warm it up on the bundle's golden input and run the self-test,
+open the camera, load (or, for a simulated camera, capture) the references, bind them. Then
+``ready_callback`` / systemd ``READY=1``. ``WATCHDOG=1`` goes out from the frame loop itself.
+
+Public entry points: ``Daemon(config, sink)`` (``start``, ``run(max_frames)``, ``stop``,
+``request_reload``, ``reload_references``, ``close``) and ``run_daemon(config, sink=None)``,
+which installs the signal handlers (SIGTERM/SIGINT: finish the frame, flush, return;
+SIGHUP: reload the references) and talks to systemd.
+"""
+
+from __future__ import annotations
+
+import collections
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibration.errors import CameraError, CameraExhaustedError, XenoedgeError
+from calibration.references import References
+from calibration.reflectance import signal_range
+from calibration.sensors import SensorProfile, get_sensor
+from edge.config import DaemonConfig
+from edge.engines import DEFAULT_ORT_PROVIDERS, Engine, EngineError, EngineOptions, open_engine
+from edge.sdnotify import SdNotifier
+
+__all__ = ["Daemon", "DaemonError", "DaemonStats", "DropOldestQueue", "run_daemon"]
+
+#: Camera retry back-off: first wait, factor, longest wait (seconds); reopen after this many failures.
+RETRY_INITIAL_S, RETRY_FACTOR, RETRY_MAX_S, REOPEN_AFTER = 0.05, 2.0, 5.0, 2
+#: How long the worker waits for a frame before it looks at status, errors and the watchdog.
+IDLE_POLL_S = 0.05
+#: Most error events kept while the worker is busy (oldest dropped beyond).
+MAX_PENDING_EVENTS = 256
+
+
+class DaemonError(XenoedgeError):
+    """The daemon cannot start (no bundle, no references, failed self-test) or was used wrongly."""
+
+
+class DropOldestQueue:
+    """A bounded FIFO that never blocks the producer: when full, ``put`` drops the oldest item.
+
+    ``dropped`` counts the items dropped. Thread-safe for one producer and one consumer.
+    """
+
+    def __init__(self, maxsize: int):
+        if maxsize < 1:
+            raise DaemonError(f"queue size must be >= 1, got {maxsize}")
+        self._items: collections.deque = collections.deque()
+        self.maxsize = maxsize
+        self.dropped = 0
+        self._cond = threading.Condition()
+
+    def put(self, item: Any) -> None:
+        with self._cond:
+            if len(self._items) >= self.maxsize:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(item)
+            self._cond.notify()
+
+    def get(self, timeout: float) -> Any | None:
+        """The oldest item, or None after ``timeout`` seconds without one."""
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+    def clear(self) -> None:
+        with self._cond:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class DaemonStats:
+    """What a run did. ``frames``: frames taken off the queue; ``masks``: masks sent."""
+
+    frames: int = 0
+    masks: int = 0
+    skipped: int = 0
+    dropped: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    dsc: list[float] = field(default_factory=list)
+    started_s: float = 0.0
+    elapsed_s: float = 0.0
+
+    @property
+    def error_total(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def fps(self) -> float:
+        return self.masks / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def mean_dsc(self) -> float | None:
+        return float(np.mean(self.dsc)) if self.dsc else None
+
+
+def mean_dsc(predicted: np.ndarray, truth: np.ndarray, n_classes: int) -> float:
+    """Mean DSC over the classes present in ``truth`` or ``predicted`` ((H, W) ids each).
+
+    >>> mean_dsc(np.array([[0, 1]]), np.array([[0, 1]]), 2)
+    1.0
+    """
+    k = max(n_classes, int(predicted.max()) + 1, int(truth.max()) + 1)
+    cm = np.bincount(truth.astype(np.int64).ravel() * k + predicted.ravel(), minlength=k * k).reshape(k, k)
+    both = cm.sum(axis=0) + cm.sum(axis=1)
+    present = both > 0
+    return float(np.mean(2.0 * np.diag(cm)[present] / both[present]))
+
+
+class Daemon:
+    """One camera, one bundle, one sink. See the module docstring for the order of start-up.
+
+    ``camera``: an unopened camera (default: ``camera_from_spec(config.camera, sensor)``);
+    ``clock``: monotonic seconds (injected in tests); ``ready_callback``: called once when ready
+    (after the self-test); ``notifier``: systemd notifier (default: none).
+    """
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        sink: Any,
+        *,
+        camera: Any | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        ready_callback: Callable[[], None] | None = None,
+        notifier: SdNotifier | None = None,
+        workdir: str | Path | None = None,
+    ):
+        self.config = config
+        self.sink = sink
+        self.camera = camera
+        self._clock = clock
+        self._ready_callback = ready_callback
+        self.notifier = notifier or SdNotifier(None)
+        self._workdir = workdir
+        self._queue = DropOldestQueue(config.queue_size)
+        self._events: collections.deque = collections.deque(maxlen=MAX_PENDING_EVENTS)
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._capture_done = threading.Event()
+        self._capture_beat = 0.0
+        self._capture_thread: threading.Thread | None = None
+        self.stats = DaemonStats()
+        self.started = False
+        self.engine: Engine | None = None
+        self.manifest: dict | None = None
+        self.sensor: SensorProfile | None = None
+        self.references: References | None = None
+        self.selftest_agreement: float | None = None
+        self._calibrator = None
+        self._tmp: Path | None = None
+
+    # ---- start-up ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load and check everything, self-test, then report ready. Idempotent."""
+        if self.started:
+            return
+        try:
+            folder = self._load_bundle()
+            self._open_camera_object()
+            self._check_sensor()
+            self._open_engine(folder)
+            self._self_test(folder)
+            self.camera.open()
+            self._install_references(self._obtain_references())
+        except BaseException:
+            self.close()
+            raise
+        self.started = True
+        self.stats.started_s = self._clock()
+        self._send("hello", **self._hello())
+        if self._ready_callback is not None:
+            self._ready_callback()
+        self.notifier.ready(f"running {self.model_id} on {self.engine.name}")
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.manifest['name']}@{self.manifest['version']}" if self.manifest else ""
+
+    def _load_bundle(self) -> Path:
+        from export.bundle import extract_bundle, load_public_key, read_manifest
+
+        path = self.config.bundle
+        if path is None:
+            raise DaemonError("no bundle configured ([bundle] path in the config, or --bundle)")
+        if not Path(path).is_file():
+            raise DaemonError(f"{path}: no such bundle file")
+        key = load_public_key(self.config.public_key) if self.config.public_key is not None else None
+        self._tmp = Path(tempfile.mkdtemp(prefix="xenoedge-bundle-", dir=self._workdir))
+        folder = extract_bundle(path, self._tmp / "bundle", public_key=key, require_signature=key is not None)
+        self.manifest = read_manifest(folder)
+        return folder
+
+    def _open_camera_object(self) -> None:
+        name = self.config.sensor or self.manifest["sensor"]["name"]
+        if self.camera is None:
+            from devices.open_camera import camera_from_spec
+
+            self.camera = camera_from_spec(
+                self.config.camera, get_sensor(name), seed=self.config.seed, exposure_ms=self.config.exposure_ms
+            )
+        self.sensor = self.camera.sensor
+
+    def _check_sensor(self) -> None:
+        from export.bundle import compatible_targets
+
+        compatible_targets(self.manifest, sensor_signature=self.sensor.signature)
+
+    def _open_engine(self, folder: Path) -> None:
+        options = EngineOptions(
+            ort_providers=self.config.ort_providers or DEFAULT_ORT_PROVIDERS,
+            openvino_device=self.config.openvino_device,
+            threads=self.config.threads,
+        )
+        h, w, c = self.sensor.cube_shape
+        shape = self.manifest["input"]["shape"]
+        if shape[3] != c:
+            raise DaemonError(f"bundle {self.model_id} takes {shape[3]} bands, the {self.sensor.name} camera has {c}")
+        self.engine = open_engine(folder, self.manifest, prefer=self.config.prefer, options=options, frame_hw=(h, w))
+
+    def _self_test(self, folder: Path) -> None:
+        """Warm up on the bundle's golden input through the bound path, then check its agreement."""
+        from export.bundle import check_selftest, load_selftest, tile_to
+
+        selftest = load_selftest(folder, self.manifest)
+        engine = self.engine
+        expected_shape = selftest.expected.shape
+        cube = engine.cube_shape
+        if expected_shape[1:] == cube[:2]:
+            inputs = selftest.inputs
+            engine.input_buffer[...] = tile_to(inputs[engine.input_name], engine.input_shape)
+            if engine.variant == "raw":
+                engine.bind_references(inputs["dark"], inputs["gain"])
+            engine.warm_up(max(1, self.config.warmup_runs))
+            predicted = engine.infer().classes
+        else:  # a dynamic-shape bundle whose self-test has another size than the camera's frames
+            n, h, w = expected_shape
+            c = cube[2]
+            shapes = {engine.input_name: (n, h, w, c), "dark": (h, w, c), "gain": (h, w, c)}
+            inputs = {k: tile_to(v, shapes[k]) for k, v in selftest.inputs.items()}
+            predicted = engine.run_once(inputs)
+        self.selftest_agreement = check_selftest(predicted[None], selftest)
+
+    # ---- references -------------------------------------------------------------------------
+    def _may_capture(self) -> bool:
+        mode = self.config.capture_references
+        if mode != "auto":
+            return mode == "always"
+        from devices.simulated import SimulatedCamera
+
+        return isinstance(self.camera, SimulatedCamera)
+
+    def _obtain_references(self) -> References:
+        from calibration.store import load_references, save_references
+
+        path = self.config.references
+        if path is not None and Path(path).exists():
+            return load_references(
+                path,
+                camera_id=self.camera.camera_id,
+                sensor=self.sensor,
+                exposure_ms=self.camera.exposure_ms,
+                require_complete=True,
+            )
+        if not self._may_capture():
+            where = f"{path} does not exist" if path is not None else "no references file is configured"
+            raise DaemonError(
+                f"no calibration references: {where}; capture them with `xenoedge calibrate dark` and "
+                '`xenoedge calibrate white` (or set [references] capture = "always")'
+            )
+        refs = self._capture_references()
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            save_references(path, refs)
+        return refs
+
+    def _capture_references(self) -> References:
+        from calibration.capture import capture_reference
+
+        n = self.config.capture_frames
+        dark = capture_reference(self.camera, "dark", n)
+        white = capture_reference(self.camera, "white", n)
+        return References(
+            self.camera.camera_id,
+            self.sensor.name,
+            self.sensor.signature,
+            dark=dark.mean,
+            white=white.mean,
+            dark_meta=dark.to_meta("camera"),
+            white_meta=white.to_meta("camera"),
+        )
+
+    def _install_references(self, refs: References) -> None:
+        """Bind ``refs`` to the engine (raw bundles) or build the NumPy calibrator (reflectance bundles)."""
+        if self.engine.variant == "raw":
+            dark = np.asarray(refs.dark, dtype=np.float32)
+            gain = (np.float32(1.0) / signal_range(dark, refs.white)).astype(np.float32)
+            self.engine.bind_references(dark, gain)
+        else:
+            from calibration.calibrator import FrameCalibrator
+
+            old, self._calibrator = self._calibrator, FrameCalibrator(refs, self.sensor)
+            if old is not None:
+                old.close()
+        self.references = refs
+
+    def request_reload(self) -> None:
+        """Ask for a reference reload between two frames (safe to call from a signal handler)."""
+        self._reload.set()
+
+    def reload_references(self) -> bool:
+        """Reload the references from the store now and swap them in; on failure keep the old ones,
+        send an ``error`` and return False. Call between frames (the worker does, after
+        ``request_reload``)."""
+        self._reload.clear()
+        self.notifier.reloading()
+        try:
+            if self.config.references is None or not Path(self.config.references).exists():
+                raise DaemonError(f"no references file to reload ({self.config.references or 'none configured'})")
+            self._install_references(self._obtain_references())
+        except XenoedgeError as exc:
+            self._error("references", f"reload failed, keeping the previous references: {exc}")
+            self.notifier.ready()
+            return False
+        self.notifier.ready("references reloaded")
+        return True
+
+    # ---- the frame loop -------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask ``run`` to return after the current frame (thread- and signal-safe)."""
+        self._stop.set()
+
+    def run(self, max_frames: int | None = None) -> DaemonStats:
+        """Start if needed, then process frames until ``stop()``, the camera's end, or ``max_frames``
+        frames taken off the queue; flushes the sink and returns the statistics."""
+        self.start()
+        self._stop.clear()
+        self._capture_done.clear()
+        self._queue.clear()
+        self._capture_beat = self._clock()
+        self._capture_thread = threading.Thread(target=self._capture_loop, name="xenoedge-capture", daemon=True)
+        self._capture_thread.start()
+        run_started = self._clock()
+        window_start, window_masks = run_started, 0
+        next_status = run_started + self.config.status_interval_s
+        taken, masks_before = 0, self.stats.masks
+
+        def masks_in_run(total: int) -> int:
+            return total - masks_before
+
+        try:
+            while not self._stop.is_set() and (max_frames is None or taken < max_frames):
+                if self._reload.is_set():
+                    self.reload_references()
+                self._drain_events()
+                frame = self._queue.get(IDLE_POLL_S)
+                if frame is not None:
+                    taken += 1
+                    if self._process(frame):
+                        window_masks += 1
+                    self.notifier.watchdog()
+                else:
+                    if self._capture_done.is_set() and not len(self._queue):
+                        break
+                    if self._clock() - self._capture_beat < self.notifier.watchdog_period_s * 2:
+                        self.notifier.watchdog()  # capture is alive (maybe retrying): not a stall
+                now = self._clock()
+                if now >= next_status:
+                    self._send_status(window_masks / max(now - window_start, 1e-9))
+                    window_start, window_masks, next_status = now, 0, now + self.config.status_interval_s
+        finally:
+            self._stop.set()
+            if self._capture_thread is not None:
+                self._capture_thread.join(timeout=5.0)
+            self._drain_events()
+            now = self._clock()
+            self.stats.elapsed_s = now - self.stats.started_s
+            self._send_status(masks_in_run(self.stats.masks) / max(now - run_started, 1e-9))
+            flush = getattr(self.sink, "flush", None)
+            if flush is not None:
+                try:
+                    flush()
+                except Exception as exc:
+                    self._count("sink")
+                    self._events.append(("sink", f"flush failed: {exc}", None))
+        return self.stats
+
+    def _capture_loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            self._capture_beat = self._clock()
+            try:
+                if not self.camera.is_open:
+                    self.camera.open()
+                frame = self.camera.read()
+            except CameraExhaustedError as exc:
+                self._events.append(("camera", f"camera finished: {exc}", None))
+                break
+            except Exception as exc:  # CameraError, or a driver bug: retry, then reopen
+                failures += 1
+                wait = min(RETRY_INITIAL_S * RETRY_FACTOR ** (failures - 1), RETRY_MAX_S)
+                reopen = failures >= REOPEN_AFTER
+                kind = "" if isinstance(exc, CameraError) else f"{type(exc).__name__}: "
+                self._events.append(
+                    (
+                        "camera",
+                        f"camera read failed ({kind}{exc}); {'reopening' if reopen else 'retrying'} in {wait:.2f} s "
+                        f"(failure {failures})",
+                        None,
+                    )
+                )
+                if reopen:
+                    try:
+                        self.camera.close()
+                    except Exception:
+                        pass
+                if self._stop.wait(wait):
+                    break
+                continue
+            failures = 0
+            self._queue.put(frame)
+        self._capture_done.set()
+
+    def _process(self, frame: Any) -> bool:
+        """One frame: check, feed, infer, send. False (and an ``error`` event) when skipped."""
+        self.stats.frames += 1
+        started = time.perf_counter()
+        try:
+            self._feed(frame)
+            result = self.engine.infer()
+        except XenoedgeError as exc:
+            self.stats.skipped += 1
+            self._error("engine" if isinstance(exc, EngineError) else "frame", str(exc), frame.index)
+            return False
+        except Exception as exc:  # a frame NumPy cannot handle: name it, skip it, keep going
+            self.stats.skipped += 1
+            self._error("frame", f"frame {frame.index}: {type(exc).__name__}: {exc}", frame.index)
+            return False
+        dsc = None
+        if self.config.score_ground_truth and getattr(frame, "labels", None) is not None:
+            if frame.labels.shape == result.classes.shape:
+                dsc = mean_dsc(result.classes, frame.labels, len(self.manifest["labels"]))
+                self.stats.dsc.append(dsc)
+        self._send(
+            "mask",
+            frame_index=frame.index,
+            timestamp_us=frame.timestamp_us,
+            classes=result.classes,
+            confidence=result.confidence,
+            n_classes=len(self.manifest["labels"]),
+            model_id=self.model_id,
+            latency_ms=(time.perf_counter() - started) * 1e3,
+            dsc=dsc,
+        )
+        self.stats.masks += 1
+        return True
+
+    def _feed(self, frame: Any) -> None:
+        """Put the frame into the engine's input buffer (raw counts or reflectance); raises
+        ``DaemonError`` naming the frame when it has the wrong kind, shape, dtype or values."""
+        data, what = frame.data, f"frame {frame.index}"
+        engine, sensor = self.engine, self.sensor
+        if not isinstance(data, np.ndarray):
+            raise DaemonError(f"{what}: data is {type(data).__name__}, not an array")
+        if data.dtype.kind == "f":
+            n_bad = data.size - int(np.count_nonzero(np.isfinite(data))) if not np.isfinite(data.sum()) else 0
+            if n_bad:
+                raise DaemonError(f"{what}: {n_bad} NaN/inf values; frame skipped")
+        if frame.kind == "reflectance":
+            if data.shape != sensor.cube_shape:
+                raise DaemonError(
+                    f"{what}: reflectance of shape {data.shape}, the {sensor.name} cube is {sensor.cube_shape}"
+                )
+            if engine.variant == "raw":
+                raise DaemonError(
+                    f"{what}: the camera delivered reflectance, but bundle {self.model_id} takes raw counts"
+                )
+            np.copyto(engine.input_buffer[0], data, casting="same_kind")
+            return
+        if data.shape != sensor.raw_shape:
+            raise DaemonError(f"{what}: raw frame of shape {data.shape}, {sensor.name} frames are {sensor.raw_shape}")
+        if data.dtype.kind not in "ui":
+            raise DaemonError(f"{what}: raw counts must be integers, got {data.dtype}")
+        if data.dtype != np.uint16:
+            if data.size and (int(data.min()) < 0 or int(data.max()) > 65535):
+                raise DaemonError(f"{what}: raw counts outside 0..65535")
+            data = data.astype(np.uint16)
+        if engine.variant == "raw":
+            if sensor.mosaic:
+                from calibration.mosaic import cube_from_mosaic
+
+                cube_from_mosaic(data, sensor, out=engine.input_buffer[0])
+            else:
+                np.copyto(engine.input_buffer[0], data)
+        else:
+            calibrated = self._calibrator.process(data, what)
+            np.copyto(engine.input_buffer[0], calibrated.reflectance, casting="same_kind")
+
+    # ---- events ---------------------------------------------------------------------------------
+    def _send(self, kind: str, **fields: Any) -> None:
+        try:
+            self.sink.send(kind, **fields)
+        except Exception as exc:  # a failing link must not stop the device
+            self._count("sink")
+            if kind != "error":
+                self._events.append(("sink", f"sink failed on {kind!r}: {type(exc).__name__}: {exc}", None))
+
+    def _count(self, code: str) -> None:
+        self.stats.errors[code] = self.stats.errors.get(code, 0) + 1
+
+    def _error(self, code: str, message: str, frame_index: int | None = None) -> None:
+        self._count(code)
+        self._send("error", code=code, message=message, frame_index=frame_index)
+
+    def _drain_events(self) -> None:
+        while self._events:
+            code, message, index = self._events.popleft()
+            if code == "camera" and message.startswith("camera finished"):
+                self._send("error", code="camera", message=message, frame_index=index)  # an end, not a fault
+            else:
+                self._error(code, message, index)
+
+    def _send_status(self, fps: float) -> None:
+        self.stats.dropped = self._queue.dropped
+        now = self._clock()
+        self._send(
+            "status",
+            fps=float(fps),
+            frames=self.stats.masks,
+            dropped=self._queue.dropped,
+            uptime_s=now - self.stats.started_s,
+            errors=self.stats.error_total,
+            error_counts=dict(self.stats.errors),
+            model_id=self.model_id,
+            queue_depth=len(self._queue),
+            mean_dsc=self.stats.mean_dsc,
+        )
+        self.notifier.status(f"{fps:.1f} fps, {self.stats.masks} masks, {self._queue.dropped} dropped")
+
+    def _hello(self) -> dict:
+        h, w, _ = self.sensor.cube_shape
+        return {
+            "model_id": self.model_id,
+            "model_name": self.manifest["name"],
+            "model_version": self.manifest["version"],
+            "sensor": self.sensor.name,
+            "sensor_signature": self.sensor.signature,
+            "camera_id": self.camera.camera_id,
+            "engine": self.engine.name,
+            "width": w,
+            "height": h,
+            "n_classes": len(self.manifest["labels"]),
+            "labels": list(self.manifest["labels"]),
+        }
+
+    # ---- shutdown ----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release camera, engine, calibrator and the unpacked bundle (idempotent)."""
+        self._stop.set()
+        if self._capture_thread is not None and self._capture_thread.is_alive():
+            self._capture_thread.join(timeout=5.0)
+        if self.camera is not None:
+            try:
+                self.camera.close()
+            except Exception:
+                pass
+        if self._calibrator is not None:
+            self._calibrator.close()
+            self._calibrator = None
+        if self.engine is not None:
+            self.engine.close()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        self.started = False
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_daemon(
+    config: DaemonConfig,
+    sink: Any | None = None,
+    *,
+    max_frames: int | None = None,
+    notifier: SdNotifier | None = None,
+    camera: Any | None = None,
+) -> DaemonStats:
+    """The ``xenoedge run`` entry: build the sink from ``config.sink`` unless given, install
+    SIGTERM/SIGINT (stop after the current frame) and SIGHUP (reload references) handlers, talk to
+    systemd through ``NOTIFY_SOCKET``, run until stopped, flush, and return the statistics.
+
+    Start-up failures raise ``XenoedgeError`` subclasses with a clear message (the CLI prints it
+    and exits 1); a clean stop returns normally (exit 0).
+    """
+    from edge.sinks import sink_from_spec
+
+    owned = sink is None
+    sink = sink_from_spec(config.sink) if owned else sink
+    notifier = notifier or SdNotifier.from_environ()
+    daemon = Daemon(config, sink, notifier=notifier, camera=camera)
+    handlers = {}
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        for sig, handler in (
+            (signal.SIGTERM, lambda *_: daemon.stop()),
+            (signal.SIGINT, lambda *_: daemon.stop()),
+            (signal.SIGHUP, lambda *_: daemon.request_reload()),
+        ):
+            handlers[sig] = signal.signal(sig, handler)
+    try:
+        with daemon:
+            stats = daemon.run(max_frames=max_frames)
+            notifier.stopping()
+            return stats
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+        notifier.close()
+        if owned and hasattr(sink, "close"):
+            sink.close()

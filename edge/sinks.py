@@ -1,0 +1,126 @@
+"""Where the daemon's results go: any object with ``send(kind: str, **fields)``.
+
+The daemon calls ``send`` from its one worker thread only, in this order: one ``"hello"``
+when ready, then ``"mask"`` per frame, ``"status"`` every ``status_interval_s``, ``"error"``
+whenever something goes wrong; ``flush()`` (when the sink has it) before exit. Arrays passed to
+``send`` are the daemon's buffers, valid only during the call: a sink that keeps one copies it.
+A sink must accept (and may ignore) fields it does not know. A sink that raises does not stop
+the daemon (the failure is counted as a ``sink`` error); a slow sink makes the capture queue
+drop its oldest frames, which ``status`` reports as ``dropped``.
+
+Fields (see docs/daemon.md for the full table):
+
+- ``hello``: model_id, model_name, model_version, sensor, sensor_signature, camera_id, engine,
+  width, height, n_classes, labels (list of {id, name, color});
+- ``mask``: frame_index, timestamp_us, classes ((H, W) uint8), n_classes, model_id,
+  confidence ((H, W) float32 or None), latency_ms, dsc (float or None; only with scoring);
+- ``status``: fps, frames, dropped, uptime_s, errors (total), error_counts ({code: n}), model_id,
+  queue_depth, mean_dsc (None unless scoring);
+- ``error``: code (``camera``, ``frame``, ``sink``, ``engine``, ``references``), message,
+  frame_index (or None).
+
+Sinks by spec (``sink_from_spec``): ``null``, ``collect``, ``png:DIR[:EVERY]``; other modules
+(the wire-protocol links) add theirs to ``SINK_KINDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from calibration.errors import UnknownNameError, XenoedgeError
+
+__all__ = ["SINK_KINDS", "CollectingSink", "NullSink", "PngSink", "Sink", "sink_from_spec"]
+
+
+class Sink(Protocol):
+    def send(self, kind: str, **fields: Any) -> None: ...
+
+
+class NullSink:
+    """Discards everything (counts what it got per kind)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def send(self, kind: str, **fields: Any) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+
+class CollectingSink:
+    """Keeps every event as ``(kind, fields)`` with arrays copied (for tests and the demo)."""
+
+    def __init__(self, on_send: Callable[[str, dict], None] | None = None) -> None:
+        self.events: list[tuple[str, dict]] = []
+        self.flushed = 0
+        self._on_send = on_send
+
+    def send(self, kind: str, **fields: Any) -> None:
+        kept = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in fields.items()}
+        self.events.append((kind, kept))
+        if self._on_send is not None:
+            self._on_send(kind, kept)
+
+    def flush(self) -> None:
+        self.flushed += 1
+
+    def of(self, kind: str) -> list[dict]:
+        """The fields of every event of ``kind``, in order."""
+        return [fields for k, fields in self.events if k == kind]
+
+
+class PngSink:
+    """Writes every ``every``-th mask as ``DIR/mask_<frame index>.png`` in the labels' colours."""
+
+    def __init__(self, folder: str | Path, *, every: int = 1) -> None:
+        if every < 1:
+            raise XenoedgeError(f"png sink: every must be >= 1, got {every}")
+        self.folder = Path(folder)
+        self.every = every
+        self.written = 0
+        self._colors: np.ndarray | None = None
+
+    def send(self, kind: str, **fields: Any) -> None:
+        if kind == "hello":
+            labels = fields.get("labels") or []
+            colors = np.zeros((max(256, len(labels)), 3), dtype=np.uint8)
+            for label in labels:
+                colors[int(label["id"])] = label["color"]
+            self._colors = colors
+            self.folder.mkdir(parents=True, exist_ok=True)
+        elif kind == "mask" and fields["frame_index"] % self.every == 0:
+            from devices.formats import write_rgb_png
+
+            colors = self._colors if self._colors is not None else _gray_colors()
+            write_rgb_png(self.folder / f"mask_{fields['frame_index']:06d}.png", colors[fields["classes"]])
+            self.written += 1
+
+
+def _gray_colors() -> np.ndarray:
+    return np.repeat((np.arange(256, dtype=np.uint16) * 37 % 256).astype(np.uint8)[:, None], 3, axis=1)
+
+
+def _png(arg: str) -> PngSink:
+    folder, _, every = arg.rpartition(":") if arg.rsplit(":", 1)[-1].isdigit() else (arg, "", "1")
+    if not folder:
+        raise XenoedgeError("png sink needs a folder: png:DIR or png:DIR:EVERY")
+    return PngSink(folder, every=int(every))
+
+
+#: Sink kind -> factory(argument). Link/protocol modules register e.g. ``serial`` and ``tcp`` here.
+SINK_KINDS: dict[str, Callable[[str], Any]] = {
+    "null": lambda arg: NullSink(),
+    "collect": lambda arg: CollectingSink(),
+    "png": _png,
+}
+
+
+def sink_from_spec(spec: str) -> Any:
+    """A sink for ``spec`` (``kind[:argument]``), e.g. ``null``, ``png:/tmp/masks:10``."""
+    kind, _, arg = spec.partition(":")
+    if kind not in SINK_KINDS:
+        raise UnknownNameError("output sink", kind, sorted(SINK_KINDS))
+    return SINK_KINDS[kind](arg)
