@@ -351,6 +351,8 @@ class ReconnectingLink(Link, Generic[H], abc.ABC):
 
     def read(self, max_bytes: int = 4096, timeout_s: float = 0.0) -> bytes:
         """Inbound bytes (at most ``max_bytes``) within ``timeout_s`` seconds; ``b""`` on timeout or while down."""
+        if max_bytes <= 0:
+            return b""
         deadline = self._clock() + max(0.0, timeout_s)
         while True:
             with self._lock:

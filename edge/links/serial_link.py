@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import time
 import tty
@@ -35,6 +36,7 @@ from edge.links._base import (
 DEFAULT_BAUD = 921600
 #: directories searched for a stable name of a ttyACM/ttyUSB node (udev alias first)
 STABLE_DIRS: tuple[str, ...] = ("/dev/xenoedge", "/dev/serial/by-id")
+_NUMBERED_NODE = re.compile(r"/dev/tty(ACM|USB)\d+$")  # renumbered on replug; /dev/ttyGS0 (gadget side) is not
 _LOOP_CHUNK_BYTES = 1024  # pyserial's loop:// refuses a single write longer than its write timeout allows
 
 
@@ -101,7 +103,7 @@ class SerialLink(ReconnectingLink[_SerialHandle]):
         self.write_timeout_s, self.exclusive = float(write_timeout_s), exclusive
         self._open_serial = open_serial
         self.description = f"serial:{self.port}@{self.baud}"
-        if self.port.startswith("/dev/tty") and not os.path.islink(self.port):
+        if _NUMBERED_NODE.match(self.port) and not os.path.islink(self.port):
             alias = stable_alias(self.port) if os.path.exists(self.port) else None
             hint = f"; use {alias}" if alias else "; use /dev/serial/by-id/... or the udev alias /dev/xenoedge"
             log.warning("%s: a ttyACM/ttyUSB number changes on replug%s", self.description, hint)
