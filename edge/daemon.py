@@ -117,17 +117,21 @@ class DaemonStats:
         return float(np.mean(self.dsc)) if self.dsc else None
 
 
-def mean_dsc(predicted: np.ndarray, truth: np.ndarray, n_classes: int) -> float:
-    """Mean DSC over the classes present in ``truth`` or ``predicted`` ((H, W) ids each).
+def mean_dsc(predicted: np.ndarray, truth: np.ndarray, n_classes: int) -> float | None:
+    """Mean DSC over the foreground classes present in ``truth`` ((H, W) ids each); None when
+    the truth has only background. The project's one definition (``xeno.evaluate``: per image,
+    classes present in the truth, background id 0 left out), computed here without ``xeno``.
 
-    >>> mean_dsc(np.array([[0, 1]]), np.array([[0, 1]]), 2)
-    1.0
+    >>> mean_dsc(np.array([[0, 1, 1]]), np.array([[0, 1, 2]]), 3)
+    0.3333333333333333
     """
     k = max(n_classes, int(predicted.max()) + 1, int(truth.max()) + 1)
     cm = np.bincount(truth.astype(np.int64).ravel() * k + predicted.ravel(), minlength=k * k).reshape(k, k)
-    both = cm.sum(axis=0) + cm.sum(axis=1)
-    present = both > 0
-    return float(np.mean(2.0 * np.diag(cm)[present] / both[present]))
+    in_truth, in_pred = cm.sum(axis=1), cm.sum(axis=0)
+    present = np.flatnonzero(in_truth[1:]) + 1
+    if not present.size:
+        return None
+    return float(np.mean(2.0 * np.diag(cm)[present] / (in_truth[present] + in_pred[present])))
 
 
 class Daemon:
@@ -463,7 +467,8 @@ class Daemon:
         if self.config.score_ground_truth and getattr(frame, "labels", None) is not None:
             if frame.labels.shape == result.classes.shape:
                 dsc = mean_dsc(result.classes, frame.labels, len(self.manifest["labels"]))
-                self.stats.dsc.append(dsc)
+                if dsc is not None:
+                    self.stats.dsc.append(dsc)
         self._send(
             "mask",
             frame_index=frame.index,

@@ -1,0 +1,302 @@
+"""The daemon end to end on the simulated mosaic camera and a real exported bundle, with faults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from daemon_fixtures import SENSOR, FaultyCamera, crop_bundle_fixture  # noqa: F401  (the crop_bundle fixture)
+
+from calibration.errors import CalibrationError, UnknownNameError
+from calibration.sensors import get_sensor
+from calibration.store import load_references, save_references
+from devices.simulated import SimulatedCamera
+from edge.config import ConfigError, DaemonConfig, load_config
+from edge.daemon import Daemon, DaemonError, DropOldestQueue, run_daemon
+from edge.sdnotify import SdNotifier
+from edge.sinks import CollectingSink, PngSink
+from export.bundle import (
+    IncompatibleBundleError,
+    IntegrityError,
+    SignatureError,
+    generate_keypair,
+    save_public_key,
+    sign_bundle,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def camera(seed=2, **kw):
+    return SimulatedCamera(get_sensor(SENSOR), domain="crop", species=("tomato", "wheat"), seed=seed, **kw)
+
+
+def config(bundle, **kw):
+    kw.setdefault("capture_frames", 2)
+    return DaemonConfig(bundle=bundle, camera="sim:crop", **kw)
+
+
+def test_daemon_sends_masks_with_dsc_status_and_hello_after_the_selftest(crop_bundle):
+    sink, ready = CollectingSink(), []
+    daemon = Daemon(
+        config(crop_bundle, score_ground_truth=True, status_interval_s=0.2),
+        sink,
+        camera=camera(),
+        ready_callback=lambda: ready.append(daemon.selftest_agreement),
+    )
+    with daemon:
+        stats = daemon.run(max_frames=12)
+    assert ready == [1.0]  # READY only after the self-test passed
+    kinds = [kind for kind, _ in sink.events]
+    assert kinds[0] == "hello" and kinds[-1] == "status" and sink.flushed == 1
+    hello = sink.of("hello")[0]
+    assert hello["model_id"] == "crop@0.1.0" and (hello["height"], hello["width"]) == (217, 409)
+    assert hello["labels"][0]["name"] == "soil"
+    masks = sink.of("mask")
+    assert len(masks) == stats.masks == 12 and not sink.of("error")
+    assert all(m["classes"].shape == (217, 409) and m["classes"].dtype == np.uint8 for m in masks)
+    assert [m["frame_index"] for m in masks] == sorted(m["frame_index"] for m in masks)
+    dsc = [m["dsc"] for m in masks]
+    assert all(0.0 <= d <= 1.0 for d in dsc) and np.mean(dsc) > 0.6, dsc  # crop model on fresh scenes
+    status = sink.of("status")[-1]
+    assert status["frames"] == 12 and status["errors"] == 0 and status["fps"] > 0
+    assert status["dropped"] == stats.dropped and status["uptime_s"] > 0
+    assert status["mean_dsc"] == pytest.approx(np.mean(dsc))
+
+
+def test_slow_sink_makes_the_queue_drop_oldest_frames_and_status_counts_them(crop_bundle):
+    def slow(kind, fields):
+        if kind == "mask":
+            time.sleep(0.15)
+
+    sink = CollectingSink(on_send=slow)
+    with Daemon(config(crop_bundle, queue_size=1), sink, camera=camera(fps=50)) as daemon:
+        stats = daemon.run(max_frames=6)
+    assert stats.dropped > 0 and sink.of("status")[-1]["dropped"] == stats.dropped
+    indices = [m["frame_index"] for m in sink.of("mask")]
+    assert len(indices) == 6 and indices[-1] - indices[0] > 5  # frames in between were dropped
+
+
+def test_drop_oldest_queue():
+    q = DropOldestQueue(2)
+    for i in range(5):
+        q.put(i)
+    assert q.dropped == 3 and [q.get(0), q.get(0), q.get(0)] == [3, 4, None]
+
+
+def test_tampered_bundle_is_refused_before_anything_runs(crop_bundle, tmp_path):
+    data = bytearray(crop_bundle.read_bytes())
+    at = data.index(b"ir_version") if b"ir_version" in data else len(data) // 2
+    data[at + 40] ^= 0x01
+    bad = tmp_path / "tampered.xeb"
+    bad.write_bytes(bytes(data))
+    ready = []
+    with pytest.raises(IntegrityError, match="models/"):
+        Daemon(config(bad), CollectingSink(), camera=camera(), ready_callback=lambda: ready.append(1)).start()
+    assert not ready
+
+
+def test_signed_bundle_needs_the_configured_key(crop_bundle, tmp_path):
+    private, public = generate_keypair()
+    _, other = generate_keypair()
+    signed = sign_bundle(crop_bundle, private, out=tmp_path / "signed.xeb")
+    key, wrong = save_public_key(tmp_path / "k.pub", public), save_public_key(tmp_path / "o.pub", other)
+    with pytest.raises(SignatureError):
+        Daemon(config(crop_bundle, public_key=key), CollectingSink(), camera=camera()).start()  # unsigned
+    with pytest.raises(SignatureError):
+        Daemon(config(signed, public_key=wrong), CollectingSink(), camera=camera()).start()
+    with Daemon(config(signed, public_key=key), CollectingSink(), camera=camera()) as daemon:
+        assert daemon.run(max_frames=1).masks == 1
+
+
+def test_bundle_for_another_sensor_is_refused_naming_both_signatures(crop_bundle):
+    tivita = get_sensor("tivita")
+    with pytest.raises(IncompatibleBundleError) as info:
+        Daemon(config(crop_bundle), CollectingSink(), camera=SimulatedCamera(tivita)).start()
+    assert get_sensor(SENSOR).signature in str(info.value) and tivita.signature in str(info.value)
+
+
+def test_camera_errors_are_reported_and_the_camera_is_reopened(crop_bundle):
+    cam = FaultyCamera(camera(), {2: "error", 3: "error", 4: "error"})
+    sink = CollectingSink()
+    with Daemon(config(crop_bundle, capture_references="always"), sink, camera=cam) as daemon:
+        stats = daemon.run(max_frames=5)
+    errors = [e for e in sink.of("error") if e["code"] == "camera"]
+    assert len(errors) == 3 and "USB transfer failed" in errors[0]["message"] and "reopening" in errors[1]["message"]
+    assert stats.masks == 5 and stats.errors["camera"] == 3 and cam.opens >= 2
+    assert sink.of("status")[-1]["error_counts"] == {"camera": 3}
+
+
+def test_nan_and_wrong_shape_frames_are_skipped_with_an_error_and_the_daemon_goes_on(crop_bundle):
+    cam = FaultyCamera(camera(), {1: "nan", 3: "shape"})
+    sink = CollectingSink()
+    with Daemon(config(crop_bundle, capture_references="always", queue_size=8), sink, camera=cam) as daemon:
+        stats = daemon.run(max_frames=6)
+    errors = sink.of("error")
+    assert [e["code"] for e in errors] == ["frame", "frame"]
+    assert "NaN" in errors[0]["message"] and f"frame {errors[0]['frame_index']}" in errors[0]["message"]
+    assert "shape (1083, 2048)" in errors[1]["message"] and "(1088, 2048)" in errors[1]["message"]
+    assert stats.skipped == 2 and stats.masks == 4
+
+
+def test_stop_mid_run_finishes_the_frame_flushes_and_returns(crop_bundle):
+    holder = {}
+
+    def stop_at_third(kind, fields):
+        if kind == "mask" and len(sink.of("mask")) == 3:
+            holder["daemon"].stop()
+
+    sink = CollectingSink(on_send=stop_at_third)
+    with Daemon(config(crop_bundle), sink, camera=camera()) as daemon:
+        holder["daemon"] = daemon
+        stats = daemon.run()
+        assert not daemon._capture_thread.is_alive()
+    assert stats.masks == 3 and sink.flushed == 1 and sink.events[-1][0] == "status"
+
+
+def test_reload_swaps_references_from_the_store_without_restart(crop_bundle, tmp_path):
+    store = tmp_path / "refs" / "references.npz"
+    sink = CollectingSink()
+    with Daemon(config(crop_bundle, references=store), sink, camera=camera()) as daemon:
+        daemon.run(max_frames=2)
+        assert store.is_file()  # captured at start for the simulated camera, then stored
+        gain_before = daemon.engine._refs[1].copy()
+        refs = load_references(store)
+        refs.white = refs.white * 0.5 + refs.dark * 0.5  # half the signal: double gain
+        save_references(store, refs)
+        assert daemon.reload_references()
+        gain_after = daemon.engine._refs[1]
+        assert np.median(gain_after / gain_before) == pytest.approx(2.0, rel=1e-3)
+        store.write_bytes(b"garbage")
+        assert not daemon.reload_references()  # a broken file keeps the previous references
+        assert np.array_equal(daemon.engine._refs[1], gain_after)
+        daemon.request_reload()  # what SIGHUP does: applied between two frames
+        assert daemon.run(max_frames=2).masks == 4
+    assert [e["code"] for e in sink.of("error")] == ["references", "references"]
+
+
+def test_missing_references_for_a_real_camera_are_refused(crop_bundle, tmp_path):
+    with pytest.raises(DaemonError, match="xenoedge calibrate dark"):
+        Daemon(
+            config(crop_bundle, references=tmp_path / "none.npz", capture_references="never"),
+            CollectingSink(),
+            camera=camera(),
+        ).start()
+
+
+def test_references_of_another_camera_are_refused(crop_bundle, tmp_path):
+    store = tmp_path / "refs.npz"
+    with Daemon(config(crop_bundle, references=store), CollectingSink(), camera=camera(seed=2)) as daemon:
+        daemon.start()
+    with pytest.raises(CalibrationError, match="sim-mosaic-5x5-nir-2"):
+        Daemon(config(crop_bundle, references=store), CollectingSink(), camera=camera(seed=3)).start()
+
+
+@pytest.fixture
+def notify_socket():
+    folder = tempfile.mkdtemp(prefix="xn", dir="/tmp")  # unix socket paths must stay short
+    path = os.path.join(folder, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.0)
+    yield path, sock
+    sock.close()
+    os.unlink(path)
+    os.rmdir(folder)
+
+
+def _datagrams(sock):
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(4096).decode())
+        except BlockingIOError:
+            return out
+
+
+def test_run_daemon_notifies_systemd_ready_watchdog_and_stops_on_sigterm(crop_bundle, notify_socket, monkeypatch):
+    path, sock = notify_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")  # 0.1 s: a ping at most every 0.05 s
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+
+    def sigterm_at_fourth(kind, fields):
+        if kind == "mask" and len(sink.of("mask")) == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    sink = CollectingSink(on_send=sigterm_at_fourth)
+    before = signal.getsignal(signal.SIGTERM)
+    stats = run_daemon(config(crop_bundle), sink, camera=camera(fps=20))
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert stats.masks in (4, 5)  # the frame in flight when the signal came is finished
+    messages = _datagrams(sock)
+    ready = next(i for i, m in enumerate(messages) if m.startswith("READY=1"))
+    watchdog = [i for i, m in enumerate(messages) if m == "WATCHDOG=1"]
+    assert watchdog and watchdog[0] > ready
+    assert messages[-1] == "STOPPING=1"
+
+
+def test_sd_notifier_rate_limits_the_watchdog_and_is_silent_without_a_socket(notify_socket):
+    path, sock = notify_socket
+    now = [0.0]
+    notifier = SdNotifier.from_environ({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"}, clock=lambda: now[0])
+    assert notifier.watchdog() and not notifier.watchdog()
+    now[0] = 1.01
+    assert notifier.watchdog()
+    assert _datagrams(sock) == ["WATCHDOG=1", "WATCHDOG=1"]
+    assert not SdNotifier.from_environ({}).ready()
+
+
+def test_config_from_toml_example_and_errors(tmp_path):
+    example = load_config(REPO / "deploy" / "daemon.toml", threads=1)
+    assert example.camera.startswith("sim") and example.threads == 1 and example.queue_size >= 1
+    assert example.bundle == Path("/var/lib/xenoedge/active.xeb")
+    path = tmp_path / "d.toml"
+    path.write_text('[bundle]\npath = "b.xeb"\n[pipeline]\nqueue_size = 4\n[engine]\nprefer = ["onnxruntime"]\n')
+    loaded = load_config(path)
+    assert loaded.bundle == tmp_path / "b.xeb" and loaded.queue_size == 4 and loaded.prefer == ("onnxruntime",)
+    path.write_text("[pipeline]\nqueue_sise = 4\n")
+    with pytest.raises(ConfigError, match="queue_size"):
+        load_config(path)
+    path.write_text('[pipeline]\nqueue_size = "4"\n')
+    with pytest.raises(ConfigError, match="queue_size must be int"):
+        load_config(path)
+    with pytest.raises(UnknownNameError):
+        DaemonConfig().replace(queu_size=3)
+
+
+def test_png_sink_writes_coloured_masks(crop_bundle, tmp_path):
+    sink = PngSink(tmp_path / "masks", every=2)
+    with Daemon(config(crop_bundle), sink, camera=camera()) as daemon:
+        daemon.run(max_frames=4)
+    assert sink.written == 2 and len(list((tmp_path / "masks").glob("mask_*.png"))) == 2
+
+
+def test_daemon_runs_on_the_device_install_without_torch_onnx_nncf_or_openvino(crop_bundle):
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {{'torch', 'onnx', 'nncf', 'openvino', 'onnxslim'}}:
+            raise ImportError('device install must not import ' + name)
+sys.meta_path.insert(0, Block())
+from edge.config import DaemonConfig
+from edge.daemon import Daemon
+from edge.sinks import CollectingSink
+sink = CollectingSink()
+with Daemon(DaemonConfig(bundle={str(crop_bundle)!r}, camera="sim:crop", capture_frames=2), sink) as d:
+    stats = d.run(max_frames=2)
+assert stats.masks == 2, stats
+print(d.engine.name if d.engine else "", sink.of("hello")[0]["engine"])
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "onnxruntime" in result.stdout  # OpenVINO absent: the ORT target runs
