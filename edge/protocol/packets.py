@@ -84,6 +84,23 @@ class ErrorCode(IntEnum):
     INTERNAL = 8  # anything else
 
 
+def model_id_from_sha256(sha256: str | bytes) -> bytes:
+    """The 16-byte ``model_id``: the first 16 bytes of a bundle's SHA-256 (64 hex digits or 32 bytes).
+
+    >>> model_id_from_sha256("00" * 16 + "ff" * 16).hex()
+    '00000000000000000000000000000000'
+    """
+    if isinstance(sha256, str):
+        try:
+            sha256 = bytes.fromhex(sha256)
+        except ValueError:
+            raise ProtocolError(f"not a hex SHA-256: {sha256!r}") from None
+    sha256 = _as_bytes("sha256", sha256)
+    if len(sha256) != 32:
+        raise ProtocolError(f"a SHA-256 has 32 bytes, got {len(sha256)}")
+    return sha256[:MODEL_ID_SIZE]
+
+
 def max_frame_bytes(max_payload: int = MAX_PAYLOAD_BYTES) -> int:
     """Largest COBS-encoded frame (without its 0x00) for payloads up to ``max_payload`` bytes."""
     n = OVERHEAD + max_payload

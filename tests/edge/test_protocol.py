@@ -25,6 +25,7 @@ from edge.protocol import (
     hello_payload,
     log_payload,
     mask_payload,
+    model_id_from_sha256,
     parse_packet,
     rle_decode,
     rle_encode,
@@ -127,6 +128,16 @@ def test_packet_builder_refuses_misuse():
         build_packet(PacketType.MASK, bytes(MAX_PAYLOAD_BYTES + 1), sequence=0, timestamp_us=0)
     with pytest.raises(ProtocolError):
         unframe(encode_packet(PacketType.LOG, b"\x14", sequence=0, timestamp_us=0)).mask()
+
+
+def test_model_id_is_the_first_16_bytes_of_the_sha256():
+    import hashlib
+
+    digest = hashlib.sha256(b"bundle")
+    assert model_id_from_sha256(digest.hexdigest()) == model_id_from_sha256(digest.digest()) == digest.digest()[:16]
+    for bad in ("zz" * 32, "ab", b"x" * 31):
+        with pytest.raises(ProtocolError):
+            model_id_from_sha256(bad)
 
 
 def test_packet_encoder_numbers_and_stamps_with_the_injected_clock():
