@@ -38,6 +38,7 @@ from edge.protocol.packets import (
 )
 
 _LENGTH_OFFSET = HEADER_SIZE - 4  # payload_length u32 at bytes 17..20
+_SALVAGE_SLACK = 4096  # COBS chunks a salvage may walk beyond 2 per byte of the damaged frame
 
 
 @dataclass
@@ -150,48 +151,64 @@ class StreamDecoder:
         out.append(packet)
 
     def _salvage(self, chunk: bytes) -> list[Packet]:
-        """CRC-valid packets found inside a damaged frame (see the module doc)."""
+        """CRC-valid packets found inside a damaged frame (see the module doc).
+
+        The COBS chunks walked over all starts are capped at ``2 * len(chunk) + 4096``, so a
+        hostile frame (packet starts every few bytes) costs linear, not quadratic, time."""
         found: list[Packet] = []
         pos = 0
-        while True:
+        budget = 2 * len(chunk) + _SALVAGE_SLACK
+        while budget > 0:
             magic_at = chunk.find(MAGIC, pos + 1)
             if magic_at < 0:
-                return found
+                break
             start = magic_at - 1
-            result = self._packet_at(chunk, start)
-            if result is None:
+            end, steps = self._frame_end(chunk, start, budget)
+            budget -= steps
+            packet = None
+            if end is not None:
+                try:
+                    packet = parse_packet(cobs.decode(chunk[start:end]))
+                except (ProtocolError, cobs.DecodeError):
+                    packet = None
+            if packet is None:
                 pos = start + 1
-                continue
-            packet, pos = result
-            found.append(packet)
+            else:
+                found.append(packet)
+                pos = end
+        return found
 
-    def _packet_at(self, chunk: bytes, start: int) -> tuple[Packet, int] | None:
-        """Walk COBS groups from ``chunk[start]`` until the decoded length equals the header's
-        packet length; return the packet and the index after its last group, or None."""
+    def _frame_end(self, chunk: bytes, start: int, budget: int) -> tuple[int | None, int]:
+        """Walk COBS chunks from ``chunk[start]`` to where the decoded length equals the packet
+        length its header states; return (that index or None, chunks walked)."""
         n = len(chunk)
-        decoded = bytearray()
+        header = bytearray()
+        decoded = 0  # bytes a COBS decoder would have produced so far (data and implied zeros)
         need = None
         p = start
-        while p < n:
+        steps = 0
+        while p < n and steps < budget:
+            steps += 1
             code = chunk[p]
             nxt = p + code
             if nxt > n:
-                return None
-            decoded += chunk[p + 1 : nxt]
-            if need is None and len(decoded) >= HEADER_SIZE:
-                length = int.from_bytes(decoded[_LENGTH_OFFSET:HEADER_SIZE], "little")
-                if length > self.max_payload:
-                    return None
-                need = OVERHEAD + length
+                return None, steps
+            if need is None:
+                header += chunk[p + 1 : nxt]
+                if len(header) >= HEADER_SIZE:
+                    length = int.from_bytes(header[_LENGTH_OFFSET:HEADER_SIZE], "little")
+                    need = OVERHEAD + length
+                    if length > self.max_payload or need - decoded - (code - 1) > n - nxt:
+                        return None, steps  # too long, or longer than what is left of the chunk
+                elif code != 0xFF:
+                    header.append(0)
+            decoded += code - 1
             if need is not None:
-                if len(decoded) == need:
-                    try:
-                        return parse_packet(bytes(decoded)), nxt
-                    except ProtocolError:
-                        return None
-                if len(decoded) > need:
-                    return None
+                if decoded == need:
+                    return nxt, steps
+                if decoded > need:
+                    return None, steps
             if code != 0xFF:
-                decoded.append(0)
+                decoded += 1
             p = nxt
-        return None
+        return None, steps

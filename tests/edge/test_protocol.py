@@ -298,6 +298,15 @@ def test_stream_decoder_skips_unknown_versions_and_types_and_bounds_memory():
         StreamDecoder(max_payload=-1)
 
 
+def test_salvage_of_a_hostile_frame_takes_linear_time():
+    import time
+
+    dec = StreamDecoder()
+    t0 = time.perf_counter()
+    assert dec.feed(b"\x03XE" * 200_000 + b"\x00") == []  # a packet start every 3 bytes
+    assert time.perf_counter() - t0 < 10 and dec.stats.framing_errors == 1
+
+
 def test_stream_decoder_finish_accepts_a_packet_lacking_only_its_delimiter():
     frames, payloads = _frames(2)
     dec = StreamDecoder()
