@@ -8,6 +8,7 @@ the one table that maps them, read by the loader and checked against ``docs/daem
     sensor = "mosaic-5x5-nir"    # optional; default: the bundle's sensor
     seed = 0
     exposure_ms = 10.0
+    max_fps = 30                 # optional: pace a free-running source (simulator, replay)
 
     [bundle]
     path = "/var/lib/xenoedge/active.xeb"
@@ -65,6 +66,7 @@ class DaemonConfig:
     sensor: str | None = None
     seed: int = 0
     exposure_ms: float = 10.0
+    max_fps: float | None = None
     public_key: Path | None = None
     prefer: tuple[str, ...] = ()
     ort_providers: tuple[str, ...] | None = None
@@ -93,6 +95,8 @@ class DaemonConfig:
             raise ConfigError(f"capture_frames must be >= 1, got {self.capture_frames}")
         if self.status_interval_s <= 0:
             raise ConfigError(f"status_interval_s must be > 0, got {self.status_interval_s}")
+        if self.max_fps is not None and self.max_fps <= 0:
+            raise ConfigError(f"max_fps must be > 0, got {self.max_fps}")
         if self.warmup_runs < 0:
             raise ConfigError(f"warmup_runs must be >= 0, got {self.warmup_runs}")
 
@@ -108,7 +112,13 @@ class DaemonConfig:
 
 #: TOML table -> key -> DaemonConfig field.
 CONFIG_KEYS: dict[str, dict[str, str]] = {
-    "camera": {"spec": "camera", "sensor": "sensor", "seed": "seed", "exposure_ms": "exposure_ms"},
+    "camera": {
+        "spec": "camera",
+        "sensor": "sensor",
+        "seed": "seed",
+        "exposure_ms": "exposure_ms",
+        "max_fps": "max_fps",
+    },
     "bundle": {"path": "bundle", "public_key": "public_key"},
     "engine": {
         "prefer": "prefer",
@@ -133,6 +143,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "sensor": (str,),
     "seed": (int,),
     "exposure_ms": (int, float),
+    "max_fps": (int, float),
     "openvino_device": (str,),
     "threads": (int,),
     "warmup_runs": (int,),

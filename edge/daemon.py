@@ -414,7 +414,14 @@ class Daemon:
 
     def _capture_loop(self) -> None:
         failures = 0
+        period = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
+        due = time.monotonic()
         while not self._stop.is_set():
+            if period:  # pace a free-running source (simulator, replay) so it does not starve the worker
+                delay = due - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    break
+                due = max(due + period, time.monotonic())
             self._capture_beat = self._clock()
             try:
                 if not self.camera.is_open:
