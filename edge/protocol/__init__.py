@@ -48,6 +48,7 @@ from edge.protocol.packets import (
     parse_packet,
     status_payload,
 )
+from edge.protocol.sink import ProtocolSink
 
 __all__ = [
     "CRC32C_IMPLEMENTATION",
@@ -69,6 +70,7 @@ __all__ = [
     "PacketEncoder",
     "PacketType",
     "ProtocolError",
+    "ProtocolSink",
     "StatusMessage",
     "StreamDecoder",
     "UnsupportedPacket",

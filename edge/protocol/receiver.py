@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,6 +166,16 @@ class Receiver:
         s.crc_errors, s.framing_errors, s.bytes = d.crc_errors, d.framing_errors, d.bytes
         s.sequence_gaps, s.missing_packets = d.sequence_gaps, d.missing_packets
         return ReceiverStats(**{**asdict(s), "device": s.device, "status": s.status})
+
+
+def link_chunks(
+    link: Any, *, read_bytes: int = 4096, timeout_s: float = 0.1, stop: Callable[[], bool] | None = None
+) -> Iterator[bytes]:
+    """Chunks read from ``link`` (anything with ``read(max_bytes, timeout_s) -> bytes``, e.g. an
+    ``edge.links`` link) until ``stop()`` is true; yields ``b""`` on timeouts so that
+    ``run_listen`` can still report stats while the device is silent."""
+    while stop is None or not stop():
+        yield link.read(read_bytes, timeout_s)
 
 
 def run_listen(
