@@ -78,6 +78,9 @@ def test_mask_and_status_tables_match_the_structs():
 
 def test_worked_examples_and_limits_in_the_doc():
     assert cobs.encode(bytes.fromhex("11220033")).hex(" ") == "03 11 22 02 33" and "`03 11 22 02 33 00`" in DOC
+    long_piece = cobs.encode(b"\x01" * 254 + b"\x00a")
+    assert long_piece[0] == 0xFF and long_piece[255:].hex(" ") == "01 02 61" and "`01 02 61`" in DOC
+    assert cobs.encode(b"\x01" * 254) == b"\xff" + b"\x01" * 254  # no empty chunk after the last 0xFF chunk
     for pixels, text in ((1, "00"), (128, "7f"), (129, "80 01"), (307200, "ff df 12")):
         assert rle_encode(np.zeros((1, pixels), np.uint8))[5:].hex(" ") == text
         assert f"`{text}`" in DOC
