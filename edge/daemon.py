@@ -407,9 +407,8 @@ class Daemon:
             if flush is not None:
                 try:
                     flush()
-                except Exception as exc:
+                except Exception:
                     self._count("sink")
-                    self._events.append(("sink", f"flush failed: {exc}", None))
         return self.stats
 
     def _capture_loop(self) -> None:
@@ -536,8 +535,9 @@ class Daemon:
         try:
             self.sink.send(kind, **fields)
         except Exception as exc:  # a failing link must not stop the device
-            self._count("sink")
-            if kind != "error":
+            if kind == "error":
+                self._count("sink")  # the report itself was lost
+            else:  # counted once, when the worker reports it
                 self._events.append(("sink", f"sink failed on {kind!r}: {type(exc).__name__}: {exc}", None))
 
     def _count(self, code: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -300,3 +301,25 @@ print(d.engine.name if d.engine else "", sink.of("hello")[0]["engine"])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "onnxruntime" in result.stdout  # OpenVINO absent: the ORT target runs
+
+
+def test_a_failing_sink_does_not_stop_the_daemon(crop_bundle):
+    class Flaky(CollectingSink):
+        def send(self, kind, **fields):
+            if kind == "mask" and fields["frame_index"] % 2:
+                raise OSError("link down")
+            super().send(kind, **fields)
+
+    sink = Flaky()
+    with Daemon(config(crop_bundle, queue_size=8), sink, camera=camera(fps=30)) as daemon:
+        stats = daemon.run(max_frames=6)
+    assert stats.frames == 6 and stats.errors["sink"] == len(sink.of("error")) >= 2
+    assert "link down" in sink.of("error")[0]["message"] and sink.of("mask")
+
+
+def test_config_table_in_the_docs_matches_the_code():
+    from edge.config import CONFIG_KEYS
+
+    text = (REPO / "docs" / "daemon.md").read_text()
+    documented = set(re.findall(r"^\| `\[(\w+)\] (\w+)` \|", text, flags=re.M))
+    assert documented == {(table, key) for table, keys in CONFIG_KEYS.items() for key in keys}
