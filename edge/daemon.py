@@ -40,7 +40,7 @@ from edge.config import DaemonConfig
 from edge.engines import DEFAULT_ORT_PROVIDERS, Engine, EngineError, EngineOptions, open_engine
 from edge.sdnotify import SdNotifier
 
-__all__ = ["Daemon", "DaemonError", "DaemonStats", "DropOldestQueue", "run_daemon"]
+__all__ = ["Daemon", "DaemonError", "DaemonStats", "DropOldestQueue", "daemon_main", "run_daemon"]
 
 #: Camera retry back-off: first wait, factor, longest wait (seconds); reopen after this many failures.
 RETRY_INITIAL_S, RETRY_FACTOR, RETRY_MAX_S, REOPEN_AFTER = 0.05, 2.0, 5.0, 2
@@ -657,3 +657,31 @@ def run_daemon(
         notifier.close()
         if owned and hasattr(sink, "close"):
             sink.close()
+
+
+def daemon_main(
+    config_path: str | Path | None = None,
+    *,
+    sink_object: Any | None = None,
+    max_frames: int | None = None,
+    log: Callable[[str], None] | None = None,
+    **overrides: Any,
+) -> int:
+    """What ``xenoedge run`` does: load the config (``overrides`` are CLI options, None keeps the
+    file's value; ``sink="png:DIR"`` is the config's sink spec), run until stopped, return the exit
+    code: 0 after a clean stop, 1 with the reason passed to ``log`` (default: stderr) when the daemon
+    cannot start or fails. ``sink_object``: a ready sink (e.g. a link) used instead of the spec."""
+    import sys
+
+    from edge.config import load_config
+
+    log = log or (lambda line: print(line, file=sys.stderr))
+    try:
+        config = load_config(config_path, **overrides)
+        stats = run_daemon(config, sink_object, max_frames=max_frames)
+    except XenoedgeError as exc:
+        log(f"xenoedge run: {exc}")
+        return 1
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items())) or "none"
+    log(f"xenoedge run: {stats.masks} masks, {stats.fps:.1f} fps, {stats.dropped} dropped, errors: {errors}")
+    return 0

@@ -21,7 +21,7 @@ from calibration.sensors import get_sensor
 from calibration.store import load_references, save_references
 from devices.simulated import SimulatedCamera
 from edge.config import ConfigError, DaemonConfig, load_config
-from edge.daemon import Daemon, DaemonError, DropOldestQueue, run_daemon
+from edge.daemon import Daemon, DaemonError, DropOldestQueue, daemon_main, run_daemon
 from edge.sdnotify import SdNotifier
 from edge.sinks import CollectingSink, PngSink
 from export.bundle import (
@@ -323,3 +323,11 @@ def test_config_table_in_the_docs_matches_the_code():
     text = (REPO / "docs" / "daemon.md").read_text()
     documented = set(re.findall(r"^\| `\[(\w+)\] (\w+)` \|", text, flags=re.M))
     assert documented == {(table, key) for table, keys in CONFIG_KEYS.items() for key in keys}
+
+
+def test_daemon_main_returns_exit_codes_with_a_one_line_reason(crop_bundle, tmp_path):
+    lines = []
+    assert daemon_main(None, bundle=crop_bundle, max_frames=2, capture_frames=2, log=lines.append) == 0
+    assert "2 masks" in lines[-1]
+    assert daemon_main(None, bundle=tmp_path / "missing.xeb", log=lines.append) == 1
+    assert lines[-1] == f"xenoedge run: {tmp_path / 'missing.xeb'}: no such bundle file"
