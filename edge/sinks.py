@@ -73,7 +73,7 @@ class CollectingSink:
 
 
 class PngSink:
-    """Writes every ``every``-th mask as ``DIR/mask_<frame index>.png`` in the labels' colours."""
+    """Writes the 1st, (1+every)-th, ... mask received as ``DIR/mask_<frame index>.png`` in the labels' colours."""
 
     def __init__(self, folder: str | Path, *, every: int = 1) -> None:
         if every < 1:
@@ -81,6 +81,7 @@ class PngSink:
         self.folder = Path(folder)
         self.every = every
         self.written = 0
+        self.masks = 0
         self._colors: np.ndarray | None = None
 
     def send(self, kind: str, **fields: Any) -> None:
@@ -91,7 +92,10 @@ class PngSink:
                 colors[int(label["id"])] = label["color"]
             self._colors = colors
             self.folder.mkdir(parents=True, exist_ok=True)
-        elif kind == "mask" and fields["frame_index"] % self.every == 0:
+        elif kind == "mask":
+            self.masks += 1
+            if (self.masks - 1) % self.every:
+                return
             from devices.formats import write_rgb_png
 
             colors = self._colors if self._colors is not None else _gray_colors()

@@ -137,7 +137,7 @@ def test_camera_errors_are_reported_and_the_camera_is_reopened(crop_bundle):
 
 
 def test_nan_and_wrong_shape_frames_are_skipped_with_an_error_and_the_daemon_goes_on(crop_bundle):
-    cam = FaultyCamera(camera(), {1: "nan", 3: "shape"})
+    cam = FaultyCamera(camera(fps=20), {1: "nan", 3: "shape"})
     sink = CollectingSink()
     with Daemon(config(crop_bundle, capture_references="always", queue_size=8), sink, camera=cam) as daemon:
         stats = daemon.run(max_frames=6)
