@@ -16,7 +16,7 @@ from edge.links._base import Clock, LinkLost
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 
 
-def _poll(fd: int, events: int, timeout_s: float) -> int:
+def poll_one(fd: int, events: int, timeout_s: float) -> int:
     """Poll one descriptor; return the revents (0 on timeout). Raises OSError/ValueError for a bad fd."""
     poller = select.poll()
     poller.register(fd, events)
@@ -41,7 +41,7 @@ def send_all(fd: int, data: memoryview, *, stall_timeout_s: float, clock: Clock)
             continue
         remaining = stall_timeout_s - (clock() - last_progress)
         try:
-            revents = _poll(fd, select.POLLOUT, remaining) if remaining > 0 else 0
+            revents = poll_one(fd, select.POLLOUT, remaining) if remaining > 0 else 0
         except (OSError, ValueError) as exc:
             raise LinkLost(f"write failed: {exc}", sent) from None
         if revents & (select.POLLERR | select.POLLHUP | select.POLLNVAL) and not revents & select.POLLOUT:
@@ -53,7 +53,7 @@ def send_all(fd: int, data: memoryview, *, stall_timeout_s: float, clock: Clock)
 def recv_nowait(fd: int, max_bytes: int) -> bytes:
     """Bytes readable now (``b""`` if none). A readable descriptor that returns no data means the peer is gone."""
     try:
-        revents = _poll(fd, select.POLLIN, 0)
+        revents = poll_one(fd, select.POLLIN, 0)
     except (OSError, ValueError) as exc:
         raise LinkLost(f"read failed: {exc}") from None
     if not revents:
@@ -72,7 +72,7 @@ def recv_nowait(fd: int, max_bytes: int) -> bytes:
 def wait_readable(fd: int, timeout_s: float) -> None:
     """Block up to ``timeout_s`` seconds until ``fd`` is readable (or errors). Never raises."""
     try:
-        _poll(fd, select.POLLIN, timeout_s)
+        poll_one(fd, select.POLLIN, timeout_s)
     except (OSError, ValueError):
         pass
 

@@ -76,12 +76,12 @@ class TcpLink(ReconnectingLink[socket.socket]):
     def _check_peer(self, handle: socket.socket) -> None:
         """Raise LinkLost if the peer closed the connection (readable, but a peek returns nothing)."""
         try:
-            readable, _, _ = select.select([handle], [], [], 0)
+            readable = _fdio.poll_one(handle.fileno(), select.POLLIN, 0)
             if readable and handle.recv(1, socket.MSG_PEEK) == b"":
                 raise LinkLost("peer closed the connection")
         except BlockingIOError:
             return
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise LinkLost(f"connection failed: {exc}") from None
 
     def _send(self, handle: socket.socket, data: memoryview) -> None:
