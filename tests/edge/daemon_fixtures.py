@@ -90,3 +90,44 @@ class FaultyCamera(Camera):
         elif fault == "shape":
             frame.data = frame.data[:-5]
         return frame
+
+
+def build_jetson_bundles(base: Path) -> tuple[Path, Path]:
+    """The Jetson (TensorRT, reflectance-input) bundle of the crop model, and a copy whose target
+    says ``onnxruntime``, so the reflectance path runs on a machine without TensorRT."""
+    import json
+
+    from export.bundle import extract_bundle, write_bundle
+
+    jetson, stand_in = base / "jetson.xeb", base / "reflectance-ort.xeb"
+    if stand_in.is_file():
+        return jetson, stand_in
+    from export.export import export_checkpoint
+    from xeno.default_models import default_model_dir
+
+    build_crop_bundle(base)
+    export_checkpoint(
+        default_model_dir("crop"),
+        target="jetson-orin",
+        precision="fp32",
+        out=jetson,
+        calib=None,
+        val=base / "val",
+        shape=None,
+        max_drop=None,
+        log=lambda m: None,
+    )
+    folder = extract_bundle(jetson, base / "jetson")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    files = {}
+    for spec in manifest["targets"].values():
+        spec["runtime"] = "onnxruntime"
+        files.update({f["path"]: folder / f["path"] for f in spec.pop("files")})
+    files.update({f["path"]: folder / f["path"] for f in manifest["selftest"].pop("files")})
+    write_bundle(stand_in, manifest, files)
+    return jetson, stand_in
+
+
+@pytest.fixture(scope="session", name="jetson_bundles")
+def jetson_bundles_fixture(tmp_path_factory) -> tuple[Path, Path]:
+    return build_jetson_bundles(tmp_path_factory.getbasetemp() / "edge-crop-bundle")

@@ -14,7 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from daemon_fixtures import SENSOR, FaultyCamera, crop_bundle_fixture  # noqa: F401  (the crop_bundle fixture)
+from daemon_fixtures import (  # noqa: F401  (fixtures)
+    SENSOR,
+    FaultyCamera,
+    crop_bundle_fixture,
+    jetson_bundles_fixture,
+)
 
 from calibration.errors import CalibrationError, UnknownNameError
 from calibration.sensors import get_sensor
@@ -22,6 +27,7 @@ from calibration.store import load_references, save_references
 from devices.simulated import SimulatedCamera
 from edge.config import ConfigError, DaemonConfig, load_config
 from edge.daemon import Daemon, DaemonError, DropOldestQueue, daemon_main, run_daemon
+from edge.engines import EngineError
 from edge.sdnotify import SdNotifier
 from edge.sinks import CollectingSink, PngSink
 from export.bundle import (
@@ -331,3 +337,20 @@ def test_daemon_main_returns_exit_codes_with_a_one_line_reason(crop_bundle, tmp_
     assert "2 masks" in lines[-1]
     assert daemon_main(None, bundle=tmp_path / "missing.xeb", log=lines.append) == 1
     assert lines[-1] == f"xenoedge run: {tmp_path / 'missing.xeb'}: no such bundle file"
+
+
+def test_reflectance_bundle_calibrates_in_numpy_and_matches_the_raw_bundle(crop_bundle, jetson_bundles):
+    jetson, stand_in = jetson_bundles
+    with pytest.raises(EngineError, match="jetson-orin-tensorrt-fp32 \\(tensorrt\\)"):
+        Daemon(config(jetson), CollectingSink(), camera=camera()).start()  # no TensorRT here
+    masks = []
+    for bundle in (crop_bundle, stand_in):
+        sink = CollectingSink()
+        with Daemon(config(bundle, queue_size=16), sink, camera=camera(fps=10)) as daemon:
+            daemon.run(max_frames=3)
+            assert daemon.engine.variant == ("raw" if bundle == crop_bundle else "reflectance")
+        masks.append({m["frame_index"]: m["classes"] for m in sink.of("mask")})
+    common = sorted(set(masks[0]) & set(masks[1]))
+    assert common
+    for index in common:  # calibration in the graph vs in NumPy: the same classes
+        assert np.mean(masks[0][index] == masks[1][index]) > 0.995
