@@ -511,7 +511,9 @@ class Daemon:
                 )
             np.copyto(engine.input_buffer[0], data, casting="same_kind")
             return
-        if data.shape != sensor.raw_shape:
+        # a mosaic sensor's raw frame, or its cube already demosaiced (a replayed raw cube file)
+        is_cube = bool(sensor.mosaic) and data.shape == sensor.cube_shape
+        if data.shape != sensor.raw_shape and not is_cube:
             raise DaemonError(f"{what}: raw frame of shape {data.shape}, {sensor.name} frames are {sensor.raw_shape}")
         if data.dtype.kind not in "ui":
             raise DaemonError(f"{what}: raw counts must be integers, got {data.dtype}")
@@ -520,13 +522,15 @@ class Daemon:
                 raise DaemonError(f"{what}: raw counts outside 0..65535")
             data = data.astype(np.uint16)
         if engine.variant == "raw":
-            if sensor.mosaic:
+            if sensor.mosaic and not is_cube:
                 from calibration.mosaic import cube_from_mosaic
 
                 cube_from_mosaic(data, sensor, out=engine.input_buffer[0])
             else:
                 np.copyto(engine.input_buffer[0], data)
         else:
+            if is_cube:
+                raise DaemonError(f"{what}: a demosaiced raw cube; the reflectance path calibrates mosaic frames only")
             calibrated = self._calibrator.process(data, what)
             np.copyto(engine.input_buffer[0], calibrated.reflectance, casting="same_kind")
 

@@ -354,3 +354,38 @@ def test_reflectance_bundle_calibrates_in_numpy_and_matches_the_raw_bundle(crop_
     assert common
     for index in common:  # calibration in the graph vs in NumPy: the same classes
         assert np.mean(masks[0][index] == masks[1][index]) > 0.995
+
+
+def test_replay_camera_runs_to_its_end_and_the_daemon_returns(crop_bundle, tmp_path):
+    from calibration.mosaic import cube_from_mosaic
+    from devices.formats import write_cube
+    from devices.replay import ReplayCamera
+
+    sensor = get_sensor(SENSOR)
+    store = tmp_path / "references.npz"
+    folder = tmp_path / "replay"
+    folder.mkdir()
+    with camera() as sim:  # raw cubes of the simulated camera, as files
+        for i in range(3):
+            write_cube(folder / f"scan{i}.npz", cube_from_mosaic(sim.read().data, sensor), sensor.wavelengths())
+
+    def replay():
+        return ReplayCamera(sensor, folder, camera_id="replay-scans", exposure_ms=10.0)
+
+    replay_config = config(crop_bundle, references=store, capture_references="never", queue_size=8)
+    with pytest.raises(DaemonError, match="no calibration references"):
+        Daemon(replay_config, CollectingSink(), camera=replay()).start()
+    refs = load_references(_captured_references(crop_bundle, tmp_path / "sim.npz"))
+    refs.camera_id = "replay-scans"
+    save_references(store, refs)
+    sink = CollectingSink()
+    with Daemon(replay_config, sink, camera=replay()) as daemon:
+        stats = daemon.run()  # no max_frames: returns when the replay ends
+    assert stats.masks == 3 and [m["frame_index"] for m in sink.of("mask")] == [0, 1, 2]
+    assert "camera finished" in sink.of("error")[-1]["message"] and stats.error_total == 0
+
+
+def _captured_references(bundle, path):
+    with Daemon(config(bundle, references=path), CollectingSink(), camera=camera()) as daemon:
+        daemon.start()
+    return path
