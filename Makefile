@@ -23,10 +23,12 @@ $(VENV)/.dev-installed: pyproject.toml | $(VENV)/bin/python
 	touch $@
 
 demo: $(VENV)/.demo-installed
-	$(VENV)/bin/xenoedge demo --out $(DEMO_OUT)/live --frames 30
+	$(VENV)/bin/xenoedge demo --frames 40 --out $(DEMO_OUT)/demo
+	$(VENV)/bin/xenoedge camera-preview --out $(DEMO_OUT)/camera --frames 10
 	$(VENV)/bin/xenoedge simulate --out $(DEMO_OUT)/surgical --domain surgical --subjects 1 --images 2 --size 240x320 --seed 1
 	$(VENV)/bin/xenoedge simulate --out $(DEMO_OUT)/crop --domain crop --sensor mosaic-5x5-nir --subjects 1 --images 2 --seed 1
-	@echo "Look at $(DEMO_OUT)/live/*.png, $(DEMO_OUT)/*/preview/*.png and $(DEMO_OUT)/*/median_spectra.png"
+	@echo "Look at $(DEMO_OUT)/demo/*.png (masks received over a serial pty), $(DEMO_OUT)/camera/*.png,"
+	@echo "$(DEMO_OUT)/*/preview/*.png and $(DEMO_OUT)/*/median_spectra.png"
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q

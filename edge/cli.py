@@ -14,13 +14,14 @@ from rich.console import Console
 from rich.table import Table
 
 from calibration.errors import XenoedgeError
-from edge import bundle_cli, calibrate_cli, science_cli
+from edge import bundle_cli, calibrate_cli, device_cli, science_cli
 from edge.cli_common import console, progress_bar, split_csv
 
 app = typer.Typer(help="xenoedge: cross-species spectral segmentation from training to the edge.", no_args_is_help=True)
 app.add_typer(calibrate_cli.app, name="calibrate")
 app.add_typer(bundle_cli.app, name="bundle")
 science_cli.register(app)
+device_cli.register(app)
 
 
 @app.command()
@@ -75,8 +76,8 @@ def simulate(
     )
 
 
-@app.command()
-def demo(
+@app.command("camera-preview")
+def camera_preview(
     out: Path = typer.Option(Path("demo-output/live"), "--out", "-o", help="Folder for pictures and summary."),
     sensor: str = typer.Option("tivita", help="Sensor profile of the simulated camera."),
     domain: str = typer.Option("surgical", help="surgical or crop scenes."),
@@ -86,7 +87,7 @@ def demo(
     picture_every: int = typer.Option(5, min=1, help="Write a picture every N frames."),
     seed: int = typer.Option(0, help="Camera seed: same seed, same scenes."),
 ) -> None:
-    """Simulated camera -> references -> calibration -> pictures (the daemon's path, model to come)."""
+    """Simulated camera -> references -> calibration -> pictures, no model (checks a camera's calibration)."""
     from calibration.sensors import get_sensor
     from devices.simulated import SimulatedCamera
     from edge.demo import run_camera_demo

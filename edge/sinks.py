@@ -114,11 +114,40 @@ def _png(arg: str) -> PngSink:
     return PngSink(folder, every=int(every))
 
 
-#: Sink kind -> factory(argument). Link/protocol modules register e.g. ``serial`` and ``tcp`` here.
+class LinkSink:
+    """The wire protocol over an ``edge.links`` link: what a device sends to its host."""
+
+    def __init__(self, link_spec: str):
+        from edge.links import open_link
+        from edge.protocol.sink import ProtocolSink
+
+        self.link = open_link(link_spec)
+        self.protocol = ProtocolSink(self.link)
+
+    def send(self, kind: str, **fields: Any) -> None:
+        self.protocol.send(kind, **fields)
+
+    def flush(self) -> None:
+        self.protocol.flush()
+
+    def close(self) -> None:
+        self.protocol.flush()
+        self.link.close()
+
+
+def _link(kind: str) -> Callable[[str], LinkSink]:
+    return lambda arg: LinkSink(f"{kind}:{arg}" if arg else kind)
+
+
+#: Sink kind -> factory(argument): local pictures, or the wire protocol over a link (docs/links.md).
 SINK_KINDS: dict[str, Callable[[str], Any]] = {
     "null": lambda arg: NullSink(),
     "collect": lambda arg: CollectingSink(),
     "png": _png,
+    "serial": _link("serial"),
+    "tcp": _link("tcp"),
+    "file": _link("file"),
+    "pty": _link("pty"),
 }
 
 

@@ -1,0 +1,137 @@
+"""``xenoedge run``, ``listen`` and ``demo``: the device daemon, the host receiver, and both end to end.
+
+Device-side commands: no torch, onnx or nncf (the device install runs them).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import typer
+
+from edge.cli_common import console
+
+DEFAULT_BUNDLES = {"surgical": ("sim:surgical", "tivita"), "crop": ("sim:crop", "mosaic-5x5-nir")}
+
+
+def default_bundle(name: str) -> Path:
+    """Path of a bundle shipped in the package (``edge/default_bundles``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("edge").joinpath("default_bundles", f"{name}.xeb")))
+
+
+def _bundle_and_camera(bundle: str | None, camera: str | None) -> tuple[Path | None, str | None]:
+    if bundle in DEFAULT_BUNDLES:
+        return default_bundle(bundle), camera or DEFAULT_BUNDLES[bundle][0]
+    return (Path(bundle) if bundle else None), camera
+
+
+def run(
+    config: Path = typer.Option(None, help="Daemon config (TOML; docs/daemon.md). Options below override it."),
+    bundle: str = typer.Option(None, help="Bundle file, or a packaged default: surgical, crop (default: surgical)."),
+    camera: str = typer.Option(None, help="Camera spec: sim:surgical, sim:crop, replay:FOLDER."),
+    sink: str = typer.Option(None, help="Output: png:DIR[:EVERY], serial:PATH[@BAUD], tcp:HOST:PORT, file:PATH, pty."),
+    frames: int = typer.Option(None, help="Stop after this many frames (default: run until SIGTERM/Ctrl-C)."),
+    max_fps: float = typer.Option(None, help="Pace the camera (frames per second)."),
+    threads: int = typer.Option(None, help="Inference threads."),
+) -> None:
+    """The device daemon: camera -> calibration -> inference -> masks on a link (docs/daemon.md)."""
+    from edge.daemon import daemon_main
+
+    if config is None and bundle is None:
+        bundle = "surgical"
+    bundle_path, camera = _bundle_and_camera(bundle, camera)
+    if config is None:
+        camera = camera or "sim:surgical"
+        sink = sink or "png:xenoedge-run:10"
+        max_fps = max_fps or 10.0
+        console.print(f"bundle {bundle_path}, camera {camera}, output {sink}; Ctrl-C stops after the current frame")
+    code = daemon_main(
+        config,
+        bundle=bundle_path,
+        camera=camera,
+        sink=sink,
+        max_fps=max_fps,
+        threads=threads,
+        max_frames=frames,
+        log=lambda line: console.print(line),
+    )
+    raise typer.Exit(code)
+
+
+def listen(
+    port: str = typer.Option(..., help="Link spec: serial:/dev/xenoedge@921600, tcp:HOST:PORT, file:RECORDING."),
+    out: Path = typer.Option(Path("xenoedge-masks"), "--out", "-o", help="Folder for coloured mask pictures."),
+    every: int = typer.Option(10, min=1, help="Write every N-th mask as a picture."),
+    masks: int = typer.Option(None, help="Stop after this many masks."),
+) -> None:
+    """Host receiver: decode the device's stream, write mask pictures, print live stats."""
+    from edge.links import open_link
+    from edge.protocol.receiver import Receiver, link_chunks, run_listen
+
+    receiver = Receiver(out, None, every=every)
+    with open_link(port) as link:
+        try:
+            final = run_listen(link_chunks(link), receiver, lambda stats: console.print(stats.line()), max_masks=masks)
+        except KeyboardInterrupt:
+            final = receiver.stats()
+    console.print(f"done: {final.line()}; pictures in {out}")
+
+
+def demo(
+    frames: int = typer.Option(60, min=1, help="Frames to run."),
+    bundle: str = typer.Option("surgical", help="Packaged default (surgical, crop) or a bundle file."),
+    out: Path = typer.Option(Path("demo-output/demo"), "--out", "-o", help="Folder for the received mask pictures."),
+    every: int = typer.Option(5, min=1, help="Write every N-th received mask as a picture."),
+    max_fps: float = typer.Option(5.0, help="Pace the simulated camera (frames per second)."),
+) -> None:
+    """Daemon and receiver end to end: simulated camera -> bundle -> wire protocol -> receiver -> pictures.
+
+    Prints frames per second, bytes per mask and DSC against the simulator's ground truth.
+    """
+    from edge.config import load_config
+    from edge.daemon import run_daemon
+    from edge.links import open_link
+    from edge.protocol.receiver import Receiver, link_chunks, run_listen
+    from edge.protocol.sink import ProtocolSink
+
+    bundle_path, camera = _bundle_and_camera(bundle, None)
+    config = load_config(
+        None, bundle=bundle_path, camera=camera or "sim:surgical", score_ground_truth=True, max_fps=max_fps
+    )
+    # A real pseudo-terminal pair: the daemon writes the device end, the receiver reads the host
+    # end through pyserial, the same bytes a USB serial cable would carry.
+    device_end = open_link("pty", announce=lambda _line: None)
+    host_end = open_link(f"serial:{device_end.slave_path}")
+    receiver = Receiver(out, None, every=every)
+    done = threading.Event()
+    listener = threading.Thread(
+        target=run_listen, args=(link_chunks(host_end, timeout_s=0.05, stop=done.is_set), receiver), daemon=True
+    )
+    listener.start()
+    try:
+        stats = run_daemon(config, ProtocolSink(device_end), max_frames=frames)
+    finally:
+        device_end.flush(timeout_s=5)
+        done.set()
+        listener.join(timeout=10)
+        host_end.close()
+        device_end.close()
+    received = receiver.stats()
+    dsc = stats.mean_dsc
+    console.print(
+        f"daemon: {stats.masks} masks at {stats.fps:.1f} fps, {stats.dropped} dropped; "
+        f"mean DSC vs ground truth {dsc:.3f}"
+        if dsc is not None
+        else "mean DSC n/a"
+    )
+    console.print(f"receiver: {received.line()}")
+    console.print(f"mask pictures in {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command()(listen)
+    app.command()(demo)
