@@ -17,7 +17,7 @@ def test_device_packages_import_without_heavy_dependencies():
     code = BLOCKER + (
         "import calibration, calibration.sensors, calibration.reflectance, calibration.bands\n"
         "import devices.camera, devices.formats, devices.replay, devices.simulated\n"
-        "import edge, edge.cli, export\n"
+        "import edge, edge.cli, edge.device_cli, edge.daemon, edge.engines, edge.links, edge.protocol, export.bundle\n"
         "from devices.simulated import SimulatedCamera\n"
         "from calibration.sensors import get_sensor\n"
         "with SimulatedCamera(get_sensor('mosaic-5x5-nir')) as cam: cam.read()\n"
