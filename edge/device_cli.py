@@ -120,12 +120,9 @@ def demo(
         host_end.close()
         device_end.close()
     received = receiver.stats()
-    dsc = stats.mean_dsc
+    dsc = "n/a" if stats.mean_dsc is None else f"{stats.mean_dsc:.3f}"
     console.print(
-        f"daemon: {stats.masks} masks at {stats.fps:.1f} fps, {stats.dropped} dropped; "
-        f"mean DSC vs ground truth {dsc:.3f}"
-        if dsc is not None
-        else "mean DSC n/a"
+        f"daemon: {stats.masks} masks at {stats.fps:.1f} fps, {stats.dropped} dropped; mean DSC vs ground truth {dsc}"
     )
     console.print(f"receiver: {received.line()}")
     console.print(f"mask pictures in {out}")
