@@ -50,6 +50,7 @@ MODES = ("engine", "pipeline")
 #: Simulated camera for the sensor a bundle was made for (pipeline mode).
 SIM_CAMERAS = {"tivita": "sim:surgical", "mosaic-5x5-nir": "sim:crop"}
 DEFAULT_TIME_S = 10.0
+_ORT_CPU = ("CPUExecutionProvider", "OpenVINOExecutionProvider")
 DEFAULT_ROUNDS = 10
 LATENCY_KEYS = ("min", "median", "mean", "p90", "p95", "p99", "max")
 #: Fixed CSV columns (units in the names).
@@ -169,6 +170,11 @@ def select_configs(manifest: Mapping, settings: BenchSettings) -> tuple[list[_Co
             installed = kind.installed()
             why = "is not installed" if not installed else f"has no usable device here (has {', '.join(installed)})"
             notes.append(f"skipped {name}: {spec['runtime']} {why}")
+            continue
+        if options.openvino_device in ("GPU", "NPU") and kind.runtime != "openvino" and devices[0] in _ORT_CPU:
+            notes.append(
+                f"skipped {name}: -d {options.openvino_device} asked, {kind.runtime} has only {devices[0]} here"
+            )
             continue
         configs.append(_Config(name, spec["runtime"], spec.get("precision", ""), devices))
     return configs, notes, options

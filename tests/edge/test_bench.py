@@ -92,6 +92,18 @@ def test_bad_input_lists_what_is_available(settings, message):
         run_bench(BenchSettings("crop", **settings))
 
 
+def test_device_gpu_without_gpu_is_skipped_not_run_on_cpu(monkeypatch):
+    import onnxruntime
+
+    if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(onnxruntime.get_available_providers()):
+        pytest.skip("this machine has a GPU provider")
+    monkeypatch.setitem(ENGINES, "openvino", EngineKind("openvino", lambda spec, o: [], None, lambda: ("CPU",)))
+    with pytest.raises(BenchError, match=r"nothing to measure") as err:
+        run_bench(BenchSettings("crop", device="GPU", niter=2))
+    assert "cpu-onnxruntime-int8: -d GPU asked, onnxruntime has only CPUExecutionProvider here" in str(err.value)
+    assert "cpu-openvino-int8: openvino has no usable device here (has CPU)" in str(err.value)
+
+
 def test_bad_input_exits_1_with_a_message(tmp_path, capsys):
     assert main([str(tmp_path / "missing.xeb")]) == 1
     assert main(["crop", "--backend", "tflite"]) == 1
