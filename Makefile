@@ -38,6 +38,9 @@ lint: $(VENV)/.dev-installed
 
 bench: $(VENV)/.demo-installed
 	$(PY) benchmarks/simulator_fps.py
+	$(PY) benchmarks/calibration_speed.py
+	$(VENV)/bin/edge-bench surgical --backend all -t 15 --warmup 10 --json bench-surgical.json --csv bench-surgical.csv
+	$(VENV)/bin/edge-bench crop --backend all -t 15 --warmup 10 --json bench-crop.json --csv bench-crop.csv
 
 # Reproduce the documented experiment (docs/experiments/xeno.md) and the shipped default models.
 experiment: $(VENV)/.dev-installed

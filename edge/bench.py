@@ -616,3 +616,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def cli() -> None:
+    """Console-script entry (``edge-bench``): exit with ``main()``'s code."""
+    import sys
+
+    sys.exit(main())
