@@ -50,6 +50,10 @@ IDLE_POLL_S = 0.05
 MAX_PENDING_EVENTS = 256
 
 
+#: The HELLO (device, bundle, labels) is repeated with every this many status packets.
+HELLO_EVERY_STATUSES = 10
+
+
 class DaemonError(XenoedgeError):
     """The daemon cannot start (no bundle, no references, failed self-test) or was used wrongly."""
 
@@ -168,6 +172,7 @@ class Daemon:
         self._capture_beat = 0.0
         self._capture_thread: threading.Thread | None = None
         self.stats = DaemonStats()
+        self._statuses_sent = 0
         self.started = False
         self.engine: Engine | None = None
         self.manifest: dict | None = None
@@ -561,6 +566,9 @@ class Daemon:
 
     def _send_status(self, fps: float) -> None:
         self.stats.dropped = self._queue.dropped
+        self._statuses_sent += 1
+        if self._statuses_sent % HELLO_EVERY_STATUSES == 0:
+            self._send("hello", **self._hello())  # a receiver that attaches late learns labels and model
         now = self._clock()
         self._send(
             "status",

@@ -79,6 +79,17 @@ def test_daemon_sends_masks_with_dsc_status_and_hello_after_the_selftest(crop_bu
     assert status["mean_dsc"] == pytest.approx(np.mean(dsc))
 
 
+def test_hello_is_repeated_for_receivers_that_attach_late(crop_bundle):
+    from edge.daemon import HELLO_EVERY_STATUSES
+
+    sink = CollectingSink()
+    with Daemon(config(crop_bundle, status_interval_s=1e-6), sink, camera=camera()) as daemon:
+        daemon.run(max_frames=2 * HELLO_EVERY_STATUSES + 1)
+    statuses = len(sink.of("status"))
+    assert statuses >= 2 * HELLO_EVERY_STATUSES
+    assert len(sink.of("hello")) == 1 + statuses // HELLO_EVERY_STATUSES
+
+
 def test_slow_sink_makes_the_queue_drop_oldest_frames_and_status_counts_them(crop_bundle):
     def slow(kind, fields):
         if kind == "mask":
