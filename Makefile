@@ -30,8 +30,11 @@ demo: $(VENV)/.demo-installed
 	@echo "Look at $(DEMO_OUT)/demo/*.png (masks received over a serial pty), $(DEMO_OUT)/camera/*.png,"
 	@echo "$(DEMO_OUT)/*/preview/*.png and $(DEMO_OUT)/*/median_spectra.png"
 
+# One OpenBLAS thread: NumPy's matrix products here are small, and OpenBLAS's own thread pool
+# was seen to spin forever (a test run hung in a 100x551 @ 551x100 product) once torch,
+# ONNX Runtime and OpenVINO thread pools shared the process.
 test: $(VENV)/.dev-installed
-	$(PY) -m pytest -q
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
