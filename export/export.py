@@ -23,7 +23,6 @@ Runtime as a stand-in and carries the documented ``trtexec`` command.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -327,7 +326,6 @@ def export_checkpoint(
         files.update(selftest_files(golden_stored, golden_expected[None].astype(np.uint8)))
         write_bundle(out, manifest, files, signing_key=signing_key)
         report.sizes = {k: Path(v).stat().st_size for k, v in files.items() if isinstance(v, Path)}
-        (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)

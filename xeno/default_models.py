@@ -63,7 +63,7 @@ def build(recipe: Recipe, work: Path, out: Path, log=print) -> dict:
     from xeno.checkpoint import load_model
     from xeno.dataset import SpectralDataset, split_by_subject
     from xeno.evaluate import evaluate_model
-    from xeno.experiment import SURGICAL_PATHOLOGICAL, _learn
+    from xeno.experiment import SURGICAL_PATHOLOGICAL, learn_projection_file
     from xeno.simulate_dataset import DatasetSpec, write_dataset
     from xeno.train import TrainConfig, train
 
@@ -126,7 +126,11 @@ def build(recipe: Recipe, work: Path, out: Path, log=print) -> dict:
     projections = ()
     if recipe.projection_species:
         projections = tuple(
-            str(_learn([phys, path], sp, SURGICAL_PATHOLOGICAL, "physiological", 100, work / f"proj-{sp}.npz", log))
+            str(
+                learn_projection_file(
+                    [phys, path], sp, SURGICAL_PATHOLOGICAL, "physiological", 100, work / f"proj-{sp}.npz", log
+                )
+            )
             for sp in recipe.projection_species
         )
     config = TrainConfig(

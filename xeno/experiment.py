@@ -103,7 +103,7 @@ def _test_subjects(dataset) -> set[tuple[str, str]]:
     return {r.subject_key for r in split.test}
 
 
-def _learn(
+def learn_projection_file(
     folders: list[Path], species: str, states: tuple[str, ...], healthy: str, steps: int, out: Path, log: Log
 ) -> Path:
     """Maps healthy -> each state in ``species``; states without any image pair are skipped (logged)."""
@@ -201,7 +201,7 @@ def run(preset: Preset, work: Path, *, log: Log = print) -> dict:
     # Part 2: human physiological-only training, tested on human pathological tissue.
     path = SpectralDataset.open(folders["surgical_path"])
     projections = {
-        sp: _learn(
+        sp: learn_projection_file(
             [folders["surgical_phys"], folders["surgical_path"]],
             sp,
             SURGICAL_PATHOLOGICAL,
@@ -237,7 +237,7 @@ def run(preset: Preset, work: Path, *, log: Log = print) -> dict:
     crop_phys = SpectralDataset.open(folders["crop_phys"])
     crop_path = SpectralDataset.open(folders["crop_path"])
     crop_test = _test_subjects(crop_phys)
-    crop_projection = _learn(
+    crop_projection = learn_projection_file(
         [folders["crop_phys"], folders["crop_path"]],
         preset.source_crop,
         CROP_STRESS,
