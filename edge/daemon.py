@@ -107,6 +107,17 @@ class DaemonStats:
     dsc: list[float] = field(default_factory=list)
     started_s: float = 0.0
     elapsed_s: float = 0.0
+    #: Per-stage durations in ns (``perf_counter_ns``), recorded only when set to a dict (``{}``)
+    #: before ``run``: ``capture`` (camera read, capture thread), ``calibrate`` (check + demosaic /
+    #: calibrate into the input buffer), ``infer`` (the engine, in-graph post-processing included),
+    #: ``send`` (ground-truth scoring when on, and the sink's ``send`` of the mask: encoding, the link).
+    #: None: nothing recorded.
+    stage_ns: dict[str, list[int]] | None = None
+
+    def record_stage(self, stage: str, ns: int) -> None:
+        """Append one duration (ns) to ``stage_ns[stage]`` when stage timing is on."""
+        if self.stage_ns is not None:
+            self.stage_ns.setdefault(stage, []).append(ns)
 
     @property
     def error_total(self) -> int:
@@ -430,7 +441,9 @@ class Daemon:
             try:
                 if not self.camera.is_open:
                     self.camera.open()
+                read_started = time.perf_counter_ns()
                 frame = self.camera.read()
+                self.stats.record_stage("capture", time.perf_counter_ns() - read_started)
             except CameraExhaustedError as exc:
                 self._events.append(("camera", f"camera finished: {exc}", None))
                 break
@@ -463,9 +476,12 @@ class Daemon:
         """One frame: check, feed, infer, send. False (and an ``error`` event) when skipped."""
         self.stats.frames += 1
         started = time.perf_counter()
+        t0 = time.perf_counter_ns()
         try:
             self._feed(frame)
+            t1 = time.perf_counter_ns()
             result = self.engine.infer()
+            t2 = time.perf_counter_ns()
         except XenoedgeError as exc:
             self.stats.skipped += 1
             self._error("engine" if isinstance(exc, EngineError) else "frame", str(exc), frame.index)
@@ -491,6 +507,10 @@ class Daemon:
             latency_ms=(time.perf_counter() - started) * 1e3,
             dsc=dsc,
         )
+        if self.stats.stage_ns is not None:
+            self.stats.record_stage("calibrate", t1 - t0)
+            self.stats.record_stage("infer", t2 - t1)
+            self.stats.record_stage("send", time.perf_counter_ns() - t2)
         self.stats.masks += 1
         return True
 

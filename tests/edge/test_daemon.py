@@ -79,6 +79,28 @@ def test_daemon_sends_masks_with_dsc_status_and_hello_after_the_selftest(crop_bu
     assert status["mean_dsc"] == pytest.approx(np.mean(dsc))
 
 
+class SlowMaskSink(CollectingSink):
+    """Takes 20 ms to send a mask (a slow link), so the ``send`` stage has a known floor."""
+
+    def send(self, kind, **fields):
+        if kind == "mask":
+            time.sleep(0.02)
+        super().send(kind, **fields)
+
+
+def test_stage_timing_is_recorded_per_mask_only_when_switched_on(crop_bundle):
+    with Daemon(config(crop_bundle), SlowMaskSink(), camera=camera()) as daemon:
+        daemon.stats.stage_ns = {}
+        stats = daemon.run(max_frames=4)
+    stages = stats.stage_ns
+    assert {"capture", "calibrate", "infer", "send"} <= set(stages)
+    assert len(stages["calibrate"]) == len(stages["infer"]) == len(stages["send"]) == stats.masks == 4
+    assert len(stages["capture"]) >= 4 and min(stages["capture"]) > 0 and min(stages["infer"]) > 0
+    assert min(stages["send"]) >= 20_000_000  # the sink's 20 ms is in the send stage, not elsewhere
+    with Daemon(config(crop_bundle), CollectingSink(), camera=camera()) as daemon:
+        assert daemon.run(max_frames=2).stage_ns is None  # off by default: nothing grows on a device
+
+
 def test_hello_is_repeated_for_receivers_that_attach_late(crop_bundle):
     from edge.daemon import HELLO_EVERY_STATUSES
 
