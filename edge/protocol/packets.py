@@ -68,6 +68,17 @@ class PacketType(IntEnum):
     STATUS = 3
     LOG = 4
     ERROR = 5
+    # flashing (edge/protocol/flash.py); host to device:
+    UPLOAD_BEGIN = 6
+    UPLOAD_CHUNK = 7
+    UPLOAD_END = 8
+    INFO_REQUEST = 11
+    ROLLBACK_REQUEST = 13
+    # device to host:
+    UPLOAD_ACK = 9
+    UPLOAD_RESULT = 10
+    INFO = 12
+    ROLLBACK_RESULT = 14
 
 
 class ErrorCode(IntEnum):
@@ -209,13 +220,25 @@ class Packet:
         return decode_error(self.payload)
 
     def message(self) -> object:
-        """The payload decoded according to ``type`` (MaskMessage, StatusMessage, dict, LogMessage, ErrorMessage)."""
+        """The payload decoded according to ``type`` (MaskMessage, StatusMessage, dict, LogMessage,
+        ErrorMessage; the flashing types as in ``edge.protocol.flash``; None for the empty requests)."""
+        from edge.protocol import flash
+
         return {
             PacketType.HELLO: self.hello,
             PacketType.MASK: self.mask,
             PacketType.STATUS: self.status,
             PacketType.LOG: self.log,
             PacketType.ERROR: self.error,
+            PacketType.UPLOAD_BEGIN: lambda: flash.decode_upload_begin(self.payload),
+            PacketType.UPLOAD_CHUNK: lambda: flash.decode_upload_chunk(self.payload),
+            PacketType.UPLOAD_END: lambda: flash.decode_upload_end(self.payload),
+            PacketType.UPLOAD_ACK: lambda: flash.decode_upload_ack(self.payload),
+            PacketType.UPLOAD_RESULT: lambda: flash.decode_result(self.payload),
+            PacketType.INFO_REQUEST: lambda: None,
+            PacketType.INFO: lambda: flash.decode_info(self.payload),
+            PacketType.ROLLBACK_REQUEST: lambda: None,
+            PacketType.ROLLBACK_RESULT: lambda: flash.decode_result(self.payload),
         }[self.type]()
 
 

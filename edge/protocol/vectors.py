@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from cobs import cobs
 
+from edge.protocol import flash
 from edge.protocol.crc import crc32c
 from edge.protocol.masks import mask_payload
 from edge.protocol.packets import (
@@ -44,6 +45,22 @@ def _payload(ptype: PacketType, fields: dict[str, Any]) -> bytes:
         return log_payload(fields["level"], fields["text"])
     if ptype == PacketType.ERROR:
         return error_payload(fields["code"], fields["text"])
+    if ptype == PacketType.UPLOAD_BEGIN:
+        return flash.upload_begin_payload(fields["total_size"], fields["sha256"], fields["version"])
+    if ptype == PacketType.UPLOAD_CHUNK:
+        return flash.upload_chunk_payload(fields["offset"], bytes.fromhex(fields["data"]))
+    if ptype == PacketType.UPLOAD_END:
+        return flash.upload_end_payload(fields["sha256"])
+    if ptype == PacketType.UPLOAD_ACK:
+        return flash.upload_ack_payload(
+            fields["code"], fields["next_offset"], fields["total_size"], fields["max_chunk"]
+        )
+    if ptype in (PacketType.UPLOAD_RESULT, PacketType.ROLLBACK_RESULT):
+        return flash.result_payload(fields["code"], fields["details"])
+    if ptype == PacketType.INFO:
+        return flash.info_payload(fields["info"])
+    if ptype in (PacketType.INFO_REQUEST, PacketType.ROLLBACK_REQUEST):
+        return b""
     return mask_payload(
         np.asarray(fields["classes"], dtype=np.uint8),
         frame_index=fields["frame_index"],
@@ -88,6 +105,62 @@ def _cases() -> list[tuple[str, PacketType, dict[str, Any]]]:
         ("mask_rle_varint", PacketType.MASK, {**mask, "classes": big_run, "with_counts": False}),
         ("mask_zlib", PacketType.MASK, {**mask, "classes": _checkerboard(16).tolist(), "with_counts": True}),
         ("mask_raw", PacketType.MASK, {**mask, "classes": [[0, 1, 2], [2, 1, 0]], "with_counts": False}),
+        *_flash_cases(),
+    ]
+
+
+def _flash_cases() -> list[tuple[str, PacketType, dict[str, Any]]]:
+    """Upload of a 10-byte "bundle" b"0123456789" in chunks of 6 and 4 bytes, info, rollback."""
+    sha = "84d89877f0d4041efb6bf91a16f0248f2fd573e6af05c19f96bedb9f882f7882"  # SHA-256 of b"0123456789"
+    slot = {"name": "default-crop", "version": "1.1.0", "sha256": sha, "slot": "b"}
+    info = {
+        "active": slot,
+        "inactive": {**slot, "slot": "a", "version": "1.0.0", "sha256": "ab" * 32},
+        "engines": {"onnxruntime": ["CPUExecutionProvider"], "openvino": []},
+        "sensor": {"name": "mosaic-5x5-nir", "signature": "mosaic-5x5-nir:25"},
+        "free_bytes": 1073741824,
+        "upload": None,
+        "max_bundle_bytes": 67108864,
+        "max_chunk": 16384,
+    }
+    ok = int(flash.FlashCode.OK)
+    return [
+        ("upload_begin", PacketType.UPLOAD_BEGIN, {"total_size": 10, "sha256": sha, "version": "1.1.0"}),
+        (
+            "upload_ack_begin",
+            PacketType.UPLOAD_ACK,
+            {"code": ok, "next_offset": 0, "total_size": 10, "max_chunk": 16384},
+        ),
+        ("upload_chunk", PacketType.UPLOAD_CHUNK, {"offset": 0, "data": b"012345".hex()}),
+        (
+            "upload_ack_chunk",
+            PacketType.UPLOAD_ACK,
+            {"code": ok, "next_offset": 6, "total_size": 10, "max_chunk": 16384},
+        ),
+        ("upload_chunk_last", PacketType.UPLOAD_CHUNK, {"offset": 6, "data": b"6789".hex()}),
+        ("upload_end", PacketType.UPLOAD_END, {"sha256": sha}),
+        (
+            "upload_result",
+            PacketType.UPLOAD_RESULT,
+            {
+                "code": ok,
+                "details": {
+                    "message": "installed default-crop 1.1.0 in slot b",
+                    "previous": {**slot, "slot": "a", "version": "1.0.0", "sha256": "ab" * 32},
+                    "installed": slot,
+                    "selftest": {"agreement": 1.0, "min_agreement": 0.99, "passed": True},
+                    "seconds": 1.25,
+                },
+            },
+        ),
+        ("info_request", PacketType.INFO_REQUEST, {}),
+        ("info", PacketType.INFO, {"info": info}),
+        ("rollback_request", PacketType.ROLLBACK_REQUEST, {}),
+        (
+            "rollback_result",
+            PacketType.ROLLBACK_RESULT,
+            {"code": int(flash.FlashCode.NO_ROLLBACK), "details": {"message": "no known-good slot to roll back to"}},
+        ),
     ]
 
 

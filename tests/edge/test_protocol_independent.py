@@ -89,5 +89,26 @@ def test_a_receiver_written_from_the_doc_reads_every_vector():
                                              "latency_us")]  # fmt: skip
         elif ptype == 4:
             assert (payload[0], payload[1:].decode()) == (f["level"], f["text"])
-        else:
+        elif ptype == 5:
             assert (int.from_bytes(payload[:2], "little"), payload[2:].decode()) == (f["code"], f["text"])
+        else:
+            assert read_flash(ptype, payload) == f, v["name"]
+
+
+def read_flash(ptype: int, p: bytes) -> dict:
+    """The flashing payloads (types 6 to 14) as the doc lays them out, in the vectors' field names."""
+    if ptype == 6:
+        return {"total_size": struct.unpack_from("<Q", p)[0], "sha256": p[8:40].hex(), "version": p[40:].decode()}
+    if ptype == 7:
+        return {"offset": struct.unpack_from("<Q", p)[0], "data": p[8:].hex()}
+    if ptype == 8:
+        return {"sha256": p.hex()}
+    if ptype == 9:
+        code, next_offset, total, max_chunk = struct.unpack("<HQQI", p)
+        return {"code": code, "next_offset": next_offset, "total_size": total, "max_chunk": max_chunk}
+    if ptype in (10, 14):
+        return {"code": int.from_bytes(p[:2], "little"), "details": json.loads(p[2:])}
+    if ptype == 12:
+        return {"info": json.loads(p)}
+    assert ptype in (11, 13) and p == b""
+    return {}
