@@ -34,6 +34,12 @@ the one table that maps them, read by the loader and checked against ``docs/daem
     [output]
     sink = "null"                               # null | png:DIR | whatever a sink factory registers
 
+    [flashing]
+    state_dir = "/var/lib/xenoedge"             # optional: A/B slots + uploads; the model comes from here
+    probation_frames = 30                       # a new model must serve this many frames, else rollback
+    max_bundle_bytes = 67108864                 # largest bundle an upload may announce
+    upload_timeout_s = 60.0                     # idle upload another one may replace
+
 Unknown tables or keys are refused with a suggestion (never substituted). Python 3.11+ reads
 TOML with the standard ``tomllib``; on 3.10 the ``tomli`` package is used when installed.
 """
@@ -80,6 +86,10 @@ class DaemonConfig:
     status_interval_s: float = 1.0
     score_ground_truth: bool = False
     sink: str = "null"
+    state_dir: Path | None = None
+    probation_frames: int = 30
+    max_bundle_bytes: int = 64 * 2**20
+    upload_timeout_s: float = 60.0
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +109,12 @@ class DaemonConfig:
             raise ConfigError(f"max_fps must be > 0, got {self.max_fps}")
         if self.warmup_runs < 0:
             raise ConfigError(f"warmup_runs must be >= 0, got {self.warmup_runs}")
+        if self.probation_frames < 1:
+            raise ConfigError(f"flashing.probation_frames must be >= 1, got {self.probation_frames}")
+        if self.max_bundle_bytes < 1:
+            raise ConfigError(f"flashing.max_bundle_bytes must be >= 1, got {self.max_bundle_bytes}")
+        if self.upload_timeout_s <= 0:
+            raise ConfigError(f"flashing.upload_timeout_s must be > 0, got {self.upload_timeout_s}")
 
     def replace(self, **overrides: Any) -> DaemonConfig:
         """A copy with ``overrides`` (CLI options); None values are ignored, unknown names refused."""
@@ -134,9 +150,15 @@ CONFIG_KEYS: dict[str, dict[str, str]] = {
         "score_ground_truth": "score_ground_truth",
     },
     "output": {"sink": "sink"},
+    "flashing": {
+        "state_dir": "state_dir",
+        "probation_frames": "probation_frames",
+        "max_bundle_bytes": "max_bundle_bytes",
+        "upload_timeout_s": "upload_timeout_s",
+    },
 }
 
-_PATHS = {"bundle", "public_key", "references"}
+_PATHS = {"bundle", "public_key", "references", "state_dir"}
 _TUPLES = {"prefer", "ort_providers"}
 _TYPES: dict[str, tuple[type, ...]] = {
     "camera": (str,),
@@ -153,6 +175,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "status_interval_s": (int, float),
     "score_ground_truth": (bool,),
     "sink": (str,),
+    "probation_frames": (int,),
+    "max_bundle_bytes": (int,),
+    "upload_timeout_s": (int, float),
 }
 
 

@@ -37,7 +37,7 @@ from calibration.references import References
 from calibration.reflectance import signal_range
 from calibration.sensors import SensorProfile, get_sensor
 from edge.config import DaemonConfig
-from edge.engines import DEFAULT_ORT_PROVIDERS, Engine, EngineError, EngineOptions, open_engine
+from edge.engines import DEFAULT_ORT_PROVIDERS, ENGINES, Engine, EngineError, EngineOptions, open_engine
 from edge.sdnotify import SdNotifier
 
 __all__ = ["Daemon", "DaemonError", "DaemonStats", "DropOldestQueue", "daemon_main", "run_daemon"]
@@ -52,6 +52,25 @@ MAX_PENDING_EVENTS = 256
 
 #: The HELLO (device, bundle, labels) is repeated with every this many status packets.
 HELLO_EVERY_STATUSES = 10
+#: Longest wait, seconds, for the frame loop to take a hot-swapped engine.
+SWAP_TIMEOUT_S = 30.0
+
+
+@dataclass
+class _Loaded:
+    """One loaded model: engine, its manifest, the NumPy calibrator (reflectance bundles), the
+    slot it came from (None without a state folder) and its self-test agreement."""
+
+    engine: Engine
+    manifest: dict
+    calibrator: Any = None
+    slot: Any = None
+    agreement: float | None = None
+
+    def close(self) -> None:
+        if self.calibrator is not None:
+            self.calibrator.close()
+        self.engine.close()
 
 
 class DaemonError(XenoedgeError):
@@ -192,6 +211,17 @@ class Daemon:
         self.selftest_agreement: float | None = None
         self._calibrator = None
         self._tmp: Path | None = None
+        # flashing (docs/upload.md): slot store, control thread, hot swap, probation
+        self.store = None
+        self.slot = None
+        self.flash = None
+        self._protocol = None
+        self._control_thread: threading.Thread | None = None
+        self._control_stop = threading.Event()
+        self._pending_swap: tuple[_Loaded, str, threading.Event] | None = None
+        self._held: _Loaded | None = None  # the previous model, kept during probation
+        self._good_countdown = 0  # masks still to serve before the active slot is marked good
+        self._looping = False
 
     # ---- start-up ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -211,6 +241,8 @@ class Daemon:
             raise
         self.started = True
         self.stats.started_s = self._clock()
+        self._good_countdown = self.config.probation_frames if self.store is not None else 0
+        self._start_control()
         self._send("hello", **self._hello())
         if self._ready_callback is not None:
             self._ready_callback()
@@ -223,6 +255,8 @@ class Daemon:
     def _load_bundle(self) -> Path:
         from export.bundle import extract_bundle, load_public_key, read_manifest
 
+        if self.config.state_dir is not None:
+            return self._load_active_slot()
         path = self.config.bundle
         if path is None:
             raise DaemonError("no bundle configured ([bundle] path in the config, or --bundle)")
@@ -233,6 +267,41 @@ class Daemon:
         folder = extract_bundle(path, self._tmp / "bundle", public_key=key, require_signature=key is not None)
         self.manifest = read_manifest(folder)
         return folder
+
+    def _install_policy(self, sensor_signature: str | None) -> Any:
+        from edge.flashing.install import InstallPolicy
+        from export.bundle import load_public_key
+
+        key = load_public_key(self.config.public_key) if self.config.public_key is not None else None
+        return InstallPolicy(
+            trusted_public_key=key,
+            sensor_signature=sensor_signature,
+            max_bundle_bytes=self.config.max_bundle_bytes,
+            prefer=tuple(self.config.prefer),
+        )
+
+    def _load_active_slot(self) -> Path:
+        """``[flashing] state_dir``: recover the slot store, install ``[bundle] path`` as the first
+        model when no slot is active, and return the active slot's folder."""
+        from edge.flashing.install import install_bundle
+        from edge.flashing.slots import SlotStore
+        from export.bundle import read_manifest
+
+        self.store = SlotStore(self.config.state_dir)
+        for note in self.store.recover():
+            self._events.append(("bundle", f"slot store: {note}", None))
+        active = self.store.active()
+        if active is None:
+            if self.config.bundle is None:
+                raise DaemonError(
+                    f"{self.config.state_dir}: no model installed and no [bundle] path to install as the first one"
+                )
+            sensor = get_sensor(self.config.sensor).signature if self.config.sensor else None
+            install_bundle(self.store, self.config.bundle, self._install_policy(sensor))
+            active = self.store.active()
+        self.slot = active
+        self.manifest = read_manifest(active.folder)
+        return active.folder
 
     def _open_camera_object(self) -> None:
         name = self.config.sensor or self.manifest["sensor"]["name"]
@@ -250,23 +319,31 @@ class Daemon:
         compatible_targets(self.manifest, sensor_signature=self.sensor.signature)
 
     def _open_engine(self, folder: Path) -> None:
+        self.engine = self._open_engine_for(folder, self.manifest)
+
+    def _open_engine_for(self, folder: Path, manifest: dict) -> Engine:
         options = EngineOptions(
             ort_providers=self.config.ort_providers or DEFAULT_ORT_PROVIDERS,
             openvino_device=self.config.openvino_device,
             threads=self.config.threads,
         )
         h, w, c = self.sensor.cube_shape
-        shape = self.manifest["input"]["shape"]
+        shape = manifest["input"]["shape"]
         if shape[3] != c:
-            raise DaemonError(f"bundle {self.model_id} takes {shape[3]} bands, the {self.sensor.name} camera has {c}")
-        self.engine = open_engine(folder, self.manifest, prefer=self.config.prefer, options=options, frame_hw=(h, w))
+            raise DaemonError(
+                f"bundle {manifest['name']}@{manifest['version']} takes {shape[3]} bands, "
+                f"the {self.sensor.name} camera has {c}"
+            )
+        return open_engine(folder, manifest, prefer=self.config.prefer, options=options, frame_hw=(h, w))
 
     def _self_test(self, folder: Path) -> None:
+        self.selftest_agreement = self._selftest_engine(self.engine, folder, self.manifest)
+
+    def _selftest_engine(self, engine: Engine, folder: Path, manifest: dict) -> float:
         """Warm up on the bundle's golden input through the bound path, then check its agreement."""
         from export.bundle import check_selftest, load_selftest, tile_to
 
-        selftest = load_selftest(folder, self.manifest)
-        engine = self.engine
+        selftest = load_selftest(folder, manifest)
         expected_shape = selftest.expected.shape
         cube = engine.cube_shape
         if expected_shape[1:] == cube[:2]:
@@ -282,7 +359,7 @@ class Daemon:
             shapes = {engine.input_name: (n, h, w, c), "dark": (h, w, c), "gain": (h, w, c)}
             inputs = {k: tile_to(v, shapes[k]) for k, v in selftest.inputs.items()}
             predicted = engine.run_once(inputs)
-        self.selftest_agreement = check_selftest(predicted[None], selftest)
+        return check_selftest(predicted[None], selftest)
 
     # ---- references -------------------------------------------------------------------------
     def _may_capture(self) -> bool:
@@ -335,17 +412,23 @@ class Daemon:
 
     def _install_references(self, refs: References) -> None:
         """Bind ``refs`` to the engine (raw bundles) or build the NumPy calibrator (reflectance bundles)."""
-        if self.engine.variant == "raw":
-            dark = np.asarray(refs.dark, dtype=np.float32)
-            gain = (np.float32(1.0) / signal_range(dark, refs.white)).astype(np.float32)
-            self.engine.bind_references(dark, gain)
-        else:
-            from calibration.calibrator import FrameCalibrator
-
-            old, self._calibrator = self._calibrator, FrameCalibrator(refs, self.sensor)
+        calibrator = self._bind(self.engine, refs)
+        if calibrator is not None:
+            old, self._calibrator = self._calibrator, calibrator
             if old is not None:
                 old.close()
         self.references = refs
+
+    def _bind(self, engine: Engine, refs: References) -> Any:
+        """Bind ``refs`` to a raw-input engine (None) or return a new calibrator for a reflectance one."""
+        if engine.variant == "raw":
+            dark = np.asarray(refs.dark, dtype=np.float32)
+            gain = (np.float32(1.0) / signal_range(dark, refs.white)).astype(np.float32)
+            engine.bind_references(dark, gain)
+            return None
+        from calibration.calibrator import FrameCalibrator
+
+        return FrameCalibrator(refs, self.sensor)
 
     def request_reload(self) -> None:
         """Ask for a reference reload between two frames (safe to call from a signal handler)."""
@@ -391,8 +474,11 @@ class Daemon:
         def masks_in_run(total: int) -> int:
             return total - masks_before
 
+        self._looping = True
         try:
             while not self._stop.is_set() and (max_frames is None or taken < max_frames):
+                if self._pending_swap is not None:
+                    self._apply_swap()
                 if self._reload.is_set():
                     self.reload_references()
                 self._drain_events()
@@ -412,6 +498,9 @@ class Daemon:
                     self._send_status(window_masks / max(now - window_start, 1e-9))
                     window_start, window_masks, next_status = now, 0, now + self.config.status_interval_s
         finally:
+            self._looping = False
+            if self._pending_swap is not None:
+                self._apply_swap()
             self._stop.set()
             if self._capture_thread is not None:
                 self._capture_thread.join(timeout=5.0)
@@ -485,6 +574,8 @@ class Daemon:
         except XenoedgeError as exc:
             self.stats.skipped += 1
             self._error("engine" if isinstance(exc, EngineError) else "frame", str(exc), frame.index)
+            if isinstance(exc, EngineError):
+                self._probation_failed(f"frame {frame.index}: {exc}")
             return False
         except Exception as exc:  # a frame NumPy cannot handle: name it, skip it, keep going
             self.stats.skipped += 1
@@ -512,6 +603,10 @@ class Daemon:
             self.stats.record_stage("infer", t2 - t1)
             self.stats.record_stage("send", time.perf_counter_ns() - t2)
         self.stats.masks += 1
+        if self._good_countdown > 0:
+            self._good_countdown -= 1
+            if self._good_countdown == 0:
+                self._probation_passed()
         return True
 
     def _feed(self, frame: Any) -> None:
@@ -606,7 +701,9 @@ class Daemon:
 
     def _hello(self) -> dict:
         h, w, _ = self.sensor.cube_shape
+        slot = {"model_sha256": self.slot.sha256, "slot": self.slot.slot} if self.slot is not None else {}
         return {
+            **slot,
             "model_id": self.model_id,
             "model_name": self.manifest["name"],
             "model_version": self.manifest["version"],
@@ -620,10 +717,177 @@ class Daemon:
             "labels": list(self.manifest["labels"]),
         }
 
+    # ---- flashing: control channel, hot swap, probation (docs/upload.md) ----------------------
+    def _start_control(self) -> None:
+        """With a state folder and a wire-protocol sink whose link reads: answer flashing packets."""
+        from edge.protocol.sink import ProtocolSink
+
+        sink = self.sink
+        protocol = sink if isinstance(sink, ProtocolSink) else getattr(sink, "protocol", None)
+        if not isinstance(protocol, ProtocolSink):
+            return
+        self._protocol = protocol
+        if self.store is None or not callable(getattr(protocol.link, "read", None)):
+            return
+        from edge.flashing.service import FlashService
+        from edge.flashing.upload import UploadLimits
+
+        self.flash = FlashService(
+            self.store,
+            self._install_policy(self.sensor.signature),
+            send=protocol.send_packet,
+            activate=self.activate_slot,
+            device_info=self._device_info,
+            limits=UploadLimits(max_bundle_bytes=self.config.max_bundle_bytes, timeout_s=self.config.upload_timeout_s),
+            log=lambda line: self._events.append(("bundle", line, None)),
+        )
+        self._control_stop.clear()
+        self._control_thread = threading.Thread(target=self._control_loop, name="xenoedge-control", daemon=True)
+        self._control_thread.start()
+
+    def _control_loop(self) -> None:
+        from edge.protocol.decoder import StreamDecoder
+
+        link = self._protocol.link
+        decoder = StreamDecoder(max_payload=self.flash.limits.max_chunk + 1024)
+        while not self._control_stop.is_set():
+            try:
+                data = link.read(65536, timeout_s=0.1)
+            except XenoedgeError:  # the link was closed under us: shutting down
+                return
+            except Exception:  # a link bug must not end the control channel
+                self._control_stop.wait(0.1)
+                continue
+            if not data:
+                continue
+            for packet in decoder.feed(data):
+                try:
+                    self.flash.handle(packet)
+                except Exception as exc:  # keep answering; the frame loop reports it
+                    self._events.append(("bundle", f"flashing request failed: {type(exc).__name__}: {exc}", None))
+
+    def _device_info(self) -> dict:
+        """The daemon's part of INFO: engines installed here, the camera's sensor, the model serving."""
+        return {
+            "engines": {name: list(kind.installed()) for name, kind in ENGINES.items()},
+            "sensor": {"name": self.sensor.name, "signature": self.sensor.signature},
+            "serving": {"model": self.model_id, "engine": self.engine.name if self.engine else None},
+        }
+
+    def _prepare(self, slot: Any) -> _Loaded:
+        """Open ``slot``'s engine beside the running one, self-test it and bind the references."""
+        from export.bundle import compatible_targets, read_manifest
+
+        held = self._held
+        if (
+            held is not None
+            and held.slot is not None
+            and (held.slot.slot, held.slot.sha256) == (slot.slot, slot.sha256)
+        ):
+            return held
+        manifest = read_manifest(slot.folder)
+        compatible_targets(manifest, sensor_signature=self.sensor.signature)
+        engine = self._open_engine_for(slot.folder, manifest)
+        try:
+            agreement = self._selftest_engine(engine, slot.folder, manifest)
+            calibrator = self._bind(engine, self.references)
+        except BaseException:
+            engine.close()
+            raise
+        return _Loaded(engine, manifest, calibrator, slot, agreement)
+
+    def activate_slot(self, slot: Any, why: str) -> dict:
+        """Load ``slot`` (just installed or rolled back to) and swap it in between two frames;
+        returns the daemon's self-test. Called from the flashing job thread; raises on failure."""
+        loaded = self._prepare(slot)
+        done = threading.Event()
+        self._pending_swap = (loaded, why, done)
+        if not self._looping:
+            self._apply_swap()
+        if not done.wait(SWAP_TIMEOUT_S):
+            raise DaemonError(f"the frame loop did not take the new engine within {SWAP_TIMEOUT_S:g} s")
+        return {"selftest": {"daemon_agreement": loaded.agreement, "engine": loaded.engine.name}}
+
+    def _current(self) -> _Loaded:
+        return _Loaded(self.engine, self.manifest, self._calibrator, self.slot, self.selftest_agreement)
+
+    def _apply_swap(self) -> None:
+        """Swap the pending model in (frame loop, between frames). After an install the previous
+        model is held for the probation; after a rollback it is released."""
+        pending, self._pending_swap = self._pending_swap, None
+        if pending is None:
+            return
+        loaded, why, done = pending
+        old = self._current()
+        self.engine, self.manifest, self._calibrator = loaded.engine, loaded.manifest, loaded.calibrator
+        self.slot, self.selftest_agreement = loaded.slot, loaded.agreement
+        if self._held is loaded:
+            self._held = None
+        if why == "install":
+            if self._held is not None:
+                self._held.close()
+            self._held = old
+        else:
+            old.close()
+        self._good_countdown = self.config.probation_frames
+        self._send("hello", **self._hello())
+        done.set()
+
+    def _probation_passed(self) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.mark_good()
+        except XenoedgeError as exc:
+            self._error("bundle", f"could not mark {self.model_id} good: {exc}")
+            return
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+    def _probation_failed(self, reason: str) -> None:
+        """An engine failure before the active slot served ``probation_frames`` masks: roll back."""
+        if self.store is None or self._good_countdown <= 0:
+            return
+        self._good_countdown = 0
+        failed = self.model_id
+        try:
+            target = self.store.rollback(f"engine failed in its first frames: {reason}")
+            loaded = self._prepare(target)
+        except Exception as exc:
+            self._error("bundle", f"{failed} failed in its first frames ({reason}); rollback failed: {exc}")
+            return
+        self._pending_swap = (loaded, "rollback", threading.Event())
+        self._apply_swap()
+        message = f"{failed} failed in its first frames ({reason}); rolled back to {target.describe()}"
+        self._error("bundle", message)
+        if self._protocol is not None:
+            from edge.flashing.service import slot_dict
+            from edge.protocol.flash import FlashCode, result_payload
+            from edge.protocol.packets import PacketType
+
+            payload = result_payload(
+                FlashCode.ROLLED_BACK, {"message": message, "active": slot_dict(target), "reason": reason}
+            )
+            self._protocol.send_packet(PacketType.ROLLBACK_RESULT, payload)
+
     # ---- shutdown ----------------------------------------------------------------------------------
     def close(self) -> None:
         """Release camera, engine, calibrator and the unpacked bundle (idempotent)."""
         self._stop.set()
+        self._control_stop.set()
+        if self._control_thread is not None:
+            self._control_thread.join(timeout=5.0)
+            self._control_thread = None
+        if self.flash is not None:
+            self.flash.close()
+            self.flash = None
+        if self._pending_swap is not None:
+            self._pending_swap[0].close()
+            self._pending_swap = None
+        if self._held is not None:
+            self._held.close()
+            self._held = None
         if self._capture_thread is not None and self._capture_thread.is_alive():
             self._capture_thread.join(timeout=5.0)
         if self.camera is not None:
@@ -708,9 +972,14 @@ def daemon_main(
     from edge.config import load_config
 
     log = log or (lambda line: print(line, file=sys.stderr))
+    from edge.flashing.errors import EXIT_RESTART_LOOP, RestartLoopError
+
     try:
         config = load_config(config_path, **overrides)
         stats = run_daemon(config, sink_object, max_frames=max_frames)
+    except RestartLoopError as exc:
+        log(f"xenoedge run: {exc}")
+        return EXIT_RESTART_LOOP
     except XenoedgeError as exc:
         log(f"xenoedge run: {exc}")
         return 1

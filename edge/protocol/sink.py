@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -114,13 +115,19 @@ class ProtocolSink:
         self.frames_written = 0
         self._model_sha256: str | None = None
         self._latency_us = 0
+        self._lock = threading.Lock()  # the daemon's control thread answers on the same link
+
+    def send_packet(self, ptype: PacketType, payload: bytes) -> None:
+        """Write one packet of any type (thread-safe; the daemon's flashing replies use it)."""
+        self._write(ptype, payload)
 
     def _write(self, ptype: PacketType, payload: bytes) -> None:
-        frame = self.encoder.encode(ptype, payload)
-        try:
-            ok = self.link.write(frame)
-        except OSError:
-            ok = False
+        with self._lock:
+            frame = self.encoder.encode(ptype, payload)
+            try:
+                ok = self.link.write(frame)
+            except OSError:
+                ok = False
         if ok is False:
             self.write_failures += 1
         else:
