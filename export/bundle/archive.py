@@ -211,12 +211,22 @@ def write_bundle(
 # --------------------------------------------------------------------------- reading
 
 
+#: ``on_step(operation, path)``: called right after each durable filesystem step of an
+#: extraction (``mkdir``, ``write``, ``fsync``, ``fsync-dir``, ``rename``), for crash tests.
+StepCallback = Callable[[str, Path], None]
+
+
+def _no_step(operation: str, path: Path) -> None:
+    return None
+
+
 class _Sink:
     """Writes members under a fresh staging folder (regular files only, never following links)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, on_step: StepCallback = _no_step):
         self.root = root
         self.folders: set[Path] = {root}
+        self.on_step = on_step
 
     def open(self, name: str) -> BinaryIO:
         target = self.root.joinpath(*name.split("/"))
@@ -225,12 +235,14 @@ class _Sink:
                 continue
             folder.mkdir(mode=0o755)
             self.folders.add(folder)
+            self.on_step("mkdir", folder)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
         return os.fdopen(os.open(target, flags, 0o644), "wb")
 
     def sync(self) -> None:
         for folder in sorted(self.folders, key=lambda p: -len(p.parts)):
             fsync_dir(folder)
+            self.on_step("fsync-dir", folder)
 
 
 def _check_member(info: tarfile.TarInfo, label: str) -> None:
@@ -374,7 +386,10 @@ class _Scan:
         with self.sink.open(info.name) as out:
             result = _read_member(tar, info, out, info.size if keep else None)
             out.flush()
+            path = self.sink.root.joinpath(*info.name.split("/"))
+            self.sink.on_step("write", path)
             os.fsync(out.fileno())
+            self.sink.on_step("fsync", path)
         return result
 
     def _open_manifest(self) -> None:
@@ -498,6 +513,7 @@ def extract_bundle(
     max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
     max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
     max_members: int = DEFAULT_MAX_MEMBERS,
+    on_step: StepCallback | None = None,
 ) -> Path:
     """Verify, then unpack into the new folder ``dest``; returns ``dest``.
 
@@ -505,8 +521,11 @@ def extract_bundle(
     second pass that re-checks everything and re-hashes each member as it is written into a
     staging folder ``.<dest name>.*.partial`` beside ``dest``, which is fsynced and renamed to
     ``dest`` only when all is well. On any error the staging folder is removed and ``dest``
-    does not exist. ``dest`` must not exist beforehand.
+    does not exist. ``dest`` must not exist beforehand. ``on_step(operation, path)`` is called
+    after every durable step (``mkdir``, ``write`` and ``fsync`` of each member, ``fsync-dir``,
+    ``rename``); the flashing crash tests stop the process there.
     """
+    step = on_step or _no_step
     dest = Path(dest)
     if dest.exists() or dest.is_symlink():
         raise BundleError(f"{dest}: already exists; extract into a new folder")
@@ -519,14 +538,17 @@ def extract_bundle(
         try:
             os.chmod(staging, 0o755)
             f.seek(0)
-            sink = _Sink(staging)
+            step("mkdir", staging)
+            sink = _Sink(staging, step)
             _Scan(f, str(path), sink=sink, **keys).run()
             sink.sync()
             os.rename(staging, dest)
-        except BaseException:
+            step("rename", dest)
+        except (Exception, KeyboardInterrupt):  # a crash (power cut) leaves it for recovery to remove
             shutil.rmtree(staging, ignore_errors=True)
             raise
     fsync_dir(dest.parent)
+    step("fsync-dir", dest.parent)
     return dest
 
 

@@ -1,0 +1,77 @@
+"""Real bundles for the flashing tests, made from the packaged crop bundle (runs on ONNX Runtime).
+
+``variant(path, version=..., files=..., signing_key=...)`` rewrites the shipped crop bundle
+with a new version, changed member bytes (e.g. a self-test that cannot pass) or a signature;
+``unpacked_files`` gives its members. Nothing here fakes a check: every bundle is written by
+``export.bundle.write_bundle`` and every install below runs the real engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from calibration.sensors import get_sensor
+from edge.flashing import InstallPolicy
+from export.bundle import read_manifest, write_bundle
+from export.bundle.archive import extract_bundle
+from export.bundle.manifest import listed_files
+
+CROP_BUNDLE = Path(__file__).resolve().parents[2] / "edge" / "default_bundles" / "crop.xeb"
+CROP_SENSOR = get_sensor("mosaic-5x5-nir").signature
+TIVITA_SENSOR = get_sensor("tivita").signature
+ORT_ONLY = ("onnxruntime",)
+
+
+def policy(**changes) -> InstallPolicy:
+    """The policy of a device with the crop camera and ONNX Runtime (fast self-test)."""
+    base = dict(sensor_signature=CROP_SENSOR, runtimes=ORT_ONLY)
+    return InstallPolicy(**(base | changes))
+
+
+def unpacked_files(bundle: Path, workdir: Path) -> tuple[dict, dict[str, bytes]]:
+    """(manifest as a plain dict without its signature, member path -> bytes) of ``bundle``."""
+    tag = hashlib.sha1(f"{bundle}{os.getpid()}".encode()).hexdigest()[:10]
+    folder = workdir / f"unpacked-{tag}"
+    if not folder.exists():
+        extract_bundle(bundle, folder)
+    manifest = dict(read_manifest(folder))
+    manifest.pop("signature", None)
+    files = {name: folder.joinpath(*name.split("/")).read_bytes() for name in listed_files(manifest)}
+    return manifest, files
+
+
+def variant(
+    out: Path,
+    *,
+    version: str = "1.1.0",
+    files: dict[str, bytes] | None = None,
+    drop: tuple[str, ...] = (),
+    signing_key=None,
+    source: Path = CROP_BUNDLE,
+    **manifest_changes,
+) -> Path:
+    """The crop bundle rewritten to ``out`` with ``version``, replaced/added member ``files``,
+    members ``drop``-ped, other top-level manifest fields changed, optionally signed."""
+    manifest, members = unpacked_files(source, out.parent)
+    members = {k: v for k, v in members.items() if k not in drop} | (files or {})
+    manifest.update(manifest_changes, version=version)
+    for name, target in manifest["targets"].items():
+        target["files"] = sorted(p for p in members if p.startswith(f"models/{name}/"))
+    manifest["selftest"]["files"] = sorted(p for p in members if p.startswith("selftest/"))
+    return write_bundle(out, manifest, members, signing_key=signing_key)
+
+
+def failing_selftest_files(bundle: Path, workdir: Path) -> dict[str, bytes]:
+    """A ``selftest/expected.npz`` every pixel of which the model gets wrong."""
+    manifest, files = unpacked_files(bundle, workdir)
+    n_classes = len(manifest["labels"])
+    with np.load(io.BytesIO(files["selftest/expected.npz"])) as data:
+        expected = data["classes"]
+    buf = io.BytesIO()
+    np.savez_compressed(buf, classes=((expected.astype(np.int64) + 1) % n_classes).astype(np.uint8))
+    return {"selftest/expected.npz": buf.getvalue()}
