@@ -1,0 +1,98 @@
+"""``xenoedge scan``: the handheld crop-scanning session (docs/scan.md).
+
+    xenoedge scan --session scans/north-12 --field "North 12" --plot P1 --gps /dev/ttyACM0@9600
+    xenoedge scan --session scans/north-12 --plot P2          # resume: next plot, same references
+    xenoedge scan --session scans/north-12 --interval 2 --frames 30 --camera file:seq/%05d.png
+
+Device-side: no torch, onnx or nncf.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from edge.cli_common import console
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def scan(
+    session: Path = typer.Option(..., "--session", "-s", help="Session folder: created, or resumed when it holds one."),
+    field: str = typer.Option(None, help="Field name (needed for a new session)."),
+    plot: str = typer.Option(None, help="Plot of the next frames (default: P1, or the resumed session's last plot)."),
+    note: str = typer.Option(None, help="Operator note, kept in the session."),
+    camera: str = typer.Option("sim:crop", help="Camera spec: sim:crop, replay:DIR, file:SEQ, v4l2:/dev/videoN."),
+    bundle: str = typer.Option("crop", help="Bundle file, or the packaged default: crop."),
+    sensor: str = typer.Option(None, help="Sensor profile of the camera (default: the bundle's)."),
+    seed: int = typer.Option(0, help="Seed of a simulated camera."),
+    exposure: float = typer.Option(10.0, help="Exposure in ms."),
+    interval: float = typer.Option(None, min=0.0, help="Take a frame every S seconds (0: back to back), not on Enter."),
+    frames: int = typer.Option(None, min=1, help="End after this many frames."),
+    gps: str = typer.Option(None, help="GPS serial port sending NMEA 0183: PORT or PORT@BAUD, e.g. /dev/ttyACM0@9600."),
+    gps_max_age: float = typer.Option(5.0, min=0.0, help="A GPS fix older than this (s) counts as missing."),
+    references: Path = typer.Option(None, help="Use this references file (xenoedge calibrate) instead of capturing."),
+    recalibrate: bool = typer.Option(False, help="Capture new references (white-tile step) in a resumed session."),
+    reference_frames: int = typer.Option(8, min=1, help="Frames averaged per reference in the white-tile step."),
+    max_reference_age: float = typer.Option(60.0, min=0.0, help="Refuse references older than this (minutes)."),
+    override_references: bool = typer.Option(
+        False, help="Scan on references that failed their checks or are too old (recorded in the session)."
+    ),
+    threads: int = typer.Option(None, min=1, help="Inference threads."),
+    in_flight: int = typer.Option(1, min=1, help="Frames between capture and their record (2 overlaps capture)."),
+) -> None:
+    """Scan crop plots: white-tile step, then frames on Enter (or at an interval) with the crop model;
+    per-frame and per-plot CSV/GeoJSON, pictures and summaries in the session folder."""
+    from edge.device_cli import default_bundle
+    from edge.scan import ScanOptions, run_scan
+
+    options = ScanOptions(
+        session=session,
+        field=field,
+        plot=plot,
+        note=note,
+        camera=camera,
+        bundle=default_bundle("crop") if bundle == "crop" else Path(bundle),
+        sensor=sensor,
+        seed=seed,
+        exposure_ms=exposure,
+        interval_s=interval,
+        frames=frames,
+        gps=gps,
+        gps_max_age_s=gps_max_age,
+        references=references,
+        recalibrate=recalibrate,
+        reference_frames=reference_frames,
+        max_reference_age_s=max_reference_age * 60.0 if max_reference_age > 0 else None,
+        override_references=override_references,
+        threads=threads,
+        frames_in_flight=in_flight,
+    )
+    result = run_scan(options, log=lambda line: console.print(line, markup=False, highlight=False))
+    table = Table(title=f"{session}: run {result.run}, {result.frames} frames ({result.stop_reason})")
+    for column in ("plot", "frames", "leaf cover", "healthy", "stressed", "lesion", "confidence", "GPS"):
+        table.add_column(column)
+    for p in result.plots:
+        s = p.counts.summary()
+        conf = "-" if s["mean_confidence"] is None else f"{s['mean_confidence']:.2f}"
+        table.add_row(
+            p.plot,
+            str(p.frames),
+            _percent(s["leaf_cover"]),
+            *(_percent(s[n]) for n in ("healthy", "stressed", "lesion")),
+            conf,
+            f"{p.frames_with_position}/{p.frames}",
+        )
+    console.print(table)
+    if result.gps and result.gps["rejected_total"]:
+        rejected = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in result.gps["rejected"].items() if n)
+        console.print(f"[yellow]warning:[/yellow] the GPS sent {result.gps['rejected_total']} bad lines ({rejected})")
+    console.print(f"tables: {session}/frames.csv, plots.csv (+ .geojson); pictures: {session}/plots/<plot>/")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(scan)
