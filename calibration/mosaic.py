@@ -3,14 +3,18 @@
 Each p×p block of the raw frame becomes one cube pixel with C = p² bands (super-pixel
 demosaicing: no spatial interpolation, so the cube is p times smaller than the frame and
 every band of a cube pixel comes from one block). Band crosstalk, where a filter also passes
-light of its neighbours' bands, is undone by an optional correction matrix.
+light of its neighbours' bands, is undone by an optional correction matrix (``load_crosstalk``
+reads one from a file; ``calibration.calibrator.FrameCalibrator`` applies it).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
-from calibration.errors import InvalidCubeError
+from calibration.errors import FileFormatError, InvalidCubeError
 from calibration.sensors import SensorProfile
 
 
@@ -47,3 +51,31 @@ def correct_crosstalk(cube: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     if matrix.shape != (c, c):
         raise InvalidCubeError(f"crosstalk matrix must be ({c}, {c}), got {matrix.shape}")
     return (cube.reshape(-1, c).astype(np.float32, copy=False) @ matrix.T.astype(np.float32)).reshape(cube.shape)
+
+
+def load_crosstalk(path: str | os.PathLike, sensor: SensorProfile) -> np.ndarray:
+    """(C, C) float32 crosstalk-correction matrix from a ``.npy`` file (or ``.npz`` with ``matrix``).
+
+    The matrix is the inverse of the sensor's measured band mixing (see ``correct_crosstalk``);
+    it must be square in the sensor's band count, finite and invertible. Raises
+    ``FileFormatError`` naming the file otherwise.
+    """
+    path = Path(path)
+    c = sensor.n_bands
+    if not path.is_file():
+        raise FileFormatError(path, "no such crosstalk matrix file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        matrix = loaded["matrix"] if isinstance(loaded, np.lib.npyio.NpzFile) else loaded
+    except (OSError, ValueError, KeyError) as exc:
+        raise FileFormatError(path, f"not a .npy matrix or .npz with 'matrix': {exc}") from None
+    matrix = np.asarray(matrix)
+    if matrix.shape != (c, c) or matrix.dtype.kind not in "fiu":
+        raise FileFormatError(
+            path, f"crosstalk matrix must be ({c}, {c}) numbers for {sensor.name}, got {matrix.dtype} {matrix.shape}"
+        )
+    if not np.all(np.isfinite(matrix)):
+        raise FileFormatError(path, "crosstalk matrix holds NaN or inf")
+    if np.linalg.cond(matrix.astype(np.float64)) > 1e6:
+        raise FileFormatError(path, "crosstalk matrix is singular or nearly so (condition number > 1e6)")
+    return matrix.astype(np.float32)

@@ -52,7 +52,9 @@ class Camera:
     """Base for drivers: open/close bookkeeping, context manager, frame counter, clock.
 
     Subclasses implement ``_open``, ``_close`` and ``_read`` (returning ``data`` and the
-    optional labels/meta); the base stamps index, time, exposure and camera id.
+    optional labels/meta); the base stamps index, time, exposure and camera id. A driver
+    whose device time-stamps its frames returns ``timestamp_us`` (µs, host monotonic clock)
+    in the extras; otherwise the frame gets the injected clock's time when it was read.
     """
 
     camera_id: str
@@ -135,12 +137,16 @@ class Camera:
         if not self._is_open:
             raise CameraError(f"camera {self.camera_id} is not open; call open() or use it in a with-block")
 
+    def _timestamp_us(self, device_us: int | None) -> int:
+        """The driver's capture time when it reports one (extras ``timestamp_us``), else the clock's."""
+        return int(device_us) if device_us is not None else self._clock_ns() // 1000
+
     def _stamp(self, data: np.ndarray, kind: FrameKind, extras: dict) -> Frame:
         return Frame(
             data=data,
             kind=kind,
             index=self._next_index,
-            timestamp_us=self._clock_ns() // 1000,
+            timestamp_us=self._timestamp_us(extras.pop("timestamp_us", None)),
             exposure_ms=extras.pop("exposure_ms", self.exposure_ms),
             camera_id=self.camera_id,
             sensor=self.sensor.name,
@@ -149,3 +155,33 @@ class Camera:
             source=extras.pop("source", ""),
             meta=extras,
         )
+
+
+class FramePacer:
+    """Paces reads to ``fps`` frames per second with an injected clock and sleep (``fps=None``: no pacing).
+
+    ``wait()`` before each frame sleeps until the frame is due; a late frame is not made up for.
+    """
+
+    def __init__(
+        self,
+        fps: float | None,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if fps is not None and fps <= 0:
+            raise CameraError(f"fps must be positive, got {fps}")
+        self.fps, self._clock_ns, self._sleep = fps, clock_ns, sleep
+        self._next_due_ns: int | None = None
+
+    def reset(self) -> None:
+        self._next_due_ns = None
+
+    def wait(self) -> None:
+        if self.fps is None:
+            return
+        now = self._clock_ns()
+        if self._next_due_ns is not None and now < self._next_due_ns:
+            self._sleep((self._next_due_ns - now) / 1e9)
+            now = self._next_due_ns
+        self._next_due_ns = now + int(1e9 / self.fps)

@@ -1,0 +1,136 @@
+"""``xenoedge devices list|read`` and ``xenoedge camera-record``: cameras by string, on the device or here.
+
+    xenoedge devices list                       # camera kinds, what each needs, /dev/video* found
+    xenoedge devices read --camera "file:seq/%05d.png" --frames 200 --demosaic
+    xenoedge camera-record --camera sim:crop --frames 20 --size 100x130 --out seq/
+
+Device-side commands: no torch, onnx or nncf.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edge.cli_common import console, progress_bar
+
+app = typer.Typer(help="Cameras: the kinds of camera string, the V4L2 devices present, read timing.")
+
+
+@app.command("list")
+def list_devices(
+    pattern: str = typer.Option("/dev/video*", help="Device nodes to probe."),
+) -> None:
+    """List the camera kinds (form, what each needs, example, options) and the V4L2 devices present."""
+    from devices.open_camera import CAMERA_KINDS
+    from devices.opencv_camera import probe_v4l2_devices
+
+    out = Console()
+    kinds = Table("kind", "form", "needs", "example", "options", title="camera strings", show_lines=True)
+    for kind in CAMERA_KINDS.values():
+        kinds.add_row(kind.name, kind.form, kind.needs, kind.example, ", ".join(kind.options))
+    out.print(kinds)
+    probes = probe_v4l2_devices(pattern)
+    if not probes:
+        out.print(f"V4L2 devices: none found ({pattern})")
+        return
+    devices = Table("device", "usable", "detail", "camera string", title="V4L2 devices")
+    for probe in probes:
+        devices.add_row(
+            probe.node,
+            "[green]yes[/green]" if probe.usable else "[red]no[/red]",
+            probe.detail,
+            f"v4l2:{probe.node}?profile=NAME" if probe.usable else "",
+        )
+    out.print(devices)
+
+
+@app.command("read")
+def read_frames(
+    camera: str = typer.Option(..., help="Camera string (`xenoedge devices list`)."),
+    frames: int = typer.Option(100, min=1, help="Frames to read (fewer if the source ends)."),
+    sensor: str = typer.Option(None, help="Sensor profile the camera must deliver (default: from the string)."),
+    demosaic: bool = typer.Option(False, help="Also demosaic each frame to the cube (calibration.mosaic)."),
+) -> None:
+    """Read frames as fast as the camera delivers and print frames/s (the capture loop's speed)."""
+    import numpy as np
+
+    from calibration.errors import CameraExhaustedError
+    from calibration.mosaic import cube_from_mosaic
+    from calibration.sensors import get_sensor
+    from devices.open_camera import camera_from_spec
+
+    cam = camera_from_spec(camera, get_sensor(sensor) if sensor else None)
+    profile = cam.sensor
+    cube = np.empty(profile.cube_shape, dtype=np.uint16) if demosaic and profile.mosaic else None
+    read = 0
+    with cam:
+        first = cam.read()  # opening, first decode and warm caches are not timed
+        started = time.perf_counter()
+        try:
+            while read < frames:
+                frame = cam.read()
+                if cube is not None:
+                    cube_from_mosaic(frame.data, profile, out=cube)
+                read += 1
+        except CameraExhaustedError:
+            pass
+        elapsed = time.perf_counter() - started
+    shape = "x".join(map(str, first.data.shape))
+    what = "read + demosaic" if cube is not None else "read"
+    console.print(f"camera {cam.camera_id}: {profile.name}, frames {shape} {first.data.dtype}")
+    for key, value in first.meta.get("controls", {}).items():
+        console.print(f"  {key}: {value}")
+    rate = read / elapsed if elapsed > 0 else float("inf")
+    typer.echo(f"{what}: {read} frames in {elapsed:.3f} s = {rate:.1f} frames/s ({1e3 / max(rate, 1e-9):.2f} ms/frame)")
+
+
+def camera_record(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the frames, labels and camera.json."),
+    camera: str = typer.Option("sim:crop", help="Camera string to record from (a simulated one by default)."),
+    frames: int = typer.Option(20, min=1, help="Frames to record."),
+    size: str = typer.Option(None, help="Sensor window HxW, e.g. 100x130 (adds size= to the camera string)."),
+    seed: int = typer.Option(0, help="Simulator seed: the same seed gives the same frames."),
+    fps: float = typer.Option(10.0, min=0.001, help="Frame rate stored with the recording."),
+    video: bool = typer.Option(False, help="Write one lossless FFV1 video (frames.mkv) instead of PNGs."),
+    force: bool = typer.Option(False, help="Overwrite a folder that holds an earlier recording."),
+) -> None:
+    """Record mosaic frames as a 16-bit PNG sequence (or FFV1 video) for `file:` cameras (docs/cameras.md)."""
+    from calibration.errors import FileFormatError
+    from devices.open_camera import camera_from_spec
+    from devices.recording import FRAME_PATTERN, VIDEO_NAME, record
+
+    if size:
+        camera = f"{camera}{'&' if '?' in camera else '?'}size={size}"
+    cam = camera_from_spec(camera, seed=seed)
+    with progress_bar() as bar:
+        task = bar.add_task(f"recording {cam.camera_id}", total=frames)
+        try:
+            info = record(
+                cam,
+                out,
+                frames,
+                video=video,
+                fps=fps,
+                camera_text=camera,
+                overwrite=force,
+                progress=lambda done: bar.update(task, completed=done),
+            )
+        except FileFormatError as exc:
+            if "not empty" in str(exc):
+                raise FileFormatError(out, "folder is not empty; pass --force to overwrite a recording") from None
+            raise
+    target = out / (VIDEO_NAME if video else FRAME_PATTERN)
+    labels = f", labels in {out / 'labels'}" if info["labels"] else ""
+    console.print(f"recorded {frames} {info['size']} {info['profile']} frames to {target}{labels}")
+    typer.echo(f"file:{target}")
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``devices`` and ``camera-record`` to the ``xenoedge`` app."""
+    root.add_typer(app, name="devices")
+    root.command("camera-record")(camera_record)
