@@ -165,14 +165,17 @@ class FlashService:
         if self.busy:
             self._result(PacketType.UPLOAD_RESULT, FlashCode.BUSY, "an install or rollback is running")
             return
-        version = self.uploads.session.version if self.uploads.session else ""
+        session = self.uploads.session
+        version, total = (session.version, session.total_size) if session else ("", 0)
         try:
             path = self.uploads.complete(sha)
         except UploadError as exc:
             self._result(PacketType.UPLOAD_RESULT, exc.code, str(exc))
             self._log(f"upload failed: {exc}")
             return
-        self._start(self._install_job, path, version)
+        # accepted: the install starts; its UPLOAD_RESULT follows when it is done
+        self._send(PacketType.UPLOAD_ACK, upload_ack_payload(FlashCode.OK, total, total, self.limits.max_chunk))
+        self._start(self._install_job, path, version, sha.hex())
 
     def _on_rollback(self) -> None:
         if self.busy:
@@ -192,12 +195,12 @@ class FlashService:
             job.join(timeout_s)
 
     # ---- jobs -----------------------------------------------------------------------------
-    def _install_job(self, path: Path, version: str) -> None:
+    def _install_job(self, path: Path, version: str, sha256: str) -> None:
         from edge.flashing.install import install_bundle
 
         started = time.monotonic()
         try:
-            report = install_bundle(self.store, path, self.policy)
+            report = install_bundle(self.store, path, self.policy, expected_sha256=sha256)
         except Exception as exc:  # typed FlashErrors, and anything unexpected: the active model stays
             code = flash_code(exc)
             self._log(f"install of {version or path.name} refused: {exc}")
