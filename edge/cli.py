@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from calibration.errors import XenoedgeError
-from edge import bundle_cli, calibrate_cli, device_cli, devices_cli, scan_cli, science_cli
+from edge import bundle_cli, calibrate_cli, device_cli, devices_cli, flash_cli, scan_cli, science_cli
 from edge.cli_common import console, progress_bar, split_csv
 
 app = typer.Typer(help="xenoedge: cross-species spectral segmentation from training to the edge.", no_args_is_help=True)
@@ -24,6 +24,7 @@ science_cli.register(app)
 device_cli.register(app)
 devices_cli.register(app)
 scan_cli.register(app)
+flash_cli.register(app)
 
 
 @app.command()

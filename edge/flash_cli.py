@@ -1,0 +1,174 @@
+"""``xenoedge flash`` and ``xenoedge device info|rollback``: put bundles on devices (docs/upload.md).
+
+``flash BUNDLE --port PORT`` uploads over the device's serial/USB link (resuming an interrupted
+upload), ``flash BUNDLE --to DEVICE_ROOT`` installs into a mounted device storage with the same
+checks. ``device info`` / ``device rollback`` work over ``--port`` or on a ``--root``.
+Device-install safe: no torch, onnx or nncf.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from edge.cli_common import console
+
+app = typer.Typer(help="Talk to a device: its model slots, rollback.", no_args_is_help=True)
+
+PORT_HELP = "Device port: /dev/ttyACM0 (or /dev/serial/by-id/...), or a link spec such as tcp:HOST:PORT."
+
+
+def _link_spec(port: str, baud: int) -> str:
+    """A plain device path becomes ``serial:PATH@BAUD``; a spec (``tcp:...``, ``serial:...``) is kept."""
+    if port.startswith("/") or port.startswith("."):
+        return f"serial:{port}@{baud}"
+    return port
+
+
+def _open(port: str, baud: int) -> Any:
+    from edge.links import open_link
+
+    return open_link(_link_spec(port, baud))
+
+
+def _policy(public_key: Path | None, sensor: str | None, max_bundle_bytes: int) -> Any:
+    from calibration.sensors import get_sensor
+    from edge.flashing.install import InstallPolicy
+    from export.bundle import load_public_key
+
+    return InstallPolicy(
+        trusted_public_key=load_public_key(public_key) if public_key else None,
+        sensor_signature=get_sensor(sensor).signature if sensor else None,
+        max_bundle_bytes=max_bundle_bytes,
+    )
+
+
+def _slot(s: dict | None) -> str:
+    if not s:
+        return "none"
+    return f"{s.get('name')} {s.get('version')} (slot {s.get('slot')}, sha256 {str(s.get('sha256'))[:12]}…)"
+
+
+def flash(
+    bundle: Path = typer.Argument(..., help="The bundle file (.xeb)."),
+    port: str = typer.Option(None, help=PORT_HELP),
+    baud: int = typer.Option(921600, help="Line rate for a serial port (USB CDC ignores it)."),
+    to: Path = typer.Option(None, "--to", help="Install into a mounted device storage (its root folder) instead."),
+    public_key: Path = typer.Option(None, help="--to: only bundles this Ed25519 key signed are installed."),
+    sensor: str = typer.Option(None, help="--to: the device camera's sensor profile; the bundle must match it."),
+    chunk: int = typer.Option(4096, min=1, help="Bytes per upload chunk (capped by the device)."),
+    window: int = typer.Option(4, min=1, help="Chunks in flight before waiting for an answer."),
+    timeout: float = typer.Option(2.0, min=0.05, help="Seconds to wait for an answer before asking again."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """Flash a model bundle onto a device: over its link (--port) or into its storage (--to)."""
+    if (port is None) == (to is None):
+        raise typer.BadParameter("give exactly one of --port and --to")
+    if to is not None:
+        from edge.flashing.install import install_into_root
+
+        started = time.monotonic()
+        report = install_into_root(to, bundle, _policy(public_key, sensor, 2 << 30))
+        info = report.to_dict()
+        if as_json:
+            typer.echo(json.dumps(info, indent=2, default=str))
+        console.print(
+            f"installed {_slot(info['installed'])} into {to} (before: {_slot(info['previous'])}); "
+            f"self-test {_selftest_line(info['selftest'])}; {time.monotonic() - started:.1f} s"
+        )
+        return
+    from edge.flashing.host import FlashClient
+
+    size = bundle.stat().st_size if bundle.is_file() else 0
+    link = _open(port, baud)
+    try:
+        client = FlashClient(link, chunk_size=chunk, window=window, ack_timeout_s=timeout)
+        with Progress(
+            TextColumn("[bold]flashing"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("upload", total=size)
+            report = client.flash(bundle, progress=lambda done, total: progress.update(task, completed=done))
+            progress.update(task, description="installing")
+    finally:
+        link.close()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2, default=str))
+    resumed = f", resumed at byte {report.resumed_from}" if report.resumed_from else ""
+    raw = baud / 10 if _link_spec(port, baud).startswith("serial:") else None
+    share = f" ({report.throughput_Bps / raw:.0%} of the line's {raw:.0f} B/s)" if raw else ""
+    console.print(f"before: {_slot(report.before)}")
+    console.print(f"after:  {_slot(report.after)}")
+    console.print(f"self-test: {_selftest_line(report.selftest)}")
+    console.print(
+        f"{report.total_bytes} bytes in {report.upload_seconds:.2f} s upload + "
+        f"{report.total_seconds - report.upload_seconds:.2f} s install = {report.total_seconds:.2f} s; "
+        f"link throughput {report.throughput_Bps / 1000:.1f} kB/s{share}{resumed}; {report.resends} resends"
+    )
+
+
+def _selftest_line(selftest: dict) -> str:
+    if not selftest or selftest.get("passed") is None:
+        return "skipped"
+    agreement = selftest.get("daemon_agreement", selftest.get("agreement"))
+    verdict = "passed" if selftest.get("passed") else "FAILED"
+    return f"{verdict}, agreement {agreement} (needs {selftest.get('min_agreement')})"
+
+
+@app.command()
+def info(
+    port: str = typer.Option(None, help=PORT_HELP),
+    baud: int = typer.Option(921600, help="Line rate for a serial port."),
+    root: Path = typer.Option(None, "--root", help="A mounted device storage (its root folder) instead."),
+) -> None:
+    """The device's model slots, engines, sensor and free space (JSON on stdout)."""
+    if (port is None) == (root is None):
+        raise typer.BadParameter("give exactly one of --port and --root")
+    if root is not None:
+        from edge.flashing.install import device_state_dir
+        from edge.flashing.slots import SlotStore
+
+        typer.echo(json.dumps(SlotStore(device_state_dir(root)).info(), indent=2, sort_keys=True))
+        return
+    from edge.flashing.host import FlashClient
+
+    with _open(port, baud) as link:
+        typer.echo(json.dumps(FlashClient(link).info(), indent=2, sort_keys=True))
+
+
+@app.command()
+def rollback(
+    port: str = typer.Option(None, help=PORT_HELP),
+    baud: int = typer.Option(921600, help="Line rate for a serial port."),
+    root: Path = typer.Option(None, "--root", help="A mounted device storage (its root folder) instead."),
+) -> None:
+    """Return the device to its last known-good model (the daemon keeps running)."""
+    if (port is None) == (root is None):
+        raise typer.BadParameter("give exactly one of --port and --root")
+    if root is not None:
+        from edge.flashing.install import device_state_dir
+        from edge.flashing.slots import SlotStore
+
+        target = SlotStore(device_state_dir(root)).rollback("rollback requested with xenoedge device rollback")
+        console.print(f"rolled back to {target.describe()} in {root}")
+        return
+    from edge.flashing.host import FlashClient
+
+    with _open(port, baud) as link:
+        result = FlashClient(link).rollback()
+    console.print(f"{result.message}; now serving {_slot(result.details.get('active'))}")
+
+
+def register(main_app: typer.Typer) -> None:
+    """Add ``flash`` and the ``device`` group to the ``xenoedge`` app."""
+    main_app.command()(flash)
+    main_app.add_typer(app, name="device")
