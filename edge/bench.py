@@ -1,22 +1,33 @@
-"""``edge-bench``: throughput and latency of a bundle's targets, like OpenVINO benchmark_app / trtexec.
+"""``edge-bench``: throughput, latency, accuracy and cost of models on this device, like benchmark_app / trtexec.
 
-``edge-bench BUNDLE_OR_NAME`` (a ``.xeb`` file, or a packaged default: ``surgical``, ``crop``).
+``edge-bench MODEL_OR_BUNDLE``: a bundle (``.xeb``, or a packaged default: ``surgical``,
+``crop``), an ONNX file, an OpenVINO IR (``.xml``) or a training checkpoint folder (the
+PyTorch eager FP32 baseline); see ``edge.bench_inputs``.
 
-Modes:
+Compare mode: every configuration asked for (``--backend``, ``--precision``, ``-d``) is
+measured in one run, in alternating rounds (A, B, C, A, B, C, ...) so that thermal or
+background drift hits all alike, and each is reported as a ratio to a baseline: PyTorch eager
+FP32 (``--backend torch|all`` with a checkpoint: ``--checkpoint``, default the packaged model
+of a packaged bundle) when it runs here, else an ONNX Runtime FP32 configuration, else the
+first one; ``--baseline`` picks another.
 
-- ``engine``: bare ``engine.infer()`` on the bundle's self-test input tiled to one frame
-  (references bound once, as in the daemon). Several targets (``--backend all``) are measured
-  in alternating rounds (A, B, A, B, ...) so that thermal or background drift hits all alike.
-- ``pipeline``: the daemon itself (simulated camera, calibration, inference, post-processing)
-  into a counting null sink; each target is one daemon run, one after the other.
+Modes and scenarios:
+
+- ``--mode engine`` (default), ``--scenario singlestream``: bare ``engine.infer()`` on one
+  frame (references bound once, as in the daemon), one request in flight.
+- ``--scenario offline`` (``-hint throughput`` implies it): ``-nireq`` requests in flight
+  (``edge.bench_offline``: OpenVINO AsyncInferQueue with PERFORMANCE_HINT / NUM_STREAMS;
+  ONNX Runtime concurrent ``run`` calls from threads).
+- ``--mode pipeline``: the daemon itself, per stage, into a real link (``edge.bench_pipeline``).
 
 Metrics (docs/bench.md): count, duration_s, throughput_fps, latency min/median/mean/p90/p95/p99/max
 and a chosen percentile (ms, ``time.perf_counter_ns``), warm-up excluded; load_ms and
-first_inference_ms (load + compile + bind + first run) reported apart; cpu_util (CPU seconds of
-this process per wall second over the timed part: 2.0 = two cores busy); rss_mb after the run and
-peak_rss_mb (the process's peak so far: configurations measured earlier in the same run count).
+first_inference_ms reported apart; cpu_util (cores); rss_growth_mb (RSS added by loading and
+warming up this configuration) and peak_rss_mb (the process's); fps_ratio / latency_ratio to the
+baseline; with ``--dataset``: DSC vs ground truth and vs the baseline's masks.
 
-Device-side: imports no torch, onnx or nncf; the runtimes load lazily through ``edge.engines``.
+Device-side: imports no torch, onnx or nncf at module level; the runtimes load lazily through
+``edge.engines``, torch only inside ``edge.bench_torch.TorchEngine``.
 """
 
 from __future__ import annotations
@@ -39,38 +50,61 @@ import numpy as np
 
 from calibration.errors import XenoedgeError
 
-__all__ = ["BACKENDS", "CSV_COLUMNS", "SCHEMA_VERSION", "BenchError", "BenchSettings", "main", "run_bench"]
+__all__ = [
+    "BACKENDS",
+    "CSV_COLUMNS",
+    "PRECISIONS",
+    "SCENARIOS",
+    "SCHEMA_VERSION",
+    "BenchError",
+    "BenchSettings",
+    "main",
+    "run_bench",
+]
 
-SCHEMA_VERSION = 1
-#: --backend value -> manifest runtimes it selects (None: every target of the bundle).
-BACKENDS: dict[str, tuple[str, ...] | None] = {"ort": ("onnxruntime",), "openvino": ("openvino",), "all": None}
+#: 2: inputs other than bundles, torch baseline, ratios, scenarios, stages, link, accuracy, rss_growth_mb.
+SCHEMA_VERSION = 2
+#: --backend value -> runtimes it selects (``torch``: the PyTorch baseline of a checkpoint).
+BACKENDS: dict[str, tuple[str, ...]] = {
+    "ort": ("onnxruntime", "tensorrt"),
+    "openvino": ("openvino",),
+    "torch": ("torch",),
+    "all": ("onnxruntime", "tensorrt", "openvino", "torch"),
+}
 RUNTIME_ALIASES = {"ort": "onnxruntime", "onnxruntime": "onnxruntime", "openvino": "openvino", "ov": "openvino",
-                   "tensorrt": "tensorrt", "trt": "tensorrt"}  # fmt: skip
+                   "tensorrt": "tensorrt", "trt": "tensorrt", "torch": "torch"}  # fmt: skip
 MODES = ("engine", "pipeline")
-#: Simulated camera for the sensor a bundle was made for (pipeline mode).
-SIM_CAMERAS = {"tivita": "sim:surgical", "mosaic-5x5-nir": "sim:crop"}
+SCENARIOS = ("singlestream", "offline")
+HINTS = ("latency", "throughput")
+PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_TIME_S = 10.0
 _ORT_CPU = ("CPUExecutionProvider", "OpenVINOExecutionProvider")
 DEFAULT_ROUNDS = 10
 LATENCY_KEYS = ("min", "median", "mean", "p90", "p95", "p99", "max")
+STAGE_KEYS = ("capture", "calibrate", "infer", "encode", "link")
 #: Fixed CSV columns (units in the names).
 CSV_COLUMNS = (
-    "bundle", "mode", "target", "runtime", "precision", "device", "status", "count", "duration_s",
-    "throughput_fps", *(f"latency_{k}_ms" for k in LATENCY_KEYS), "latency_percentile", "latency_pct_ms",
-    "load_ms", "first_inference_ms", "cpu_util", "rss_mb", "peak_rss_mb", "selftest_agreement", "note",
+    "model", "mode", "scenario", "target", "runtime", "precision", "device", "status", "baseline", "shape",
+    "nireq", "nstreams", "count", "duration_s", "throughput_fps", "fps_ratio",
+    *(f"latency_{k}_ms" for k in LATENCY_KEYS), "latency_ratio", "latency_percentile", "latency_pct_ms",
+    "load_ms", "first_inference_ms", "cpu_util", "rss_mb", "rss_growth_mb", "peak_rss_mb", "selftest_agreement",
+    *(f"stage_{k}_median_ms" for k in STAGE_KEYS), *(f"stage_{k}_p95_ms" for k in STAGE_KEYS),
+    "bytes_per_mask", "link_bytes_per_s", "link_utilisation", "masks_received",
+    "dsc_truth", "dsc_reference", "agreement_reference", "note",
 )  # fmt: skip
 
 
 class BenchError(XenoedgeError):
-    """Bad edge-bench input: unknown backend/device, a target the bundle lacks, nothing runnable."""
+    """Bad edge-bench input: unknown backend/device/precision/scenario, a shape or target the model lacks."""
 
 
 @dataclass
 class BenchSettings:
     """What to measure. ``niter``/``time_s``: minimum iterations / seconds per configuration (both
-    given: both minima, like trtexec; neither: ``DEFAULT_TIME_S``). ``warmup``: untimed runs first."""
+    given: both minima, like trtexec; neither: ``DEFAULT_TIME_S``). ``warmup``: untimed runs first.
+    ``backend`` / ``precision``: one value, ``all`` (backend) or a comma-separated list."""
 
-    bundle: str
+    model: str
     device: str | None = None
     backend: str = "all"
     mode: str = "engine"
@@ -81,6 +115,20 @@ class BenchSettings:
     percentile: float = 50.0
     rounds: int = DEFAULT_ROUNDS
     seed: int = 0
+    precision: str | None = None
+    shape: str | None = None
+    scenario: str | None = None
+    hint: str | None = None
+    nireq: int | None = None
+    nstreams: int | None = None
+    baseline: str | None = None
+    checkpoint: str | None = None
+    camera: str | None = None
+    link: str = "null"
+    baud: int | None = None
+    references: str | None = None
+    dataset: str | None = None
+    dataset_frames: int = 8
 
 
 @dataclass
@@ -89,26 +137,54 @@ class _Config:
     runtime: str
     precision: str
     devices: list[str]
+    checkpoint: Path | None = None
     engine: object = None
+    offline: object = None
     lat_ns: list[int] = field(default_factory=list)
     wall_ns: int = 0
     cpu_s: float = 0.0
     result: dict = field(default_factory=dict)
 
 
-# ---- input resolution -------------------------------------------------------------------------
+# ---- settings and selection ---------------------------------------------------------------------
 
 
-def resolve_bundle(arg: str) -> Path:
-    """A bundle file path, or the packaged default of that name."""
-    from edge.device_cli import DEFAULT_BUNDLES, default_bundle
+def _split(value: str | None, known: Sequence[str], what: str) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip().lower() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in known]
+    if bad or not items:
+        raise BenchError(f"unknown {what} {value!r}; available: {', '.join(known)}")
+    return items
 
-    if arg in DEFAULT_BUNDLES:
-        return default_bundle(arg)
-    path = Path(arg)
-    if not path.is_file():
-        raise BenchError(f"{arg}: no such bundle file, and not a packaged bundle ({', '.join(DEFAULT_BUNDLES)})")
-    return path
+
+def check_settings(settings: BenchSettings) -> str:
+    """Raises ``BenchError`` for a bad value (listing what is available); returns the scenario."""
+    _split(settings.backend, list(BACKENDS), "backend")
+    _split(settings.precision, PRECISIONS, "precision")
+    if settings.mode not in MODES:
+        raise BenchError(f"unknown mode {settings.mode!r}; available: {', '.join(MODES)}")
+    if settings.scenario is not None and settings.scenario not in SCENARIOS:
+        raise BenchError(f"unknown scenario {settings.scenario!r}; available: {', '.join(SCENARIOS)}")
+    if settings.hint is not None and settings.hint not in HINTS:
+        raise BenchError(f"unknown -hint {settings.hint!r}; available: {', '.join(HINTS)}")
+    for name, value in (("-niter", settings.niter), ("-nireq", settings.nireq), ("-nstreams", settings.nstreams),
+                        ("--threads", settings.threads), ("--baud", settings.baud)):  # fmt: skip
+        if value is not None and value < 1:
+            raise BenchError(f"{name} must be >= 1, got {value}")
+    if settings.time_s is not None and settings.time_s <= 0:
+        raise BenchError(f"-t must be > 0, got {settings.time_s}")
+    if not 0 <= settings.percentile <= 100:
+        raise BenchError(f"--percentile must be in [0, 100], got {settings.percentile}")
+    if settings.warmup < 0:
+        raise BenchError(f"--warmup must be >= 0, got {settings.warmup}")
+    scenario = settings.scenario
+    if scenario is None:
+        scenario = "offline" if settings.hint == "throughput" or (settings.nireq or 1) > 1 else "singlestream"
+    if settings.mode == "pipeline" and scenario == "offline":
+        raise BenchError("--scenario offline is for --mode engine; the daemon (pipeline mode) is one stream")
+    return scenario
 
 
 def _options(device: str | None, threads: int | None, manifest: Mapping):
@@ -131,34 +207,66 @@ def _options(device: str | None, threads: int | None, manifest: Mapping):
     else:
         raise BenchError(
             f"unknown device {device!r}; available: devices {', '.join(OPENVINO_DEVICES)}; runtimes "
-            f"{', '.join(sorted(set(RUNTIME_ALIASES.values())))}; targets of bundle {manifest['name']}: "
-            f"{', '.join(targets)}"
+            f"{', '.join(sorted(set(RUNTIME_ALIASES.values())))}; targets of {manifest['name']}: "
+            f"{', '.join(targets) or 'none'}"
         )
     options = EngineOptions(ort_providers=providers, openvino_device=ov_device, threads=threads)
     return options, only_target, only_runtime
 
 
-def select_configs(manifest: Mapping, settings: BenchSettings) -> tuple[list[_Config], list[str], object]:
-    """The targets to measure, notes on those skipped (runtime not installed / no device), options."""
+def _torch_config(source, settings: BenchSettings, options, notes: list[str]) -> _Config | None:
+    """The PyTorch baseline configuration, or None with a note when it cannot run here."""
+    from edge.bench_inputs import default_checkpoint
+    from edge.bench_torch import is_checkpoint, torch_available
+
+    if settings.checkpoint is not None:
+        checkpoint = Path(settings.checkpoint)
+        if not is_checkpoint(checkpoint):
+            raise BenchError(f"--checkpoint {checkpoint}: not a checkpoint folder (config.json + model.pt)")
+    else:
+        checkpoint = source.checkpoint or (default_checkpoint(source.name) if source.kind == "bundle" else None)
+    if checkpoint is None:
+        notes.append(f"no PyTorch baseline: {source.label} has no checkpoint; give --checkpoint FOLDER")
+        return None
+    if not torch_available():
+        notes.append("skipped torch-fp32: torch is not installed (pip install torch); ratios use another baseline")
+        return None
+    if options.openvino_device in ("GPU", "NPU"):
+        notes.append(f"skipped torch-fp32: -d {options.openvino_device} asked, the PyTorch baseline runs on the CPU")
+        return None
+    return _Config("torch-fp32", "torch", "fp32", ["cpu"], checkpoint=checkpoint)
+
+
+def select_configs(source, settings: BenchSettings) -> tuple[list[_Config], list[str], object]:
+    """The configurations to measure, notes on those skipped (runtime not installed / no device), options."""
     from edge.engines import ENGINES
 
-    if settings.backend not in BACKENDS:
-        raise BenchError(f"unknown backend {settings.backend!r}; available: {', '.join(BACKENDS)}")
+    manifest = source.manifest
+    backends = _split(settings.backend, list(BACKENDS), "backend") or ["all"]
+    runtimes = {r for b in backends for r in BACKENDS[b]}
+    precisions = _split(settings.precision, PRECISIONS, "precision")
     options, only_target, only_runtime = _options(settings.device, settings.threads, manifest)
     targets = manifest["targets"]
-    runtimes = BACKENDS[settings.backend]
+    notes = list(source.notes)
     wanted = [
         name
         for name, spec in targets.items()
-        if (runtimes is None or spec.get("runtime") in runtimes)
+        if spec.get("runtime") in runtimes
         and (only_target is None or name == only_target)
         and (only_runtime is None or spec.get("runtime") == only_runtime)
+        and (precisions is None or spec.get("precision") in precisions)
     ]
-    if not wanted:
-        has = ", ".join(f"{n} ({t.get('runtime')}, {t.get('precision')})" for n, t in targets.items())
+    want_torch = "torch" in runtimes and only_target is None and only_runtime in (None, "torch")
+    torch_cfg = _torch_config(source, settings, options, notes) if want_torch else None
+    if torch_cfg is not None and precisions is not None and "fp32" not in precisions and "torch" not in backends:
+        notes.append("torch-fp32 measured as the baseline although --precision leaves fp32 out")
+    if not wanted and torch_cfg is None:
+        has = ", ".join(f"{n} ({t.get('runtime')}, {t.get('precision')})" for n, t in targets.items()) or "none"
         asked = f"backend {settings.backend}" + (f", device {settings.device}" if settings.device else "")
-        raise BenchError(f"bundle {manifest['name']} has no target for {asked}; its targets: {has}")
-    configs, notes = [], []
+        asked += f", precision {settings.precision}" if settings.precision else ""
+        extra = "; " + "; ".join(notes) if notes else ""
+        raise BenchError(f"{source.label} has no target for {asked}; its targets: {has}{extra}")
+    configs = []
     for name in wanted:
         spec = targets[name]
         kind = ENGINES.get(spec.get("runtime", ""))
@@ -177,6 +285,8 @@ def select_configs(manifest: Mapping, settings: BenchSettings) -> tuple[list[_Co
             )
             continue
         configs.append(_Config(name, spec["runtime"], spec.get("precision", ""), devices))
+    if torch_cfg is not None:
+        configs.insert(0, torch_cfg)
     return configs, notes, options
 
 
@@ -238,20 +348,29 @@ def summarize(lat_ns: Sequence[int], wall_ns: int, cpu_s: float, percentile: flo
     }
 
 
+def _round(x: float | None, n: int = 1) -> float | None:
+    return None if x is None else round(x, n)
+
+
 # ---- engine mode ------------------------------------------------------------------------------
 
 
-def _open_config(folder: Path, manifest: Mapping, cfg: _Config, options, selftest) -> None:
-    """Load the target, fill the input with the tiled self-test input, run it once (timed)."""
+def _open_config(source, cfg: _Config, options, hw: tuple[int, int], inputs: Mapping, selftest, threads) -> None:
+    """Load the configuration, fill its input, bind references, run it once (timed)."""
+    from edge.bench_torch import TorchEngine
     from edge.engines import ENGINES
-    from export.bundle import check_selftest, tile_to
+    from export.bundle import check_selftest
 
+    manifest = source.manifest
+    rss0, _ = _rss_mb()
     t0 = time.perf_counter_ns()
-    frame_hw = tuple(selftest.expected.shape[1:]) if None in manifest["input"]["shape"][1:3] else None
-    engine = ENGINES[cfg.runtime].open(folder, manifest, cfg.target, cfg.devices, options, frame_hw)
+    if cfg.runtime == "torch":
+        shape = (1, hw[0], hw[1], int(manifest["input"]["shape"][3]))
+        engine = TorchEngine(cfg.checkpoint, shape, manifest["input"].get("variant", "raw"), threads)
+    else:
+        engine = ENGINES[cfg.runtime].open(source.folder, manifest, cfg.target, cfg.devices, options, hw)
     t1 = time.perf_counter_ns()
-    inputs = selftest.inputs
-    engine.input_buffer[...] = tile_to(inputs[engine.input_name], engine.input_shape)
+    engine.input_buffer[...] = inputs[engine.input_name]
     if engine.variant == "raw":
         engine.bind_references(inputs["dark"], inputs["gain"])
     classes = engine.infer().classes
@@ -262,8 +381,9 @@ def _open_config(folder: Path, manifest: Mapping, cfg: _Config, options, selftes
         engine=engine.name,
         load_ms=round((t1 - t0) / 1e6, 3),
         first_inference_ms=round((t2 - t0) / 1e6, 3),
+        _rss_before=rss0,
     )
-    if selftest.expected.shape[1:] == classes.shape:
+    if selftest is not None and selftest.expected.shape[1:] == classes.shape:
         try:
             cfg.result["selftest_agreement"] = round(check_selftest(classes[None], selftest), 5)
         except XenoedgeError as exc:
@@ -273,6 +393,11 @@ def _open_config(folder: Path, manifest: Mapping, cfg: _Config, options, selftes
 
 def _run_chunk(cfg: _Config, n_until: int, ns_until: int) -> None:
     """Run ``cfg`` until it has ``n_until`` iterations and ``ns_until`` timed ns in total."""
+    if cfg.offline is not None:
+        wall, cpu = cfg.offline.run(n_until, ns_until, cfg.wall_ns)
+        cfg.wall_ns += wall
+        cfg.cpu_s += cpu
+        return
     infer, lat = cfg.engine.infer, cfg.lat_ns
     clock = time.perf_counter_ns
     cpu0, start = _cpu_s(), clock()
@@ -291,19 +416,60 @@ def _targets(settings: BenchSettings) -> tuple[int, float]:
     return niter or 0, time_s or 0.0
 
 
-def bench_engine(folder: Path, manifest: Mapping, configs: list[_Config], settings: BenchSettings, options) -> None:
-    """Alternating rounds over ``configs``; fills each ``cfg.result``."""
+def bench_engine(source, configs: list[_Config], settings: BenchSettings, options, scenario: str, notes) -> dict:
+    """Alternating rounds over ``configs`` (engines left open for accuracy); returns the input description."""
+    from edge.bench_inputs import bundle_inputs, frame_hw, synthetic_inputs
+    from edge.bench_offline import offline_runner
     from edge.cli_common import console
-    from export.bundle import load_selftest
 
-    selftest = load_selftest(folder, manifest)
-    for cfg in configs:
-        _open_config(folder, manifest, cfg, options, selftest)
+    multiple = 1
+    torch_cfg = next((c for c in configs if c.runtime == "torch"), None)
+    if torch_cfg is not None:
+        from xeno.checkpoint import read_config
+        from xeno.models import model_from_config
+
+        multiple = int(getattr(model_from_config(read_config(torch_cfg.checkpoint)["model"]), "required_multiple", 1))
+    hw = frame_hw(source, settings.shape, multiple)
+    manifest = source.manifest
+    variant = manifest["input"].get("variant", "raw")
+    shape = (1, hw[0], hw[1], int(manifest["input"]["shape"][3]))
+    selftest = None
+    if source.kind == "bundle":
+        from export.bundle import load_selftest
+
+        selftest = load_selftest(source.folder, manifest)
+        inputs = bundle_inputs(selftest, shape, variant)
+        where = "bundle self-test input, repeated to the frame size"
+    else:
+        inputs = synthetic_inputs(shape, variant, settings.seed)
+        where = f"synthetic seeded frame (seed {settings.seed}; edge.bench_inputs.synthetic_inputs)"
+    for cfg in list(configs):
+        _open_config(source, cfg, options, hw, inputs, selftest, settings.threads)
         cfg.engine.warm_up(settings.warmup)
+        if scenario == "offline":
+            kw = dict(nireq=settings.nireq, hint=settings.hint, nstreams=settings.nstreams, threads=settings.threads)
+            cfg.offline = offline_runner(cfg.engine, inputs, **kw)
+            if cfg.offline is None:
+                notes.append(f"skipped {cfg.target} in the offline scenario: {cfg.runtime} is measured single-stream")
+                cfg.engine.close()
+                configs.remove(cfg)
+                continue
+            cfg.lat_ns = cfg.offline.lat_ns
+            cfg.result.update(cfg.offline.info)
+            if cfg.runtime != "openvino" and settings.nstreams:
+                notes.append(f"{cfg.target}: -nstreams applies to OpenVINO only; ONNX Runtime runs -nireq threads")
+            if settings.warmup:
+                cfg.offline.run(cfg.offline.info["nireq"], 0, 0)  # one request per slot, untimed
+            cfg.offline.lat_ns.clear()
+        rss, _ = _rss_mb()
+        before = cfg.result.pop("_rss_before")
+        cfg.result["rss_growth_mb"] = _round(rss - before) if rss is not None and before is not None else None
+    if not configs:
+        raise BenchError("nothing to measure: " + "; ".join(notes))
     niter, time_s = _targets(settings)
     rounds = max(1, min(settings.rounds, niter or settings.rounds))
     console.print(
-        f"[bold]edge-bench[/]: {len(configs)} configuration(s), {rounds} alternating round(s), "
+        f"[bold]edge-bench[/]: {len(configs)} configuration(s), {scenario}, {rounds} alternating round(s), "
         f"{f'{niter} iterations' if niter else ''}{' and ' if niter and time_s else ''}"
         f"{f'{time_s:.1f} s' if time_s else ''} each"
     )
@@ -312,97 +478,100 @@ def bench_engine(folder: Path, manifest: Mapping, configs: list[_Config], settin
             _run_chunk(cfg, math.ceil(niter * (r + 1) / rounds), int(time_s * 1e9 * (r + 1) / rounds))
     for cfg in configs:
         cfg.result.update(summarize(cfg.lat_ns, cfg.wall_ns, cfg.cpu_s, settings.percentile))
-        cfg.engine.close()
+        if cfg.offline is not None:
+            cfg.offline.close()
     rss, peak = _rss_mb()
-    for cfg in configs:  # the engines share one process: one figure for all
-        cfg.result.update(rss_mb=_round(rss), peak_rss_mb=_round(peak))
-
-
-def _round(x: float | None, n: int = 1) -> float | None:
-    return None if x is None else round(x, n)
-
-
-# ---- pipeline mode ----------------------------------------------------------------------------
-
-
-class CountingSink:
-    """A null sink that records each mask's pipeline latency (``latency_ms``) and arrival time (ns)."""
-
-    def __init__(self, warmup: int, stop_after_ns: int | None = None):
-        self.warmup = warmup
-        self.masks = 0
-        self.lat_ns: list[int] = []
-        self.arrivals_ns: list[int] = []
-        self.hello: dict = {}
-        self.errors: list[str] = []
-        self.stop_after_ns = stop_after_ns
-        self.daemon = None
-
-    def send(self, kind: str, **fields) -> None:
-        now = time.perf_counter_ns()
-        if kind == "hello":
-            self.hello = {k: fields.get(k) for k in ("engine", "model_id", "width", "height")}
-        elif kind == "error":
-            self.errors.append(f"{fields.get('code')}: {fields.get('message')}")
-        elif kind == "mask":
-            self.masks += 1
-            if self.masks == 1:
-                self.first_mask_ns = now
-            if self.masks > self.warmup:
-                self.lat_ns.append(int(fields["latency_ms"] * 1e6))
-                self.arrivals_ns.append(now)
-                if (
-                    self.stop_after_ns is not None
-                    and self.daemon is not None
-                    and now - self.arrivals_ns[0] >= self.stop_after_ns
-                ):
-                    self.daemon.stop()
-
-
-def bench_pipeline(bundle: Path, manifest: Mapping, configs: list[_Config], settings: BenchSettings) -> None:
-    """One daemon run per configuration on the simulated camera; fills each ``cfg.result``."""
-    from edge.config import DaemonConfig
-    from edge.daemon import Daemon
-
-    sensor = manifest["sensor"]["name"]
-    if sensor not in SIM_CAMERAS:
-        raise BenchError(f"no simulated camera for sensor {sensor!r}; pipeline mode has {', '.join(SIM_CAMERAS)}")
-    niter, time_s = _targets(settings)
     for cfg in configs:
-        config = DaemonConfig(
-            bundle=bundle, camera=SIM_CAMERAS[sensor], seed=settings.seed, prefer=(cfg.target,),
-            threads=settings.threads, warmup_runs=max(1, settings.warmup), sink="null",
-        )  # fmt: skip
-        sink = CountingSink(settings.warmup, int(time_s * 1e9) if time_s and not niter else None)
-        t0 = time.perf_counter_ns()
-        with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp, Daemon(config, sink, workdir=tmp) as daemon:
-            sink.daemon = daemon
-            daemon.start()
-            t_ready = time.perf_counter_ns()
-            cpu0 = _cpu_s()
-            max_frames = settings.warmup + niter if niter else None
-            stats = daemon.run(max_frames=max_frames)
-            cpu_s, run_ns = _cpu_s() - cpu0, time.perf_counter_ns() - t_ready
-        wall = sink.arrivals_ns[-1] - sink.arrivals_ns[0] if len(sink.arrivals_ns) > 1 else 0
-        # throughput: intervals between timed masks (n masks -> n-1 intervals)
-        # cpu_util over the whole run (CPU s / run s), expressed for summarize's wall
-        res = summarize(sink.lat_ns, wall, cpu_s * wall / max(1, run_ns), settings.percentile)
-        if wall > 0:
-            res["throughput_fps"] = round((len(sink.arrivals_ns) - 1) / (wall / 1e9), 3)
-        cfg.result.update(res)
-        cfg.result.update(
-            device=(sink.hello.get("engine") or "").rpartition("/")[2],
-            engine=sink.hello.get("engine"),
-            load_ms=round((t_ready - t0) / 1e6, 3),
-            first_inference_ms=round((getattr(sink, "first_mask_ns", t_ready) - t0) / 1e6, 3),
-            daemon_fps=round(stats.fps, 3),
-            dropped=stats.dropped,
-            errors=dict(stats.errors),
-        )
-        if sink.hello.get("engine") and not str(sink.hello["engine"]).startswith(cfg.target + " "):
-            cfg.result["note"] = f"the daemon fell back to {sink.hello['engine']}"
-        rss, peak = _rss_mb()
         cfg.result.update(rss_mb=_round(rss), peak_rss_mb=_round(peak))
+    return {"shape": list(shape), "dtype": manifest["input"].get("dtype"), "variant": variant, "source": where,
+            "_inputs": inputs}  # fmt: skip
+
+
+# ---- accuracy ---------------------------------------------------------------------------------
+
+
+def _sensor_for(source, bands: int):
+    from calibration.sensors import SENSORS, get_sensor
+
+    name = (source.manifest.get("sensor") or {}).get("name")
+    if name:
+        return get_sensor(name)
+    matches = [s for s in SENSORS.values() if s.n_bands == bands]
+    if len(matches) != 1:
+        raise BenchError(
+            f"--dataset: cannot tell the sensor of {source.label} ({bands} bands); sensors: "
+            + ", ".join(f"{s.name} ({s.n_bands} bands)" for s in SENSORS.values())
+        )
+    return matches[0]
+
+
+def bench_accuracy(source, configs: list[_Config], baseline: _Config, settings: BenchSettings, info: dict) -> None:
+    """DSC of every configuration vs the data set's labels and vs the baseline's masks (``--dataset``)."""
+    from edge.daemon import mean_dsc
+    from export.export import frames_from_data
+
+    _, h, w, c = info["shape"]
+    data = Path(settings.dataset)
+    if not data.is_dir():
+        raise BenchError(f"--dataset {data}: no such folder (write one with `xenoedge simulate`)")
+    try:
+        frames = frames_from_data(data, _sensor_for(source, c), h, w, variant=info["variant"],
+                                  limit=settings.dataset_frames, exclude=set())  # fmt: skip
+    except XenoedgeError as exc:
+        raise BenchError(f"--dataset {data}: {exc}") from None
+    n_classes = len(source.manifest.get("labels") or []) or 1 + max(int(t.max()) for t in frames.truth)
+    masks: dict[str, list[np.ndarray]] = {}
+    for cfg in configs:
+        engine = cfg.engine
+        if engine.variant == "raw":
+            engine.bind_references(frames.inputs[0]["dark"], frames.inputs[0]["gain"])
+        out = []
+        for inputs in frames.inputs:
+            engine.input_buffer[...] = inputs[engine.input_name]
+            out.append(engine.infer().classes.copy())
+        masks[cfg.target] = out
+    ref = masks[baseline.target]
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return round(float(np.mean(values)), 5) if values else None
+
+    for cfg in configs:
+        pred = masks[cfg.target]
+        cfg.result["dsc_truth"] = mean(mean_dsc(p, t, n_classes) for p, t in zip(pred, frames.truth, strict=True))
+        cfg.result["dsc_reference"] = mean(mean_dsc(p, r, n_classes) for p, r in zip(pred, ref, strict=True))
+        cfg.result["agreement_reference"] = mean(float(np.mean(p == r)) for p, r in zip(pred, ref, strict=True))
+    info["dataset"] = {"path": str(data), "frames": len(frames.ids), "ids": frames.ids}
+
+
+# ---- baseline ---------------------------------------------------------------------------------
+
+
+def pick_baseline(configs: list[_Config], wanted: str | None, notes: list[str]) -> _Config:
+    """``--baseline`` (a configuration name or a runtime), else torch FP32, else ORT FP32, else the first."""
+    if wanted:
+        runtime = RUNTIME_ALIASES.get(wanted.lower())
+        for cfg in configs:
+            if cfg.target == wanted or cfg.runtime == runtime:
+                return cfg
+        raise BenchError(f"--baseline {wanted!r} is not measured in this run; configurations: "
+                         + ", ".join(c.target for c in configs))  # fmt: skip
+    for test in (lambda c: c.runtime == "torch", lambda c: c.runtime == "onnxruntime" and c.precision == "fp32",
+                 lambda c: c.precision == "fp32"):  # fmt: skip
+        for cfg in configs:
+            if test(cfg):
+                return cfg
+    notes.append(f"no FP32 configuration in this run: ratios are to {configs[0].target}")
+    return configs[0]
+
+
+def _ratios(results: list[dict], base: dict) -> None:
+    for r in results:
+        r["baseline"] = r is base
+        fps, bfps = r.get("throughput_fps"), base.get("throughput_fps")
+        med, bmed = r.get("latency_ms", {}).get("median"), base.get("latency_ms", {}).get("median")
+        r["fps_ratio"] = round(fps / bfps, 4) if fps and bfps and not math.isnan(fps) and bfps > 0 else None
+        r["latency_ratio"] = round(med / bmed, 4) if med and bmed and not math.isnan(med) and bmed > 0 else None
 
 
 # ---- the report -------------------------------------------------------------------------------
@@ -412,7 +581,7 @@ def _host() -> dict:
     from importlib import metadata
 
     versions = {}
-    for pkg in ("onnxruntime", "openvino", "numpy"):
+    for pkg in ("onnxruntime", "openvino", "numpy", "torch"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -428,76 +597,131 @@ def _host() -> dict:
 
 
 def run_bench(settings: BenchSettings, latencies_ns: dict | None = None) -> dict:
-    """Measure and return the report (``schema_version`` first); raises ``BenchError``.
-    ``latencies_ns``: when given, filled with target -> per-iteration latencies (ns, for plots)."""
-    from export.bundle import extract_bundle, read_manifest
+    """Measure and return the report (``schema_version`` first); raises ``BenchError`` (any
+    ``XenoedgeError``) on bad input. ``latencies_ns``: filled with configuration -> latencies (ns)."""
+    from edge.bench_inputs import open_source
 
-    if settings.mode not in MODES:
-        raise BenchError(f"unknown mode {settings.mode!r}; available: {', '.join(MODES)}")
-    if settings.niter is not None and settings.niter < 1:
-        raise BenchError(f"-niter must be >= 1, got {settings.niter}")
-    if settings.time_s is not None and settings.time_s <= 0:
-        raise BenchError(f"-t must be > 0, got {settings.time_s}")
-    if not 0 <= settings.percentile <= 100:
-        raise BenchError(f"--percentile must be in [0, 100], got {settings.percentile}")
-    if settings.warmup < 0:
-        raise BenchError(f"--warmup must be >= 0, got {settings.warmup}")
-    bundle = resolve_bundle(settings.bundle)
+    scenario = check_settings(settings)
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
-        folder = extract_bundle(bundle, Path(tmp) / "bundle")
-        manifest = read_manifest(folder)
-        configs, notes, options = select_configs(manifest, settings)
-        if not configs:
-            raise BenchError(f"nothing to measure in bundle {manifest['name']}: " + "; ".join(notes))
-        if settings.mode == "engine":
-            bench_engine(folder, manifest, configs, settings, options)
+        want_graphs = settings.mode == "engine" and settings.backend != "torch"
+        source = open_source(settings.model, Path(tmp), shape=settings.shape, want_graphs=want_graphs)
+        configs, notes, options = select_configs(source, settings)
+        if settings.mode == "pipeline":
+            if settings.dataset:
+                notes.append("--dataset is scored in engine mode only; ignored in pipeline mode")
+            info = _pipeline(source, configs, settings, notes)
         else:
-            bench_pipeline(bundle, manifest, configs, settings)
+            if not configs:
+                raise BenchError(f"nothing to measure in {source.label}: " + "; ".join(notes))
+            info = bench_engine(source, configs, settings, options, scenario, notes)
+            try:
+                baseline = pick_baseline(configs, settings.baseline, notes)
+                if settings.dataset:
+                    bench_accuracy(source, configs, baseline, settings, info)
+            finally:
+                for cfg in configs:
+                    cfg.engine.close()
+        info.pop("_inputs", None)
+    if settings.mode == "pipeline":
+        baseline = pick_baseline(configs, settings.baseline, notes)
     if latencies_ns is not None:
         latencies_ns.update({c.target: c.lat_ns for c in configs})
     results = [
-        {"bundle": f"{manifest['name']}@{manifest['version']}", "mode": settings.mode, "target": c.target,
-         "runtime": c.runtime, "precision": c.precision, "status": "ok", **c.result}
+        {"model": source.label, "mode": settings.mode, "scenario": scenario if settings.mode == "engine" else
+         "singlestream", "target": c.target, "runtime": c.runtime, "precision": c.precision, "status": "ok",
+         "shape": "x".join(str(d) for d in info["shape"]), **c.result}
         for c in configs
     ]  # fmt: skip
+    _ratios(results, results[configs.index(baseline)])
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": "edge-bench",
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()},
+        "settings": {
+            **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()},
+            "scenario": scenario,
+        },
         "host": _host(),
-        "input": {"shape": manifest["input"]["shape"], "dtype": manifest["input"].get("dtype"),
-                  "variant": manifest["input"].get("variant"), "source": "bundle self-test input, tiled"},
+        "model": {"kind": source.kind, "name": source.label},
+        "baseline": baseline.target,
+        "input": info,
         "notes": notes,
         "results": results,
-    }  # fmt: skip
+    }
+
+
+def _pipeline(source, configs: list[_Config], settings: BenchSettings, notes: list[str]) -> dict:
+    from edge.bench_pipeline import run_pipeline
+
+    if source.kind != "bundle":
+        raise BenchError(f"--mode pipeline runs the daemon, which takes a bundle; {settings.model} is a {source.kind}")
+    for cfg in list(configs):
+        if cfg.runtime == "torch":
+            notes.append("skipped torch-fp32 in pipeline mode: the daemon runs bundle targets only")
+            configs.remove(cfg)
+    if not configs:
+        raise BenchError(f"nothing to measure in {source.label}: " + "; ".join(notes))
+    if settings.shape is not None:
+        from edge.bench_inputs import frame_hw
+
+        frame_hw(source, settings.shape)  # a static bundle: only its own size (the camera's)
+    for cfg in configs:
+        rss0, _ = _rss_mb()
+        cfg.result.update(run_pipeline(source.bundle, source.manifest, cfg.target, settings, summarize))
+        rss, peak = _rss_mb()
+        cfg.result.update(rss_mb=_round(rss), peak_rss_mb=_round(peak),
+                          rss_growth_mb=_round(rss - rss0) if rss and rss0 else None)  # fmt: skip
+    return {"shape": list(source.manifest["input"]["shape"]), "dtype": source.manifest["input"].get("dtype"),
+            "variant": source.manifest["input"].get("variant"), "source": "the daemon's camera"}  # fmt: skip
 
 
 def _csv_row(r: Mapping) -> dict:
     row = {k: r.get(k) for k in CSV_COLUMNS}
     for k in LATENCY_KEYS:
         row[f"latency_{k}_ms"] = r.get("latency_ms", {}).get(k)
+    for k in STAGE_KEYS:
+        stage = (r.get("stages_ms") or {}).get(k) or {}
+        row[f"stage_{k}_median_ms"] = stage.get("median")
+        row[f"stage_{k}_p95_ms"] = stage.get("p95")
     return row
 
 
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) atomically: a half-written report never replaces a good one."""
+    from calibration.atomic import atomic_write
+
+    atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
+
+
 def write_csv(report: Mapping, path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
-        writer.writeheader()
-        for r in report["results"]:
-            writer.writerow(_csv_row(r))
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for r in report["results"]:
+        writer.writerow(_csv_row(r))
+    _write_text(path, buf.getvalue())
 
 
 def write_json(report: Mapping, path: Path) -> None:
-    Path(path).write_text(json.dumps(report, indent=2, allow_nan=False, default=_nan_to_none) + "\n")
+    _write_text(path, json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
 
 
-def _nan_to_none(obj):
-    return None
+def _finite(obj):
+    """NaN/inf -> None, recursively (JSON has no NaN)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def write_plot(report: Mapping, path: Path, lat_by_config: Mapping[str, Sequence[int]]) -> str | None:
-    """Latency distribution (box plot) and throughput per configuration; returns a note when skipped."""
+    """Latency distribution (box plot) and throughput per configuration (ratio to the baseline
+    written on each bar); returns a note when skipped."""
     try:
         import matplotlib
 
@@ -505,53 +729,95 @@ def write_plot(report: Mapping, path: Path, lat_by_config: Mapping[str, Sequence
         import matplotlib.pyplot as plt
     except ImportError:
         return "--plot skipped: matplotlib is not installed (pip install matplotlib)"
-    names = list(lat_by_config)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 0.6 * len(names) + 2.5))
+    names = [r["target"] for r in report["results"] if len(lat_by_config.get(r["target"], ()))]
+    if not names:
+        return "--plot skipped: no latencies"
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.6 * len(names) + 2.5))
     data = [np.asarray(lat_by_config[n]) / 1e6 for n in names]
     try:
         ax1.boxplot(data, orientation="horizontal")  # matplotlib >= 3.10
     except TypeError:
         ax1.boxplot(data, vert=False)
     ax1.set_yticks(range(1, len(names) + 1), names)
-    ax1.set_xlabel("latency (ms)")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("latency (ms, log scale)")
     ax1.set_title("latency distribution (warm-up excluded)")
-    fps = [next(r["throughput_fps"] for r in report["results"] if r["target"] == n) for n in names]
-    ax2.barh(names, fps)
-    ax2.set_xlabel("throughput (FPS)")
-    ax2.set_title(f"{report['results'][0]['bundle']}, {report['settings']['mode']} mode")
+    by_name = {r["target"]: r for r in report["results"]}
+    fps = [by_name[n]["throughput_fps"] for n in names]
+    bars = ax2.barh(names, fps)
+    for bar, n in zip(bars, names, strict=True):
+        ratio = by_name[n].get("fps_ratio")
+        if ratio is not None:
+            ax2.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {ratio:.2f}x", va="center")
+    ax2.invert_yaxis()
+    ax1.invert_yaxis()
+    ax2.set_xlabel(f"throughput (FPS); ratio to {report['baseline']}")
+    ax2.set_title(f"{report['model']['name']}, {report['settings']['mode']} / {report['settings']['scenario']}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return None
 
 
+def _fmt(value, spec: str = ".1f", none: str = "-") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return none
+    return format(value, spec)
+
+
 def print_table(report: Mapping) -> None:
-    """One column per configuration (side by side), one row per metric with its unit."""
+    """A summary (one row per configuration, ratio column), then pipeline stages when measured."""
+    from rich.console import Console
     from rich.table import Table
 
     from edge.cli_common import console
 
+    if not console.is_terminal:  # a pipe or a log: rich would wrap the columns at 80 characters
+        console = Console(width=180, highlight=False)
     results = report["results"]
     pct = report["settings"]["percentile"]
-    table = Table(title=f"edge-bench {results[0]['bundle']} ({report['settings']['mode']} mode)")
-    table.add_column("metric")
+    s = report["settings"]
+    table = Table(title=f"edge-bench {report['model']['name']} ({s['mode']} mode, {s['scenario']}; "
+                        f"ratios to {report['baseline']})")  # fmt: skip
+    has_dsc = any(r.get("dsc_truth") is not None or r.get("dsc_reference") is not None for r in results)
+    extra_pct = pct not in (50, 99)
+    columns = ["configuration", "device", "prec.", "count", "FPS", "× baseline", "p50 ms",
+               *([f"p{pct:g} ms"] if extra_pct else []), "p99 ms", "first inf. ms", "CPU cores", "RSS +MB"]  # fmt: skip
+    offline = s["scenario"] == "offline" and s["mode"] == "engine"
+    if offline:
+        columns += ["nireq", "streams"]
+    if has_dsc:
+        columns += ["DSC truth", "DSC vs ref"]
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i < 3 else "right")
     for r in results:
-        table.add_column(f"{r['target']}\n{r.get('device')}", justify="right")
-    rows = [
-        ("count", lambda r: str(r["count"])),
-        ("duration (s)", lambda r: f"{r['duration_s']:.2f}"),
-        ("throughput (FPS)", lambda r: f"{r['throughput_fps']:.1f}"),
-        *((f"latency {k} (ms)", lambda r, k=k: f"{r['latency_ms'][k]:.3f}") for k in LATENCY_KEYS),
-        (f"latency p{pct:g} (ms)", lambda r: f"{r['latency_pct_ms']:.3f}"),
-        ("load (ms)", lambda r: f"{r['load_ms']:.1f}"),
-        ("first inference (ms)", lambda r: f"{r['first_inference_ms']:.1f}"),
-        ("CPU util (cores)", lambda r: f"{r['cpu_util']:.2f}"),
-        ("RSS / peak RSS (MB)", lambda r: f"{r.get('rss_mb')} / {r.get('peak_rss_mb')}"),
-        ("self-test agreement", lambda r: str(r.get("selftest_agreement", "-"))),
-    ]
-    for label, cell in rows:
-        table.add_row(label, *(cell(r) for r in results))
+        lat = r.get("latency_ms", {})
+        ratio = _fmt(r.get("fps_ratio"), ".2f") + ("*" if r.get("baseline") else "")
+        row = [r["target"], str(r.get("device")), r.get("precision") or "-", str(r.get("count")),
+               _fmt(r.get("throughput_fps")), ratio, _fmt(lat.get("median"), ".2f"),
+               *([_fmt(r.get("latency_pct_ms"), ".2f")] if extra_pct else []), _fmt(lat.get("p99"), ".2f"),
+               _fmt(r.get("first_inference_ms")),
+               _fmt(r.get("cpu_util"), ".2f"), _fmt(r.get("rss_growth_mb"))]  # fmt: skip
+        if offline:
+            row += [_fmt(r.get("nireq"), "d"), _fmt(r.get("nstreams"), "d")]
+        if has_dsc:
+            row += [_fmt(r.get("dsc_truth"), ".3f"), _fmt(r.get("dsc_reference"), ".3f")]
+        table.add_row(*row)
     console.print(table)
+    if any(r.get("stages_ms") for r in results):
+        stages = Table(title="pipeline stages, ms per mask: median / p95")
+        stages.add_column("configuration")
+        for k in STAGE_KEYS:
+            stages.add_column(k, justify="right")
+        for col in ("bytes/mask", "link B/s", "link util."):
+            stages.add_column(col, justify="right")
+        for r in results:
+            st = r.get("stages_ms") or {}
+            cells = [f"{_fmt((st.get(k) or {}).get('median'), '.2f')} / {_fmt((st.get(k) or {}).get('p95'), '.2f')}"
+                     for k in STAGE_KEYS]  # fmt: skip
+            stages.add_row(r["target"], *cells, _fmt(r.get("bytes_per_mask"), "d"),
+                           _fmt(r.get("link_bytes_per_s"), ".0f"), _fmt(r.get("link_utilisation"), ".3f"))  # fmt: skip
+        console.print(stages)
     for note in report["notes"]:
         console.print(f"[yellow]note[/]: {note}")
 
@@ -562,24 +828,39 @@ def print_table(report: Mapping) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-bench",
-        description="Throughput and latency of a bundle's targets (benchmark_app/trtexec style; docs/bench.md).",
+        description="Throughput, latency and accuracy of models on this device (benchmark_app/trtexec style; "
+        "docs/bench.md).",
     )
-    p.add_argument("bundle", metavar="BUNDLE_OR_NAME", help="bundle file (.xeb) or packaged default: surgical, crop")
-    p.add_argument("-d", "--device", help="CPU|GPU|NPU|AUTO, a runtime (onnxruntime, openvino) or a target name")
+    p.add_argument("model", metavar="MODEL_OR_BUNDLE",
+                   help="bundle (.xeb or packaged name: surgical, crop), ONNX file, OpenVINO IR (.xml) or checkpoint "
+                        "folder")  # fmt: skip
+    p.add_argument("-d", "--device", help="CPU|GPU|NPU|AUTO, a runtime (onnxruntime, openvino, torch) or a target")
     p.add_argument("-niter", "--niter", type=int, help="iterations per configuration (minimum)")
-    p.add_argument(
-        "-t",
-        "--time",
-        dest="time_s",
-        type=float,
-        help=f"seconds per configuration (default {DEFAULT_TIME_S:g} when no -niter)",
-    )
+    p.add_argument("-t", "--time", dest="time_s", type=float,
+                   help=f"seconds per configuration (default {DEFAULT_TIME_S:g} when no -niter)")  # fmt: skip
     p.add_argument("--warmup", type=int, default=5, help="untimed runs before timing (default 5)")
     p.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
-    p.add_argument("--backend", default="all", help=f"{'|'.join(BACKENDS)} (default all, alternating rounds)")
+    p.add_argument("--backend", default="all", help=f"{'|'.join(BACKENDS)} or a comma list (default all)")
+    p.add_argument("--precision", help=f"{'|'.join(PRECISIONS)} or a comma list (default: every precision)")
+    p.add_argument("-shape", "--shape", help="frame size: HxW, 1xHxWxC (NHWC) or 1xCxHxW")
     p.add_argument("--mode", default="engine", help="engine|pipeline (default engine)")
+    p.add_argument("--scenario", help="singlestream|offline (default singlestream; offline with -hint throughput)")
+    p.add_argument("-hint", "--hint", help="latency|throughput (OpenVINO PERFORMANCE_HINT; offline scenario)")
+    p.add_argument("-nireq", "--nireq", type=int, help="requests in flight (offline; default: the runtime's optimum)")
+    p.add_argument("-nstreams", "--nstreams", type=int, help="OpenVINO NUM_STREAMS (offline)")
+    p.add_argument(
+        "--baseline", help="configuration or runtime the ratios refer to (default torch FP32, else ORT FP32)"
+    )
+    p.add_argument("--checkpoint", help="checkpoint folder for the PyTorch baseline of a bundle")
     p.add_argument("--percentile", type=float, default=50.0, help="extra latency percentile to report (default 50)")
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="alternating rounds (engine mode)")
+    p.add_argument("--camera", help="pipeline mode: camera spec (default the bundle's simulated camera; replay:DIR)")
+    p.add_argument("--link", default="null", help="pipeline mode: null|file:PATH|pty (default null)")
+    p.add_argument("--baud", type=int, help="pipeline mode: line rate for link utilisation; paces the pty reader")
+    p.add_argument("--references", help="pipeline mode: references file for a camera that cannot capture them")
+    p.add_argument("--dataset", help="labelled data set (xenoedge simulate): DSC vs truth and vs the baseline")
+    p.add_argument("--dataset-frames", type=int, default=8, help="frames of --dataset to score (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated camera / synthetic frame")
     p.add_argument("--json", type=Path, help="write the JSON report here")
     p.add_argument("--csv", type=Path, help="write one CSV row per configuration here")
     p.add_argument("--plot", type=Path, help="write a PNG of latency distributions and throughput here")
@@ -592,15 +873,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     settings = BenchSettings(
-        bundle=args.bundle, device=args.device, backend=args.backend, mode=args.mode, niter=args.niter,
+        model=args.model, device=args.device, backend=args.backend, mode=args.mode, niter=args.niter,
         time_s=args.time_s, warmup=args.warmup, threads=args.threads, percentile=args.percentile,
-        rounds=max(1, args.rounds),
+        rounds=max(1, args.rounds), seed=args.seed, precision=args.precision, shape=args.shape,
+        scenario=args.scenario, hint=args.hint, nireq=args.nireq, nstreams=args.nstreams, baseline=args.baseline,
+        checkpoint=args.checkpoint, camera=args.camera, link=args.link, baud=args.baud, references=args.references,
+        dataset=args.dataset, dataset_frames=args.dataset_frames,
     )  # fmt: skip
     lat: dict = {}
     try:
         report = run_bench(settings, lat)
     except XenoedgeError as exc:
-        console.print(f"[red]edge-bench[/]: {exc}")
+        console.print(f"[red]edge-bench[/]: {exc}", soft_wrap=True)
         return 1
     if args.plot:
         note = write_plot(report, args.plot, lat)
@@ -614,12 +898,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def cli() -> None:
     """Console-script entry (``edge-bench``): exit with ``main()``'s code."""
-    import sys
-
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,11 +1,17 @@
-"""edge-bench on the packaged bundles: metrics, reports, alternating backends, bad input, pipeline mode."""
+"""edge-bench on the packaged bundles, their model files and the crop checkpoint: real ORT / OpenVINO /
+PyTorch sessions, compare mode with ratios, offline scenario, pipeline mode over real links, accuracy, errors."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge import bench
@@ -13,20 +19,52 @@ from edge.bench import CSV_COLUMNS, SCHEMA_VERSION, BenchError, BenchSettings, m
 from edge.engines import ENGINES, EngineKind
 
 pytest.importorskip("onnxruntime")
+REPO = Path(__file__).resolve().parents[2]
+CROP_CHECKPOINT = REPO / "xeno" / "default_models" / "crop"
 
 
 def _check_result(r: dict, niter: int) -> None:
     lat = r["latency_ms"]
-    assert r["count"] == niter
+    assert r["count"] >= niter
     assert r["duration_s"] > 0
     assert 0 < lat["min"] <= lat["median"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
     assert lat["min"] <= lat["mean"] <= lat["max"]
-    # throughput of a single stream cannot exceed 1 / min latency, and is close to 1 / mean
-    assert 0 < r["throughput_fps"] <= 1e3 / lat["min"] * 1.01
-    assert r["throughput_fps"] == pytest.approx(1e3 / lat["mean"], rel=0.5)
     assert r["first_inference_ms"] >= r["load_ms"] > 0
     assert r["cpu_util"] > 0
     assert r["peak_rss_mb"] is None or r["peak_rss_mb"] > 0
+
+
+def _single_stream(r: dict) -> None:
+    lat = r["latency_ms"]  # one request in flight: throughput <= 1 / min latency, close to 1 / mean
+    assert 0 < r["throughput_fps"] <= 1e3 / lat["min"] * 1.01
+    assert r["throughput_fps"] == pytest.approx(1e3 / lat["mean"], rel=0.5)
+
+
+@pytest.fixture(scope="module")
+def crop_files(tmp_path_factory):
+    """The crop bundle's ONNX file and OpenVINO IR, extracted and renamed (no precision in the name)."""
+    from edge.device_cli import default_bundle
+    from export.bundle import extract_bundle
+
+    tmp = tmp_path_factory.mktemp("crop-files")
+    folder = extract_bundle(default_bundle("crop"), tmp / "bundle")
+    onnx = tmp / "model.onnx"
+    shutil.copy(folder / "models/cpu-onnxruntime-int8/model.int8.onnx", onnx)
+    for suffix in (".xml", ".bin"):
+        shutil.copy(folder / f"models/cpu-openvino-int8/model.int8{suffix}", tmp / f"model{suffix}")
+    return onnx, tmp / "model.xml"
+
+
+@pytest.fixture(scope="module")
+def crop_dataset(tmp_path_factory):
+    """Two labelled crop images (64x96, mosaic sensor) from the simulator."""
+    from xeno.simulate_dataset import DatasetSpec, write_dataset
+
+    out = tmp_path_factory.mktemp("crop-dataset")
+    spec = DatasetSpec(domain="crop", species=("tomato",), subjects_per_species=1, images_per_subject=2,
+                       sensor="mosaic-5x5-nir", height=64, width=96, seed=3)  # fmt: skip
+    write_dataset(out, spec)
+    return out
 
 
 def test_engine_mode_writes_json_and_csv(tmp_path):
@@ -39,40 +77,114 @@ def test_engine_mode_writes_json_and_csv(tmp_path):
     report = json.loads(text)
     (r,) = report["results"]
     assert r["target"] == "cpu-onnxruntime-int8" and r["runtime"] == "onnxruntime" and r["mode"] == "engine"
+    assert r["scenario"] == "singlestream" and r["shape"] == "1x217x409x25" and report["model"]["kind"] == "bundle"
     _check_result(r, 6)
+    _single_stream(r)
     assert r["latency_percentile"] == 75 and r["latency_ms"]["median"] <= r["latency_pct_ms"] <= r["latency_ms"]["max"]
     assert r["selftest_agreement"] == pytest.approx(1.0, abs=0.05)
+    assert r["baseline"] is True and r["fps_ratio"] == 1.0 and report["baseline"] == "cpu-onnxruntime-int8"
+    assert r["rss_growth_mb"] is None or r["rss_growth_mb"] >= 0
     rows = list(csv.DictReader(out_csv.open()))
     assert list(rows[0]) == list(CSV_COLUMNS)
     assert len(rows) == 1 and int(rows[0]["count"]) == 6
     assert math.isclose(float(rows[0]["latency_median_ms"]), r["latency_ms"]["median"])
 
 
-def test_backend_all_runs_every_runnable_target_alternating(monkeypatch):
+def test_compare_mode_torch_baseline_alternating_with_accuracy_and_plot(monkeypatch, tmp_path, crop_dataset):
+    pytest.importorskip("torch")
     pytest.importorskip("openvino")
     order = []
     real = bench._run_chunk
     monkeypatch.setattr(bench, "_run_chunk", lambda cfg, n, ns: (order.append(cfg.target), real(cfg, n, ns)))
-    report = run_bench(BenchSettings("crop", backend="all", niter=4, warmup=1, rounds=2))
-    targets = [r["target"] for r in report["results"]]
-    assert sorted(targets) == ["cpu-onnxruntime-int8", "cpu-openvino-int8"]
-    assert order == targets * 2  # A, B, A, B: drift hits both alike
+    lat: dict = {}
+    settings = BenchSettings("crop", backend="all", niter=3, warmup=1, rounds=3, dataset=str(crop_dataset),
+                             dataset_frames=2)  # fmt: skip
+    report = run_bench(settings, lat)
+    names = [r["target"] for r in report["results"]]
+    assert names == ["torch-fp32", "cpu-onnxruntime-int8", "cpu-openvino-int8"]
+    assert order == names * 3  # A, B, C, A, B, C, ...: drift hits all alike
+    assert report["baseline"] == "torch-fp32" and report["notes"] == []
+    by = {r["target"]: r for r in report["results"]}
+    torch_r = by["torch-fp32"]
+    assert torch_r["runtime"] == "torch" and torch_r["precision"] == "fp32" and torch_r["baseline"] is True
+    # the eager baseline computes what the bundle was exported from: it passes the bundle's own self-test
+    assert torch_r["selftest_agreement"] >= 0.95
     for r in report["results"]:
-        _check_result(r, 4)
-    assert report["notes"] == []
+        _check_result(r, 3)
+        _single_stream(r)
+        assert r["fps_ratio"] == pytest.approx(r["throughput_fps"] / torch_r["throughput_fps"], rel=1e-3)
+        assert r["latency_ratio"] == pytest.approx(r["latency_ms"]["median"] / torch_r["latency_ms"]["median"], 1e-3)
+        assert 0.5 < r["dsc_truth"] <= 1.0  # the crop model on fresh simulated leaves
+        assert r["agreement_reference"] > 0.9 and r["dsc_reference"] > 0.8  # int8 close to FP32
+    assert torch_r["dsc_reference"] == 1.0 and torch_r["agreement_reference"] == 1.0
+    assert report["input"]["dataset"]["frames"] == 2
+    out = tmp_path / "lat.png"
+    assert bench.write_plot(report, out, lat) is None
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_time_limit(monkeypatch):
-    report = run_bench(BenchSettings("crop", backend="ort", time_s=0.2, warmup=0, rounds=2))
+def test_checkpoint_input_measures_torch_and_its_fp32_graphs_at_a_chosen_shape():
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxslim")
+    report = run_bench(BenchSettings(str(CROP_CHECKPOINT), shape="32x48", niter=2, warmup=0, rounds=1))
+    names = {r["target"]: r for r in report["results"]}
+    assert set(names) >= {"torch-fp32", "onnxruntime-fp32"}
+    assert report["baseline"] == "torch-fp32" and report["model"]["kind"] == "checkpoint"
+    assert all(r["shape"] == "1x32x48x25" and r["precision"] == "fp32" for r in report["results"])
+    assert report["input"]["source"].startswith("synthetic seeded frame")
+
+
+def test_onnx_file_and_openvino_ir_inputs(crop_files):
+    onnx, xml = crop_files
+    report = run_bench(BenchSettings(str(onnx), backend="ort", niter=2, warmup=0))
     (r,) = report["results"]
-    assert r["duration_s"] >= 0.2 and r["count"] >= 1
+    assert report["model"]["kind"] == "onnx" and r["target"] == "onnxruntime-int8"  # precision from the QDQ nodes
+    assert r["shape"] == "1x217x409x25" and r["fps_ratio"] == 1.0
+    pytest.importorskip("openvino")
+    report = run_bench(BenchSettings(str(xml), niter=2, warmup=0))
+    (r,) = report["results"]
+    assert report["model"]["kind"] == "ir" and r["target"] == "openvino-int8" and r["device"] == "CPU"
+    assert "no PyTorch baseline: model has no checkpoint; give --checkpoint FOLDER" in report["notes"]
+
+
+def test_offline_scenario_keeps_several_requests_in_flight():
+    pytest.importorskip("openvino")
+    report = run_bench(BenchSettings("crop", backend="ort,openvino", hint="throughput", nireq=2, niter=6, warmup=1,
+                                     rounds=2))  # fmt: skip
+    assert report["settings"]["scenario"] == "offline"
+    for r in report["results"]:
+        _check_result(r, 6)
+        assert r["scenario"] == "offline" and r["nireq"] == 2
+    ov = next(r for r in report["results"] if r["runtime"] == "openvino")
+    assert ov["hint"] == "throughput" and ov["nstreams"] >= 1
+
+
+def test_torch_not_installed_is_skipped_with_a_note_never_a_crash():
+    code = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'torch', 'onnx', 'nncf', 'onnxslim'}:\n"
+        "            raise ImportError('no ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from edge.bench import run_bench, BenchSettings\n"
+        "import edge.bench_inputs, edge.bench_offline, edge.bench_pipeline, edge.bench_torch\n"
+        "r = run_bench(BenchSettings('crop', backend='all', niter=2, warmup=0, rounds=1))\n"
+        "print([x['target'] for x in r['results']], r['baseline'], r['notes'])\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "torch-fp32" not in result.stdout.split("]")[0]
+    assert "skipped torch-fp32: torch is not installed" in result.stdout
+    assert "no FP32 configuration in this run: ratios are to cpu-onnxruntime-int8" in result.stdout
 
 
 def test_backend_not_installed_is_skipped_with_a_note(monkeypatch):
     monkeypatch.setitem(ENGINES, "openvino", EngineKind("openvino", lambda spec, o: [], None, lambda: ()))
-    report = run_bench(BenchSettings("crop", backend="all", niter=2, warmup=0))
+    report = run_bench(BenchSettings("crop", backend="ort,openvino", niter=2, warmup=0))
     assert [r["target"] for r in report["results"]] == ["cpu-onnxruntime-int8"]
-    assert report["notes"] == ["skipped cpu-openvino-int8: openvino is not installed"]
+    assert report["notes"][0] == "skipped cpu-openvino-int8: openvino is not installed"
     with pytest.raises(BenchError, match=r"nothing to measure.*openvino is not installed"):
         run_bench(BenchSettings("crop", backend="openvino", niter=2))
 
@@ -80,16 +192,36 @@ def test_backend_not_installed_is_skipped_with_a_note(monkeypatch):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        (dict(backend="torch"), r"unknown backend 'torch'; available: ort, openvino, all"),
+        (dict(backend="tflite"), r"unknown backend 'tflite'; available: ort, openvino, torch, all"),
         (dict(device="XPU"), r"unknown device 'XPU'; available: devices CPU, GPU, NPU, AUTO.*cpu-openvino-int8"),
-        (dict(device="tensorrt"), r"bundle crop has no target for .*its targets: cpu-onnxruntime-int8"),
+        (dict(device="tensorrt"), r"crop@1\.0\.0 has no target for .*its targets: cpu-onnxruntime-int8 \(onnxrunt"),
+        (dict(precision="bf16"), r"unknown precision 'bf16'; available: fp32, fp16, int8"),
+        (dict(precision="fp16", backend="ort"), r"no target for backend ort, precision fp16; its targets: .*int8\)"),
         (dict(mode="offline"), r"unknown mode 'offline'; available: engine, pipeline"),
+        (dict(scenario="batch"), r"unknown scenario 'batch'; available: singlestream, offline"),
+        (dict(hint="fast"), r"unknown -hint 'fast'; available: latency, throughput"),
         (dict(niter=0), r"-niter must be >= 1"),
+        (dict(shape="100x100"), r"crop@1\.0\.0 does not accept -shape 100x100 .*it accepts 1x217x409x25 .* only"),
+        (dict(shape="1x3x100x100"), r"-shape '1x3x100x100': give HxW, 1xHxWx25 \(NHWC\) or 1x25xHxW"),
+        (dict(backend="ort", baseline="tensorrt"), r"--baseline 'tensorrt' is not measured.*cpu-onnxruntime-int8"),
+        (dict(mode="pipeline", scenario="offline"), r"--scenario offline is for --mode engine"),
+        (dict(mode="pipeline", link="serial:/dev/x"), r"unknown --link 'serial:/dev/x'; available: null, file:PATH"),
+        (dict(checkpoint="/nonexistent"), r"--checkpoint /nonexistent: not a checkpoint folder"),
     ],
 )
 def test_bad_input_lists_what_is_available(settings, message):
+    settings.setdefault("niter", 1)
     with pytest.raises(BenchError, match=message):
-        run_bench(BenchSettings("crop", **settings))
+        run_bench(BenchSettings("crop", warmup=0, **settings))
+
+
+def test_bad_model_files(tmp_path):
+    with pytest.raises(BenchError, match=r"not a bundle .* a checkpoint folder"):
+        run_bench(BenchSettings(str(tmp_path)))
+    with pytest.raises(BenchError, match=r"no such model file"):
+        run_bench(BenchSettings(str(tmp_path / "missing.onnx")))
+    with pytest.raises(BenchError, match=r"no such bundle file"):
+        run_bench(BenchSettings(str(tmp_path / "missing.xeb")))
 
 
 def test_device_gpu_without_gpu_is_skipped_not_run_on_cpu(monkeypatch):
@@ -107,15 +239,41 @@ def test_device_gpu_without_gpu_is_skipped_not_run_on_cpu(monkeypatch):
 def test_bad_input_exits_1_with_a_message(tmp_path, capsys):
     assert main([str(tmp_path / "missing.xeb")]) == 1
     assert main(["crop", "--backend", "tflite"]) == 1
+    assert "edge-bench: unknown backend 'tflite'; available: ort, openvino, torch, all" in capsys.readouterr().err
 
 
-def test_pipeline_mode_runs_a_few_frames():
-    report = run_bench(BenchSettings("crop", backend="ort", mode="pipeline", niter=4, warmup=1))
+def test_pipeline_mode_per_stage_over_a_paced_pty():
+    pytest.importorskip("openvino")
+    baud = 921_600
+    report = run_bench(BenchSettings("crop", backend="openvino", mode="pipeline", niter=4, warmup=1, link="pty",
+                                     baud=baud))  # fmt: skip
     (r,) = report["results"]
-    assert r["mode"] == "pipeline" and r["engine"].startswith("cpu-onnxruntime-int8 on onnxruntime")
+    assert r["mode"] == "pipeline" and r["engine"].startswith("cpu-openvino-int8 on openvino")
     assert r["count"] == 4 and r["errors"] == {} and r["dropped"] >= 0
-    assert 0 < r["latency_ms"]["min"] <= r["latency_ms"]["max"]
     assert r["throughput_fps"] > 0 and r["first_inference_ms"] >= r["load_ms"] > 0
+    stages = r["stages_ms"]
+    assert set(stages) == {"capture", "calibrate", "infer", "encode", "link"}
+    assert all(stages[k]["median"] > 0 and stages[k]["p95"] >= stages[k]["median"] for k in stages)
+    # the daemon's per-mask latency covers calibration + inference + encoding + the link write
+    assert r["latency_ms"]["median"] >= stages["infer"]["median"]
+    # a MASK of a 217x409 crop frame: 88,753 class ids, compressed; the receiver decoded every one
+    assert 100 < r["bytes_per_mask"] < 217 * 409
+    assert r["masks_received"] == 5 and r["link_dropped_bytes"] == 0
+    assert r["link_utilisation"] == pytest.approx(r["link_bytes_per_s"] / (baud / 10), rel=1e-3)
+
+
+def test_pipeline_mode_file_link_writes_the_bytes_it_reports(tmp_path):
+    out = tmp_path / "wire.bin"
+    report = run_bench(BenchSettings("crop", backend="ort", mode="pipeline", niter=3, warmup=1, link=f"file:{out}"))
+    (r,) = report["results"]
+    from edge.protocol import StreamDecoder
+    from edge.protocol.packets import PacketType
+
+    packets = StreamDecoder().feed(out.read_bytes())
+    masks = [p for p in packets if p.type == PacketType.MASK]
+    assert len(masks) == 4  # warm-up mask + 3 timed, all on disk and decodable
+    sizes = sorted(len(p.payload) for p in masks)
+    assert r["bytes_per_mask"] >= np.median(sizes) and r["link_utilisation"] is None  # no --baud: no utilisation
 
 
 def test_plot_is_written_or_skipped_with_a_note(tmp_path):
