@@ -75,3 +75,29 @@ def failing_selftest_files(bundle: Path, workdir: Path) -> dict[str, bytes]:
     buf = io.BytesIO()
     np.savez_compressed(buf, classes=((expected.astype(np.int64) + 1) % n_classes).astype(np.uint8))
     return {"selftest/expected.npz": buf.getvalue()}
+
+
+# --------------------------------------------------------------------------- crash tests
+
+#: Exit status of a device process killed at its chosen step.
+KILLED_EXIT = 77
+
+
+def install_and_die_at(state_dir: str, bundle: str, kill_at: int) -> None:
+    """Child process body: install ``bundle`` (no self-test) and ``os._exit(KILLED_EXIT)`` right
+    after durable step number ``kill_at``, like a power cut; exit 0 when the install finished."""
+    from edge.flashing import SlotStore, install_bundle
+
+    count = 0
+
+    def on_step(name: str) -> None:
+        nonlocal count
+        if count == kill_at:
+            os._exit(KILLED_EXIT)
+        count += 1
+
+    try:
+        install_bundle(SlotStore(state_dir), bundle, policy(self_test=False), on_step=on_step)
+    except BaseException:
+        os._exit(3)
+    os._exit(0)
