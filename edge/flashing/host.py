@@ -122,7 +122,8 @@ class FlashClient:
                 if packet.type in types:
                     del self._pending[i]
                     return packet
-            self._pending.clear()
+            # an UPLOAD_RESULT that follows a refusing ACK is kept for the caller that asks next
+            self._pending = [p for p in self._pending if p.type == PacketType.UPLOAD_RESULT][-4:]
             remaining = deadline - self._clock()
             if remaining <= 0:
                 return None
@@ -131,7 +132,7 @@ class FlashClient:
                 for packet in self._decoder.feed(data):
                     if packet.type == PacketType.ROLLBACK_RESULT and PacketType.ROLLBACK_RESULT not in types:
                         self.unsolicited.append(packet)
-                    elif packet.type in types:
+                    elif packet.type in types or packet.type == PacketType.UPLOAD_RESULT:
                         self._pending.append(packet)
 
     def _result(self, timeout_s: float) -> FlashResult | None:

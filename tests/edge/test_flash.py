@@ -1,0 +1,221 @@
+"""Flashing end to end over a real pseudo-terminal pair: the real daemon serves masks from its
+A/B slots while the host uploads, and every fault leaves the active model serving."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from flash_fixtures import CROP, SURGICAL, DeviceUnderTest, bundle_variant, masks_from, write_key
+
+from edge.flashing.host import FlashClient, FlashFailed
+from edge.links import SerialLink
+from edge.protocol.flash import FlashCode
+from edge.protocol.packets import model_id_from_sha256
+from export.bundle import generate_keypair
+
+REPO = Path(__file__).resolve().parents[2]
+CROP_SHA = hashlib.sha256(CROP.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def v2(tmp_path_factory) -> Path:
+    return bundle_variant(tmp_path_factory.mktemp("v2") / "crop-1.1.0.xeb", version="1.1.0")
+
+
+def serving(host, sha256: str, seconds: float = 4.0) -> bool:
+    """Masks keep coming, made by the model with this bundle SHA-256."""
+    masks = masks_from(host, seconds=seconds, n=2)
+    return len(masks) == 2 and all(m.model_id == model_id_from_sha256(sha256) for m in masks)
+
+
+def test_flash_hot_swaps_the_model_reports_and_rolls_back_on_request(tmp_path, v2):
+    with DeviceUnderTest(tmp_path / "state") as dut:
+        host = dut.host_link()
+        assert serving(host, CROP_SHA)
+        client = FlashClient(host)
+        seen = []
+        report = client.flash(v2, progress=lambda done, total: seen.append(done))
+        assert report.before["version"] == "1.0.0" and report.after["version"] == "1.1.0"
+        assert report.selftest["passed"] and report.selftest["daemon_agreement"] >= 0.98
+        assert report.resumed_from == 0 and report.sent_bytes == report.total_bytes == v2.stat().st_size
+        assert seen[-1] == report.total_bytes and seen == sorted(seen)
+        v2_sha = hashlib.sha256(v2.read_bytes()).hexdigest()
+        assert serving(host, v2_sha)  # hot-swapped, the daemon never stopped
+        info = client.info()
+        assert info["active"]["sha256"] == v2_sha and info["inactive"]["sha256"] == CROP_SHA
+        assert info["sensor"]["name"] == "mosaic-5x5-nir" and "onnxruntime" in info["engines"]
+        assert info["free_bytes"] > 0 and info["upload"] is None
+        result = client.rollback()
+        assert result.details["active"]["sha256"] == CROP_SHA
+        assert serving(host, CROP_SHA)
+        host.close()
+
+
+def test_cable_pulled_mid_upload_resumes_from_the_devices_offset(tmp_path, v2):
+    with DeviceUnderTest(tmp_path / "state") as dut:
+        host = dut.host_link()
+        total = v2.stat().st_size
+
+        def pull(done, _total):
+            if done > total // 2:
+                host.close()  # the cable is pulled: the host's port disappears mid-upload
+
+        with pytest.raises(Exception, match="closed"):
+            FlashClient(host, chunk_size=2048, window=2).flash(v2, progress=pull)
+        held = FlashClient(again := dut.host_link()).info()["upload"]
+        assert held is not None and held["next_offset"] > total // 2
+        report = FlashClient(again).flash(v2)
+        assert report.resumed_from == held["next_offset"] and report.sent_bytes == total - held["next_offset"]
+        assert report.after["version"] == "1.1.0"
+        assert serving(again, hashlib.sha256(v2.read_bytes()).hexdigest())
+        again.close()
+
+
+class CorruptingLink:
+    """A host link that flips one bit in the ``n``-th write: real damage on the real pty."""
+
+    def __init__(self, inner, n: int):
+        self.inner, self.n, self.writes = inner, n, 0
+        self.stats, self.description = inner.stats, inner.description
+
+    def write(self, data: bytes) -> bool:
+        self.writes += 1
+        if self.writes == self.n:
+            data = bytearray(data)
+            data[len(data) // 2] ^= 0x10
+        return self.inner.write(bytes(data))
+
+    def read(self, max_bytes=4096, timeout_s=0.0):
+        return self.inner.read(max_bytes, timeout_s)
+
+
+def test_corrupt_chunk_is_caught_by_the_crc_and_resent(tmp_path, v2):
+    with DeviceUnderTest(tmp_path / "state") as dut:
+        host = dut.host_link()
+        link = CorruptingLink(host, n=5)  # write 1 is INFO, 2 BEGIN, 3.. chunks
+        report = FlashClient(link, chunk_size=4096, window=3).flash(v2)
+        assert report.resends >= 1 and report.sent_bytes > report.total_bytes
+        assert dut.daemon._control_thread is not None
+        assert report.after["sha256"] == hashlib.sha256(v2.read_bytes()).hexdigest()
+        host.close()
+
+
+def test_refused_bundles_leave_the_active_model_serving_and_say_why(tmp_path):
+    key, public = generate_keypair()
+    signed_v1 = bundle_variant(tmp_path / "v1-signed.xeb", version="1.0.0", signing_key=key)
+    signed_v2 = bundle_variant(tmp_path / "v2-signed.xeb", version="1.1.0", signing_key=key)
+    tampered = bytearray(signed_v2.read_bytes())
+    model = next((tmp_path / "v2-signed-unpacked" / "models").rglob("*.onnx")).read_bytes()
+    tampered[tampered.index(model) + len(model) // 2] ^= 0x01  # one bit inside a model file
+    (tampered_path := tmp_path / "tampered.xeb").write_bytes(bytes(tampered))
+    broken = bundle_variant(tmp_path / "broken.xeb", version="1.2.0", signing_key=key, break_selftest=True)
+    other_sensor = bundle_variant(tmp_path / "surgical.xeb", source=SURGICAL, signing_key=key)
+    v1_sha = hashlib.sha256(signed_v1.read_bytes()).hexdigest()
+    with DeviceUnderTest(tmp_path / "state", bundle=signed_v1, public_key=write_key(tmp_path, public)) as dut:
+        host = dut.host_link()
+        client = FlashClient(host)
+        data = signed_v2.read_bytes()
+        cases = [
+            (
+                "wrong sha256",
+                lambda: client.upload(data, sha256=hashlib.sha256(b"x").digest()),
+                FlashCode.SHA256_MISMATCH,
+            ),
+            ("unsigned", lambda: client.flash(CROP), FlashCode.SIGNATURE),
+            ("tampered", lambda: client.flash(tampered_path), (FlashCode.SIGNATURE, FlashCode.BAD_BUNDLE)),
+            ("incompatible sensor", lambda: client.flash(other_sensor), FlashCode.INCOMPATIBLE),
+            ("self-test fails", lambda: client.flash(broken), FlashCode.SELFTEST_FAILED),
+        ]
+        for what, attempt, codes in cases:
+            with pytest.raises(FlashFailed) as err:
+                attempt()
+                pytest.fail(f"{what}: installed")
+            assert err.value.code in (codes if isinstance(codes, tuple) else (codes,)), (what, str(err.value))
+            assert len(str(err.value)) > 30, what  # a reason a person can act on
+            assert client.info()["active"]["sha256"] == v1_sha, what
+            assert serving(host, v1_sha), what
+        host.close()
+
+
+def test_disk_full_is_refused_and_the_active_model_keeps_serving(tmp_path, v2):
+    state = tmp_path / "state"
+    state.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(state)], capture_output=True
+    ).returncode:
+        pytest.skip("needs a small tmpfs (root) for a real full disk")
+    try:
+        with DeviceUnderTest(state) as dut:
+            host = dut.host_link()
+            free = os.statvfs(state).f_bavail * os.statvfs(state).f_frsize
+            (state / "filler").write_bytes(b"\0" * (free - 100 * 1024))  # 100 KB left: less than 2 x bundle
+            with pytest.raises(FlashFailed, match="free space") as err:
+                FlashClient(host).flash(v2)
+            assert err.value.code == FlashCode.NO_SPACE
+            assert serving(host, CROP_SHA)
+            host.close()
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def _start_device(tmp_path: Path, state: Path) -> tuple[subprocess.Popen, str]:
+    config = tmp_path / "device.toml"
+    config.write_text(
+        f'[camera]\nspec = "sim:crop"\nmax_fps = 4\n[bundle]\npath = "{CROP}"\n'
+        f'[references]\ncapture_frames = 2\n[flashing]\nstate_dir = "{state}"\n[output]\nsink = "pty"\n'
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    line = proc.stderr.readline()
+    match = re.search(r"receiver port is (\S+)", line)
+    assert match, line
+    return proc, match.group(1)
+
+
+def test_device_killed_mid_write_keeps_its_model_and_the_upload_resumes(tmp_path, v2):
+    state = tmp_path / "state"
+    proc, port = _start_device(tmp_path, state)
+    try:
+        host = SerialLink(port, reconnect=False)
+        host.open()
+        assert serving(host, CROP_SHA, seconds=30)  # start-up: imports, first install, self-test
+        total = v2.stat().st_size
+
+        def kill(done, _total):
+            if done > total * 0.85 and proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)  # power cut mid-upload
+
+        with pytest.raises(Exception):  # noqa: B017 - the device vanished: no answer or a dead port
+            FlashClient(host, chunk_size=2048, window=2, ack_timeout_s=0.5, retries=2).flash(v2, progress=kill)
+        proc.wait(timeout=10)
+        host.close()
+        proc, port = _start_device(tmp_path, state)  # the device comes back
+        host = SerialLink(port, reconnect=False)
+        host.open()
+        assert serving(host, CROP_SHA, seconds=30)  # the active model still works
+        client = FlashClient(host)
+        held = client.info()["upload"]
+        assert held is not None and held["next_offset"] == 65536  # the last fsync point (every 64 KiB)
+        report = client.flash(v2)
+        assert report.resumed_from == 65536 and report.sent_bytes == total - 65536
+        assert report.after["version"] == "1.1.0"
+        host.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
