@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from edge.cli_common import console
+from edge.cli_common import console, split_csv
 
 
 def _percent(value: float | None) -> str:
@@ -43,6 +43,9 @@ def scan(
         False, help="Scan on references that failed their checks or are too old (recorded in the session)."
     ),
     threads: int = typer.Option(None, min=1, help="Inference threads."),
+    prefer: str = typer.Option(
+        None, help="Bundle targets or runtimes to try first, comma-separated (e.g. onnxruntime)."
+    ),
     in_flight: int = typer.Option(1, min=1, help="Frames between capture and their record (2 overlaps capture)."),
 ) -> None:
     """Scan crop plots: white-tile step, then frames on Enter (or at an interval) with the crop model;
@@ -70,6 +73,7 @@ def scan(
         max_reference_age_s=max_reference_age * 60.0 if max_reference_age > 0 else None,
         override_references=override_references,
         threads=threads,
+        prefer=split_csv(prefer) or (),
         frames_in_flight=in_flight,
     )
     result = run_scan(options, log=lambda line: console.print(line, markup=False, highlight=False))

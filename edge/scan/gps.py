@@ -108,6 +108,9 @@ class NmeaParser:
         except pynmea2.ChecksumError as exc:
             self._reject("bad_checksum", f"{text[:40]!r}: {exc.args[0]}")
             return None
+        except pynmea2.SentenceTypeError:  # checksum right, a type pynmea2 does not know (proprietary)
+            self.counts.ignored += 1
+            return None
         except (pynmea2.ParseError, ValueError, TypeError, AttributeError) as exc:
             self._reject("unparsable", f"{text[:40]!r}: {exc}")
             return None

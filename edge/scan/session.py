@@ -97,6 +97,7 @@ class ScanOptions:
     max_reference_age_s: float | None = 3600.0
     override_references: bool = False
     threads: int | None = None
+    prefer: tuple[str, ...] = ()  # bundle targets or runtimes tried first (daemon's [engine] prefer)
     frames_in_flight: int = 1
 
 
@@ -234,8 +235,10 @@ class ScanSession:
                 options.camera, self.sensor, seed=options.seed, exposure_ms=options.exposure_ms
             )
         camera = self._camera
-        self._start_session(model)
+        if options.gps:  # before anything is asked of the operator: a GPS that cannot be opened stops here
+            self.gps = GpsReader(options.gps, max_fix_age_s=options.gps_max_age_s, clock=self._gps_clock).start()
         camera.open()
+        self._start_session(model)
         self._settle_references()
         self.scan_camera = TriggeredCamera(
             camera,
@@ -247,8 +250,6 @@ class ScanSession:
         )
         self._start_daemon(bundle)
         self.pictures = FramePictures(self.sensor, self.decision.references, self.colors)  # type: ignore[union-attr]
-        if options.gps:
-            self.gps = GpsReader(options.gps, max_fix_age_s=options.gps_max_age_s, clock=self._gps_clock).start()
         run = self._run_record()
         run.update(engine=self.daemon.engine.name, gps=options.gps, camera_id=camera.camera_id)
         self._write_meta()
@@ -276,7 +277,7 @@ class ScanSession:
             self.records = store.load_records()
             for run in meta["runs"]:
                 if run.get("ended_at") is None:
-                    run.update(ended_at=None, stop_reason="interrupted (power cut or killed); resumed")
+                    run.update(stop_reason="did not end cleanly (power cut, killed, or a failed write); resumed")
             last_plot = self.records[-1]["plot"] if self.records else meta["plots"][-1]
             self.plot = check_plot_name(options.plot or last_plot)
             if self.recovered["temp_files"] or self.recovered["orphan_files"]:
@@ -322,7 +323,13 @@ class ScanSession:
         stop = threading.Event()
 
         def confirm(prompt: str) -> bool:
+            if getattr(self.trigger, "interactive", False):
+                self.log(prompt)
             return self.trigger.confirm(prompt, stop)
+
+        if options.references is None and (options.recalibrate or not self.store.references_file.exists()):
+            if not getattr(self.trigger, "interactive", False):
+                self.log("white-tile step: capturing the dark and white references from the camera")
 
         try:
             self.decision = obtain_field_references(
@@ -362,6 +369,8 @@ class ScanSession:
             seed=options.seed,
             exposure_ms=options.exposure_ms,
             threads=options.threads,
+            prefer=tuple(options.prefer),
+            warmup_runs=1,
             references=self.store.references_file,
             capture_references="never",
             queue_size=max(2, options.frames_in_flight),

@@ -106,7 +106,6 @@ class LineTrigger:
             self._on_note(command)
 
     def confirm(self, prompt: str, stop: threading.Event) -> bool:
-        self._on_note(prompt)
         line = self._next_line(stop)
         if line is None:
             return False
