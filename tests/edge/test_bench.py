@@ -263,12 +263,12 @@ def test_pipeline_mode_per_stage_over_a_paced_pty():
 
 
 def test_pipeline_mode_file_link_writes_the_bytes_it_reports(tmp_path):
-    out = tmp_path / "wire.bin"
-    report = run_bench(BenchSettings("crop", backend="ort", mode="pipeline", niter=3, warmup=1, link=f"file:{out}"))
-    (r,) = report["results"]
     from edge.protocol import StreamDecoder
     from edge.protocol.packets import PacketType
 
+    out = tmp_path / "wire.bin"
+    report = run_bench(BenchSettings("crop", backend="ort", mode="pipeline", niter=3, warmup=1, link=f"file:{out}"))
+    (r,) = report["results"]
     packets = StreamDecoder().feed(out.read_bytes())
     masks = [p for p in packets if p.type == PacketType.MASK]
     assert len(masks) == 4  # warm-up mask + 3 timed, all on disk and decodable
@@ -285,3 +285,33 @@ def test_plot_is_written_or_skipped_with_a_note(tmp_path):
         assert not out.exists()
     else:
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pipeline_mode_on_a_replayed_camera(tmp_path):
+    """``--camera replay:FOLDER`` with a references file: the daemon plays the files."""
+    from calibration.capture import capture_reference
+    from calibration.mosaic import cube_from_mosaic
+    from calibration.references import References
+    from calibration.sensors import get_sensor
+    from calibration.store import save_references
+    from devices.formats import write_cube
+    from devices.simulated import SimulatedCamera
+
+    sensor = get_sensor("mosaic-5x5-nir")
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    with SimulatedCamera(sensor, domain="crop", species=("tomato",), seed=4) as sim:
+        for i in range(5):
+            write_cube(folder / f"scan{i}.npz", cube_from_mosaic(sim.read().data, sensor), sensor.wavelengths())
+        dark, white = capture_reference(sim, "dark", 2), capture_reference(sim, "white", 2)
+    store = tmp_path / "references.npz"  # for the camera id camera_from_spec gives replay:.../scans
+    refs = References("replay-scans", sensor.name, sensor.signature, dark=dark.mean, white=white.mean,
+                      dark_meta=dark.to_meta("camera"), white_meta=white.to_meta("camera"))  # fmt: skip
+    save_references(store, refs)
+    report = run_bench(BenchSettings("crop", backend="ort", mode="pipeline", niter=2, warmup=1,
+                                     camera=f"replay:{folder}", references=str(store)))  # fmt: skip
+    (r,) = report["results"]
+    assert r["camera"] == f"replay:{folder}" and r["errors"] == {}
+    # a replay reads faster than the model runs: the daemon's drop-oldest queue may drop some files
+    assert 1 <= r["count"] <= 2 and r["count"] + r["dropped"] <= 5 - 1
+    assert r["stages_ms"]["capture"]["median"] > 0  # reading a .npz file, on the capture thread
