@@ -12,13 +12,16 @@ slot untouched:
    signatures refused; nothing inside the bundle can turn this off);
 3. compatibility: the camera's sensor signature and the device's runtimes;
 4. free space for the unpacked bundle (plus ``policy.min_free_bytes``);
-5. release the inactive slot in ``state.json`` (durably) and delete its folder;
-6. unpack into ``staging/unpack`` (re-checking and re-hashing each member as it is written,
-   regular files only, fsynced), refuse ONNX models with external data outside the slot, rename
-   it to ``slots/<slot>``;
-7. load it and run the golden self-test (``policy.self_test``);
+5. unpack into ``staging/unpack`` (re-checking and re-hashing each member as it is written,
+   regular files only, fsynced); refuse ONNX models with external data outside the bundle;
+6. load it there and run the golden self-test (``policy.self_test``);
+7. only now touch the slots: release the inactive slot in ``state.json`` (durably), delete its
+   folder, rename ``staging/unpack`` to ``slots/<slot>``, fsync the folders;
 8. the switch: one atomic ``state.json`` write makes the new slot active;
 9. remove the staging copy.
+
+So a refused bundle (whatever the reason) writes nothing outside ``staging/`` and leaves the
+previous bundle in the inactive slot, ready for a rollback.
 
 A crash anywhere leaves either the old state (the half-written slot is discarded by
 ``SlotStore.recover``) or the new one. ``on_step(name)`` hears every durable step.
@@ -266,15 +269,25 @@ def install_bundle(
             except IncompatibleBundleError as exc:
                 raise BundleRejected(f"bundle refused (incompatible): {exc}", reason="incompatible") from exc
             _check_space(store, manifest, policy)
-            state = store.read_state()
-            previous = store.slot_info(state["active"], state)
-            slot = store.target_slot(state, replace_known_good=replace_known_good)
-            store.release_slot(slot, step)
             try:
                 extract_bundle(staged, unpack, **checks, on_step=lambda op, p: step(store.step_name(op, p)))
             except BundleError as exc:  # the bytes changed under us: staging is not private after all
                 raise _rejected(exc, str(staged)) from exc
             _check_external_data(unpack, manifest)
+            if policy.self_test:
+                from edge.flashing.selftest import selftest_slot
+
+                selftest = selftest_slot(
+                    unpack, manifest, prefer=policy.prefer, runtimes=policy.runtimes, warmup_runs=policy.warmup_runs
+                )
+            else:
+                selftest = {"passed": None, "skipped": True}
+            # Only a bundle that passed everything touches the slots: release the inactive one ...
+            state = store.read_state()
+            previous = store.slot_info(state["active"], state)
+            slot = store.target_slot(state, replace_known_good=replace_known_good)
+            store.release_slot(slot, step)
+            # ... move the unpacked, fsynced folder into it (same filesystem: one rename) ...
             folder = store.slot_folder(slot)
             os.rename(unpack, folder)
             step(store.step_name("rename", folder))
@@ -282,14 +295,6 @@ def install_bundle(
             step(store.step_name("fsync-dir", store.slots_dir))
             fsync_dir(store.staging_dir)
             step(store.step_name("fsync-dir", store.staging_dir))
-            if policy.self_test:
-                from edge.flashing.selftest import selftest_slot
-
-                selftest = selftest_slot(
-                    folder, manifest, prefer=policy.prefer, runtimes=policy.runtimes, warmup_runs=policy.warmup_runs
-                )
-            else:
-                selftest = {"passed": None, "skipped": True}
             from export.bundle.manifest import utc_now_iso
 
             record = {
@@ -301,7 +306,7 @@ def install_bundle(
                 "signed": bool(manifest.signed),
                 "key_id": manifest.key_id,
             }
-            state = store.commit_slot(slot, record, step)
+            state = store.commit_slot(slot, record, step)  # ... and switch: one atomic state.json write
             committed = True
             remove_path(staged)
             step(store.step_name("remove", staged))

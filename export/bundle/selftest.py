@@ -25,6 +25,8 @@ from export.bundle.errors import BundleError
 from export.bundle.manifest import SELFTEST_EXPECTED, SELFTEST_INPUT
 
 EXPECTED_KEY = "classes"
+#: Most bytes the arrays of one self-test npz may take once decompressed (a zip bomb stops here).
+MAX_SELFTEST_ARRAY_BYTES = 256 << 20
 
 
 class SelftestError(BundleError):
@@ -62,11 +64,34 @@ def selftest_files(inputs: dict[str, np.ndarray], expected_classes: np.ndarray) 
     }
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
+def _check_npz_sizes(path: Path, limit: int) -> None:
+    """Refuse an npz whose arrays would decompress past ``limit`` bytes, before loading any:
+    the zip directory's sizes and each ``.npy`` header's shape x itemsize are both checked."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            total += info.file_size
+            if total > limit:
+                raise SelftestError(f"{path}: arrays decompress to over {limit} bytes (zip bomb?)")
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            if dtype.hasobject:
+                raise SelftestError(f"{path}: {info.filename} holds Python objects; only plain arrays are read")
+            need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if need > info.file_size:
+                raise SelftestError(f"{path}: {info.filename} declares {need} bytes of data but holds {info.file_size}")
+
+
+def _load_npz(path: Path, limit: int = MAX_SELFTEST_ARRAY_BYTES) -> dict[str, np.ndarray]:
     try:
+        _check_npz_sizes(path, limit)
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise SelftestError(f"{path}: not a readable npz ({exc})") from None
 
 

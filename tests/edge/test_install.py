@@ -176,14 +176,17 @@ def test_empty_or_stripped_signature_and_manifest_fields_cannot_switch_checking_
         assert snapshot(store.root) == before
 
 
-def test_failing_selftest_discards_the_new_slot(tmp_path, bundles):
+def test_failing_selftest_touches_no_slot(tmp_path, bundles):
+    """Self-tested in staging: the active slot, the previous bundle in the inactive slot and
+    state.json stay exactly as they were."""
     store = installed_v1(tmp_path, bundles)
-    active_before = snapshot(store.active().folder)
+    install_bundle(store, bundles["v2"], policy())
+    store.mark_good()
+    before = snapshot(store.root)
     with pytest.raises(SelfTestFailed, match="self-test failed"):
         install_bundle(store, bundles["bad_selftest"], policy())
-    assert store.active().slot == "a" and snapshot(store.active().folder) == active_before
-    assert not store.slot_folder("b").exists() and store.inactive() is None
-    assert list(store.staging_dir.iterdir()) == []
+    assert snapshot(store.root) == before
+    assert store.active().version == "1.1.0" and store.inactive().version == "1.0.0"
 
 
 def test_not_enough_free_space_is_refused_before_unpacking(tmp_path, bundles):
