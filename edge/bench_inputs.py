@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.errors import XenoedgeError
 from edge.bench import BenchError
 from edge.bench_torch import is_checkpoint
 
@@ -264,12 +265,15 @@ def _checkpoint_source(path: Path, tmp: Path, shape: str | None, want_graphs: bo
     """The torch baseline; with ``want_graphs`` also its FP32 ONNX export (ORT and OpenVINO targets)."""
     import json
 
-    from calibration.sensors import get_sensor
-
     config = json.loads((path / "config.json").read_text())
     bands = int(config["model"]["in_channels"])
-    sensor = config.get("sensor")
-    hw = get_sensor(sensor).cube_shape[:2] if sensor else None
+    try:  # by name, else by the checkpoint's wavelengths: its frame size is the sensor's cube
+        from export.export import sensor_for
+
+        profile = sensor_for(config)
+        sensor, hw = profile.name, profile.cube_shape[:2]
+    except (XenoedgeError, KeyError):
+        sensor, hw = None, None
     manifest = {"name": path.name, "version": None, "targets": {}, "labels": config.get("labels", []),
                 "input": {"shape": [1, None, None, bands], "dtype": "uint16", "variant": "raw", "layout": "NHWC"},
                 "sensor": {"name": sensor} if sensor else {}}  # fmt: skip
