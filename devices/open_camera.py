@@ -197,17 +197,17 @@ def _v4l2(spec: CameraSpec, sensor: SensorProfile | None, seed: int, exposure_ms
 
 def _file(spec: CameraSpec, sensor: SensorProfile | None, seed: int, exposure_ms: float) -> Camera:
     from devices.opencv_camera import OpenCVCamera, mode_for
-    from devices.recording import recording_options
+    from devices.recording import recording_defaults
 
     if not spec.target:
         raise spec.error("file needs a video or image pattern: file:scan.mkv or file:seq/%05d.png")
     try:
-        defaults, labels, media_fps, recorded_exposure = recording_options(spec.target)
+        recorded = recording_defaults(spec.target)
     except FileFormatError as exc:
         raise spec.error(str(exc)) from None
-    spec = spec.with_defaults(defaults)
+    spec = spec.with_defaults(recorded.options)
     profile = _profile(spec, sensor, None)
-    exposure = recorded_exposure if recorded_exposure is not None else exposure_ms
+    exposure = recorded.exposure_ms if recorded.exposure_ms is not None else exposure_ms
     return OpenCVCamera(
         profile,
         spec.target,
@@ -218,8 +218,9 @@ def _file(spec: CameraSpec, sensor: SensorProfile | None, seed: int, exposure_ms
         fps=spec.float_option("fps", None, positive=True),
         loop=spec.bool_option("loop"),
         shift=spec.int_option("shift", 0, minimum=0),
-        labels_pattern=labels,
-        media_fps=media_fps,
+        labels_pattern=recorded.labels,
+        reference_patterns=recorded.references,
+        media_fps=recorded.fps,
         crosstalk=_crosstalk(spec, profile),
     )
 

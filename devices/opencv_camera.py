@@ -41,7 +41,7 @@ import numpy as np
 
 from calibration.errors import CameraError, CameraExhaustedError, FileFormatError
 from calibration.sensors import SensorProfile
-from devices.camera import Camera, FrameKind, FramePacer
+from devices.camera import Camera, FrameKind, FramePacer, ReferenceKind
 from devices.pixel_formats import PixelFormat, decode, format_by_code, format_by_name, fourcc_code, fourcc_text
 
 SourceMode = Literal["v4l2", "images", "video"]
@@ -130,6 +130,8 @@ class OpenCVCamera(Camera):
     ``fps``: device frame rate, or the pace of a file source (None: as fast as it reads).
     ``shift``: right shift of the counts (a 10-bit sensor sending MSB-aligned ``Y16``: 6).
     ``labels_pattern``: printf path of label PNGs by frame number (recordings from the simulator).
+    ``reference_patterns``: ``{"dark"|"white": printf path}`` of recorded reference frames, which
+    ``read_reference`` plays (in a loop); a device has none (cap the lens / use a white tile).
     ``media_fps``: frame rate a sequence was recorded at (for ``meta["media_time_ms"]``).
     """
 
@@ -149,6 +151,7 @@ class OpenCVCamera(Camera):
         loop: bool = False,
         shift: int = 0,
         labels_pattern: str | None = None,
+        reference_patterns: dict[str, str] | None = None,
         media_fps: float | None = None,
         crosstalk: np.ndarray | None = None,
         clock_ns: Callable[[], int] = time.monotonic_ns,
@@ -174,6 +177,8 @@ class OpenCVCamera(Camera):
         self.frame_size, self.gain, self.fps, self.loop, self.shift = frame_size, gain, fps, loop, shift
         self.requested_exposure_ms = exposure_ms
         self.labels_pattern, self.media_fps = labels_pattern, media_fps
+        self.reference_patterns = dict(reference_patterns or {})
+        self._reference_caps: dict[str, cv2.VideoCapture] = {}
         self.crosstalk = None if crosstalk is None else np.asarray(crosstalk, dtype=np.float32)
         if self.crosstalk is not None and self.crosstalk.shape != (sensor.n_bands,) * 2:
             raise self._error(f"crosstalk matrix must be {(sensor.n_bands,) * 2}, got {self.crosstalk.shape}")
@@ -202,6 +207,9 @@ class OpenCVCamera(Camera):
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+        for cap in self._reference_caps.values():
+            cap.release()
+        self._reference_caps.clear()
 
     def _open_file(self) -> None:
         path = Path(self.source)
@@ -341,6 +349,34 @@ class OpenCVCamera(Camera):
         if self.controls:
             extras["controls"] = dict(self.controls)
         return counts, "mosaic_raw", extras
+
+    def _read_reference(self, kind: ReferenceKind) -> tuple[np.ndarray, FrameKind, dict]:
+        pattern = self.reference_patterns.get(kind)
+        if pattern is None:
+            return super()._read_reference(kind)
+        for attempt in range(2):  # at the end of the references, start them again
+            cap = self._reference_caps.get(kind)
+            if cap is None:
+                if not sequence_files(pattern):
+                    raise self._error(f"no {kind} reference frame matches {pattern}")
+                with _quiet_opencv():
+                    cap = cv2.VideoCapture(pattern, cv2.CAP_IMAGES)
+                if not cap.isOpened():
+                    raise self._error(f"OpenCV cannot open the {kind} references {pattern}")
+                self._reference_caps[kind] = cap
+            ok, image = cap.read()
+            if ok and image is not None:
+                break
+            cap.release()
+            del self._reference_caps[kind]
+            if attempt:
+                raise self._error(f"cannot read a {kind} reference frame from {pattern}")
+        what = f"{kind} reference frame of {pattern}"
+        counts = self._counts(image, what)
+        problem = frame_fit_problem(counts.shape, self.sensor)
+        if problem:
+            raise self._error(f"{what}: {problem}")
+        return counts, "mosaic_raw", {"source": pattern}
 
     def _no_frame(self) -> tuple[np.ndarray, FrameKind, dict]:
         position = self._position

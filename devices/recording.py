@@ -2,11 +2,13 @@
 
 A recording folder holds the frames (``%05d.png`` or ``frames.mkv``), the ground-truth label
 PNGs when the camera knows them (``labels/%05d.png``, cube resolution, as the simulator gives
-them) and ``camera.json``, which names the sensor profile, frame size, frame rate and the camera
-string it came from. ``file:FOLDER/%05d.png`` and ``file:FOLDER/frames.mkv`` take the profile,
-size and labels from that file, so a recording plays back without options.
+them), optionally dark and white reference frames (``dark/%05d.png``, ``white/%05d.png``, from a
+camera that can capture them, such as the simulator) and ``camera.json``, which names the
+sensor profile, frame size, frame rate and the camera string it came from.
+``file:FOLDER/%05d.png`` and ``file:FOLDER/frames.mkv`` take the profile, size, labels and
+references from that file, so a recording plays back without options.
 
-Verified here (tests/devices/test_opencv_camera_recording.py): uint16 PNG frames and FFV1
+Verified here (tests/devices/test_opencv_camera.py): uint16 PNG frames and FFV1
 gray16le Matroska frames read back through ``cv2.VideoCapture`` bit-exact. OpenCV's FFV1 writer
 drops the last column of odd-width frames, so videos need an even width (refused otherwise).
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -33,6 +36,8 @@ RECORDING_FORMAT = "xenoedge-camera-recording"
 FRAME_PATTERN = "%05d.png"
 LABEL_PATTERN = "labels/%05d.png"
 VIDEO_NAME = "frames.mkv"
+#: Reference frames (dark with the lens capped, white tile) beside the scene frames.
+REFERENCE_PATTERNS = {"dark": "dark/%05d.png", "white": "white/%05d.png"}
 
 
 def _encode_png(frame: np.ndarray, where: Path) -> bytes:
@@ -40,6 +45,25 @@ def _encode_png(frame: np.ndarray, where: Path) -> bytes:
     if not ok:
         raise FileFormatError(where, "OpenCV could not encode the frame as PNG")
     return encoded.tobytes()
+
+
+def _frame_counts(camera: Camera, frame, what: str) -> np.ndarray:
+    """(H, W) uint16 counts of a frame, or a ``CameraError`` saying why it cannot be recorded."""
+    data = np.asarray(frame.data)
+    sensor = camera.sensor
+    if data.ndim != 2 or data.dtype.kind not in "ui":
+        raise CameraError(
+            f"camera {camera.camera_id}: {what} is {data.dtype} {data.shape}; a recording holds 2-D "
+            f"mosaic/mono raw frames ({sensor.name} is {'a mosaic' if sensor.mosaic else 'not a mosaic'} "
+            "sensor; use `xenoedge simulate` for cube files)"
+        )
+    if data.size and (int(data.min()) < 0 or int(data.max()) > 65535):
+        raise CameraError(f"camera {camera.camera_id}: {what} holds counts outside 0..65535")
+    return data.astype(np.uint16, copy=False)
+
+
+def _write_png(path: Path, data: np.ndarray) -> None:
+    atomic_write(path, lambda f: f.write(_encode_png(data, path)))
 
 
 def _prepare_folder(out: Path, overwrite: bool) -> None:
@@ -51,7 +75,7 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
         raise FileFormatError(out, f"folder is not empty ({len(old)} entries); choose another or overwrite it")
     if overwrite:  # drop what an earlier recording left, so a shorter one does not inherit its frames
         (out / RECORDING_FILE).unlink(missing_ok=True)
-        for pattern in ("[0-9]*.png", f"labels/{'[0-9]' * 5}*.png", VIDEO_NAME):
+        for pattern in ("[0-9]*.png", "labels/[0-9]*.png", "dark/[0-9]*.png", "white/[0-9]*.png", VIDEO_NAME):
             for stale in out.glob(pattern):
                 stale.unlink()
 
@@ -98,17 +122,21 @@ def record(
     fps: float = 10.0,
     camera_text: str = "",
     overwrite: bool = False,
+    references: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Read ``frames`` frames from ``camera`` (opened here if needed) into folder ``out``.
 
     Frames must be (H, W) integer mosaic/mono frames up to 16 bit (written as uint16).
-    ``fps`` is the rate stored for playback timing. Returns what ``camera.json`` holds.
+    ``fps`` is the rate stored for playback timing. ``references``: also record that many dark
+    and white frames (``camera.read_reference``). Returns what ``camera.json`` holds.
     """
     if frames < 1:
         raise CameraError(f"record needs at least one frame, got {frames}")
     if fps <= 0:
         raise CameraError(f"record fps must be positive, got {fps}")
+    if references < 0:
+        raise CameraError(f"record references must be >= 0, got {references}")
     out = Path(out)
     _prepare_folder(out, overwrite)
     sensor = camera.sensor
@@ -119,23 +147,13 @@ def record(
         camera.open()
         for i in range(frames):
             frame = camera.read()
-            data = np.asarray(frame.data)
-            if data.ndim != 2 or data.dtype.kind not in "ui":
-                raise CameraError(
-                    f"camera {camera.camera_id}: frame {i} is {data.dtype} {data.shape}; a recording holds 2-D "
-                    f"mosaic/mono raw frames ({sensor.name} is {'a mosaic' if sensor.mosaic else 'not a mosaic'} "
-                    "sensor; use `xenoedge simulate` for cube files)"
-                )
-            if data.size and (int(data.min()) < 0 or int(data.max()) > 65535):
-                raise CameraError(f"camera {camera.camera_id}: frame {i} holds counts outside 0..65535")
-            data = data.astype(np.uint16, copy=False)
+            data = _frame_counts(camera, frame, f"frame {i}")
             if video:
                 if video_sink is None:
                     video_sink = _VideoSink(out / VIDEO_NAME, fps, data.shape)
                 video_sink.write(data)
             else:
-                path = out / (FRAME_PATTERN % i)
-                atomic_write(path, lambda f, d=data, p=path: f.write(_encode_png(d, p)))
+                _write_png(out / (FRAME_PATTERN % i), data)
             if frame.labels is not None:
                 from devices.formats import write_label_png
 
@@ -147,6 +165,10 @@ def record(
         if video_sink is not None:
             video_sink.finish()
             video_sink = None
+        for kind, pattern in REFERENCE_PATTERNS.items():
+            for i in range(references):
+                (out / kind).mkdir(exist_ok=True)
+                _write_png(out / (pattern % i), _frame_counts(camera, camera.read_reference(kind), f"{kind} frame {i}"))
     finally:
         if video_sink is not None:
             video_sink.abort()
@@ -165,6 +187,7 @@ def record(
         "exposure_ms": camera.exposure_ms,
         "frames_file": VIDEO_NAME if video else FRAME_PATTERN,
         "labels": LABEL_PATTERN if has_labels else None,
+        "references": dict(REFERENCE_PATTERNS) if references else None,
     }
     atomic_write(out / RECORDING_FILE, lambda f: f.write((json.dumps(info, indent=2) + "\n").encode()))
     return info
@@ -184,25 +207,44 @@ def read_recording_info(folder: str | os.PathLike) -> dict | None:
     return info
 
 
-def recording_options(target: str) -> tuple[dict[str, str], str | None, float | None, float | None]:
-    """For a ``file:`` target inside a recording folder: default options (profile, size), the labels
-    pattern (a path), the recorded frame rate and exposure. Empty/None when there is no ``camera.json``."""
-    info = read_recording_info(Path(target).parent)
+@dataclass(frozen=True)
+class RecordingDefaults:
+    """What a ``file:`` camera takes from the ``camera.json`` beside its target (all empty without one).
+
+    ``options``: profile and size; ``labels``: printf path of the label PNGs; ``references``:
+    kind -> printf path of the reference frames; ``fps``/``exposure_ms``: as recorded.
+    """
+
+    options: dict[str, str] = field(default_factory=dict)
+    labels: str | None = None
+    references: dict[str, str] = field(default_factory=dict)
+    fps: float | None = None
+    exposure_ms: float | None = None
+
+
+def recording_defaults(target: str) -> RecordingDefaults:
+    """The ``RecordingDefaults`` for a ``file:`` target inside a recording folder."""
+    folder = Path(target).parent
+    info = read_recording_info(folder)
     if info is None:
-        return {}, None, None, None
-    options = {k: str(info[k]) for k in ("profile", "size") if info.get(k)}
-    labels = str(Path(target).parent / info["labels"]) if info.get("labels") else None
-    fps = float(info["fps"]) if info.get("fps") else None
-    exposure = float(info["exposure_ms"]) if info.get("exposure_ms") is not None else None
-    return options, labels, fps, exposure
+        return RecordingDefaults()
+    return RecordingDefaults(
+        options={k: str(info[k]) for k in ("profile", "size") if info.get(k)},
+        labels=str(folder / info["labels"]) if info.get("labels") else None,
+        references={k: str(folder / v) for k, v in (info.get("references") or {}).items()},
+        fps=float(info["fps"]) if info.get("fps") else None,
+        exposure_ms=float(info["exposure_ms"]) if info.get("exposure_ms") is not None else None,
+    )
 
 
 __all__ = [
     "FRAME_PATTERN",
     "LABEL_PATTERN",
     "RECORDING_FILE",
+    "REFERENCE_PATTERNS",
     "VIDEO_NAME",
+    "RecordingDefaults",
     "read_recording_info",
     "record",
-    "recording_options",
+    "recording_defaults",
 ]

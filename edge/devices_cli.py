@@ -98,6 +98,9 @@ def camera_record(
     fps: float = typer.Option(10.0, min=0.001, help="Frame rate stored with the recording."),
     video: bool = typer.Option(False, help="Write one lossless FFV1 video (frames.mkv) instead of PNGs."),
     force: bool = typer.Option(False, help="Overwrite a folder that holds an earlier recording."),
+    references: int = typer.Option(
+        0, min=0, help="Also record N dark and N white reference frames (dark/, white/; simulated cameras)."
+    ),
 ) -> None:
     """Record mosaic frames as a 16-bit PNG sequence (or FFV1 video) for `file:` cameras (docs/cameras.md)."""
     from calibration.errors import FileFormatError
@@ -118,6 +121,7 @@ def camera_record(
                 fps=fps,
                 camera_text=camera,
                 overwrite=force,
+                references=references,
                 progress=lambda done: bar.update(task, completed=done),
             )
         except FileFormatError as exc:
@@ -126,6 +130,7 @@ def camera_record(
             raise
     target = out / (VIDEO_NAME if video else FRAME_PATTERN)
     labels = f", labels in {out / 'labels'}" if info["labels"] else ""
+    labels += f", {references} dark and white reference frames" if references else ""
     console.print(f"recorded {frames} {info['size']} {info['profile']} frames to {target}{labels}")
     typer.echo(f"file:{target}")
 
