@@ -117,7 +117,8 @@ class ScanResult:
     gps: dict | None
     elapsed_s: float
     scan_s: float = 0.0  # from the first trigger wait to the last record (the scan loop)
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)  # per frame: feed + inference (the daemon's)
+    record_ms: list[float] = field(default_factory=list)  # per frame: measure, pictures, atomic writes, tables
 
     @property
     def fps(self) -> float:
@@ -183,6 +184,7 @@ class ScanSession:
         self._skipped = 0
         self._frames_this_run = 0
         self._latencies: list[float] = []
+        self._record_ms: list[float] = []
         self._last_record_s: float | None = None
         self._gps_rejected_seen = 0
         self._opened = False
@@ -440,7 +442,9 @@ class ScanSession:
             return
         try:
             if self.failure is None:
+                started = time.perf_counter()
                 self._record(taken[0], taken[1], classes, confidence, fields.get("latency_ms"))
+                self._record_ms.append((time.perf_counter() - started) * 1e3)
         except ScanOutputError as exc:
             self._fail(exc)
         except XenoedgeError as exc:  # a frame that cannot be pictured: skip it, keep scanning
@@ -604,6 +608,7 @@ class ScanSession:
             elapsed_s=ended - started,
             scan_s=last - started,
             latencies_ms=list(self._latencies),
+            record_ms=list(self._record_ms),
         )
 
     def close(self) -> None:

@@ -26,6 +26,9 @@ from calibration.reflectance import reflectance_from_raw
 from calibration.sensors import get_sensor
 from calibration.store import load_references
 from devices.formats.label_png import read_label_png
+from devices.open_camera import camera_from_spec
+from devices.recording import record
+from edge.daemon import mean_dsc
 from edge.device_cli import default_bundle
 from edge.scan import ScanCalibrationError, ScanError, ScanOptions, ScanOutputError, ScanSession, run_scan
 from edge.scan.measure import LeafClasses, measure
@@ -112,12 +115,19 @@ def assert_consistent(session: Path) -> list[dict]:
 
 
 def test_session_frames_plots_tables_pictures(tmp_path):
+    """On the real OpenCV driver: a 16-bit PNG mosaic sequence with dark/white frames, recorded from
+    the simulator (``devices.recording``); the white-tile step uses the recorded reference frames."""
+    recording = tmp_path / "rec"
+    record(camera_from_spec("sim:crop", get_sensor("mosaic-5x5-nir"), seed=3), recording, 3, references=2)
     session = tmp_path / "north-12"
     # two Enters for the white-tile step, two frames, switch plot, one frame, end
     operator = PipeInput("\n\n" + "\n\n" + "plot P2\n" + "\n" + "q\n")
     lines: list[str] = []
+    camera = f"file:{recording}/%05d.png"
     result = run_scan(
-        options(session, interval_s=None, frames=None, note="after rain"), trigger=operator.trigger, log=lines.append
+        options(session, camera=camera, interval_s=None, frames=None, note="after rain"),
+        trigger=operator.trigger,
+        log=lines.append,
     )
     operator.close()
     assert (result.frames, result.skipped, result.stop_reason) == (3, 0, "operator typed 'q'")
@@ -126,8 +136,11 @@ def test_session_frames_plots_tables_pictures(tmp_path):
     assert [r["plot"] for r in records] == ["P1", "P1", "P2"]
     assert all(r["gps"] == "off" and r["position"] is None for r in records)
     assert all(r["model_id"] == "crop@1.0.0" and r["summary"]["mean_confidence"] > 0.5 for r in records)
-    # the simulated crop scene has leaf on soil: the model must find leaf, and not everywhere
-    assert all(0.02 < r["summary"]["leaf_cover"] < 0.9 for r in records)
+    for i, r in enumerate(records):  # the crop model against the simulator's ground truth
+        assert r["camera_frame"] == i and r["source"]
+        truth = read_label_png(recording / "labels" / f"{i:05d}.png")
+        assert mean_dsc(read_label_png(session / r["files"]["mask"]), truth, 4) > 0.9
+        assert 0.02 < r["summary"]["leaf_cover"] < 0.9
     features = json.loads((session / "frames.geojson").read_text())
     assert features["type"] == "FeatureCollection" and all(f["geometry"] is None for f in features["features"])
     meta = json.loads((session / "session.json").read_text())
@@ -138,7 +151,7 @@ def test_session_frames_plots_tables_pictures(tmp_path):
     assert calibration["source"] == "captured" and calibration["ok"] and not calibration["overridden"]
     assert [v["what"] for v in calibration["validation"]] == ["dark reference", "white reference"]
     refs = load_references(session / "references.npz", require_complete=True)
-    assert refs.camera_id == run["camera"]["camera_id"]
+    assert refs.camera_id == run["camera"]["camera_id"] and run["camera"]["spec"] == camera
     assert any(line.startswith("White-tile step 1/2") for line in lines)
     assert any(line.startswith("P2 #3: leaf") for line in lines)
 
