@@ -102,15 +102,17 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_slot_files(folder: Path, manifest_sha256: str | None = None) -> str | None:
+def check_slot_files(folder: Path, manifest_sha256: str | None = None, public_key=None) -> str | None:
     """Why the unpacked bundle in ``folder`` is damaged, or None when it is intact.
 
-    Checks: ``manifest.json`` readable (and of SHA-256 ``manifest_sha256`` when given), every file
-    it lists present as a regular file with its size and SHA-256, and nothing else in the folder
-    but ``manifest.sig``.
+    Checks: ``manifest.json`` readable (and of SHA-256 ``manifest_sha256`` when given), its
+    ``manifest.sig`` verifying with ``public_key`` (an ``Ed25519PublicKey``) when one is given,
+    every file it lists present as a regular file with its size and SHA-256, and nothing else in
+    the folder but ``manifest.sig``.
     """
     from export.bundle.errors import BundleError
     from export.bundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, listed_files, loads_manifest
+    from export.bundle.signing import verify_signature
 
     folder = Path(folder)
     manifest_path = folder / MANIFEST_NAME
@@ -120,6 +122,13 @@ def check_slot_files(folder: Path, manifest_sha256: str | None = None) -> str | 
         return f"{manifest_path}: unreadable ({exc.strerror or exc})"
     if manifest_sha256 is not None and hashlib.sha256(data).hexdigest() != manifest_sha256:
         return f"{manifest_path}: differs from the manifest that was installed"
+    if public_key is not None:
+        try:
+            verify_signature(public_key, (folder / SIGNATURE_NAME).read_bytes(), data)
+        except OSError:
+            return f"{folder / SIGNATURE_NAME}: missing, but this device only runs signed bundles"
+        except BundleError:
+            return f"{folder / SIGNATURE_NAME}: does not verify {MANIFEST_NAME} with the trusted key"
     try:
         listed = listed_files(loads_manifest(data))
     except BundleError as exc:
@@ -155,7 +164,9 @@ class SlotStore:
 
     ``max_boot_attempts``: starts an unconfirmed slot gets before ``recover`` goes back to the
     known-good slot; ``max_failed_starts``: starts in a row without ``mark_good`` after which
-    ``recover`` raises :class:`RestartLoopError` instead of letting the device loop.
+    ``recover`` raises :class:`RestartLoopError` instead of letting the device loop;
+    ``public_key``: the device's trusted Ed25519 key: ``recover`` and ``rollback`` then also
+    require each slot's ``manifest.sig`` to verify (a slot edited on the storage is left).
     Creating a store creates the folders (mode 0700 for staging and uploads) and nothing else.
     """
 
@@ -165,8 +176,10 @@ class SlotStore:
         *,
         max_boot_attempts: int = DEFAULT_MAX_BOOT_ATTEMPTS,
         max_failed_starts: int = DEFAULT_MAX_FAILED_STARTS,
+        public_key=None,
     ):
         self.root = Path(state_dir)
+        self.public_key = public_key
         self.state_path = self.root / "state.json"
         self.slots_dir = self.root / "slots"
         self.staging_dir = self.root / "staging"
@@ -299,6 +312,11 @@ class SlotStore:
             failed=record.get("failed") or "",
         )
 
+    def check_slot(self, slot: str, record: dict | None = None) -> str | None:
+        """Why ``slot``'s files are damaged (see :func:`check_slot_files`), or None."""
+        record = record if record is not None else (self.read_state()["slots"][slot] or {})
+        return check_slot_files(self.slot_folder(slot), record.get("manifest_sha256"), self.public_key)
+
     def active(self) -> SlotInfo | None:
         """The bundle the daemon should load (None before the first install)."""
         state = self.read_state()
@@ -395,7 +413,7 @@ class SlotStore:
         problems = []
         for slot in candidates:
             record = state["slots"][slot]
-            problem = check_slot_files(self.slot_folder(slot), record.get("manifest_sha256")) if verify else None
+            problem = self.check_slot(slot, record) if verify else None
             if problem is None:
                 return slot
             problems.append(f"slot {slot} ({record['name']} {record['version']}) is damaged: {problem}")
@@ -447,7 +465,7 @@ class SlotStore:
             self._clean_leftovers(state, notes, step)
             if state["active"] is not None and verify:
                 record = state["slots"][state["active"]]
-                problem = check_slot_files(self.slot_folder(state["active"]), record.get("manifest_sha256"))
+                problem = self.check_slot(state["active"], record)
                 if problem:
                     self._leave_active(state, f"damaged: {problem}", notes)
             restart_loop = None
@@ -554,7 +572,7 @@ class SlotStore:
             folder = self.slot_folder(slot)
             if not folder.is_dir():
                 continue
-            problem = check_slot_files(folder)
+            problem = check_slot_files(folder, None, self.public_key)
             if problem:
                 notes.append(f"slot {slot} is not an intact bundle ({problem}); discarding it")
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -174,3 +175,29 @@ def test_state_json_is_replaced_atomically(tmp_path, v2):
     steps.clear()
     store.mark_good(on_step=steps.append)
     assert steps == []  # nothing changed, nothing written
+
+
+def test_with_a_trusted_key_a_slot_edited_on_the_storage_is_left(tmp_path):
+    """Someone with the SD card rewrites the active slot's manifest (and state.json's record of
+    it) consistently: the hashes agree, but it no longer verifies with the device's key."""
+    from export.bundle import generate_keypair, sign_bundle
+
+    private, public = generate_keypair()
+    v1 = sign_bundle(CROP_BUNDLE, private, out=tmp_path / "v1.xeb")
+    v2 = sign_bundle(variant(tmp_path / "v2.xeb", version="2.0.0"), private, out=tmp_path / "v2s.xeb")
+    store = SlotStore(tmp_path / "state", public_key=public)
+    trusted = policy(self_test=False, trusted_public_key=public)
+    install_bundle(store, v1, trusted)
+    store.mark_good()
+    install_bundle(store, v2, trusted)
+    store.mark_good()
+    assert store.recover() == [] and store.active().slot == "b"
+    manifest = store.slot_folder("b") / "manifest.json"
+    edited = manifest.read_bytes().replace(b'"2.0.0"', b'"2.0.1"')
+    manifest.write_bytes(edited)
+    state = json.loads(store.state_path.read_text())
+    state["slots"]["b"]["manifest_sha256"] = hashlib.sha256(edited).hexdigest()
+    store.state_path.write_text(json.dumps(state))
+    notes = store.recover()
+    assert store.active().slot == "a"
+    assert any("does not verify manifest.json with the trusted key" in n for n in notes)
