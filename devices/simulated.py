@@ -15,7 +15,7 @@ import numpy as np
 
 from calibration.errors import CameraError, CameraExhaustedError, XenoedgeError
 from calibration.sensors import SensorProfile
-from devices.camera import Camera, FrameKind, ReferenceKind
+from devices.camera import Camera, FrameKind, FramePacer, ReferenceKind
 
 
 class SimulatedCamera(Camera):
@@ -54,9 +54,9 @@ class SimulatedCamera(Camera):
         self.domain, self.species, self.states = domain, tuple(species), tuple(states) if states else None
         self.pathological_probability = pathological_probability
         self.seed, self.frames_per_scene, self.max_frames = seed, frames_per_scene, max_frames
-        self.fps, self.exact_noise, self._sleep = fps, exact_noise, sleep
+        self.fps, self.exact_noise = fps, exact_noise
+        self._pacer = FramePacer(fps, clock_ns, sleep)
         self._scene_number = -1
-        self._next_due_ns: int | None = None
 
     def _open(self) -> None:
         from xeno import camera_model
@@ -107,15 +107,6 @@ class SimulatedCamera(Camera):
             raise CameraError(f"camera {self.camera_id}: no frame read yet")
         return self._scene.reflectance, self._sigma
 
-    def _pace(self) -> None:
-        if self.fps is None:
-            return
-        now = self._clock_ns()
-        if self._next_due_ns is not None and now < self._next_due_ns:
-            self._sleep((self._next_due_ns - now) / 1e9)
-            now = self._next_due_ns
-        self._next_due_ns = now + int(1e9 / self.fps)
-
     def _read(self) -> tuple[np.ndarray, FrameKind, dict]:
         index = self._next_index
         if self.max_frames is not None and index >= self.max_frames:
@@ -123,7 +114,7 @@ class SimulatedCamera(Camera):
         scene_number = index // self.frames_per_scene
         if scene_number != self._scene_number:
             self._load_scene(scene_number)
-        self._pace()
+        self._pacer.wait()
         raw = self._cm.sample_raw(self._model, self._mean, self._sigma, self._noise_rng, self._scratch, self._pool)
         extras = {
             "labels": self._scene.labels,  # (h, w) at cube resolution, also for mosaic sensors
