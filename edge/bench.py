@@ -620,7 +620,8 @@ def run_bench(settings: BenchSettings, latencies_ns: dict | None = None) -> dict
                     bench_accuracy(source, configs, baseline, settings, info)
             finally:
                 for cfg in configs:
-                    cfg.engine.close()
+                    if cfg.engine is not None:
+                        cfg.engine.close()
         info.pop("_inputs", None)
     if settings.mode == "pipeline":
         baseline = pick_baseline(configs, settings.baseline, notes)

@@ -167,6 +167,12 @@ class PtyReader:
                 if packet.type == PacketType.MASK:
                     self.masks += 1
 
+    def drain(self, expected_bytes: int, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until ``expected_bytes`` have been read."""
+        deadline = time.monotonic() + timeout_s
+        while self.bytes < expected_bytes and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.01)
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2.0)
@@ -213,9 +219,10 @@ def run_pipeline(bundle: Path, manifest: Mapping, target: str, settings, summari
             cpu0 = _cpu_s()
             stats = daemon.run(max_frames=settings.warmup + niter if niter else None)
             cpu_s, run_ns = _cpu_s() - cpu0, time.perf_counter_ns() - t_ready
-        time.sleep(0.2 if reader is not None and settings.baud is None else 0)  # let an unpaced reader drain
     finally:
-        if reader is not None:
+        if reader is not None:  # what is still in the pty reaches the reader at its pace (at most 5 s more)
+            pending = sink.timed.bytes - sink.link.stats.dropped_bytes
+            reader.drain(pending, min(5.0, 0.5 + (pending - reader.bytes) / reader.rate if reader.rate else 0.5))
             reader.close()
         link_stats = sink.link.stats
         sink.close()
