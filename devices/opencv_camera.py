@@ -319,7 +319,11 @@ class OpenCVCamera(Camera):
         if self._skip_to is not None:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, self._skip_to)
             self._position, self._skip_to = self._skip_to, None
-        ok, image = self._cap.read()
+        if self.mode == "images":  # OpenCV warns about the file after the last; the end is not an error
+            with _quiet_opencv():
+                ok, image = self._cap.read()
+        else:
+            ok, image = self._cap.read()
         if not ok or image is None:
             return self._no_frame()
         position = self._position
@@ -364,7 +368,8 @@ class OpenCVCamera(Camera):
                 if not cap.isOpened():
                     raise self._error(f"OpenCV cannot open the {kind} references {pattern}")
                 self._reference_caps[kind] = cap
-            ok, image = cap.read()
+            with _quiet_opencv():
+                ok, image = cap.read()
             if ok and image is not None:
                 break
             cap.release()
