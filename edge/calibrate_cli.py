@@ -46,8 +46,8 @@ def _capture(kind: str, camera: str, sensor: str, frames: int, out: Path, exposu
     from calibration.validation import validate_dark, validate_white
     from devices.open_camera import camera_from_spec
 
-    profile = get_sensor(sensor)
-    cam = camera_from_spec(camera, profile, seed=seed, exposure_ms=exposure)
+    cam = camera_from_spec(camera, get_sensor(sensor), seed=seed, exposure_ms=exposure)
+    profile = cam.sensor  # the camera string may name a window of the sensor (size=HxW)
     existing = None
     if out.exists():
         with warnings.catch_warnings():
