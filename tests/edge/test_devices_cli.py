@@ -10,7 +10,8 @@ import sys
 import cv2
 import numpy as np
 
-from devices.open_camera import CAMERA_KINDS
+from calibration.store import load_references
+from devices.open_camera import CAMERA_KINDS, camera_from_spec
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -35,7 +36,7 @@ def test_devices_list_shows_every_kind_and_the_video_devices(tmp_path):
 def test_record_then_read_the_sequence_and_the_video(tmp_path):
     out = tmp_path / "seq"
     result = run_cli("camera-record", "--camera", "sim:crop?species=maize", "--frames", "3", "--size", "100x130",
-                     "--seed", "4", "--out", str(out))  # fmt: skip
+                     "--seed", "4", "--references", "2", "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"file:{out}/%05d.png"
     frames = [cv2.imread(str(out / f"{i:05d}.png"), cv2.IMREAD_UNCHANGED) for i in range(3)]
@@ -49,12 +50,24 @@ def test_record_then_read_the_sequence_and_the_video(tmp_path):
     assert "read + demosaic: 2 frames in" in result.stdout  # the first frame is read before timing starts
     assert "file-seq: mosaic-5x5-nir, frames 100x130 uint16" in result.stderr
 
+    # the recorded dark/white frames are real references for `xenoedge calibrate` (no fallback)
+    refs = tmp_path / "refs.npz"
+    for kind in ("dark", "white"):
+        result = run_cli("calibrate", kind, "--camera", f"file:{out}/%05d.png", "--sensor", "mosaic-5x5-nir",
+                         "--frames", "2", "--out", str(refs))  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "cannot capture" not in result.stderr
+    stored = load_references(refs, camera_id="file-seq")
+    assert stored.dark.shape == stored.white.shape == (20, 26, 25)
+    assert stored.sensor_signature == camera_from_spec(f"file:{out}/%05d.png").sensor.signature
+
     again = run_cli("camera-record", "--frames", "2", "--size", "100x130", "--out", str(out))
     assert again.returncode == 2 and "folder is not empty; pass --force" in again.stderr
     video = run_cli("camera-record", "--frames", "2", "--size", "100x130", "--video", "--force", "--out", str(out))
     assert video.returncode == 0, video.stderr
     assert not (out / "00000.png").exists() and (out / "frames.mkv").is_file()
     assert sorted(p.name for p in (out / "labels").iterdir()) == ["00000.png", "00001.png"]
+    assert not (out / "dark").exists() or not any((out / "dark").iterdir())
     result = run_cli("devices", "read", "--camera", f"file:{out}/frames.mkv", "--frames", "5")
     assert result.returncode == 0, result.stderr
     assert "read: 1 frames in" in result.stdout
