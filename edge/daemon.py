@@ -285,9 +285,10 @@ class Daemon:
         model when no slot is active, and return the active slot's folder."""
         from edge.flashing.install import install_bundle
         from edge.flashing.slots import SlotStore
-        from export.bundle import read_manifest
+        from export.bundle import load_public_key, read_manifest
 
-        self.store = SlotStore(self.config.state_dir)
+        key = load_public_key(self.config.public_key) if self.config.public_key is not None else None
+        self.store = SlotStore(self.config.state_dir, public_key=key)
         for note in self.store.recover():
             self._events.append(("bundle", f"slot store: {note}", None))
         active = self.store.active()

@@ -64,6 +64,9 @@ def flash(
     chunk: int = typer.Option(4096, min=1, help="Bytes per upload chunk (capped by the device)."),
     window: int = typer.Option(4, min=1, help="Chunks in flight before waiting for an answer."),
     timeout: float = typer.Option(2.0, min=0.05, help="Seconds to wait for an answer before asking again."),
+    confirm: float = typer.Option(
+        60.0, min=0.0, help="Watch up to this many seconds until the new model served its first frames (0: don't)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Flash a model bundle onto a device: over its link (--port) or into its storage (--to)."""
@@ -97,8 +100,9 @@ def flash(
             console=console,
         ) as progress:
             task = progress.add_task("upload", total=size)
-            report = client.flash(bundle, progress=lambda done, total: progress.update(task, completed=done))
-            progress.update(task, description="installing")
+            report = client.flash(
+                bundle, progress=lambda done, total: progress.update(task, completed=done), confirm_s=confirm
+            )
     finally:
         link.close()
     if as_json:
@@ -109,6 +113,12 @@ def flash(
     console.print(f"before: {_slot(report.before)}")
     console.print(f"after:  {_slot(report.after)}")
     console.print(f"self-test: {_selftest_line(report.selftest)}")
+    if report.confirmed is not None:
+        console.print(
+            "first frames: served, marked good"
+            if report.confirmed
+            else f"first frames: not confirmed within {confirm:g} s (the device rolls back by itself if they fail)"
+        )
     console.print(
         f"{report.total_bytes} bytes in {report.upload_seconds:.2f} s upload + "
         f"{report.total_seconds - report.upload_seconds:.2f} s install = {report.total_seconds:.2f} s; "
@@ -150,6 +160,7 @@ def rollback(
     port: str = typer.Option(None, help=PORT_HELP),
     baud: int = typer.Option(921600, help="Line rate for a serial port."),
     root: Path = typer.Option(None, "--root", help="A mounted device storage (its root folder) instead."),
+    public_key: Path = typer.Option(None, help="--root: the slot to return to must be signed by this key."),
 ) -> None:
     """Return the device to its last known-good model (the daemon keeps running)."""
     if (port is None) == (root is None):
@@ -157,8 +168,11 @@ def rollback(
     if root is not None:
         from edge.flashing.install import device_state_dir
         from edge.flashing.slots import SlotStore
+        from export.bundle import load_public_key
 
-        target = SlotStore(device_state_dir(root)).rollback("rollback requested with xenoedge device rollback")
+        key = load_public_key(public_key) if public_key else None
+        store = SlotStore(device_state_dir(root), public_key=key)
+        target = store.rollback("rollback requested with xenoedge device rollback")
         console.print(f"rolled back to {target.describe()} in {root}")
         return
     from edge.flashing.host import FlashClient

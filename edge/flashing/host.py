@@ -68,6 +68,7 @@ class FlashReport:
     selftest: dict[str, Any] = field(default_factory=dict)
     resends: int = 0  # go-back-N rewinds and BEGIN re-syncs
     result: dict[str, Any] = field(default_factory=dict)
+    confirmed: bool | None = None  # served its first frames and marked good (None: not watched)
 
     @property
     def throughput_Bps(self) -> float:
@@ -159,6 +160,27 @@ class FlashClient:
         if not result.ok:
             raise FlashFailed(result.code, result.message, result.details)
         return result
+
+    def confirm(self, sha256: str, timeout_s: float, poll_s: float = 0.5) -> bool:
+        """Watch the new model's first frames: True once INFO shows slot ``sha256`` active and
+        marked good, False when ``timeout_s`` passes first. Raises ``FlashFailed`` (``ROLLED_BACK``)
+        when the device rolls back by itself because the model failed its first frames."""
+        deadline = self._clock() + timeout_s
+        while True:
+            self._wait((), 0.02)  # read what arrived (an unasked ROLLBACK_RESULT)
+            for packet in self.unsolicited:
+                result = decode_result(packet.payload)
+                if result.code == FlashCode.ROLLED_BACK:
+                    self.unsolicited.remove(packet)
+                    raise FlashFailed(result.code, result.message, result.details)
+            active = self.info().get("active") or {}
+            if active.get("sha256") == sha256 and active.get("good"):
+                return True
+            if active.get("sha256") not in (sha256, None):  # rolled back, and the packet was lost
+                raise FlashFailed(FlashCode.ROLLED_BACK, f"the device serves {active.get('version')} again")
+            if self._clock() >= deadline:
+                return False
+            self._wait((), min(poll_s, max(0.0, deadline - self._clock())))
 
     # ---- upload ------------------------------------------------------------------------------
     def _begin(self, total: int, sha: bytes, version: str) -> UploadAck:
@@ -265,9 +287,18 @@ class FlashClient:
             return result
         raise NoAnswer(f"no answer to UPLOAD_END on {_describe(self.link)} after {self.retries} tries")
 
-    def flash(self, bundle: str | Path, *, progress: Progress | None = None, ask_info: bool = True) -> FlashReport:
-        """Upload and install ``bundle`` (a ``.xeb`` file); returns a ``FlashReport``. Raises
-        ``FlashFailed`` (with the device's reason) or ``NoAnswer``; the device keeps its active model."""
+    def flash(
+        self,
+        bundle: str | Path,
+        *,
+        progress: Progress | None = None,
+        ask_info: bool = True,
+        confirm_s: float = 0.0,
+    ) -> FlashReport:
+        """Upload and install ``bundle`` (a ``.xeb`` file); returns a ``FlashReport``. With
+        ``confirm_s`` > 0, then watch up to that many seconds until the device marks it good
+        (``confirm``). Raises ``FlashFailed`` (with the device's reason) or ``NoAnswer``; the
+        device keeps (or returns to) a working model."""
         path = Path(bundle)
         try:
             data = path.read_bytes()
@@ -277,10 +308,13 @@ class FlashClient:
         version = _bundle_version(path)
         result, stats = self.upload(data, version=version, progress=progress)
         details = result.details
+        sha256 = hashlib.sha256(data).hexdigest()
+        confirmed = self.confirm(sha256, confirm_s) if confirm_s > 0 else None
         return FlashReport(
             bundle=str(path),
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=sha256,
             total_bytes=len(data),
+            confirmed=confirmed,
             before=before,
             after=details.get("installed"),
             selftest=dict(details.get("selftest") or {}),

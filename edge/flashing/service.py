@@ -251,9 +251,10 @@ class FlashService:
     # ---- info -------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """The INFO object (docs/protocol.md): slots, engines, sensor, free space, upload held, limits."""
+        active, inactive = self.store.active(), self.store.inactive()
         info = {
-            "active": slot_dict(self.store.active()),
-            "inactive": slot_dict(self.store.inactive()),
+            "active": slot_dict(active) and {**slot_dict(active), "good": bool(active.good)},
+            "inactive": slot_dict(inactive) and {**slot_dict(inactive), "good": bool(inactive.good)},
             "free_bytes": int(self.store.free_bytes()),
             "upload": self.uploads.status(),
             "max_bundle_bytes": self.limits.max_bundle_bytes,

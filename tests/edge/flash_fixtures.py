@@ -115,3 +115,55 @@ def masks_from(link, seconds: float = 3.0, n: int = 2) -> list:
             if packet.type == PacketType.MASK:
                 masks.append(packet.mask())
     return masks
+
+
+def failing_on_frames_variant(dest: Path, *, version: str = "1.3.0") -> Path:
+    """The crop model with a bug that its self-test cannot see: an extra Reshape whose target size
+    comes from the frame's maximum count. It fits for the golden input (the self-test passes) and
+    fails in ONNX Runtime on every camera frame with another maximum. ONNX Runtime target only."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    folder = extract_bundle(CROP, dest.parent / f"{dest.stem}-unpacked")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    target = "cpu-onnxruntime-int8"
+    manifest["targets"] = {target: manifest["targets"][target]}
+    manifest["accuracy"] = {k: v for k, v in manifest.get("accuracy", {}).items() if k == target}
+    files: dict[str, object] = {f["path"]: folder / f["path"] for f in manifest["targets"][target].pop("files")}
+    files.update({f["path"]: folder / f["path"] for f in manifest["selftest"].pop("files")})
+    with np.load(folder / manifest["selftest"]["input"]) as z:
+        golden_max = float(z["raw"].max())
+    model_path = manifest["targets"][target]["model"]
+    model = onnx.load(str(folder / model_path))
+    graph = model.graph
+    for node in graph.node:
+        node.output[:] = ["classes_inner" if o == "classes" else o for o in node.output]
+    graph.initializer.extend(
+        [
+            helper.make_tensor("golden_max", TensorProto.FLOAT, [], [golden_max]),
+            helper.make_tensor("one_i64", TensorProto.INT64, [], [1]),
+            helper.make_tensor("axes0", TensorProto.INT64, [1], [0]),
+            helper.make_tensor("ones1", TensorProto.FLOAT, [1], [1.0]),
+            helper.make_tensor("zero_f", TensorProto.FLOAT, [], [0.0]),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("Cast", ["raw"], ["bug_rawf"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceMax", ["bug_rawf"], ["bug_max"], keepdims=0),
+            helper.make_node("Sub", ["bug_max", "golden_max"], ["bug_d"]),
+            helper.make_node("Cast", ["bug_d"], ["bug_k"], to=TensorProto.INT64),
+            helper.make_node("Add", ["bug_k", "one_i64"], ["bug_n"]),
+            helper.make_node("Unsqueeze", ["bug_n", "axes0"], ["bug_shape"]),
+            helper.make_node("Reshape", ["ones1", "bug_shape"], ["bug_r"]),  # fails unless max == golden
+            helper.make_node("ReduceSum", ["bug_r"], ["bug_sum"], keepdims=0),
+            helper.make_node("Mul", ["bug_sum", "zero_f"], ["bug_zero"]),
+            helper.make_node("Cast", ["bug_zero"], ["bug_zero_i"], to=TensorProto.INT32),
+            helper.make_node("Cast", ["classes_inner"], ["bug_classes_i"], to=TensorProto.INT32),
+            helper.make_node("Add", ["bug_classes_i", "bug_zero_i"], ["bug_sum_i"]),
+            helper.make_node("Cast", ["bug_sum_i"], ["classes"], to=TensorProto.UINT8),
+        ]
+    )
+    files[model_path] = model.SerializeToString()
+    manifest["version"] = version
+    return write_bundle(dest, manifest, files)

@@ -4,6 +4,7 @@ A/B slots while the host uploads, and every fault leaves the active model servin
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -12,7 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from flash_fixtures import CROP, SURGICAL, DeviceUnderTest, bundle_variant, masks_from, write_key
+from flash_fixtures import (
+    CROP,
+    SURGICAL,
+    DeviceUnderTest,
+    bundle_variant,
+    failing_on_frames_variant,
+    masks_from,
+    write_key,
+)
 
 from edge.flashing.host import FlashClient, FlashFailed
 from edge.links import SerialLink
@@ -219,3 +228,57 @@ def test_device_killed_mid_write_keeps_its_model_and_the_upload_resumes(tmp_path
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_a_model_that_fails_its_first_frames_is_rolled_back_by_the_device(tmp_path, v2):
+    bad = failing_on_frames_variant(tmp_path / "bad.xeb")  # passes its self-test, fails on camera frames
+    with DeviceUnderTest(tmp_path / "state", probation_frames=4) as dut:
+        host = dut.host_link()
+        client = FlashClient(host)
+        assert client.flash(v2, confirm_s=30).confirmed  # a good model: served 4 masks, marked good
+        v2_sha = hashlib.sha256(v2.read_bytes()).hexdigest()
+        with pytest.raises(FlashFailed, match="failed in its first frames") as err:
+            client.flash(bad, confirm_s=30)
+        assert err.value.code == FlashCode.ROLLED_BACK and err.value.details["active"]["sha256"] == v2_sha
+        info = client.info()
+        assert info["active"]["sha256"] == v2_sha and info["active"]["good"]
+        assert info["inactive"]["version"] == "1.3.0" and not info["inactive"]["good"]
+        assert serving(host, v2_sha)
+        host.close()
+
+
+def test_flash_and_device_commands_of_the_cli(tmp_path, v2):
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+
+    def cli(*args):
+        result = CliRunner().invoke(app, list(args))
+        return result, " ".join(result.output.split())
+
+    with DeviceUnderTest(tmp_path / "state", probation_frames=2) as dut:
+        port = dut.link.slave_path
+        done, out = cli("flash", str(v2), "--port", port, "--confirm", "30")
+        assert done.exit_code == 0, out
+        assert "before: crop 1.0.0" in out and "after: crop 1.1.0" in out and "self-test: passed" in out
+        assert "marked good" in out and "kB/s" in out
+        info = json.loads(cli("device", "info", "--port", port)[0].stdout)
+        assert info["active"]["version"] == "1.1.0" and info["inactive"]["version"] == "1.0.0"
+        back, out = cli("device", "rollback", "--port", port)
+        assert back.exit_code == 0 and "crop 1.0.0" in out, out
+        refused, _ = cli("flash", str(SURGICAL), "--port", port)
+        assert isinstance(refused.exception, FlashFailed) and refused.exception.code == FlashCode.INCOMPATIBLE
+    root = tmp_path / "sdcard"
+    root.mkdir()
+    done, out = cli("flash", str(CROP), "--to", str(root), "--sensor", "mosaic-5x5-nir")
+    assert done.exit_code == 0 and "installed crop 1.0.0" in out, out
+    assert json.loads(cli("device", "info", "--root", str(root))[0].stdout)["active"]["version"] == "1.0.0"
+    refused = subprocess.run(  # the real entry point: one red line, exit code 2
+        [sys.executable, "-m", "edge.cli", "flash", str(SURGICAL), "--to", str(root), "--sensor", "mosaic-5x5-nir"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+        cwd=REPO,
+    )
+    assert refused.returncode == 2 and "incompatible" in refused.stderr and "Traceback" not in refused.stderr
