@@ -47,6 +47,9 @@ def scan(
         None, help="Bundle targets or runtimes to try first, comma-separated (e.g. onnxruntime)."
     ),
     in_flight: int = typer.Option(1, min=1, help="Frames between capture and their record (2 overlaps capture)."),
+    tables_every: float = typer.Option(
+        1.0, min=0.0, help="Rewrite tables and plot summaries at most every S seconds (0: after every frame)."
+    ),
 ) -> None:
     """Scan crop plots: white-tile step, then frames on Enter (or at an interval) with the crop model;
     per-frame and per-plot CSV/GeoJSON, pictures and summaries in the session folder."""
@@ -75,6 +78,7 @@ def scan(
         threads=threads,
         prefer=split_csv(prefer) or (),
         frames_in_flight=in_flight,
+        tables_every_s=tables_every,
     )
     result = run_scan(options, log=lambda line: console.print(line, markup=False, highlight=False))
     table = Table(title=f"{session}: run {result.run}, {result.frames} frames ({result.stop_reason})")

@@ -59,10 +59,23 @@ class FramePictures:
         """(h, w, 3) uint8 pseudo-RGB of a raw frame: an (H, W) mosaic or an (h, w, C) raw cube."""
         from xeno.previews import pseudo_rgb
 
-        cube = cube_from_mosaic(data, self.sensor) if data.ndim == 2 else data
-        raw3 = cube[..., self._bands]
+        raw3 = self._mosaic_bands(data) if data.ndim == 2 else data[..., self._bands]
         reflectance = reflectance_from_raw(raw3, self._dark, self._white, signal=self._signal)
         return pseudo_rgb(reflectance, self._wavelengths)
+
+    def _mosaic_bands(self, frame: np.ndarray) -> np.ndarray:
+        """(h, w, 3) of the picture's bands straight from the mosaic (what ``cube_from_mosaic`` gives
+        for them, without demosaicing the other bands)."""
+        if frame.shape != (self.sensor.height, self.sensor.width):
+            return cube_from_mosaic(frame, self.sensor)[..., self._bands]  # raises the driver's clear error
+        h, w, _ = self.sensor.cube_shape
+        p = self.sensor.pattern_size
+        where = {band: (r, c) for r, row in enumerate(self.sensor.mosaic) for c, band in enumerate(row)}
+        out = np.empty((h, w, 3), dtype=frame.dtype)
+        for i, band in enumerate(self._bands):
+            r, c = where[band]
+            out[..., i] = frame[r : h * p : p, c : w * p : p]
+        return out
 
     def overlay(self, data: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """(h, w, 3) uint8: the pseudo-RGB frame with ``classes`` ((h, w) uint8) painted over it."""

@@ -98,6 +98,7 @@ class ScanOptions:
     override_references: bool = False
     threads: int | None = None
     prefer: tuple[str, ...] = ()  # bundle targets or runtimes tried first (daemon's [engine] prefer)
+    tables_every_s: float = 1.0  # tables and plot summaries at most this often (always at the end); 0: every frame
     frames_in_flight: int = 1
 
 
@@ -186,6 +187,8 @@ class ScanSession:
         self._latencies: list[float] = []
         self._record_ms: list[float] = []
         self._last_record_s: float | None = None
+        self._stale_plots: set[str] = set()
+        self._tables_written_s = float("-inf")
         self._gps_rejected_seen = 0
         self._opened = False
 
@@ -485,9 +488,19 @@ class ScanSession:
         if latency_ms is not None:
             self._latencies.append(float(latency_ms))
         self._thumbs.setdefault(plot, deque(maxlen=SUMMARY_FRAMES)).append((number, thumbnail(picture)))
-        self._write_tables()
-        self._write_summary(plot)
+        self._stale_plots.add(plot)
+        if time.monotonic() - self._tables_written_s >= self.options.tables_every_s:
+            self._flush_outputs()
         self.log(self._frame_line(record))
+
+    def _flush_outputs(self) -> None:
+        """Rewrite the tables and the summaries of the plots that got frames since the last time."""
+        if self._stale_plots:
+            self._write_tables()
+            for plot in sorted(self._stale_plots):
+                self._write_summary(plot)
+            self._stale_plots.clear()
+        self._tables_written_s = time.monotonic()
 
     def _frame_line(self, record: dict) -> str:
         s = record["summary"]
@@ -574,6 +587,11 @@ class ScanSession:
             self.log(f"plot {self.plot}: Enter takes a frame, 'plot NAME' switches plot, 'q' ends")
         started = time.perf_counter()
         self.daemon.run()
+        if self.failure is None:
+            try:
+                self._flush_outputs()
+            except ScanOutputError as exc:
+                self._fail(exc)
         ended = time.perf_counter()
         reason = self.scan_camera.end_reason or "camera finished"  # type: ignore[union-attr]
         if self.failure is not None:

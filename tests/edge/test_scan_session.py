@@ -298,7 +298,7 @@ def test_full_disk_stops_with_a_clear_error_and_the_session_resumes(tmp_path):
     with pytest.raises(
         ScanOutputError, match=r"000003\.png: cannot write it \(No space left on device\); the disk is full"
     ) as full:
-        run_scan(options(session, frames=5), writer=OutputWriter(disk))
+        run_scan(options(session, frames=5, tables_every_s=0.0), writer=OutputWriter(disk))
     assert full.value.errno == errno.ENOSPC
     assert "session.json" in disk.refused  # the end-of-run record could not be written either
     assert (session / "plots/P1/000003_mask.png").is_file()  # the frame in flight left its mask
