@@ -167,7 +167,9 @@ class SlotStore:
     ``recover`` raises :class:`RestartLoopError` instead of letting the device loop;
     ``public_key``: the device's trusted Ed25519 key: ``recover`` and ``rollback`` then also
     require each slot's ``manifest.sig`` to verify (a slot edited on the storage is left).
-    Creating a store creates the folders (mode 0700 for staging and uploads) and nothing else.
+    Creating a store creates the folders (mode 0700 for staging and uploads) and, in a new
+    store, an empty ``state.json``; so a ``state.json`` missing beside slot folders means it was
+    lost, and ``recover`` rebuilds it from the intact slots.
     """
 
     def __init__(
@@ -191,6 +193,9 @@ class SlotStore:
             self.slots_dir.mkdir(exist_ok=True)
             for private in (self.staging_dir, self.uploads_dir):
                 private.mkdir(mode=0o700, exist_ok=True)
+            if not self.state_path.exists() and not any(self.slot_folder(s).exists() for s in SLOT_NAMES):
+                # a store always has a state.json, so a missing one means it was lost (recover rebuilds)
+                self.write_state(_empty_state())
         except OSError as exc:
             if exc.errno in NO_SPACE_ERRNOS:
                 raise NoSpaceError(f"{self.root}: no space left to create the slot store") from None
@@ -368,24 +373,42 @@ class SlotStore:
         }
 
     # ---- daemon hooks ------------------------------------------------------------------------
-    def mark_good(self, on_step: StepCallback | None = None) -> None:
+    def mark_good(self, slot: str | None = None, *, on_step: StepCallback | None = None) -> None:
         """The active slot served its first frames: it becomes the known-good slot and the boot
         counters are reset. Call it on every start once the first N masks went out (cheap when
-        nothing changes). Raises :class:`SlotStateError` when no slot is active."""
+        nothing changes). ``slot``: the slot the caller actually served from; when an install or
+        rollback switched the active slot meanwhile, nothing is marked and
+        :class:`SlotStateError` says so (so a new, unproven slot is never marked good by frames
+        the old one served). Raises :class:`SlotStateError` too when no slot is active."""
 
         def change(state: dict) -> None:
-            slot = state["active"]
-            if slot is None:
+            active = state["active"]
+            if active is None:
                 raise SlotStateError(f"{self.root}: no active slot to mark good")
-            record = state["slots"][slot]
+            if slot is not None and slot != active:
+                raise SlotStateError(
+                    f"{self.root}: slot {slot} is no longer active (slot {active} is); not marking it good"
+                )
+            slot_ = active
+            record = state["slots"][slot_]
             record["good"], record["failed"] = True, None
-            state["known_good"] = slot
+            state["known_good"] = slot_
             state["boot_attempts"] = state["failed_starts"] = 0
 
         self._update(change, on_step)
 
-    def rollback(self, reason: str, *, on_step: StepCallback | None = None, verify: bool = True) -> SlotInfo:
+    def rollback(
+        self,
+        reason: str,
+        *,
+        from_slot: str | None = None,
+        on_step: StepCallback | None = None,
+        verify: bool = True,
+    ) -> SlotInfo:
         """Switch back (one atomic state write) and return the slot now active.
+
+        ``from_slot``: the slot the caller saw failing; when another one is active by now
+        (an install switched meanwhile) nothing happens and :class:`RollbackError` says so.
 
         Goes to the known-good slot when the active one is not it, else to the other slot when it
         holds a bundle that never failed (the previous version). The slot left is recorded as
@@ -396,6 +419,11 @@ class SlotStore:
         """
         with self.install_lock("rollback"), self._state_lock():
             state = self.read_state()
+            if from_slot is not None and state["active"] != from_slot:
+                now = state["active"]
+                raise RollbackError(
+                    f"{self.root}: slot {from_slot} is no longer active (slot {now} is); nothing rolled back"
+                )
             target = self._rollback_target(state, verify=verify)
             self._switch_back(state, target, reason, failed=False)
             self.write_state(state, on_step)
@@ -459,6 +487,8 @@ class SlotStore:
         with self.install_lock("recover"), self._state_lock():
             try:
                 state = self.read_state()
+                if not self.state_path.exists() and any(self.slot_folder(s).exists() for s in SLOT_NAMES):
+                    raise SlotStateError(f"{self.state_path}: missing, but slot folders exist")
             except SlotStateError as exc:
                 notes.append(f"{exc}; rebuilding it from the slot folders")
                 state = self._rebuild_state(notes)
@@ -489,7 +519,10 @@ class SlotStore:
                             f"back to; not starting again (flash a bundle, or reset the count with "
                             f"`xenoedge device reset`)"
                         )
-            self.write_state(state, step)
+            try:
+                self.write_state(state, step)
+            except NoSpaceError as exc:  # a full disk must not stop the model from serving
+                notes.append(f"{exc}; this start was not recorded")
         if restart_loop:
             raise RestartLoopError(restart_loop)
         return notes

@@ -201,3 +201,24 @@ def test_with_a_trusted_key_a_slot_edited_on_the_storage_is_left(tmp_path):
     notes = store.recover()
     assert store.active().slot == "a"
     assert any("does not verify manifest.json with the trusted key" in n for n in notes)
+
+
+def test_marks_and_rollbacks_name_the_slot_they_mean(tmp_path, v2):
+    """The daemon serving slot a while an install switched to b must not mark b good, nor roll
+    back b, on the strength of what a did."""
+    store = two_slots(tmp_path, v2)  # b active and unconfirmed
+    with pytest.raises(SlotStateError, match="slot a is no longer active"):
+        store.mark_good("a")
+    with pytest.raises(RollbackError, match="slot a is no longer active"):
+        store.rollback("a failed", from_slot="a")
+    assert store.info()["known_good"] == "a" and store.active().slot == "b" and not store.active().good
+    store.mark_good("b")
+    assert store.active().good
+
+
+def test_lost_state_json_is_rebuilt_not_discarded(tmp_path, v2):
+    store = two_slots(tmp_path, v2)
+    store.state_path.unlink()
+    notes = store.recover()
+    assert any("missing, but slot folders exist" in n for n in notes)
+    assert store.active().version == "2.0.0" and store.inactive().version == "1.0.0"
