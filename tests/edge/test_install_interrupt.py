@@ -305,3 +305,29 @@ def test_a_thousand_installs_with_random_power_cuts(world, fast_tmp):
         switched += active == ids["v2"]
         shutil.rmtree(root)
     assert 0 < switched < RANDOM_RUNS
+
+
+def test_interrupted_automatic_rollback_still_ends_on_the_known_good_slot(world, tmp_path):
+    """The start that rolls an unconfirmed slot back (its 4th) loses power at each of its steps:
+    the next start rolls back again, so the device always ends on the known-good bundle."""
+    ids = world["ids"]
+    base = fresh(world, "pending", tmp_path / "base")
+    for _ in range(3):
+        SlotStore(base).recover()  # three failed starts of the unconfirmed v2
+    clean = []
+    probe = fresh_copy(base, tmp_path / "probe")
+    SlotStore(probe).recover(on_step=clean.append)
+    assert SlotStore(probe).active().version == ids["v1"][0] and "rename state.json" in clean
+    rng = np.random.default_rng(10)
+    for kill_at in range(len(clean)):
+        for lossy in (False, True):
+            root = fresh_copy(base, tmp_path / f"auto-{kill_at}-{lossy}")
+            with pytest.raises(PowerCut):
+                SlotStore(root).recover(on_step=cut_at(kill_at, Disk(root, rng, lossy)))
+            assert restart_and_check(root, {ids["v1"], ids["v2"]}, serve=kill_at == 0) == ids["v1"]
+            shutil.rmtree(root)
+
+
+def fresh_copy(source: Path, dest: Path) -> Path:
+    shutil.copytree(source, dest)
+    return dest
