@@ -1,11 +1,14 @@
 """Raw mono pixel formats a V4L2 sensor may stream, and how each becomes (H, W) uint16 counts.
 
-OpenCV's V4L2 backend with ``CAP_PROP_CONVERT_RGB`` off hands over the driver's buffer:
-``GREY`` as (H, W) uint8, ``Y10``/``Y12``/``Y16``/``Y16_BE`` as (H, W) uint16 (10/12-bit
-values in the low bits of 16-bit little-endian words; ``Y16_BE`` still big-endian), and any
-format it does not know (the MIPI-packed ``Y10P``/``Y12P``) as one row of bytes,
-``(1, bytesused)`` uint8, which ``decode`` unpacks here. Colour formats (YUYV, MJPEG, RGB)
-are refused: a mosaic frame must reach us without colour conversion.
+With ``CAP_PROP_CONVERT_RGB`` off, OpenCV's V4L2 backend hands over the driver's buffer. How
+depends on the OpenCV version (modules/videoio/src/cap_v4l.cpp): older 4.x releases give
+``GREY`` as (H, W) uint8 and ``Y10``/``Y12``/``Y16``/``Y16_BE`` as (H, W) uint16 and any other
+format as one row of bytes; recent ones give every format as one row of ``bytesused`` bytes,
+``(1, bytesused)`` uint8. ``decode`` takes both: 10/12-bit values sit in the low bits of 16-bit
+little-endian words, ``Y16_BE`` is byte-swapped, and the MIPI-packed ``Y10P``/``Y12P`` are
+unpacked here. Rows may be padded by the driver (bytesperline > width x bytes per pixel).
+Colour formats (YUYV, MJPEG, RGB) are refused: a mosaic frame must reach us without colour
+conversion.
 
 Fourcc codes are V4L2's (= ``cv2.VideoWriter_fourcc``); ``Y16_BE`` sets bit 31.
 
@@ -116,19 +119,30 @@ def unpack12(buffer: np.ndarray, height: int, width: int, what: str = "frame") -
     return out.reshape(height, width)
 
 
+def _is_byte_row(frame: np.ndarray, height: int) -> bool:
+    """True for OpenCV's raw-buffer form: one row of bytes holding a whole ``height``-row frame."""
+    return frame.dtype == np.uint8 and frame.ndim == 2 and frame.shape[0] == 1 and height > 1
+
+
 def decode(frame: np.ndarray, fmt: PixelFormat, height: int, width: int, what: str = "frame") -> np.ndarray:
     """(H, W) uint16 counts from what OpenCV returned for a ``fmt`` frame of ``height`` x ``width``."""
     if fmt.layout == "packed10":
         return unpack10(frame, height, width, what)
     if fmt.layout == "packed12":
         return unpack12(frame, height, width, what)
+    if _is_byte_row(frame, height):
+        bytes_per_pixel = 1 if fmt.layout == "u8" else 2
+        rows = np.ascontiguousarray(_packed_rows(frame, height, width * bytes_per_pixel, what))
+        if fmt.layout == "u8":
+            return rows.astype(np.uint16)
+        return rows.view("<u2" if fmt.layout == "u16le" else ">u2").astype(np.uint16)
     if frame.ndim == 3 and frame.shape[2] == 1:
         frame = frame[:, :, 0]
     expected = np.uint8 if fmt.layout == "u8" else np.uint16
-    if frame.ndim != 2 or frame.dtype != expected:
+    if frame.ndim != 2 or frame.dtype != expected or frame.shape != (height, width):
         raise CameraError(
-            f"{what}: a {fmt.name} frame should arrive as (H, W) {np.dtype(expected).name}, "
-            f"OpenCV returned {frame.dtype} {frame.shape}"
+            f"{what}: a {height}x{width} {fmt.name} frame should arrive as ({height}, {width}) "
+            f"{np.dtype(expected).name} or as one row of bytes, OpenCV returned {frame.dtype} {frame.shape}"
         )
     if fmt.layout == "u8":
         return frame.astype(np.uint16)

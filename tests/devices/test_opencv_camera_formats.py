@@ -83,8 +83,26 @@ def test_word_formats():
     got = decode(grey, PIXEL_FORMATS["GREY"], 3, 4)
     assert got.dtype == np.uint16
     np.testing.assert_array_equal(got, grey)
-    with pytest.raises(CameraError, match=r"a Y16 frame should arrive as \(H, W\) uint16, OpenCV returned uint8"):
+    with pytest.raises(CameraError, match=r"a 3x4 Y16 frame should arrive as \(3, 4\) uint16 or as one row of bytes"):
         decode(grey, PIXEL_FORMATS["Y16"], 3, 4)
+
+
+@pytest.mark.parametrize("pad", [0, 6])
+def test_word_formats_as_one_row_of_bytes(pad):
+    """Recent OpenCV hands every V4L2 format over as the raw buffer: (1, bytesused) uint8."""
+    counts = np.random.default_rng(3).integers(0, 4096, (5, 8), dtype=np.uint16)
+    padding = np.zeros((5, pad), np.uint8)
+
+    def buffer(rows: np.ndarray) -> np.ndarray:
+        return as_opencv_buffer(np.hstack([rows, padding]).tobytes())
+
+    little = counts.astype("<u2").view(np.uint8).reshape(5, 16)
+    big = counts.astype(">u2").view(np.uint8).reshape(5, 16)
+    np.testing.assert_array_equal(decode(buffer(little), PIXEL_FORMATS["Y12"], 5, 8), counts)
+    np.testing.assert_array_equal(decode(buffer(little), PIXEL_FORMATS["Y16"], 5, 8), counts)
+    np.testing.assert_array_equal(decode(buffer(big), PIXEL_FORMATS["Y16_BE"], 5, 8), counts)
+    grey = (counts >> 4).astype(np.uint8)
+    np.testing.assert_array_equal(decode(buffer(grey), PIXEL_FORMATS["GREY"], 5, 8), grey)
 
 
 def test_fourcc_codes_match_v4l2_and_opencv():
