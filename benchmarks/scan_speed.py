@@ -10,7 +10,8 @@
    buffers, warm-up excluded): what the model costs.
 3. Scan loop: ``xenoedge scan`` on ``file:REC/%05d.png`` (the OpenCV driver reading the PNGs),
    ``--interval 0``, the recording's references, until the sequence ends; frames per second from
-   the first trigger to the last record on disk, with 1 and with 2 frames in flight. Per frame:
+   the first trigger to the last record on disk: 1 frame in flight, 2 in flight, and 1 in flight with
+   the tables and plot summary rewritten after every frame (``--tables-every 0``). Per frame:
    the daemon's feed + inference latency and the session's record time (measure, pictures,
    atomic writes with fsync, tables, plot summary); the rest is the camera (PNG decode) and hand-over.
 4. The bare engine again, so drift on a shared machine shows.
@@ -75,9 +76,10 @@ def bare_engine(folder: Path, manifest: dict, frames: list[np.ndarray], refs: di
         engine.close()
 
 
-def scan_loop(recording: Path, workdir: Path, in_flight: int, args) -> dict:
+def scan_loop(recording: Path, workdir: Path, in_flight: int, tables_every_s: float, args) -> dict:
     options = ScanOptions(
-        session=workdir / f"session-{in_flight}",
+        session=workdir / f"session-{in_flight}-{tables_every_s:g}",
+        tables_every_s=tables_every_s,
         field="bench",
         camera=f"file:{recording}/%05d.png",
         interval_s=0.0,
@@ -90,6 +92,7 @@ def scan_loop(recording: Path, workdir: Path, in_flight: int, args) -> dict:
         result = session.run()
     return {
         "frames_in_flight": in_flight,
+        "tables_every_s": tables_every_s,
         "engine": result.engine,
         "frames": result.frames,
         "seconds": round(result.scan_s, 3),
@@ -149,15 +152,20 @@ def main() -> None:
         }
         for name, run in (
             ("bare_engine", lambda: bare_engine(folder, manifest, frames, refs, args)),
-            ("scan_loop", lambda: scan_loop(recording, workdir, 1, args)),
-            ("scan_loop", lambda: scan_loop(recording, workdir, 2, args)),
+            ("scan_loop", lambda: scan_loop(recording, workdir, 1, 1.0, args)),
+            ("scan_loop", lambda: scan_loop(recording, workdir, 2, 1.0, args)),
+            ("scan_loop", lambda: scan_loop(recording, workdir, 1, 0.0, args)),
             ("bare_engine", lambda: bare_engine(folder, manifest, frames, refs, args)),
         ):
             for old in workdir.glob("session-*"):
                 shutil.rmtree(old)
             result = {"run": name, **run()}
             report["runs"].append(result)
-            extra = f" ({result['frames_in_flight']} in flight)" if "frames_in_flight" in result else ""
+            extra = (
+                f" ({result['frames_in_flight']} in flight, tables every {result['tables_every_s']:g} s)"
+                if "frames_in_flight" in result
+                else ""
+            )
             print(
                 f"{name}{extra}: {result['fps']} frames/s over {result['frames']} frames on {result['engine']}",
                 flush=True,

@@ -3,8 +3,9 @@
 ``ScanSession(options).open()`` then ``run()`` (or ``run_scan(options)``, which also installs
 the signal handlers), in this order:
 
-1. lock the session folder; check the bundle (hashes; crop labels; the sensor's signature)
-   and build the camera from its spec, before anything is asked of the operator;
+1. lock the session folder; check the bundle (hashes; crop labels; the sensor's signature),
+   build the camera from its spec and open the GPS port, before anything is asked of the
+   operator; open the camera;
 2. create the session (``--field`` needed) or resume it: remove what an interrupted frame
    left (``SessionStore.recover``), reload the committed frames, rewrite tables and summaries;
 3. the white-tile step or the reuse of the session's references, with its checks
@@ -12,9 +13,9 @@ the signal handlers), in this order:
 4. the device daemon (``edge.daemon.Daemon``) on the bundle, with this session's references
    and a ``TriggeredCamera`` around the camera: bundle extraction, engine, warm-up, self-test,
    references bound, exactly as ``xenoedge run`` does; the session is the daemon's sink;
-5. the GPS reader, if one is attached;
-6. frames: each ``mask`` event is measured (``edge.scan.measure``), pictured, committed
-   (``SessionStore.commit_frame``), and the tables and the plot's summary are rewritten.
+5. frames: each ``mask`` event is measured (``edge.scan.measure``), pictured and committed
+   (``SessionStore.commit_frame``); the tables and the summaries of the plots that changed are
+   rewritten at most every ``tables_every_s`` seconds and at the end of the run.
 
 A write that fails (disk full) stops the scan: ``ScanOutputError`` after the daemon has
 stopped, the frame being written is lost, the rest is intact and the session resumes.

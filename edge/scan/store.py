@@ -15,9 +15,11 @@ Layout (docs/scan.md)::
 
 Every file is written through ``OutputWriter`` (``calibration.atomic.atomic_write``: temp file
 beside it, fsync, rename, fsync of the folder). A frame is written mask, picture, then record;
-the tables and summaries are rewritten from the records after every frame. So a unit switched
-off mid-scan leaves every committed frame whole, and ``recover()`` on the next start removes
-what the frame in flight left behind (temp files, a mask or picture without a record).
+the tables and summaries are rewritten from the records (at most once a second while frames
+come fast, and at the end of a run). So a unit switched off mid-scan leaves every committed
+frame whole and every file either old or new, never half; ``recover()`` on the next start
+removes what the frame in flight left behind (temp files, a mask or picture without a record),
+and the session rewrites the tables from the records.
 """
 
 from __future__ import annotations

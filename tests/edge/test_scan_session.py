@@ -33,7 +33,7 @@ from edge.device_cli import default_bundle
 from edge.scan import ScanCalibrationError, ScanError, ScanOptions, ScanOutputError, ScanSession, run_scan
 from edge.scan.measure import LeafClasses, measure
 from edge.scan.pictures import FramePictures
-from edge.scan.store import OutputWriter
+from edge.scan.store import OutputWriter, SessionStore
 from edge.scan.triggers import LineTrigger
 from export.bundle import IncompatibleBundleError
 from xeno.labels import CROP
@@ -333,5 +333,12 @@ def test_bad_bundles_and_camera_strings_fail_before_anything_is_scanned(tmp_path
         ScanSession(options(tmp_path / "e", field=None)).open()
     with pytest.raises(ScanError, match="plot name 'a/b'"):
         ScanSession(options(tmp_path / "f", plot="a/b")).open()
-    for name in "abcdefg":
+    held = SessionStore(tmp_path / "h")
+    held.lock()  # another scan on the same session
+    try:
+        with pytest.raises(ScanError, match="another scan is running on this session"):
+            ScanSession(options(tmp_path / "h")).open()
+    finally:
+        held.unlock()
+    for name in "abcdefgh":
         assert not (tmp_path / name / "session.json").exists()
