@@ -1,7 +1,7 @@
 """``xenoedge devices list|read`` and ``xenoedge camera-record``: cameras by string, on the device or here.
 
     xenoedge devices list                       # camera kinds, what each needs, /dev/video* found
-    xenoedge devices read --camera "file:seq/%05d.png" --frames 200 --demosaic
+    xenoedge devices read --camera "file:seq/%05d.png" --frames 200 --demosaic [--refs refs.npz]
     xenoedge camera-record --camera sim:crop --frames 20 --size 100x130 --out seq/
 
 Device-side commands: no torch, onnx or nncf.
@@ -55,8 +55,13 @@ def read_frames(
     frames: int = typer.Option(100, min=1, help="Frames to read (fewer if the source ends)."),
     sensor: str = typer.Option(None, help="Sensor profile the camera must deliver (default: from the string)."),
     demosaic: bool = typer.Option(False, help="Also demosaic each frame to the cube (calibration.mosaic)."),
+    refs: Path = typer.Option(
+        None, help="References file: also calibrate each frame to reflectance (demosaic, crosstalk, dark/white)."
+    ),
 ) -> None:
     """Read frames as fast as the camera delivers and print frames/s (the capture loop's speed)."""
+    import contextlib
+
     import numpy as np
 
     from calibration.errors import CameraExhaustedError
@@ -67,21 +72,30 @@ def read_frames(
     cam = camera_from_spec(camera, get_sensor(sensor) if sensor else None)
     profile = cam.sensor
     cube = np.empty(profile.cube_shape, dtype=np.uint16) if demosaic and profile.mosaic else None
+    calibrator = None
+    if refs is not None:
+        from calibration.calibrator import FrameCalibrator
+        from calibration.store import load_references
+
+        references = load_references(refs, camera_id=cam.camera_id, sensor=profile, require_complete=True)
+        calibrator = FrameCalibrator(references, profile, crosstalk=getattr(cam, "crosstalk", None))
     read = 0
-    with cam:
+    with cam, calibrator if calibrator is not None else contextlib.nullcontext():
         first = cam.read()  # opening, first decode and warm caches are not timed
         started = time.perf_counter()
         try:
             while read < frames:
                 frame = cam.read()
-                if cube is not None:
+                if calibrator is not None:
+                    calibrator.process(frame.data, f"frame {frame.index}")
+                elif cube is not None:
                     cube_from_mosaic(frame.data, profile, out=cube)
                 read += 1
         except CameraExhaustedError:
             pass
         elapsed = time.perf_counter() - started
     shape = "x".join(map(str, first.data.shape))
-    what = "read + demosaic" if cube is not None else "read"
+    what = "read + calibrate" if calibrator is not None else "read + demosaic" if cube is not None else "read"
     console.print(f"camera {cam.camera_id}: {profile.name}, frames {shape} {first.data.dtype}")
     for key, value in first.meta.get("controls", {}).items():
         console.print(f"  {key}: {value}")
