@@ -240,6 +240,8 @@ class FlashClient:
                 result = decode_result(packet.payload)
                 raise FlashFailed(result.code, result.message, result.details)
             ack = decode_upload_ack(packet.payload)
+            if ack.total_size not in (total, 0):  # our upload went idle and another one replaced it
+                raise FlashFailed(FlashCode.TIMEOUT, f"the device now holds another upload ({ack.total_size} bytes)")
             if ack.code == FlashCode.OK:
                 acked = max(acked, ack.next_offset)
                 next_send = max(next_send, acked)

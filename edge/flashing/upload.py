@@ -101,6 +101,7 @@ class UploadManager:
         self._clock = clock
         self._free = free_bytes or (lambda p: shutil.disk_usage(p).free)
         self._file: Any = None
+        self._timed_out: bytes | None = None  # SHA-256 of the last upload dropped for being idle
         self.session: _Session | None = self._load()
 
     # ---- persistence ----------------------------------------------------------------------
@@ -185,6 +186,8 @@ class UploadManager:
                 f"another upload ({s.version or s.sha256.hex()[:12]}, {s.offset}/{s.total_size} bytes) is in "
                 f"progress; it may be replaced after {self.limits.timeout_s:g} s without a chunk",
             )
+        if s is not None:
+            self._timed_out = s.sha256  # its host learns why at its next END (TIMEOUT)
         self.discard()
         needed = self.limits.space_needed(request.total_size)
         free = self._free(self.dir)
@@ -248,6 +251,11 @@ class UploadManager:
         """Check the finished upload (every byte, SHA-256) and move it to ``received.xeb``; return
         that path. Raises ``UploadError`` (NO_UPLOAD, BAD_REQUEST, SHA256_MISMATCH: upload dropped)."""
         s = self.session
+        if (s is None or s.sha256 != sha256) and sha256 == self._timed_out:
+            raise UploadError(
+                FlashCode.TIMEOUT,
+                f"this upload was idle for more than {self.limits.timeout_s:g} s and was replaced by another one",
+            )
         if s is None or s.sha256 != sha256:
             raise UploadError(FlashCode.NO_UPLOAD, "UPLOAD_END for an upload the device does not hold")
         if s.offset != s.total_size:

@@ -99,6 +99,9 @@ def test_one_upload_at_a_time_until_it_times_out(tmp_path):
     assert err.value.code == FlashCode.BUSY
     clock.now += 31
     assert m.begin(other).total_size == 100  # the idle one was dropped
+    with pytest.raises(UploadError, match="idle") as err:  # its host learns why
+        m.complete(SHA)
+    assert err.value.code == FlashCode.TIMEOUT
 
 
 def test_limits_and_misuse(tmp_path):
