@@ -60,6 +60,9 @@ def test_record_then_read_the_sequence_and_the_video(tmp_path):
     stored = load_references(refs, camera_id="file-seq")
     assert stored.dark.shape == stored.white.shape == (20, 26, 25)
     assert stored.sensor_signature == camera_from_spec(f"file:{out}/%05d.png").sensor.signature
+    result = run_cli("devices", "read", "--camera", f"file:{out}/%05d.png", "--refs", str(refs))
+    assert result.returncode == 0, result.stderr
+    assert "read + calibrate: 2 frames in" in result.stdout
 
     again = run_cli("camera-record", "--frames", "2", "--size", "100x130", "--out", str(out))
     assert again.returncode == 2 and "folder is not empty; pass --force" in again.stderr
