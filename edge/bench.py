@@ -461,6 +461,16 @@ def bench_engine(source, configs: list[_Config], settings: BenchSettings, option
             if settings.warmup:
                 cfg.offline.run(cfg.offline.info["nireq"], 0, 0)  # one request per slot, untimed
             cfg.offline.lat_ns.clear()
+        elif (settings.hint or settings.nstreams) and cfg.runtime == "openvino":
+            # single-stream with OpenVINO properties: the target compiled with them, one request in flight
+            kw = dict(nireq=1, hint=settings.hint or "latency", nstreams=settings.nstreams, threads=settings.threads)
+            cfg.offline = offline_runner(cfg.engine, inputs, **kw)
+            cfg.lat_ns = cfg.offline.lat_ns
+            cfg.result.update(cfg.offline.info)
+            cfg.offline.run(1, 0, 0)
+            cfg.offline.lat_ns.clear()
+        elif settings.hint or settings.nstreams:
+            notes.append(f"{cfg.target}: -hint/-nstreams are OpenVINO properties; not applied to {cfg.runtime}")
         rss, _ = _rss_mb()
         before = cfg.result.pop("_rss_before")
         cfg.result["rss_growth_mb"] = _round(rss - before) if rss is not None and before is not None else None

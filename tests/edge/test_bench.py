@@ -159,6 +159,18 @@ def test_offline_scenario_keeps_several_requests_in_flight():
     assert ov["hint"] == "throughput" and ov["nstreams"] >= 1
 
 
+def test_hint_latency_compiles_openvino_with_it_single_stream():
+    pytest.importorskip("openvino")
+    report = run_bench(BenchSettings("crop", backend="ort,openvino", hint="latency", niter=3, warmup=1, rounds=1))
+    assert report["settings"]["scenario"] == "singlestream"
+    ov = next(r for r in report["results"] if r["runtime"] == "openvino")
+    assert (ov["nireq"], ov["hint"]) == (1, "latency") and ov["count"] >= 3
+    _single_stream(ov)
+    assert (
+        "cpu-onnxruntime-int8: -hint/-nstreams are OpenVINO properties; not applied to onnxruntime" in report["notes"]
+    )
+
+
 def test_torch_not_installed_is_skipped_with_a_note_never_a_crash():
     code = (
         "import importlib.abc, sys\n"
