@@ -282,3 +282,19 @@ def test_flash_and_device_commands_of_the_cli(tmp_path, v2):
         cwd=REPO,
     )
     assert refused.returncode == 2 and "incompatible" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_device_in_a_restart_loop_stops_with_exit_status_78(tmp_path):
+    from edge.daemon import daemon_main
+    from edge.flashing.errors import EXIT_RESTART_LOOP, RestartLoopError
+    from edge.flashing.install import InstallPolicy, install_bundle
+    from edge.flashing.slots import SlotStore
+
+    store = SlotStore(tmp_path / "state")
+    install_bundle(store, CROP, InstallPolicy(self_test=False))
+    with pytest.raises(RestartLoopError):  # starts that never served their first frames
+        for _ in range(20):
+            store.recover()
+    lines = []
+    code = daemon_main(None, state_dir=tmp_path / "state", camera="sim:crop", max_frames=1, log=lines.append)
+    assert code == EXIT_RESTART_LOOP == 78 and "not starting again" in lines[0]
