@@ -11,13 +11,17 @@ import time
 from pathlib import Path
 
 from tests.edge.test_scan_session import assert_consistent, records_of
+from tests.test_device_install import BLOCKER
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def xenoedge(*args: str, **kwargs) -> subprocess.Popen:
+    """``xenoedge scan ARGS`` as the device install runs it: torch, onnx, nncf and openvino cannot be
+    imported (tests/test_device_install.py's blocker), so the bundle's ONNX Runtime target runs."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "edge.cli", "scan", *args, "--reference-frames", "2", "--threads", "1"]
+    code = BLOCKER + "from edge.cli import main\nmain()\n"
+    command = [sys.executable, "-c", code, "scan", *args, "--reference-frames", "2", "--threads", "1"]
     return subprocess.Popen(command, cwd=ROOT, env=env, text=True, **kwargs)
 
 
@@ -51,6 +55,7 @@ def test_killed_mid_scan_loses_at_most_the_frame_in_flight_and_resumes(tmp_path)
     meta = json.loads((session / "session.json").read_text())
     assert meta["runs"][0]["stop_reason"].startswith("did not end cleanly") and meta["runs"][0]["ended_at"] is None
     assert (meta["runs"][1]["frames"], meta["runs"][1]["stop_reason"]) == (2, "operator typed 'q'")
+    assert all(run["engine"].startswith("cpu-onnxruntime-int8") for run in meta["runs"])
     assert meta["runs"][1]["calibration"] == 1 and len(meta["calibrations"]) == 2
     assert meta["calibrations"][1]["source"] == "session"
 
