@@ -42,7 +42,15 @@ import numpy as np
 from calibration.errors import CameraError, CameraExhaustedError, FileFormatError
 from calibration.sensors import SensorProfile
 from devices.camera import Camera, FrameKind, FramePacer, ReferenceKind
-from devices.pixel_formats import PixelFormat, decode, format_by_code, format_by_name, fourcc_code, fourcc_text
+from devices.pixel_formats import (
+    PIXEL_FORMATS,
+    PixelFormat,
+    decode,
+    format_by_code,
+    format_by_name,
+    fourcc_code,
+    fourcc_text,
+)
 
 SourceMode = Literal["v4l2", "images", "video"]
 
@@ -51,6 +59,8 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".pgm", ".pnm")
 LOSSLESS_CODECS = ("ffv1", "png", "mpng", "y800", "y16", "grey", "????")
 #: FFmpeg pixel formats (CAP_PROP_CODEC_PIXEL_FORMAT) read unchanged with conversion off (verified).
 VIDEO_PIXEL_FORMATS = {fourcc_code("Y800"): "gray8", ord("Y") | ord("1") << 8 | 16 << 24: "gray16le"}
+#: Raw formats tried, deepest first, when a device opens in a colour format and no fourcc= is given.
+RAW_FORMAT_PREFERENCE = ("Y16", "Y12", "Y10", "Y12P", "Y10P", "Y16_BE", "GREY")
 #: V4L2_CID_EXPOSURE_ABSOLUTE counts 100 µs steps; V4L2_EXPOSURE_MANUAL is menu entry 1.
 V4L2_EXPOSURE_UNITS_PER_MS = 10.0
 V4L2_EXPOSURE_MANUAL = 1
@@ -284,6 +294,12 @@ class OpenCVCamera(Camera):
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, h)
         streaming = int(cap.get(cv2.CAP_PROP_FOURCC))
         fmt = format_by_code(streaming)
+        if fmt is None and self.pixel_format is None:  # OpenCV picked a colour format: look for a raw one
+            for name in RAW_FORMAT_PREFERENCE:
+                if cap.set(cv2.CAP_PROP_FOURCC, PIXEL_FORMATS[name].fourcc):
+                    fmt = format_by_code(int(cap.get(cv2.CAP_PROP_FOURCC)))
+                    if fmt is not None:
+                        break
         if fmt is None:
             raise self._error(
                 f"unsupported pixel format {fourcc_text(streaming)!r} on {node}: not a raw mono format; "
