@@ -88,7 +88,7 @@ class InstallPolicy:
     min_free_bytes: int = 0
     prefer: tuple[str, ...] = ()
     max_members: int = 256
-    warmup_runs: int = 1
+    warmup_runs: int = 0
 
 
 @dataclass

@@ -18,9 +18,10 @@ from edge.flashing.errors import SelfTestFailed
 __all__ = ["run_engine_selftest", "selftest_slot"]
 
 
-def run_engine_selftest(engine, folder: Path, manifest: Mapping, *, warmup_runs: int = 1) -> float:
+def run_engine_selftest(engine, folder: Path, manifest: Mapping, *, warmup_runs: int = 0) -> float:
     """Self-test an open engine (``edge.engines.Engine``) on the bundle in ``folder``; returns
-    the agreement (0..1). Raises ``export.bundle.SelftestError`` when it is below the threshold."""
+    the agreement (0..1). Raises ``export.bundle.SelftestError`` when it is below the threshold.
+    ``warmup_runs``: runs before the one that counts (the daemon warms up here; an install need not)."""
     from export.bundle import check_selftest, load_selftest, tile_to
 
     selftest = load_selftest(folder, manifest)
@@ -31,7 +32,8 @@ def run_engine_selftest(engine, folder: Path, manifest: Mapping, *, warmup_runs:
         engine.input_buffer[...] = tile_to(inputs[engine.input_name], engine.input_shape)
         if engine.variant == "raw":
             engine.bind_references(inputs["dark"], inputs["gain"])
-        engine.warm_up(max(1, warmup_runs))
+        if warmup_runs > 0:
+            engine.warm_up(warmup_runs)
         predicted = engine.infer().classes
     else:
         n, h, w = expected_shape
@@ -48,7 +50,7 @@ def selftest_slot(
     *,
     prefer: Sequence[str] = (),
     runtimes: Sequence[str] | None = None,
-    warmup_runs: int = 1,
+    warmup_runs: int = 0,
 ) -> dict:
     """Open the best engine for the bundle in ``folder`` (targets whose runtime is in
     ``runtimes`` when given, ``prefer`` first) and run its self-test.

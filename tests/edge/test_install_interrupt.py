@@ -125,6 +125,21 @@ def restart_and_check(root: Path, allowed: set[tuple[str, str]], *, serve: bool)
     return active.version, active.sha256
 
 
+@pytest.fixture
+def fast_tmp(tmp_path):
+    """A folder in RAM (/dev/shm) where there is one: the same filesystem calls, cheaper fsyncs
+    (the loss model above stands for what a real disk would drop)."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(dir=shm, prefix="xenoedge-flash-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
     """Bundles v0 (older), v1 (the active, known-good one), v2 (the new one) and template state
@@ -173,7 +188,8 @@ def expected_after_install(steps: list[str], kill_at: int, ids: dict, template: 
     return {ids["v2"]}
 
 
-def test_clean_install_steps_are_all_reported(world, tmp_path):
+def test_clean_install_steps_are_all_reported(world, fast_tmp):
+    tmp_path = fast_tmp
     steps = clean_steps(world, "ab", tmp_path)
     operations = {s.split(" ")[0] for s in steps}
     assert {"write", "fsync", "mkdir", "rename", "fsync-dir", "remove"} <= operations
@@ -185,9 +201,10 @@ def test_clean_install_steps_are_all_reported(world, tmp_path):
     assert steps[-1] == "remove staging/bundle.xeb"
 
 
-def test_a_real_process_killed_at_every_step(world, tmp_path):
+def test_a_real_process_killed_at_every_step(world, fast_tmp):
     """For every durable step of a clean install over a device with both slots full, a forked
     device process dies exactly there; the restarted device serves masks from a verified slot."""
+    tmp_path = fast_tmp
     steps = clean_steps(world, "ab", tmp_path)
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["edge.flashing", "tests.edge.install_fixtures"])
@@ -208,7 +225,8 @@ def test_a_real_process_killed_at_every_step(world, tmp_path):
 
 
 @pytest.mark.parametrize("template", ["ab", "a", "empty"])
-def test_power_cut_with_lost_unsynced_data_at_every_step(world, tmp_path, template):
+def test_power_cut_with_lost_unsynced_data_at_every_step(world, fast_tmp, template):
+    tmp_path = fast_tmp
     steps = clean_steps(world, template, tmp_path)
     ids = world["ids"]
     allowed = {ids["v0"], ids["v1"], ids["v2"]}
@@ -230,7 +248,8 @@ def test_power_cut_with_lost_unsynced_data_at_every_step(world, tmp_path, templa
             shutil.rmtree(root)
 
 
-def test_interrupted_rollback_leaves_one_of_the_two_slots_active(world, tmp_path):
+def test_interrupted_rollback_leaves_one_of_the_two_slots_active(world, fast_tmp):
+    tmp_path = fast_tmp
     ids = world["ids"]
     allowed = {ids["v1"], ids["v2"]}
     rng = np.random.default_rng(9)
@@ -250,20 +269,6 @@ def test_interrupted_rollback_leaves_one_of_the_two_slots_active(world, tmp_path
             else:
                 assert active == ids["v1"]
             shutil.rmtree(root)
-
-
-@pytest.fixture
-def fast_tmp(tmp_path):
-    """A folder in RAM (/dev/shm) where there is one: the same filesystem calls, cheaper fsyncs."""
-    shm = Path("/dev/shm")
-    if not (shm.is_dir() and os.access(shm, os.W_OK)):
-        yield tmp_path
-        return
-    folder = Path(tempfile.mkdtemp(dir=shm, prefix="xenoedge-flash-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.slow
@@ -307,9 +312,10 @@ def test_a_thousand_installs_with_random_power_cuts(world, fast_tmp):
     assert 0 < switched < RANDOM_RUNS
 
 
-def test_interrupted_automatic_rollback_still_ends_on_the_known_good_slot(world, tmp_path):
+def test_interrupted_automatic_rollback_still_ends_on_the_known_good_slot(world, fast_tmp):
     """The start that rolls an unconfirmed slot back (its 4th) loses power at each of its steps:
     the next start rolls back again, so the device always ends on the known-good bundle."""
+    tmp_path = fast_tmp
     ids = world["ids"]
     base = fresh(world, "pending", tmp_path / "base")
     for _ in range(3):
