@@ -197,12 +197,20 @@ def _v4l2(spec: CameraSpec, sensor: SensorProfile | None, seed: int, exposure_ms
 
 def _file(spec: CameraSpec, sensor: SensorProfile | None, seed: int, exposure_ms: float) -> Camera:
     from devices.opencv_camera import OpenCVCamera, mode_for
-    from devices.recording import recording_defaults
+    from devices.recording import read_recording_info, recording_defaults
 
-    if not spec.target:
+    target = spec.target
+    if not target:
         raise spec.error("file needs a video or image pattern: file:scan.mkv or file:seq/%05d.png")
     try:
-        recorded = recording_defaults(spec.target)
+        if Path(target).is_dir():  # a recording folder: play what its camera.json names
+            info = read_recording_info(target)
+            if info is None:
+                raise spec.error(
+                    f"{target} is a folder without camera.json; give a video or a pattern like {target}/%05d.png"
+                )
+            target = str(Path(target) / info["frames_file"])
+        recorded = recording_defaults(target)
     except FileFormatError as exc:
         raise spec.error(str(exc)) from None
     spec = spec.with_defaults(recorded.options)
@@ -210,8 +218,8 @@ def _file(spec: CameraSpec, sensor: SensorProfile | None, seed: int, exposure_ms
     exposure = recorded.exposure_ms if recorded.exposure_ms is not None else exposure_ms
     return OpenCVCamera(
         profile,
-        spec.target,
-        mode=mode_for(spec.target),
+        target,
+        mode=mode_for(target),
         spec_text=spec.text,
         camera_id=spec.text_option("id"),
         exposure_ms=spec.float_option("exposure", exposure, positive=True),
@@ -278,7 +286,7 @@ CAMERA_KINDS: dict[str, CameraKind] = {
         ),
         CameraKind(
             "file",
-            "file:VIDEO|IMAGE|PATTERN[?OPTIONS]",
+            "file:VIDEO|IMAGE|PATTERN|RECORDING[?OPTIONS]",
             "a lossless mono video (FFV1) or 8/16-bit mono image sequence, and a mosaic profile "
             "(read from camera.json beside a recording)",
             "file:seq/%05d.png?profile=mosaic-5x5-nir&fps=10",

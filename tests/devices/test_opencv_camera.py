@@ -92,6 +92,13 @@ def test_recording_reads_back_bit_exact_with_labels(target, png_recording, mkv_r
     np.testing.assert_allclose(media, [i * step for i in range(N_FRAMES)])
 
 
+def test_a_recording_folder_plays_what_camera_json_names(png_recording, mkv_recording, tmp_path):
+    assert camera_from_spec(f"file:{png_recording}").source == str(png_recording / "%05d.png")
+    assert camera_from_spec(f"file:{mkv_recording}").source == str(mkv_recording / "frames.mkv")
+    with pytest.raises(CameraError, match=r"is a folder without camera.json; give a video or a pattern like"):
+        camera_from_spec(f"file:{tmp_path}?profile=mosaic-5x5-nir")
+
+
 def test_recording_is_reproducible_from_the_seed(tmp_path, png_recording):
     record(camera_from_spec(SIM), tmp_path / "again", 2)
     for i in range(2):
