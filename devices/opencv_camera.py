@@ -323,6 +323,14 @@ class OpenCVCamera(Camera):
                 self.controls["exposure"] = f"{self.exposure_ms:g} ms"
             else:
                 self.controls["exposure"] = "not supported by the device: frames use its own exposure"
+        else:  # leave the device's exposure, but say what it is: calibration needs it fixed
+            got, auto = cap.get(cv2.CAP_PROP_EXPOSURE), cap.get(cv2.CAP_PROP_AUTO_EXPOSURE)
+            if got > 0:
+                self.exposure_ms = got / V4L2_EXPOSURE_UNITS_PER_MS
+            state = f"{self.exposure_ms:g} ms, the device's setting" if got > 0 else "unknown (no exposure control)"
+            if auto >= 0 and round(auto) != V4L2_EXPOSURE_MANUAL:
+                state += "; auto exposure is on: set exposure= for frames that calibrate"
+            self.controls["exposure"] = state
         if self.gain is not None:
             ok = cap.set(cv2.CAP_PROP_GAIN, self.gain)
             got = cap.get(cv2.CAP_PROP_GAIN)
