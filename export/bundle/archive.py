@@ -313,6 +313,7 @@ class _Scan:
         except tarfile.TarError as exc:
             raise ArchiveError(f"{self.label}: not an uncompressed tar bundle ({exc})") from None
         seen: set[str] = set()
+        folded: dict[str, tuple[str, str]] = {}  # case-folded path -> (member name, "file"|"folder")
         total = 0
         try:
             while (info := tar.next()) is not None:
@@ -325,6 +326,7 @@ class _Scan:
                 _check_member(info, self.label)
                 if name in seen:
                     raise UnsafeArchiveError(f"{self.label}: member {name!r} appears twice", member=name)
+                self._check_collision(name, folded)
                 seen.add(name)
                 if info.size > self.limits.max_member_bytes:
                     raise UnsafeArchiveError(
@@ -351,6 +353,23 @@ class _Scan:
             raise IntegrityError(f"{self.label}: member {missing[0]!r} is listed but missing", member=missing[0])
         self._check_layout()
         return self.manifest
+
+    def _check_collision(self, name: str, folded: dict[str, tuple[str, str]]) -> None:
+        """Refuse a member that would land on another one's path: equal but for letter case (a
+        FAT/exFAT SD card, macOS), or a file where another member needs a folder (and back)."""
+        parts = name.split("/")
+        for depth in range(1, len(parts) + 1):
+            key = "/".join(parts[:depth]).casefold()
+            kind = "file" if depth == len(parts) else "folder"
+            other = folded.get(key)
+            if other is None:
+                folded[key] = (name, kind)
+            elif other[1] == "file" or kind == "file":
+                raise UnsafeArchiveError(
+                    f"{self.label}: member {name!r} collides with member {other[0]!r} "
+                    "(same path but for letter case, or a file where a folder must be)",
+                    member=name,
+                )
 
     def _member(self, tar: tarfile.TarFile, info: tarfile.TarInfo, index: int) -> None:
         name = info.name

@@ -459,7 +459,8 @@ def complete_manifest(manifest: dict, given: dict[str, tuple[int, str]]) -> dict
         if not isinstance(target, dict):
             raise _fail(f"targets.{name}", "must be an object")
         target["files"] = _entries(target.get("files"), given, f"models/{name}/", f"targets.{name}.files")
-        target.setdefault("model", _default_model(target["files"], f"targets.{name}"))
+        if "model" not in target:  # (not setdefault: the default raises when it is ambiguous)
+            target["model"] = _default_model(target["files"], f"targets.{name}")
     selftest = m.get("selftest", {})
     if not isinstance(selftest, dict):
         raise _fail("selftest", "must be an object")

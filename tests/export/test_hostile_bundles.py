@@ -240,3 +240,23 @@ def test_errors_are_typed_flash_errors(device):
     with pytest.raises(FlashError) as err:
         install_bundle(store, bundle, policy())
     assert isinstance(err.value.__cause__, BundleError) and "'models/../../../evil'" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"models/cpu-onnxruntime-int8/MODEL.int8.onnx": b"twin"},  # one file on a FAT/exFAT card or macOS
+        {"models/cpu-onnxruntime-int8/w": b"file", "models/cpu-onnxruntime-int8/w/x": b"needs w to be a folder"},
+    ],
+    ids=["case-only twin", "file where a folder must be"],
+)
+def test_listed_members_that_collide_on_disk_are_refused(device, extra):
+    """Correctly listed and hashed (the manifest's author made them), but they cannot both be
+    unpacked: refused up front as a hostile archive, not a half-written slot."""
+    base, store = device["base"], device["store"]
+    bundle = variant(base / "incoming" / f"collide-{len(extra)}.xeb", version="7.0.0", files=extra)
+    before = snapshot(base, store.staging_dir)
+    with pytest.raises(BundleRejected, match="collides with member") as err:
+        install_bundle(store, bundle, policy())
+    assert err.value.reason == "archive"
+    assert snapshot(base, store.staging_dir) == before
