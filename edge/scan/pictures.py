@@ -116,7 +116,7 @@ def plot_summary(
     rows = max(1, -(-len(shown) // SUMMARY_COLUMNS))
     image = np.full((BANNER_PX + BAR_PX + rows * th, width, 3), 32, dtype=np.uint8)
     summary = counts.summary()
-    _text(image, f"{title}: {n_frames} frames, GPS on {n_with_position}", 8, 22, 0.6)
+    _text(image, f"{title}: {n_frames} frames, GPS position on {n_with_position} of them", 8, 22, 0.6)
     conf = summary["mean_confidence"]
     _text(
         image,

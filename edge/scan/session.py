@@ -201,7 +201,14 @@ class ScanSession:
         self.store.lock()
         try:
             self._open()
-        except BaseException:
+        except BaseException as exc:
+            runs = self.meta.get("runs") or []
+            if runs and runs[-1].get("ended_at") is None and not isinstance(exc, ScanOutputError):
+                runs[-1].update(ended_at=iso_utc(self._clock()), stop_reason=f"start failed: {exc}")
+                try:
+                    self._write_meta()
+                except ScanOutputError:
+                    pass
             self.close()
             raise
         self._opened = True
