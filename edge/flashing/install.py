@@ -227,6 +227,8 @@ def install_bundle(
             on_step(name)
 
     source = Path(bundle_path)
+    if store.staging_dir.resolve() in source.resolve().parents:
+        raise FlashError(f"{source}: is inside the installer's staging folder; pass the bundle from elsewhere")
     staged, unpack = store.staging_dir / STAGED_BUNDLE, store.staging_dir / STAGED_UNPACK
     limits = Limits(
         max_members=policy.max_members,
@@ -308,8 +310,9 @@ def install_bundle(
             }
             state = store.commit_slot(slot, record, step)  # ... and switch: one atomic state.json write
             committed = True
-            remove_path(staged)
-            step(store.step_name("remove", staged))
+            with contextlib.suppress(OSError):  # installed; a leftover copy goes at the next start
+                remove_path(staged)
+                step(store.step_name("remove", staged))
         except OSError as exc:
             _cleanup(store, slot if not committed else None)
             if exc.errno in NO_SPACE_ERRNOS:

@@ -516,8 +516,8 @@ class SlotStore:
                         current = self.slot_info(state["active"], state)
                         restart_loop = (
                             f"{self.root}: {current.describe()} {reason} and there is no other bundle to go "
-                            f"back to; not starting again (flash a bundle, or reset the count with "
-                            f"`xenoedge device reset`)"
+                            "back to; not starting again until a bundle is installed (e.g. `xenoedge flash "
+                            "BUNDLE --to DEVICE_ROOT`) or the start count is reset (SlotStore.reset_failed_starts)"
                         )
             try:
                 self.write_state(state, step)
