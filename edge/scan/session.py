@@ -50,6 +50,7 @@ from edge.scan.pictures import SUMMARY_FRAMES, FramePictures, plot_summary, png_
 from edge.scan.store import (
     FRAMES_CSV,
     FRAMES_GEOJSON,
+    LOCK_FILE,
     PLOTS_CSV,
     PLOTS_GEOJSON,
     SESSION_FORMAT,
@@ -301,6 +302,12 @@ class ScanSession:
         else:
             if not options.field:
                 raise ScanError(f"{store.root}: a new session needs --field (the field's name)")
+            others = sorted(p.name for p in store.root.iterdir() if p.name != LOCK_FILE)
+            if others:
+                raise ScanError(
+                    f"{store.root}: not a scan session but not empty either ({', '.join(others[:3])}"
+                    f"{' ...' if len(others) > 3 else ''}); give a new folder for a new session"
+                )
             self.plot = check_plot_name(options.plot or DEFAULT_PLOT)
             meta = {
                 "format": SESSION_FORMAT,
