@@ -11,9 +11,10 @@
 3. Scan loop: ``xenoedge scan`` on ``file:REC/%05d.png`` (the OpenCV driver reading the PNGs),
    ``--interval 0``, the recording's references, until the sequence ends; frames per second from
    the first trigger to the last record on disk: 1 frame in flight, 2 in flight, and 1 in flight with
-   the tables and plot summary rewritten after every frame (``--tables-every 0``). Per frame:
-   the daemon's feed + inference latency and the session's record time (measure, pictures,
-   atomic writes with fsync, tables, plot summary); the rest is the camera (PNG decode) and hand-over.
+   the tables and plot summary rewritten after every frame (``--tables-every 0``). Per frame: the
+   camera's read (the OpenCV driver: PNG read and decode), the daemon's feed (demosaic into the
+   engine's buffer) + inference latency, and the session's record time (measure, pictures, atomic
+   writes with fsync, tables, plot summary); the rest is hand-over between the threads.
 4. The bare engine again, so drift on a shared machine shows.
 """
 
@@ -97,6 +98,7 @@ def scan_loop(recording: Path, workdir: Path, in_flight: int, tables_every_s: fl
         "frames": result.frames,
         "seconds": round(result.scan_s, 3),
         "fps": round(result.fps, 2),
+        "camera_read_ms": _stats_ms(result.camera_ms),
         "feed_infer_ms": _stats_ms(result.latencies_ms),
         "record_ms": _stats_ms(result.record_ms),
         "stop_reason": result.stop_reason,

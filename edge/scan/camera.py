@@ -14,6 +14,7 @@ trigger. The session calls ``take(index)`` for a processed frame and ``release()
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,7 @@ class TriggeredCamera(Camera):
         self._lock = threading.Lock()
         self.captured = 0
         self.end_reason = ""
+        self.read_ms: list[float] = []  # per frame read: the inner camera's read() (decode included)
 
     # ---- lifecycle: the inner camera's ----------------------------------------------------
     def _open(self) -> None:
@@ -90,7 +92,9 @@ class TriggeredCamera(Camera):
                     self._switch_plot(command.plot)  # type: ignore[arg-type]
                     continue
                 self._pending = True
+            started = time.perf_counter()
             frame = self.inner.read()
+            self.read_ms.append((time.perf_counter() - started) * 1e3)
         except BaseException:
             self._slots.release()
             raise

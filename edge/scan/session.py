@@ -122,6 +122,7 @@ class ScanResult:
     scan_s: float = 0.0  # from the first trigger wait to the last record (the scan loop)
     latencies_ms: list[float] = field(default_factory=list)  # per frame: feed + inference (the daemon's)
     record_ms: list[float] = field(default_factory=list)  # per frame: measure, pictures, atomic writes, tables
+    camera_ms: list[float] = field(default_factory=list)  # per frame: the camera driver's read()
 
     @property
     def fps(self) -> float:
@@ -642,6 +643,7 @@ class ScanSession:
             scan_s=last - started,
             latencies_ms=list(self._latencies),
             record_ms=list(self._record_ms),
+            camera_ms=list(self.scan_camera.read_ms),  # type: ignore[union-attr]
         )
 
     def close(self) -> None:
