@@ -57,9 +57,9 @@ def options(session: Path, **overrides) -> ScanOptions:
 class PipeInput:
     """Operator input through a real pipe, read by ``LineTrigger`` as it reads stdin."""
 
-    def __init__(self, lines: str = ""):
+    def __init__(self, lines: str = "", on_note=None):
         read_fd, self._write_fd = os.pipe()
-        self.trigger = LineTrigger(os.fdopen(read_fd, "r"))
+        self.trigger = LineTrigger(os.fdopen(read_fd, "r"), on_note=on_note)
         self.send(lines)
 
     def send(self, lines: str) -> None:
@@ -120,9 +120,9 @@ def test_session_frames_plots_tables_pictures(tmp_path):
     recording = tmp_path / "rec"
     record(camera_from_spec("sim:crop", get_sensor("mosaic-5x5-nir"), seed=3), recording, 3, references=2)
     session = tmp_path / "north-12"
-    # two Enters for the white-tile step, two frames, switch plot, one frame, end
-    operator = PipeInput("\n\n" + "\n\n" + "plot P2\n" + "\n" + "q\n")
+    # two Enters for the white-tile step, two frames, a typo, a bad plot name, switch plot, one frame, end
     lines: list[str] = []
+    operator = PipeInput("\n\n" + "\n\n" + "captur\n" + "plot a/b\n" + "plot P2\n" + "\n" + "q\n", lines.append)
     camera = f"file:{recording}/%05d.png"
     result = run_scan(
         options(session, camera=camera, interval_s=None, frames=None, note="after rain"),
@@ -154,6 +154,8 @@ def test_session_frames_plots_tables_pictures(tmp_path):
     assert refs.camera_id == run["camera"]["camera_id"] and run["camera"]["spec"] == camera
     assert any(line.startswith("White-tile step 1/2") for line in lines)
     assert any(line.startswith("P2 #3: leaf") for line in lines)
+    assert any(line.startswith("ignored input 'captur'") for line in lines)
+    assert any(line.startswith("plot name 'a/b'") for line in lines)
 
 
 def test_frame_picture_is_the_pseudo_rgb_of_calibrated_reflectance():
