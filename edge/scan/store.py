@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from calibration.atomic import atomic_write
+from calibration.atomic import atomic_write, fsync_dir
 from edge.scan.errors import ScanError, ScanOutputError
 
 SESSION_FORMAT, SESSION_FORMAT_VERSION = "xenoedge-scan-session", 1
@@ -94,6 +94,21 @@ def output_error(path: Path, exc: OSError) -> ScanOutputError:
     else:
         hint = "the session stopped; resume it once the storage works"
     return ScanOutputError(f"{path}: cannot write it ({reason}); {hint}", exc.errno)
+
+
+def make_dirs(folder: Path) -> None:
+    """Create ``folder`` and missing parents, fsyncing each new entry's parent, so a power cut
+    cannot drop a new plot folder together with the frames committed in it."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        fsync_dir(path.parent)
 
 
 class SessionStore:
@@ -159,7 +174,12 @@ class SessionStore:
         or when the process ends, however it ends."""
         import fcntl
 
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.exists() and not self.root.is_dir():
+            raise ScanError(f"{self.root}: not a folder (--session names the session's folder)")
+        try:
+            make_dirs(self.root)
+        except OSError as exc:
+            raise output_error(self.root, exc) from None
         fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -177,7 +197,7 @@ class SessionStore:
     def commit_frame(self, record: dict, picture_png: bytes, mask_png: bytes) -> None:
         """Write one frame: mask, picture, then its record (the commit point)."""
         files = self.frame_files(record["plot"], record["number"])
-        files["record"].parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(files["record"].parent)
         self.writer.write(files["mask"], mask_png)
         self.writer.write(files["picture"], picture_png)
         self.write_json(files["record"], record)

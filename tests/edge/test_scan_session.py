@@ -335,6 +335,9 @@ def test_bad_bundles_and_camera_strings_fail_before_anything_is_scanned(tmp_path
         ScanSession(options(tmp_path / "e", field=None)).open()
     with pytest.raises(ScanError, match="plot name 'a/b'"):
         ScanSession(options(tmp_path / "f", plot="a/b")).open()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ScanError, match="file: not a folder"):
+        ScanSession(options(tmp_path / "file")).open()
     (tmp_path / "i").mkdir()
     (tmp_path / "i" / "thesis.txt").write_text("not a session")
     with pytest.raises(ScanError, match=r"not a scan session but not empty either \(thesis\.txt\)"):
