@@ -175,7 +175,7 @@ def test_frame_picture_is_the_pseudo_rgb_of_calibrated_reflectance():
 
 def test_resume_refuses_old_references_then_records_the_override(tmp_path):
     session = tmp_path / "s"
-    run_scan(options(session), clock=lambda: T0)
+    run_scan(options(session, frames=3, frames_in_flight=2), clock=lambda: T0)  # capture overlaps recording
     later = T0 + timedelta(hours=2)
     with pytest.raises(ScanCalibrationError, match=r"white reference is 2\.0 h old") as refused:
         run_scan(options(session, field=None, plot="P2", frames=1), clock=lambda: later)
@@ -183,7 +183,7 @@ def test_resume_refuses_old_references_then_records_the_override(tmp_path):
     meta = json.loads((session / "session.json").read_text())
     assert meta["runs"][-1]["stop_reason"] == "references refused"
     assert not meta["calibrations"][-1]["ok"] and meta["calibrations"][-1]["source"] == "session"
-    assert len(records_of(session)) == 2
+    assert len(records_of(session)) == 3
 
     result = run_scan(options(session, field=None, plot="P2", frames=1, override_references=True), clock=lambda: later)
     assert (result.run, result.frames) == (3, 1)
@@ -192,7 +192,13 @@ def test_resume_refuses_old_references_then_records_the_override(tmp_path):
     assert last["overridden"] and any("2.0 h old" in p for p in last["problems"])
     assert meta["runs"][-1]["calibration"] == len(meta["calibrations"]) - 1
     records = assert_consistent(session)
-    assert [(r["number"], r["plot"], r["run"]) for r in records] == [(1, "P1", 1), (2, "P1", 1), (3, "P2", 3)]
+    assert [(r["number"], r["plot"], r["run"]) for r in records] == [
+        (1, "P1", 1),
+        (2, "P1", 1),
+        (3, "P1", 1),
+        (4, "P2", 3),
+    ]
+    assert [r["camera_frame"] for r in records[:3]] == [0, 1, 2]
     with pytest.raises(ScanError, match="scans field 'North 12', not 'South'"):
         ScanSession(options(session, field="South")).open()
 
