@@ -107,3 +107,54 @@ def test_garbage_model_file_is_refused_before_loading(tmp_path):
     bundle = variant(tmp_path / "garbage.xeb", files={MODEL: b"\x0a\xff\xff\xff\xff\x0f"})
     with pytest.raises(BundleRejected, match="not a readable ONNX model"):
         install_bundle(SlotStore(tmp_path / "state"), bundle, policy())
+
+
+def test_mangled_models_give_a_parse_error_never_a_crash(tmp_path):
+    """Seeded byte flips, truncations and insertions of a real model: the walk either returns
+    locations or raises OnnxParseError (which the installer turns into a refusal)."""
+    import numpy as np
+
+    data = crop_model(tmp_path).SerializeToString()
+    rng = np.random.default_rng(5)
+    outcomes = {"parsed": 0, "refused": 0}
+    for _ in range(400):
+        mangled = bytearray(data)
+        for _ in range(int(rng.integers(1, 8))):
+            at = int(rng.integers(0, len(mangled)))
+            action = int(rng.integers(0, 3))
+            if action == 0:
+                mangled[at] = int(rng.integers(0, 256))
+            elif action == 1:
+                del mangled[at:]
+            else:
+                mangled[at:at] = bytes(rng.integers(0, 256, int(rng.integers(1, 12)), dtype=np.uint8))
+            if not mangled:
+                mangled = bytearray(b"\x08")
+        try:
+            external_data_locations(bytes(mangled))
+            outcomes["parsed"] += 1
+        except OnnxParseError:
+            outcomes["refused"] += 1
+    assert outcomes["parsed"] > 0 and outcomes["refused"] > 0
+
+
+def test_deeply_nested_subgraphs_are_refused_not_recursed():
+    """200 levels of graph > node > attribute > graph, written directly in the wire format
+    (onnx's own builder stops at protobuf's depth limit of 100 messages)."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    def field(number: int, payload: bytes) -> bytes:
+        return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+    graph = b""
+    for _ in range(200):
+        graph = field(1, field(5, field(6, graph)))  # GraphProto.node > NodeProto.attribute > .g
+    with pytest.raises(OnnxParseError, match="deeper than"):
+        external_data_locations(field(7, graph))
