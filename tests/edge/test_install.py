@@ -305,3 +305,12 @@ def test_missing_bundle_file(tmp_path):
     store = SlotStore(tmp_path / "state")
     with pytest.raises(BundleRejected, match="no such bundle"):
         install_bundle(store, tmp_path / "nope.xeb", policy())
+
+
+def test_selftest_runs_on_the_engine_the_device_names(tmp_path, bundles):
+    """runtimes=("openvino",): the self-test must open the OpenVINO target, not fall back to ORT."""
+    pytest.importorskip("openvino")
+    store = SlotStore(tmp_path / "state")
+    report = install_bundle(store, bundles["v1"], policy(runtimes=("openvino",)))
+    assert report.selftest["engine"].startswith("cpu-openvino-int8 on openvino/")
+    assert report.selftest["agreement"] >= report.selftest["min_agreement"]
