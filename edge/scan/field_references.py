@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from calibration.capture import capture_reference, iso_utc
+from calibration.errors import CalibrationError
 from calibration.references import References
 from calibration.store import ReferenceWarning, load_references, merge_reference, save_references
 from calibration.validation import ValidationReport, validate_dark, validate_white
@@ -147,7 +148,12 @@ def obtain_field_references(
         refs, problems = load_checked(references_file, camera, max_age_s, now)
         decision = FieldReferences(refs, f"file:{references_file}", problems)
     elif store.references_file.exists() and not recalibrate:
-        refs, problems = load_checked(store.references_file, camera, max_age_s, now)
+        try:
+            refs, problems = load_checked(store.references_file, camera, max_age_s, now)
+        except CalibrationError as exc:  # another camera or sensor than the session's references
+            raise ScanCalibrationError(
+                f"{exc}; run the white-tile step for this camera (--recalibrate)", [str(exc)]
+            ) from None
         decision = FieldReferences(refs, "session", problems)
     else:
         refs, reports = capture_field_references(camera, n_frames, confirm=confirm, clock=clock)

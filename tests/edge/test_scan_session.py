@@ -199,6 +199,10 @@ def test_resume_refuses_old_references_then_records_the_override(tmp_path):
         (4, "P2", 3),
     ]
     assert [r["camera_frame"] for r in records[:3]] == [0, 1, 2]
+    with pytest.raises(
+        ScanCalibrationError, match=r"references are for camera sim-mosaic-5x5-nir-0, not .*-7.*--recalibrate"
+    ):
+        ScanSession(options(session, field=None, seed=7)).open()  # another (simulated) camera
     with pytest.raises(ScanError, match="scans field 'North 12', not 'South'"):
         ScanSession(options(session, field="South")).open()
 
