@@ -222,6 +222,7 @@ class Daemon:
         self._held: _Loaded | None = None  # the previous model, kept during probation
         self._good_countdown = 0  # masks still to serve before the active slot is marked good
         self._looping = False
+        self._swap_lock = threading.RLock()  # pending swap and held model: frame loop vs flashing job
 
     # ---- start-up ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -779,13 +780,11 @@ class Daemon:
         """Open ``slot``'s engine beside the running one, self-test it and bind the references."""
         from export.bundle import compatible_targets, read_manifest
 
-        held = self._held
-        if (
-            held is not None
-            and held.slot is not None
-            and (held.slot.slot, held.slot.sha256) == (slot.slot, slot.sha256)
-        ):
-            return held
+        with self._swap_lock:
+            held, wanted = self._held, (slot.slot, slot.sha256)
+            if held is not None and held.slot is not None and (held.slot.slot, held.slot.sha256) == wanted:
+                self._held = None  # claimed: the frame loop must not close it now
+                return held
         manifest = read_manifest(slot.folder)
         compatible_targets(manifest, sensor_signature=self.sensor.signature)
         engine = self._open_engine_for(slot.folder, manifest)
@@ -815,40 +814,48 @@ class Daemon:
     def _apply_swap(self) -> None:
         """Swap the pending model in (frame loop, between frames). After an install the previous
         model is held for the probation; after a rollback it is released."""
-        pending, self._pending_swap = self._pending_swap, None
-        if pending is None:
-            return
-        loaded, why, done = pending
-        old = self._current()
-        self.engine, self.manifest, self._calibrator = loaded.engine, loaded.manifest, loaded.calibrator
-        self.slot, self.selftest_agreement = loaded.slot, loaded.agreement
-        if self._held is loaded:
-            self._held = None
-        if why == "install":
-            if self._held is not None:
-                self._held.close()
-            self._held = old
-        else:
-            old.close()
-        self._good_countdown = self.config.probation_frames
+        with self._swap_lock:
+            pending, self._pending_swap = self._pending_swap, None
+            if pending is None:
+                return
+            loaded, why, done = pending
+            old = self._current()
+            self.engine, self.manifest, self._calibrator = loaded.engine, loaded.manifest, loaded.calibrator
+            self.slot, self.selftest_agreement = loaded.slot, loaded.agreement
+            if why == "install":
+                if self._held is not None:
+                    self._held.close()
+                self._held = old
+            else:
+                old.close()
+            self._good_countdown = self.config.probation_frames
         self._send("hello", **self._hello())
         done.set()
 
+    def _serving_the_active_slot(self) -> bool:
+        """Whether the model in the frame loop is the store's active slot (not so between an
+        install's switch and the hot swap: then the verdict on the old model is not the new one's)."""
+        if self.store is None or self.slot is None:
+            return False
+        active = self.store.active()
+        return active is not None and (active.slot, active.sha256) == (self.slot.slot, self.slot.sha256)
+
     def _probation_passed(self) -> None:
-        if self.store is None:
+        if not self._serving_the_active_slot():
             return
         try:
             self.store.mark_good()
         except XenoedgeError as exc:
             self._error("bundle", f"could not mark {self.model_id} good: {exc}")
             return
-        if self._held is not None:
-            self._held.close()
-            self._held = None
+        with self._swap_lock:
+            if self._held is not None:
+                self._held.close()
+                self._held = None
 
     def _probation_failed(self, reason: str) -> None:
         """An engine failure before the active slot served ``probation_frames`` masks: roll back."""
-        if self.store is None or self._good_countdown <= 0:
+        if self._good_countdown <= 0 or not self._serving_the_active_slot():
             return
         self._good_countdown = 0
         failed = self.model_id

@@ -176,7 +176,12 @@ class FlashClient:
             active = self.info().get("active") or {}
             if active.get("sha256") == sha256 and active.get("good"):
                 return True
-            if active.get("sha256") not in (sha256, None):  # rolled back, and the packet was lost
+            if active.get("sha256") not in (sha256, None):  # rolled back: its ROLLBACK_RESULT is on the way
+                packet = self._wait((PacketType.ROLLBACK_RESULT,), self.ack_timeout_s)
+                packet = packet or next(iter(self.unsolicited), None)
+                if packet is not None:
+                    result = decode_result(packet.payload)
+                    raise FlashFailed(result.code, result.message, result.details)
                 raise FlashFailed(FlashCode.ROLLED_BACK, f"the device serves {active.get('version')} again")
             if self._clock() >= deadline:
                 return False
