@@ -20,11 +20,12 @@ from edge.cli_common import console
 
 app = typer.Typer(help="Talk to a device: its model slots, rollback.", no_args_is_help=True)
 
-PORT_HELP = "Device port: /dev/ttyACM0 (or /dev/serial/by-id/...), or a link spec such as tcp:HOST:PORT."
+PORT_HELP = "Device port: /dev/ttyACM0 (better /dev/serial/by-id/...), or a serial:PATH@BAUD link spec."
 
 
 def _link_spec(port: str, baud: int) -> str:
-    """A plain device path becomes ``serial:PATH@BAUD``; a spec (``tcp:...``, ``serial:...``) is kept."""
+    """A plain device path becomes ``serial:PATH@BAUD``; a link spec (``serial:...``, ``loop://``) is kept.
+    (Not ``tcp:``: over TCP the device is the client of a listening receiver, not a port to open.)"""
     if port.startswith("/") or port.startswith("."):
         return f"serial:{port}@{baud}"
     return port
