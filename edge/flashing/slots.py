@@ -242,10 +242,16 @@ class SlotStore:
 
     # ---- state.json --------------------------------------------------------------------------
     def read_state(self) -> dict:
-        """The recorded state (a fresh, empty one when ``state.json`` does not exist yet)."""
+        """The recorded state (a fresh, empty one when ``state.json`` does not exist yet).
+        Raises :class:`SlotStateError` when it is unreadable, invalid, or missing beside slot
+        folders (``recover`` rebuilds it then)."""
         try:
             data = self.state_path.read_bytes()
         except FileNotFoundError:
+            if any(self.slot_folder(slot).exists() for slot in SLOT_NAMES):
+                raise SlotStateError(
+                    f"{self.state_path}: missing, but slot folders exist (recover() rebuilds it)"
+                ) from None
             return _empty_state()
         except OSError as exc:
             raise SlotStateError(f"{self.state_path}: unreadable ({exc.strerror or exc})") from None
@@ -485,13 +491,7 @@ class SlotStore:
         step = on_step or _no_step
         notes: list[str] = []
         with self.install_lock("recover"), self._state_lock():
-            try:
-                state = self.read_state()
-                if not self.state_path.exists() and any(self.slot_folder(s).exists() for s in SLOT_NAMES):
-                    raise SlotStateError(f"{self.state_path}: missing, but slot folders exist")
-            except SlotStateError as exc:
-                notes.append(f"{exc}; rebuilding it from the slot folders")
-                state = self._rebuild_state(notes)
+            state = self._read_or_rebuild_state(notes)
             self._clean_leftovers(state, notes, step)
             if state["active"] is not None and verify:
                 record = state["slots"][state["active"]]
@@ -532,8 +532,8 @@ class SlotStore:
         mounted device root before an install); returns notes."""
         notes: list[str] = []
         with self.install_lock("clean"), self._state_lock():
-            state = self.read_state()
-            before = json.dumps(state, sort_keys=True)
+            state = self._read_or_rebuild_state(notes)
+            before = json.dumps(state, sort_keys=True) if self.state_path.exists() else ""
             self._clean_leftovers(state, notes, on_step or _no_step)
             if json.dumps(state, sort_keys=True) != before:
                 self.write_state(state, on_step)
@@ -595,6 +595,13 @@ class SlotStore:
                     state["known_good"] = None
         fsync_dir(self.slots_dir)
         fsync_dir(self.staging_dir)
+
+    def _read_or_rebuild_state(self, notes: list[str]) -> dict:
+        try:
+            return self.read_state()
+        except SlotStateError as exc:
+            notes.append(f"{exc}; rebuilding it from the slot folders")
+            return self._rebuild_state(notes)
 
     def _rebuild_state(self, notes: list[str]) -> dict:
         """A state from the slot folders alone: intact bundles only, the highest version active."""

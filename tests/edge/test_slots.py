@@ -222,3 +222,19 @@ def test_lost_state_json_is_rebuilt_not_discarded(tmp_path, v2):
     notes = store.recover()
     assert any("missing, but slot folders exist" in n for n in notes)
     assert store.active().version == "2.0.0" and store.inactive().version == "1.0.0"
+
+
+def test_without_state_json_nothing_installs_over_the_slots_until_recovered(tmp_path, v2):
+    from edge.flashing import install_into_root
+
+    store = two_slots(tmp_path, v2)
+    store.state_path.unlink()
+    with pytest.raises(SlotStateError, match="missing, but slot folders exist"):
+        install_bundle(store, CROP_BUNDLE, NO_SELFTEST)
+    assert store.slot_folder("a").is_dir() and store.slot_folder("b").is_dir()
+    # a host flashing the card rebuilds first: v2 (highest) stays active, v1 is replaced
+    card = tmp_path / "sd"
+    (card / "var" / "lib").mkdir(parents=True)
+    shutil.copytree(store.root, card / "var" / "lib" / "xenoedge")
+    report = install_into_root(card, variant(tmp_path / "v3.xeb", version="3.0.0"), NO_SELFTEST)
+    assert report.previous.version == "2.0.0" and report.installed.version == "3.0.0"
