@@ -361,8 +361,9 @@ def install_into_root(
 ) -> InstallReport:
     """``xenoedge flash BUNDLE --to DEVICE_ROOT``: install into the slot store of a mounted device
     storage, ``DEVICE_ROOT/var/lib/xenoedge`` (created when missing; ``DEVICE_ROOT`` must be an
-    existing folder), with the same checks as :func:`install_bundle`. Runs ``recover`` first so
-    leftovers of an earlier cut-short flash are cleared (without counting a device start)."""
+    existing folder), with the same checks as :func:`install_bundle`. Runs
+    ``SlotStore.clean_leftovers`` first, so the leftovers of an earlier cut-short flash are
+    cleared (and a lost ``state.json`` rebuilt) without counting a device start."""
     root = Path(device_root)
     if not root.is_dir():
         raise FlashError(f"{root}: no such folder (mount the device's storage and give its root)")
