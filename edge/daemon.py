@@ -841,10 +841,20 @@ class Daemon:
         return active is not None and (active.slot, active.sha256) == (self.slot.slot, self.slot.sha256)
 
     def _probation_passed(self) -> None:
-        if not self._serving_the_active_slot():
+        """Mark the served slot good, under the store's install lock so that an install cannot
+        switch slots between the check and the mark (busy: try again after the next mask)."""
+        from edge.flashing.errors import InstallBusyError
+
+        if self.store is None:
             return
         try:
-            self.store.mark_good()
+            with self.store.install_lock("mark good"):
+                if not self._serving_the_active_slot():
+                    return
+                self.store.mark_good()
+        except InstallBusyError:
+            self._good_countdown = 1
+            return
         except XenoedgeError as exc:
             self._error("bundle", f"could not mark {self.model_id} good: {exc}")
             return
