@@ -214,7 +214,7 @@ def install_bundle(
     :class:`NoSpaceError`, :class:`edge.flashing.errors.InstallBusyError`; in every case the
     active slot and ``state.json``'s active record are unchanged and staging is emptied.
     """
-    from export.bundle.archive import Limits, extract_bundle, verify_bundle
+    from export.bundle.archive import Limits, extract_bundle, read_manifest, verify_bundle
     from export.bundle.errors import BundleError, IncompatibleBundleError
     from export.bundle.manifest import compatible_targets
 
@@ -275,6 +275,8 @@ def install_bundle(
                 extract_bundle(staged, unpack, **checks, on_step=lambda op, p: step(store.step_name(op, p)))
             except BundleError as exc:  # the bytes changed under us: staging is not private after all
                 raise _rejected(exc, str(staged)) from exc
+            if dict(read_manifest(unpack)) != dict(manifest):  # what was checked is what was unpacked
+                raise BundleRejected("bundle refused (integrity): it changed while being installed", reason="integrity")
             _check_external_data(unpack, manifest)
             if policy.self_test:
                 from edge.flashing.selftest import selftest_slot

@@ -314,3 +314,23 @@ def test_selftest_runs_on_the_engine_the_device_names(tmp_path, bundles):
     report = install_bundle(store, bundles["v1"], policy(runtimes=("openvino",)))
     assert report.selftest["engine"].startswith("cpu-openvino-int8 on openvino/")
     assert report.selftest["agreement"] >= report.selftest["min_agreement"]
+
+
+def test_a_bundle_swapped_in_staging_between_checks_is_refused(tmp_path, bundles, monkeypatch):
+    """A concurrent writer (fault injected around the real verify_bundle) replaces the staged copy
+    with another valid bundle after the checks: the unpacked manifest differs, refused."""
+    import export.bundle.archive as archive
+
+    real = archive.verify_bundle
+
+    def verify_then_swap(path, **kwargs):
+        manifest = real(path, **kwargs)
+        shutil.copyfile(bundles["v2"], path)
+        return manifest
+
+    store = installed_v1(tmp_path, bundles)
+    before = snapshot(store.root)
+    monkeypatch.setattr(archive, "verify_bundle", verify_then_swap)
+    with pytest.raises(BundleRejected, match="changed while being installed"):
+        install_bundle(store, bundles["v1"], policy())
+    assert snapshot(store.root) == before
