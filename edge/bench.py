@@ -311,7 +311,8 @@ def _rss_mb() -> tuple[float | None, float | None]:
     return current, peak
 
 
-def _cpu_s() -> float:
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) this process has used: all its threads, the runtimes' pools included."""
     t = os.times()
     return t.user + t.system
 
@@ -400,13 +401,13 @@ def _run_chunk(cfg: _Config, n_until: int, ns_until: int) -> None:
         return
     infer, lat = cfg.engine.infer, cfg.lat_ns
     clock = time.perf_counter_ns
-    cpu0, start = _cpu_s(), clock()
+    cpu0, start = cpu_seconds(), clock()
     while len(lat) < n_until or cfg.wall_ns + (clock() - start) < ns_until:
         t0 = clock()
         infer()
         lat.append(clock() - t0)
     cfg.wall_ns += clock() - start
-    cfg.cpu_s += _cpu_s() - cpu0
+    cfg.cpu_s += cpu_seconds() - cpu0
 
 
 def _targets(settings: BenchSettings) -> tuple[int, float]:

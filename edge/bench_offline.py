@@ -25,12 +25,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from edge.bench import cpu_seconds
+
 __all__ = ["OrtOffline", "OvOffline", "offline_runner"]
-
-
-def _cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 class _Offline:
@@ -79,7 +76,7 @@ class OvOffline(_Offline):
         """Submit until ``n_until`` completed and ``ns_until`` ns (with ``wall_ns`` already run);
         returns (wall ns, CPU s) of this chunk."""
         clock = time.perf_counter_ns
-        cpu0, start = _cpu_s(), clock()
+        cpu0, start = cpu_seconds(), clock()
         submitted = len(self.lat_ns)
         queue = self.queue
         while submitted < n_until or wall_ns + (clock() - start) < ns_until:
@@ -87,7 +84,7 @@ class OvOffline(_Offline):
             queue.start_async(userdata=clock())
             submitted += 1
         self.queue.wait_all()
-        return clock() - start, _cpu_s() - cpu0
+        return clock() - start, cpu_seconds() - cpu0
 
     def close(self) -> None:
         self.queue = self.compiled = None
@@ -112,7 +109,7 @@ class OrtOffline(_Offline):
     def run(self, n_until: int, ns_until: int, wall_ns: int) -> tuple[int, float]:
         clock = time.perf_counter_ns
         lock = threading.Lock()
-        cpu0, start = _cpu_s(), clock()
+        cpu0, start = cpu_seconds(), clock()
         state = {"submitted": len(self.lat_ns)}
 
         def take() -> bool:
@@ -134,7 +131,7 @@ class OrtOffline(_Offline):
             t.start()
         for t in threads:
             t.join()
-        return clock() - start, _cpu_s() - cpu0
+        return clock() - start, cpu_seconds() - cpu0
 
     def close(self) -> None:
         self.session = None

@@ -29,19 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bench import BenchError
+from edge.bench import BenchError, cpu_seconds
 
 __all__ = ["LINK_KINDS", "STAGES", "BenchSink", "PtyReader", "run_pipeline", "stage_summary"]
 
-#: Simulated camera for the sensor a bundle was made for (default camera).
-SIM_CAMERAS = {"tivita": "sim:surgical", "mosaic-5x5-nir": "sim:crop"}
 STAGES = ("capture", "calibrate", "infer", "encode", "link")
 LINK_KINDS = ("null", "file:PATH", "pty")
-
-
-def _cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 class _TimedLink:
@@ -195,9 +188,11 @@ def run_pipeline(bundle: Path, manifest: Mapping, target: str, settings, summari
     """One daemon run of ``target``; returns the result fields (the engine-mode ones plus stages, link)."""
     from edge.config import DaemonConfig
     from edge.daemon import Daemon
+    from edge.device_cli import DEFAULT_BUNDLES
 
     sensor = manifest["sensor"]["name"]
-    camera = settings.camera or SIM_CAMERAS.get(sensor)
+    sim_cameras = {sensor_name: camera for camera, sensor_name in DEFAULT_BUNDLES.values()}  # the default camera
+    camera = settings.camera or sim_cameras.get(sensor)
     if camera is None:
         raise BenchError(f"no simulated camera for sensor {sensor!r}; give --camera (e.g. replay:FOLDER)")
     time_s, niter = settings.time_s, settings.niter
@@ -216,9 +211,9 @@ def run_pipeline(bundle: Path, manifest: Mapping, target: str, settings, summari
             daemon.start()
             daemon.stats.stage_ns = {}
             t_ready = time.perf_counter_ns()
-            cpu0 = _cpu_s()
+            cpu0 = cpu_seconds()
             stats = daemon.run(max_frames=settings.warmup + niter if niter else None)
-            cpu_s, run_ns = _cpu_s() - cpu0, time.perf_counter_ns() - t_ready
+            cpu_s, run_ns = cpu_seconds() - cpu0, time.perf_counter_ns() - t_ready
     finally:
         if reader is not None:  # what is still in the pty reaches the reader at its pace (at most 5 s more)
             pending = sink.timed.bytes - sink.link.stats.dropped_bytes
