@@ -320,9 +320,15 @@ def install_bundle(
             if exc.errno in NO_SPACE_ERRNOS:
                 raise _no_space(exc, str(store.root)) from None
             raise FlashError(f"{store.root}: install of {source.name} failed: {exc}") from exc
-        except Exception:
+        except FlashError:
             _cleanup(store, slot if not committed else None)
             raise
+        except BundleError as exc:
+            _cleanup(store, slot if not committed else None)
+            raise _rejected(exc, str(staged)) from exc
+        except Exception as exc:  # never an untyped error out of an install: the device reports it
+            _cleanup(store, slot if not committed else None)
+            raise FlashError(f"{store.root}: install of {source.name} failed: {type(exc).__name__}: {exc}") from exc
     installed = store.slot_info(slot, state)
     return InstallReport(
         slot=slot,
