@@ -334,3 +334,22 @@ def test_a_bundle_swapped_in_staging_between_checks_is_refused(tmp_path, bundles
     with pytest.raises(BundleRejected, match="changed while being installed"):
         install_bundle(store, bundles["v1"], policy())
     assert snapshot(store.root) == before
+
+
+def test_an_unexpected_error_mid_install_is_a_clean_flash_error(tmp_path, bundles):
+    """An ordinary exception at any step before the switch (here raised from on_step right after
+    the inactive slot was released): typed, cleaned up, the active slot serving as before."""
+    store = installed_v1(tmp_path, bundles)
+    install_bundle(store, bundles["v2"], policy(self_test=False))
+    store.mark_good()
+
+    def explode(step: str) -> None:
+        if step.startswith("remove slots/"):
+            raise ValueError("simulated bug")
+
+    with pytest.raises(FlashError, match="ValueError: simulated bug") as err:
+        install_bundle(store, bundles["v1"], policy(self_test=False), on_step=explode)
+    assert not isinstance(err.value, (BundleRejected, SelfTestFailed))
+    assert store.active().version == "1.1.0" and list(store.staging_dir.iterdir()) == []
+    assert store.inactive() is None and not store.slot_folder("a").exists()  # released, then cleaned
+    assert SlotStore(store.root).recover() == []
