@@ -125,6 +125,7 @@ def flash(
         f"{report.total_seconds - report.upload_seconds:.2f} s install = {report.total_seconds:.2f} s; "
         f"link throughput {report.throughput_Bps / 1000:.1f} kB/s{share}{resumed}; {report.resends} resends"
     )
+    console.print(f"the device kept serving: {report.masks_seen} masks arrived during the flash")
 
 
 def _selftest_line(selftest: dict) -> str:

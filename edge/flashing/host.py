@@ -69,6 +69,7 @@ class FlashReport:
     resends: int = 0  # go-back-N rewinds and BEGIN re-syncs
     result: dict[str, Any] = field(default_factory=dict)
     confirmed: bool | None = None  # served its first frames and marked good (None: not watched)
+    masks_seen: int = 0  # MASK packets the device sent while this flash ran (it kept serving)
 
     @property
     def throughput_Bps(self) -> float:
@@ -110,6 +111,7 @@ class FlashClient:
         self._decoder = StreamDecoder()
         self._pending: list[Packet] = []
         self.unsolicited: list[Packet] = []  # ROLLBACK_RESULTs the device sent on its own
+        self.masks_seen = 0  # MASK packets skipped while waiting for answers
 
     # ---- packets -------------------------------------------------------------------------------
     def _send(self, ptype: PacketType, payload: bytes) -> None:
@@ -131,6 +133,7 @@ class FlashClient:
             data = self.link.read(65536, timeout_s=min(remaining, 0.05))
             if data:
                 for packet in self._decoder.feed(data):
+                    self.masks_seen += packet.type == PacketType.MASK
                     if packet.type == PacketType.ROLLBACK_RESULT and PacketType.ROLLBACK_RESULT not in types:
                         self.unsolicited.append(packet)
                     elif packet.type in types or packet.type == PacketType.UPLOAD_RESULT:
@@ -311,6 +314,7 @@ class FlashClient:
             data = path.read_bytes()
         except OSError as exc:
             raise FlashError(f"{path}: cannot read the bundle ({exc.strerror or exc})") from None
+        masks_before = self.masks_seen
         before = self.info().get("active") if ask_info else None
         version = _bundle_version(path)
         result, stats = self.upload(data, version=version, progress=progress)
@@ -322,6 +326,7 @@ class FlashClient:
             sha256=sha256,
             total_bytes=len(data),
             confirmed=confirmed,
+            masks_seen=self.masks_seen - masks_before,
             before=before,
             after=details.get("installed"),
             selftest=dict(details.get("selftest") or {}),

@@ -55,6 +55,7 @@ def test_flash_hot_swaps_the_model_reports_and_rolls_back_on_request(tmp_path, v
         assert report.selftest["passed"] and report.selftest["daemon_agreement"] >= 0.98
         assert report.resumed_from == 0 and report.sent_bytes == report.total_bytes == v2.stat().st_size
         assert seen[-1] == report.total_bytes and seen == sorted(seen)
+        assert report.masks_seen >= 2  # masks kept coming while the bundle went up and installed
         v2_sha = hashlib.sha256(v2.read_bytes()).hexdigest()
         assert serving(host, v2_sha)  # hot-swapped, the daemon never stopped
         info = client.info()
