@@ -101,3 +101,28 @@ def install_and_die_at(state_dir: str, bundle: str, kill_at: int) -> None:
     except BaseException:
         os._exit(3)
     os._exit(0)
+
+
+#: Exit status of a simulated daemon crash (like SIGABRT's 128 + 6).
+CRASH_EXIT = 134
+
+
+def device_start(state_dir: str, crashing_versions: tuple[str, ...]) -> None:
+    """Child process body: one start of a device daemon as far as the slot store sees it.
+    ``recover()`` (``RestartLoopError`` -> exit 78), then the active bundle's files are checked
+    and, for a version in ``crashing_versions``, the process dies before its first frames (exit
+    134); otherwise it serves and calls ``mark_good`` (exit 0)."""
+    from edge.flashing import EXIT_RESTART_LOOP, RestartLoopError, SlotStore
+
+    store = SlotStore(state_dir)
+    try:
+        store.recover()
+    except RestartLoopError:
+        os._exit(EXIT_RESTART_LOOP)
+    active = store.active()
+    if active is None or store.check_slot(active.slot) is not None:
+        os._exit(2)
+    if active.version in crashing_versions:
+        os._exit(CRASH_EXIT)
+    store.mark_good(active.slot)
+    os._exit(0)
