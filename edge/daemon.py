@@ -343,25 +343,9 @@ class Daemon:
 
     def _selftest_engine(self, engine: Engine, folder: Path, manifest: dict) -> float:
         """Warm up on the bundle's golden input through the bound path, then check its agreement."""
-        from export.bundle import check_selftest, load_selftest, tile_to
+        from edge.flashing.selftest import run_engine_selftest
 
-        selftest = load_selftest(folder, manifest)
-        expected_shape = selftest.expected.shape
-        cube = engine.cube_shape
-        if expected_shape[1:] == cube[:2]:
-            inputs = selftest.inputs
-            engine.input_buffer[...] = tile_to(inputs[engine.input_name], engine.input_shape)
-            if engine.variant == "raw":
-                engine.bind_references(inputs["dark"], inputs["gain"])
-            engine.warm_up(max(1, self.config.warmup_runs))
-            predicted = engine.infer().classes
-        else:  # a dynamic-shape bundle whose self-test has another size than the camera's frames
-            n, h, w = expected_shape
-            c = cube[2]
-            shapes = {engine.input_name: (n, h, w, c), "dark": (h, w, c), "gain": (h, w, c)}
-            inputs = {k: tile_to(v, shapes[k]) for k, v in selftest.inputs.items()}
-            predicted = engine.run_once(inputs)
-        return check_selftest(predicted[None], selftest)
+        return run_engine_selftest(engine, folder, manifest, warmup_runs=max(1, self.config.warmup_runs))
 
     # ---- references -------------------------------------------------------------------------
     def _may_capture(self) -> bool:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from edge.protocol.packets import ProtocolError, _as_bytes, _check_uint
+from edge.protocol.packets import ProtocolError, _as_bytes, _check_uint, sha256_bytes
 
 SHA256_SIZE = 32
 MAX_VERSION_BYTES = 64
@@ -105,24 +105,12 @@ def _code(code: int) -> FlashCode | int:
         return code
 
 
-def _sha(sha256: bytes | str) -> bytes:
-    if isinstance(sha256, str):
-        try:
-            sha256 = bytes.fromhex(sha256)
-        except ValueError:
-            raise ProtocolError(f"not a hex SHA-256: {sha256!r}") from None
-    sha256 = _as_bytes("sha256", sha256)
-    if len(sha256) != SHA256_SIZE:
-        raise ProtocolError(f"a SHA-256 has {SHA256_SIZE} bytes, got {len(sha256)}")
-    return sha256
-
-
 def upload_begin_payload(total_size: int, sha256: bytes | str, version: str) -> bytes:
     """UPLOAD_BEGIN: total_size u64, sha256 (32 bytes), version UTF-8 (at most 64 bytes)."""
     text = str(version).encode("utf-8")
     if len(text) > MAX_VERSION_BYTES:
         raise ProtocolError(f"version of {len(text)} UTF-8 bytes exceeds {MAX_VERSION_BYTES}")
-    return BEGIN.pack(_check_uint("total_size", total_size, U64_MAX), _sha(sha256)) + text
+    return BEGIN.pack(_check_uint("total_size", total_size, U64_MAX), sha256_bytes(sha256)) + text
 
 
 def decode_upload_begin(payload: bytes) -> UploadBegin:
@@ -152,7 +140,7 @@ def decode_upload_chunk(payload: bytes) -> UploadChunk:
 
 def upload_end_payload(sha256: bytes | str) -> bytes:
     """UPLOAD_END: the 32-byte SHA-256 of the upload being finished."""
-    return _sha(sha256)
+    return sha256_bytes(sha256)
 
 
 def decode_upload_end(payload: bytes) -> bytes:

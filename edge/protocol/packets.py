@@ -101,6 +101,11 @@ def model_id_from_sha256(sha256: str | bytes) -> bytes:
     >>> model_id_from_sha256("00" * 16 + "ff" * 16).hex()
     '00000000000000000000000000000000'
     """
+    return sha256_bytes(sha256)[:MODEL_ID_SIZE]
+
+
+def sha256_bytes(sha256: str | bytes) -> bytes:
+    """A SHA-256 as its 32 bytes, from 64 hex digits or bytes; ``ProtocolError`` otherwise."""
     if isinstance(sha256, str):
         try:
             sha256 = bytes.fromhex(sha256)
@@ -109,7 +114,7 @@ def model_id_from_sha256(sha256: str | bytes) -> bytes:
     sha256 = _as_bytes("sha256", sha256)
     if len(sha256) != 32:
         raise ProtocolError(f"a SHA-256 has 32 bytes, got {len(sha256)}")
-    return sha256[:MODEL_ID_SIZE]
+    return sha256
 
 
 def max_frame_bytes(max_payload: int = MAX_PAYLOAD_BYTES) -> int:
