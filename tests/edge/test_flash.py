@@ -88,6 +88,26 @@ def test_cable_pulled_mid_upload_resumes_from_the_devices_offset(tmp_path, v2):
         again.close()
 
 
+def test_a_replugged_cable_is_reopened_and_the_same_flash_goes_on(tmp_path, v2):
+    with DeviceUnderTest(tmp_path / "state") as dut:
+        host = SerialLink(dut.link.slave_path, 921600)  # reconnects by path, as the CLI's link does
+        host.open()
+        total, pulled = v2.stat().st_size, []
+
+        def replug(done, _total):
+            if done > total // 3 and not pulled:
+                pulled.append(done)
+                gone = os.open(os.devnull, os.O_RDWR)  # the USB node vanished under the open port:
+                os.dup2(gone, host._handle.fd)  # bytes written now are lost, the next read finds it dead ...
+                os.close(gone)
+
+        report = FlashClient(host, chunk_size=2048, window=2, ack_timeout_s=1.0).flash(v2, progress=replug)
+        assert pulled and host.stats.disconnects >= 1 and host.stats.reconnects >= 1  # ... and came back
+        assert report.resends >= 1 and report.after["version"] == "1.1.0"  # the lost chunks were sent again
+        assert serving(host, hashlib.sha256(v2.read_bytes()).hexdigest())
+        host.close()
+
+
 class CorruptingLink:
     """A host link that flips one bit in the ``n``-th write: real damage on the real pty."""
 
