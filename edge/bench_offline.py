@@ -66,9 +66,16 @@ class OvOffline(_Offline):
                 own = np.array(array, copy=True)
                 self._keep.append(own)
                 request.set_tensor(name, ov.Tensor(own, shared_memory=True))
-        lat = self.lat_ns
+        self._done: list[None] = []  # one entry per finished callback
+        self._started = 0  # requests started
+        lat, done = self.lat_ns, self._done
         clock = time.perf_counter_ns
-        self.queue.set_callback(lambda request, started: lat.append(clock() - started))
+
+        def finished(request, started: int) -> None:  # on an OpenVINO thread, with the GIL
+            lat.append(clock() - started)
+            done.append(None)
+
+        self.queue.set_callback(finished)
         self.info = {"nireq": nireq, "nstreams": int(self.compiled.get_property("NUM_STREAMS")),
                      "hint": config["PERFORMANCE_HINT"].lower()}  # fmt: skip
 
@@ -83,10 +90,23 @@ class OvOffline(_Offline):
             queue.get_idle_request_id()  # wait for a free request, so latency starts when the request does
             queue.start_async(userdata=clock())
             submitted += 1
-        self.queue.wait_all()
+            self._started += 1
+        queue.wait_all()
+        self._settle()
         return clock() - start, cpu_seconds() - cpu0
 
+    def _settle(self, timeout_s: float = 30.0) -> None:
+        """Wait until every started request's Python callback has run. ``wait_all`` can return while a
+        callback still waits for the GIL; destroying the queue then (with the GIL held) deadlocks."""
+        deadline = time.monotonic() + timeout_s
+        while len(self._done) < self._started and time.monotonic() < deadline:
+            time.sleep(0.001)  # releases the GIL to the callbacks
+
     def close(self) -> None:
+        if self.queue is not None:
+            self.queue.wait_all()
+            self._settle()
+            time.sleep(0.01)  # let the last callback return from Python before the queue goes
         self.queue = self.compiled = None
 
 
