@@ -222,6 +222,7 @@ class Daemon:
         self._held: _Loaded | None = None  # the previous model, kept during probation
         self._good_countdown = 0  # masks still to serve before the active slot is marked good
         self._looping = False
+        self.control_stats = None  # DecoderStats of the inbound control channel, once it runs
         self._swap_lock = threading.RLock()  # pending swap and held model: frame loop vs flashing job
 
     # ---- start-up ---------------------------------------------------------------------------
@@ -736,6 +737,7 @@ class Daemon:
 
         link = self._protocol.link
         decoder = StreamDecoder(max_payload=self.flash.limits.max_chunk + 1024)
+        self.control_stats = decoder.stats  # inbound: packets, CRC and framing errors (DecoderStats)
         while not self._control_stop.is_set():
             try:
                 data = link.read(65536, timeout_s=0.1)
