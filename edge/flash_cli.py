@@ -110,7 +110,11 @@ def flash(
         typer.echo(json.dumps(report.as_dict(), indent=2, default=str))
     resumed = f", resumed at byte {report.resumed_from}" if report.resumed_from else ""
     raw = baud / 10 if _link_spec(port, baud).startswith("serial:") else None
-    share = f" ({report.throughput_Bps / raw:.0%} of the line's {raw:.0f} B/s)" if raw else ""
+    share = ""
+    if raw and report.throughput_Bps <= 1.05 * raw:
+        share = f" ({report.throughput_Bps / raw:.0%} of the line's {raw:.0f} B/s at {baud} baud)"
+    elif raw:
+        share = f" (above {baud} baud: this link ignores the baud rate, as USB CDC and ptys do)"
     console.print(f"before: {_slot(report.before)}")
     console.print(f"after:  {_slot(report.after)}")
     console.print(f"self-test: {_selftest_line(report.selftest)}")
