@@ -218,6 +218,7 @@ class FlashClient:
         device's check). Raises ``FlashFailed`` or ``NoAnswer``."""
         total = len(data)
         sha = sha256 if sha256 is not None else hashlib.sha256(data).digest()
+        self._pending.clear()  # late answers to an earlier request are not this upload's
         wire_before = getattr(getattr(self.link, "stats", None), "bytes_written", 0)
         started = self._clock()
         ack = self._begin(total, sha, version)
@@ -280,18 +281,24 @@ class FlashClient:
         return result, stats
 
     def _end(self, sha: bytes) -> FlashResult:
-        for _ in range(self.retries):
+        """Send UPLOAD_END (again when unanswered) and return the install's UPLOAD_RESULT. A repeated
+        END reaches a device already installing (the first END's ACK was lost): it answers BUSY, and
+        those BUSY answers are skipped, one per extra END, on the way to the real result."""
+        for attempt in range(self.retries):
             self._send(PacketType.UPLOAD_END, upload_end_payload(sha))
             packet = self._wait((PacketType.UPLOAD_ACK, PacketType.UPLOAD_RESULT), self.ack_timeout_s)
             if packet is None:
                 continue
             self._end_acked_s = self._clock()
-            if packet.type == PacketType.UPLOAD_ACK:  # install started: wait for its result
-                result = self._result(self.result_timeout_s)
+            extra_ends = attempt  # BUSY answers that may still come
+            result = decode_result(packet.payload) if packet.type == PacketType.UPLOAD_RESULT else None
+            deadline = self._clock() + self.result_timeout_s
+            while result is None or (result.code == FlashCode.BUSY and extra_ends > 0):
+                if result is not None:
+                    extra_ends -= 1
+                result = self._result(max(0.0, deadline - self._clock()))
                 if result is None:
                     raise NoAnswer(f"no UPLOAD_RESULT within {self.result_timeout_s:g} s of UPLOAD_END")
-            else:
-                result = decode_result(packet.payload)
             if not result.ok:
                 raise FlashFailed(result.code, result.message, result.details)
             return result

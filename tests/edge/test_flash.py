@@ -26,7 +26,7 @@ from flash_fixtures import (
 from edge.flashing.host import FlashClient, FlashFailed
 from edge.links import SerialLink
 from edge.protocol.flash import FlashCode
-from edge.protocol.packets import model_id_from_sha256
+from edge.protocol.packets import PacketType, model_id_from_sha256
 from export.bundle import generate_keypair
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,6 +105,32 @@ def test_a_replugged_cable_is_reopened_and_the_same_flash_goes_on(tmp_path, v2):
         assert pulled and host.stats.disconnects >= 1 and host.stats.reconnects >= 1  # ... and came back
         assert report.resends >= 1 and report.after["version"] == "1.1.0"  # the lost chunks were sent again
         assert serving(host, hashlib.sha256(v2.read_bytes()).hexdigest())
+        host.close()
+
+
+class LosingEndAckClient(FlashClient):
+    """A host whose first UPLOAD_END's acknowledgement is lost on the way back."""
+
+    ends, dropped = 0, False
+
+    def _send(self, ptype, payload):
+        self.ends += ptype == PacketType.UPLOAD_END
+        super()._send(ptype, payload)
+
+    def _wait(self, types, timeout_s):
+        packet = super()._wait(types, timeout_s)
+        if packet is not None and packet.type == PacketType.UPLOAD_ACK and self.ends == 1 and not self.dropped:
+            self.dropped = True
+            return None
+        return packet
+
+
+def test_a_lost_answer_to_upload_end_does_not_fail_a_good_install(tmp_path, v2):
+    with DeviceUnderTest(tmp_path / "state") as dut:
+        host = dut.host_link()
+        client = LosingEndAckClient(host)
+        report = client.flash(v2)  # END again -> BUSY (installing) is skipped -> the real result
+        assert client.dropped and client.ends == 2 and report.after["version"] == "1.1.0"
         host.close()
 
 
