@@ -242,6 +242,8 @@ class UploadManager:
 
     def _sync(self) -> None:
         s = self.session
+        if self._file is None:  # nothing written by this process: what it holds is already durable
+            return
         self._file.flush()
         os.fsync(self._file.fileno())
         s.durable = s.offset

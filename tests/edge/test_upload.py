@@ -29,6 +29,7 @@ def manager(tmp_path, clock=None, **limits):
 
 
 def send(m, start, stop, size=4096):
+    ack = m.ack()
     for offset in range(start, stop, size):
         ack = m.chunk(UploadChunk(offset, DATA[offset : min(offset + size, stop)]))
         assert ack.code == FlashCode.OK
@@ -137,3 +138,45 @@ def test_damaged_state_file_is_discarded_at_start(tmp_path):
     m.begin(UploadBegin(len(DATA), SHA, ""))
     (tmp_path / "uploads" / STATE_NAME).write_text("{not json")
     assert manager(tmp_path).session is None
+
+
+def _upload_forever(folder, started):
+    m = UploadManager(folder, UploadLimits(fsync_bytes=8192, reserve_bytes=0))
+    m.begin(UploadBegin(len(DATA), SHA, ""))
+    started.set()
+    offset = m.session.offset
+    while offset < len(DATA):
+        offset = m.chunk(UploadChunk(offset, DATA[offset : offset + 1024])).next_offset
+
+
+def test_killed_at_random_points_the_upload_resumes_with_exactly_the_bytes_it_recorded(tmp_path):
+    import multiprocessing
+    import os
+    import random
+    import signal
+
+    ctx = multiprocessing.get_context("fork")
+    rng = random.Random(7)
+    resumed = []
+    for i in range(25):
+        folder = tmp_path / f"u{i}"
+        started = ctx.Event()
+        child = ctx.Process(target=_upload_forever, args=(folder, started))
+        child.start()
+        assert started.wait(10)
+        time_s = rng.uniform(0.0, 0.02)
+        child.join(time_s)
+        if child.is_alive():
+            os.kill(child.pid, signal.SIGKILL)  # the device dies at an arbitrary point
+        child.join(10)
+        m = UploadManager(folder, UploadLimits(fsync_bytes=8192, reserve_bytes=0))  # the next start
+        if m.session is None:  # discarded: nothing half-trusted stays
+            continue
+        held = m.session.offset
+        resumed.append(held)
+        assert held % 8192 == 0 or held == len(DATA)  # only fsynced, recorded offsets survive
+        assert (folder / "upload.part").read_bytes()[:held] == DATA[:held]  # every recorded byte is right
+        assert m.begin(UploadBegin(len(DATA), SHA, "")).next_offset == held
+        send(m, held, len(DATA), size=1024)
+        assert m.complete(SHA).read_bytes() == DATA
+    assert any(0 < held < len(DATA) for held in resumed), resumed  # some kills did land mid-upload
