@@ -56,8 +56,8 @@ bench-edge:
 	mkdir -p $(BENCH_OUT)
 	test -f $(BENCH_DATA)/crop/index.json || $(VENV)/bin/xenoedge simulate --out $(BENCH_DATA)/crop --domain crop --sensor mosaic-5x5-nir --subjects 1 --images 2 --seed 7
 	test -f $(BENCH_DATA)/surgical/index.json || $(VENV)/bin/xenoedge simulate --out $(BENCH_DATA)/surgical --domain surgical --subjects 1 --images 2 --size 240x320 --seed 7
-	$(EDGE_BENCH) crop -t 10 --warmup 5 --dataset $(BENCH_DATA)/crop --json $(BENCH_OUT)/crop.json --csv $(BENCH_OUT)/crop.csv --plot $(BENCH_OUT)/crop.png
-	$(EDGE_BENCH) surgical -niter 10 -t 10 --rounds 5 --warmup 2 --dataset $(BENCH_DATA)/surgical --json $(BENCH_OUT)/surgical.json --csv $(BENCH_OUT)/surgical.csv --plot $(BENCH_OUT)/surgical.png
+	$(EDGE_BENCH) crop -t 10 --warmup 5 --rss-alone --dataset $(BENCH_DATA)/crop --json $(BENCH_OUT)/crop.json --csv $(BENCH_OUT)/crop.csv --plot $(BENCH_OUT)/crop.png
+	$(EDGE_BENCH) surgical -niter 10 -t 10 --rounds 5 --warmup 2 --rss-alone --dataset $(BENCH_DATA)/surgical --json $(BENCH_OUT)/surgical.json --csv $(BENCH_OUT)/surgical.csv --plot $(BENCH_OUT)/surgical.png
 	$(EDGE_BENCH) xeno/default_models/crop -t 5 --warmup 5 --json $(BENCH_OUT)/crop-checkpoint.json --csv $(BENCH_OUT)/crop-checkpoint.csv
 	$(EDGE_BENCH) crop --backend ort,openvino -hint throughput -nireq 2 -t 5 --warmup 5 --json $(BENCH_OUT)/crop-offline.json --csv $(BENCH_OUT)/crop-offline.csv
 	$(EDGE_BENCH) crop --mode pipeline --link pty --baud 921600 -t 8 --warmup 5 --json $(BENCH_OUT)/crop-pipeline.json --csv $(BENCH_OUT)/crop-pipeline.csv

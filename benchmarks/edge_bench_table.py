@@ -25,8 +25,10 @@ def table(report: dict) -> str:
     results = report["results"]
     dsc = any(r.get("dsc_truth") is not None for r in results)
     offline = s["scenario"] == "offline" and s["mode"] == "engine"
+    alone = any(r.get("peak_rss_alone_mb") is not None for r in results)
     head = ["Configuration", "Device", "Precision", "Count", "FPS", "× baseline FPS", "p50 ms", "p99 ms",
             "First inference ms", "CPU cores", "RSS +MB"]  # fmt: skip
+    head += ["Peak RSS alone MB"] if alone else []
     head += ["nireq", "streams"] if offline else []
     head += ["DSC vs truth", "DSC vs baseline"] if dsc else []
     lines += [
@@ -39,6 +41,7 @@ def table(report: dict) -> str:
                r.get("precision") or "-", str(r["count"]), _f(r["throughput_fps"]), _f(r.get("fps_ratio"), ".2f"),
                _f(lat["median"]), _f(lat["p99"]), _f(r.get("first_inference_ms"), ".0f"), _f(r.get("cpu_util"), ".2f"),
                _f(r.get("rss_growth_mb"), ".0f")]  # fmt: skip
+        row += [_f(r.get("peak_rss_alone_mb"), ".0f")] if alone else []
         row += [_f(r.get("nireq"), "d"), _f(r.get("nstreams"), "d")] if offline else []
         row += [_f(r.get("dsc_truth"), ".3f"), _f(r.get("dsc_reference"), ".3f")] if dsc else []
         lines.append("| " + " | ".join(row) + " |")

@@ -87,7 +87,8 @@ CSV_COLUMNS = (
     "model", "mode", "scenario", "target", "runtime", "precision", "device", "status", "baseline", "shape",
     "nireq", "nstreams", "count", "duration_s", "throughput_fps", "fps_ratio",
     *(f"latency_{k}_ms" for k in LATENCY_KEYS), "latency_ratio", "latency_percentile", "latency_pct_ms",
-    "load_ms", "first_inference_ms", "cpu_util", "rss_mb", "rss_growth_mb", "peak_rss_mb", "selftest_agreement",
+    "load_ms", "first_inference_ms", "cpu_util", "rss_mb", "rss_growth_mb", "peak_rss_mb", "peak_rss_alone_mb",
+    "selftest_agreement",
     *(f"stage_{k}_median_ms" for k in STAGE_KEYS), *(f"stage_{k}_p95_ms" for k in STAGE_KEYS),
     "bytes_per_mask", "link_bytes_per_s", "link_utilisation", "masks_received",
     "dsc_truth", "dsc_reference", "agreement_reference", "note",
@@ -129,6 +130,7 @@ class BenchSettings:
     references: str | None = None
     dataset: str | None = None
     dataset_frames: int = 8
+    rss_alone: bool = False
 
 
 @dataclass
@@ -294,20 +296,25 @@ def select_configs(source, settings: BenchSettings) -> tuple[list[_Config], list
 
 
 def _rss_mb() -> tuple[float | None, float | None]:
-    """(current RSS, peak RSS) of this process in MB; None where the platform does not say."""
+    """(current RSS, peak RSS) of this process in MB; None where the platform does not say.
+
+    Linux: ``VmRSS`` / ``VmHWM`` of ``/proc/self/status`` (the high-water mark of this process's own
+    memory; ``getrusage``'s ``ru_maxrss`` would carry a parent's peak over fork and exec).
+    Elsewhere: ``ru_maxrss`` for the peak."""
     current = peak = None
     try:
-        with open("/proc/self/statm") as f:
-            current = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import resource
+        with open("/proc/self/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        current = int(fields["VmRSS"].split()[0]) / 1e3  # kB
+        peak = int(fields["VmHWM"].split()[0]) / 1e3
+    except (OSError, ValueError, KeyError, IndexError):
+        try:
+            import resource
 
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak = maxrss / 1e6 if sys.platform == "darwin" else maxrss / 1e3  # bytes on macOS, KiB on Linux
-    except ImportError:
-        pass
+            maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak = maxrss / 1e6 if sys.platform == "darwin" else maxrss / 1e3  # bytes on macOS, KiB on Linux
+        except ImportError:
+            pass
     return current, peak
 
 
@@ -607,6 +614,33 @@ def _host() -> dict:
     }
 
 
+def peak_rss_alone(settings: BenchSettings, cfg: _Config, notes: list[str]) -> float | None:
+    """Peak RSS (MB) of a fresh ``edge-bench`` process measuring ``cfg`` alone (``-d`` its target, a few
+    iterations): the configuration's own footprint, interpreter and runtime included (``--rss-alone``)."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="edge-bench-rss-") as tmp:
+        out = Path(tmp) / "alone.json"
+        args = [sys.executable, "-m", "edge.bench", settings.model, "-niter", "3", "--warmup", "1", "--rounds", "1",
+                "--json", str(out), "--seed", str(settings.seed)]  # fmt: skip
+        args += ["-d", "torch", "--checkpoint", str(cfg.checkpoint)] if cfg.runtime == "torch" else ["-d", cfg.target]
+        for flag, value in (("-shape", settings.shape), ("--threads", settings.threads), ("-hint", settings.hint),
+                            ("-nireq", settings.nireq), ("-nstreams", settings.nstreams),
+                            ("--scenario", settings.scenario)):  # fmt: skip
+            if value is not None:
+                args += [flag, str(value)]
+        try:
+            done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+            report = json.loads(out.read_text()) if done.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+            report, done = None, exc
+        if not report or not report["results"]:
+            why = done.stderr.strip().splitlines()[-1:] if hasattr(done, "stderr") and done.stderr else [str(done)]
+            notes.append(f"--rss-alone: {cfg.target} could not be measured alone ({'; '.join(why)})")
+            return None
+        return report["results"][0].get("peak_rss_mb")
+
+
 def run_bench(settings: BenchSettings, latencies_ns: dict | None = None) -> dict:
     """Measure and return the report (``schema_version`` first); raises ``BenchError`` (any
     ``XenoedgeError``) on bad input. ``latencies_ns``: filled with configuration -> latencies (ns)."""
@@ -633,6 +667,9 @@ def run_bench(settings: BenchSettings, latencies_ns: dict | None = None) -> dict
                 for cfg in configs:
                     if cfg.engine is not None:
                         cfg.engine.close()
+            if settings.rss_alone:
+                for cfg in configs:
+                    cfg.result["peak_rss_alone_mb"] = peak_rss_alone(settings, cfg, notes)
         info.pop("_inputs", None)
     if settings.mode == "pipeline":
         baseline = pick_baseline(configs, settings.baseline, notes)
@@ -796,6 +833,9 @@ def print_table(report: Mapping) -> None:
     columns = ["configuration", "device", "prec.", "count", "FPS", "× baseline", "p50 ms",
                *([f"p{pct:g} ms"] if extra_pct else []), "p99 ms", "first inf. ms", "CPU cores", "RSS +MB"]  # fmt: skip
     offline = s["scenario"] == "offline" and s["mode"] == "engine"
+    alone = any(r.get("peak_rss_alone_mb") is not None for r in results)
+    if alone:
+        columns += ["peak RSS alone MB"]
     if offline:
         columns += ["nireq", "streams"]
     if has_dsc:
@@ -810,6 +850,8 @@ def print_table(report: Mapping) -> None:
                *([_fmt(r.get("latency_pct_ms"), ".2f")] if extra_pct else []), _fmt(lat.get("p99"), ".2f"),
                _fmt(r.get("first_inference_ms")),
                _fmt(r.get("cpu_util"), ".2f"), _fmt(r.get("rss_growth_mb"))]  # fmt: skip
+        if alone:
+            row += [_fmt(r.get("peak_rss_alone_mb"), ".0f")]
         if offline:
             row += [_fmt(r.get("nireq"), "d"), _fmt(r.get("nstreams"), "d")]
         if has_dsc:
@@ -873,6 +915,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="labelled data set (xenoedge simulate): DSC vs truth and vs the baseline")
     p.add_argument("--dataset-frames", type=int, default=8, help="frames of --dataset to score (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated camera / synthetic frame")
+    p.add_argument(
+        "--rss-alone", action="store_true", help="also each configuration's peak RSS alone, in a fresh process"
+    )
     p.add_argument("--json", type=Path, help="write the JSON report here")
     p.add_argument("--csv", type=Path, help="write one CSV row per configuration here")
     p.add_argument("--plot", type=Path, help="write a PNG of latency distributions and throughput here")
@@ -890,7 +935,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rounds=max(1, args.rounds), seed=args.seed, precision=args.precision, shape=args.shape,
         scenario=args.scenario, hint=args.hint, nireq=args.nireq, nstreams=args.nstreams, baseline=args.baseline,
         checkpoint=args.checkpoint, camera=args.camera, link=args.link, baud=args.baud, references=args.references,
-        dataset=args.dataset, dataset_frames=args.dataset_frames,
+        dataset=args.dataset, dataset_frames=args.dataset_frames, rss_alone=args.rss_alone,
     )  # fmt: skip
     lat: dict = {}
     try:

@@ -69,7 +69,7 @@ def crop_dataset(tmp_path_factory):
 
 def test_engine_mode_writes_json_and_csv(tmp_path):
     out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
-    rc = main(["crop", "--backend", "ort", "-niter", "6", "--warmup", "1", "--percentile", "75",
+    rc = main(["crop", "--backend", "ort", "-niter", "6", "--warmup", "1", "--percentile", "75", "--rss-alone",
                "--json", str(out_json), "--csv", str(out_csv)])  # fmt: skip
     assert rc == 0
     text = out_json.read_text()
@@ -84,6 +84,9 @@ def test_engine_mode_writes_json_and_csv(tmp_path):
     assert r["selftest_agreement"] == pytest.approx(1.0, abs=0.05)
     assert r["baseline"] is True and r["fps_ratio"] == 1.0 and report["baseline"] == "cpu-onnxruntime-int8"
     assert r["rss_growth_mb"] is None or r["rss_growth_mb"] >= 0
+    # measured alone in a fresh process: a Python with NumPy, ONNX Runtime and the model loaded
+    assert r["peak_rss_alone_mb"] is None or 50 < r["peak_rss_alone_mb"] < 4000
+    assert sys.platform != "linux" or r["peak_rss_alone_mb"] is not None
     rows = list(csv.DictReader(out_csv.open()))
     assert list(rows[0]) == list(CSV_COLUMNS)
     assert len(rows) == 1 and int(rows[0]["count"]) == 6
