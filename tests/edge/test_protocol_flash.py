@@ -89,5 +89,6 @@ def test_doc_tables_match_the_code():
         assert f"| {offset} | {size} | `{name}` |" in DOC
     for offset, size, name in ((0, 8, "total_size"), (8, 32, "sha256"), (40, "0 to 64", "version")):
         assert f"| {offset} | {size} | `{name}` |" in DOC
-    for key in ("active", "inactive", "engines", "sensor", "free_bytes", "upload", "max_bundle_bytes", "max_chunk"):
+    info_keys = ("active", "inactive", "engines", "sensor", "free_bytes", "upload", "max_bundle_bytes", "max_chunk")
+    for key in (*info_keys, "busy", "serving"):
         assert f"| `{key}` |" in DOC, key
