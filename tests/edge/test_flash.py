@@ -61,7 +61,8 @@ def test_flash_hot_swaps_the_model_reports_and_rolls_back_on_request(tmp_path, v
         info = client.info()
         assert info["active"]["sha256"] == v2_sha and info["inactive"]["sha256"] == CROP_SHA
         assert info["sensor"]["name"] == "mosaic-5x5-nir" and "onnxruntime" in info["engines"]
-        assert info["free_bytes"] > 0 and info["upload"] is None
+        assert info["free_bytes"] > 0 and info["upload"] is None and not info["busy"]
+        assert info["serving"]["model"] == "crop@1.1.0"
         result = client.rollback()
         assert result.details["active"]["sha256"] == CROP_SHA
         assert serving(host, CROP_SHA)
