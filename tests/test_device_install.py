@@ -21,6 +21,7 @@ def test_device_packages_import_without_heavy_dependencies():
         "import edge, edge.cli, edge.device_cli, edge.daemon, edge.engines, edge.links, edge.protocol, export.bundle\n"
         "import edge.scan, edge.scan_cli, edge.devices_cli, edge.flashing, edge.flashing.slots, edge.flashing.install\n"
         "import edge.flashing.upload, edge.flashing.host, edge.flash_cli\n"
+        "import edge.bench, edge.bench_inputs, edge.bench_offline, edge.bench_pipeline, edge.bench_torch\n"
         "from devices.simulated import SimulatedCamera\n"
         "from calibration.sensors import get_sensor\n"
         "with SimulatedCamera(get_sensor('mosaic-5x5-nir')) as cam: cam.read()\n"
