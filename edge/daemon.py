@@ -20,6 +20,7 @@ SIGHUP: reload the references) and talks to systemd.
 from __future__ import annotations
 
 import collections
+import queue
 import shutil
 import signal
 import tempfile
@@ -217,6 +218,9 @@ class Daemon:
         self.flash = None
         self._protocol = None
         self._control_thread: threading.Thread | None = None
+        self._reply_thread: threading.Thread | None = None
+        self._replies: queue.Queue = queue.Queue()  # flashing answers, written by the reply thread
+        self._reply_stop = threading.Event()
         self._control_stop = threading.Event()
         self._pending_swap: tuple[_Loaded, str, threading.Event] | None = None
         self._held: _Loaded | None = None  # the previous model, kept during probation
@@ -722,15 +726,29 @@ class Daemon:
         self.flash = FlashService(
             self.store,
             self._install_policy(self.sensor.signature),
-            send=protocol.send_packet,
+            send=lambda ptype, payload: self._replies.put((ptype, payload)),
             activate=self.activate_slot,
             device_info=self._device_info,
             limits=UploadLimits(max_bundle_bytes=self.config.max_bundle_bytes, timeout_s=self.config.upload_timeout_s),
             log=lambda line: self._events.append(("bundle", line, None)),
         )
         self._control_stop.clear()
+        self._reply_stop.clear()
         self._control_thread = threading.Thread(target=self._control_loop, name="xenoedge-control", daemon=True)
+        self._reply_thread = threading.Thread(target=self._reply_loop, name="xenoedge-replies", daemon=True)
         self._control_thread.start()
+        self._reply_thread.start()
+
+    def _reply_loop(self) -> None:
+        """Write the flashing answers. Apart from the reading thread, so that the device keeps
+        reading what the host sends while a write waits for the line (behind a mask frame, or a
+        host that is itself busy writing): a device that stops reading can deadlock the link."""
+        while not self._reply_stop.is_set() or not self._replies.empty():
+            try:
+                ptype, payload = self._replies.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self._protocol.send_packet(ptype, payload)
 
     def _control_loop(self) -> None:
         from edge.protocol.decoder import StreamDecoder
@@ -886,6 +904,10 @@ class Daemon:
         if self.flash is not None:
             self.flash.close()
             self.flash = None
+        self._reply_stop.set()  # after the flashing job: its last answer still goes out
+        if self._reply_thread is not None:
+            self._reply_thread.join(timeout=5.0)
+            self._reply_thread = None
         if self._pending_swap is not None:
             self._pending_swap[0].close()
             self._pending_swap = None
