@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--bauds", default="115200,921600", help="baud rates, comma-separated")
     parser.add_argument("--fps", type=float, default=1.0, help="masks per second the device keeps sending")
     parser.add_argument("--chunk", type=int, default=4096, help="upload chunk size, bytes")
-    parser.add_argument("--window", type=int, default=4, help="chunks in flight")
+    parser.add_argument("--window", type=int, default=8, help="chunks in flight")
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
     args = parser.parse_args()
     rows = []

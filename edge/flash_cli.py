@@ -63,7 +63,7 @@ def flash(
     public_key: Path = typer.Option(None, help="--to: only bundles this Ed25519 key signed are installed."),
     sensor: str = typer.Option(None, help="--to: the device camera's sensor profile; the bundle must match it."),
     chunk: int = typer.Option(4096, min=1, help="Bytes per upload chunk (capped by the device)."),
-    window: int = typer.Option(4, min=1, help="Chunks in flight before waiting for an answer."),
+    window: int = typer.Option(8, min=1, help="Chunks in flight before waiting for an answer."),
     timeout: float = typer.Option(2.0, min=0.05, help="Seconds to wait for an answer before asking again."),
     confirm: float = typer.Option(
         60.0, min=0.0, help="Watch up to this many seconds until the new model served its first frames (0: don't)."

@@ -98,7 +98,7 @@ class FlashClient:
         result_timeout_s: float = 180.0,
         retries: int = 5,
         chunk_size: int = 4096,
-        window: int = 4,
+        window: int = 8,
         clock: Callable[[], float] = time.monotonic,
     ):
         if chunk_size < 1 or window < 1:
