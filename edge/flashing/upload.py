@@ -102,6 +102,8 @@ class UploadManager:
         self._free = free_bytes or (lambda p: shutil.disk_usage(p).free)
         self._file: Any = None
         self._timed_out: bytes | None = None  # SHA-256 of the last upload dropped for being idle
+        with contextlib.suppress(FileNotFoundError):  # a finished upload whose install a restart cut short
+            self.received_path.unlink()
         self.session: _Session | None = self._load()
 
     # ---- persistence ----------------------------------------------------------------------

@@ -133,6 +133,16 @@ def test_not_enough_free_space_is_refused_at_begin(tmp_path):
     assert err.value.code == FlashCode.NO_SPACE and m.session is None
 
 
+def test_a_received_bundle_left_by_a_crash_before_its_install_is_removed_at_start(tmp_path):
+    m = manager(tmp_path)
+    m.begin(UploadBegin(len(DATA), SHA, ""))
+    send(m, 0, len(DATA))
+    received = m.complete(SHA)
+    assert received.exists()  # the device dies before install_bundle read it
+    manager(tmp_path)
+    assert not received.exists()
+
+
 def test_damaged_state_file_is_discarded_at_start(tmp_path):
     m = manager(tmp_path)
     m.begin(UploadBegin(len(DATA), SHA, ""))
