@@ -65,6 +65,9 @@ def flash(
     chunk: int = typer.Option(4096, min=1, help="Bytes per upload chunk (capped by the device)."),
     window: int = typer.Option(8, min=1, help="Chunks in flight before waiting for an answer."),
     timeout: float = typer.Option(2.0, min=0.05, help="Seconds to wait for an answer before asking again."),
+    retries: int = typer.Option(
+        15, min=1, help="Unanswered requests in a row before giving up (time to replug a cable: retries x timeout)."
+    ),
     confirm: float = typer.Option(
         60.0, min=0.0, help="Watch up to this many seconds until the new model served its first frames (0: don't)."
     ),
@@ -91,7 +94,7 @@ def flash(
     size = bundle.stat().st_size if bundle.is_file() else 0
     link = _open(port, baud)
     try:
-        client = FlashClient(link, chunk_size=chunk, window=window, ack_timeout_s=timeout)
+        client = FlashClient(link, chunk_size=chunk, window=window, ack_timeout_s=timeout, retries=retries)
         with Progress(
             TextColumn("[bold]flashing"),
             BarColumn(),
