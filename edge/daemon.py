@@ -836,28 +836,17 @@ class Daemon:
         self._send("hello", **self._hello())
         done.set()
 
-    def _serving_the_active_slot(self) -> bool:
-        """Whether the model in the frame loop is the store's active slot (not so between an
-        install's switch and the hot swap: then the verdict on the old model is not the new one's)."""
-        if self.store is None or self.slot is None:
-            return False
-        active = self.store.active()
-        return active is not None and (active.slot, active.sha256) == (self.slot.slot, self.slot.sha256)
-
     def _probation_passed(self) -> None:
-        """Mark the served slot good, under the store's install lock so that an install cannot
-        switch slots between the check and the mark (busy: try again after the next mask)."""
-        from edge.flashing.errors import InstallBusyError
+        """Mark the slot this model came from good. ``mark_good(slot)`` checks atomically that it
+        is still the active one: between an install's switch and the hot swap, the old model's
+        masks are no verdict on the new slot (``SlotStateError``, nothing marked)."""
+        from edge.flashing.errors import SlotStateError
 
-        if self.store is None:
+        if self.store is None or self.slot is None:
             return
         try:
-            with self.store.install_lock("mark good"):
-                if not self._serving_the_active_slot():
-                    return
-                self.store.mark_good()
-        except InstallBusyError:
-            self._good_countdown = 1
+            self.store.mark_good(self.slot.slot)
+        except SlotStateError:
             return
         except XenoedgeError as exc:
             self._error("bundle", f"could not mark {self.model_id} good: {exc}")
@@ -869,12 +858,12 @@ class Daemon:
 
     def _probation_failed(self, reason: str) -> None:
         """An engine failure before the active slot served ``probation_frames`` masks: roll back."""
-        if self._good_countdown <= 0 or not self._serving_the_active_slot():
+        if self.store is None or self.slot is None or self._good_countdown <= 0:
             return
         self._good_countdown = 0
         failed = self.model_id
-        try:
-            target = self.store.rollback(f"engine failed in its first frames: {reason}")
+        try:  # from_slot: when an install switched meanwhile, the old engine's failure rolls nothing back
+            target = self.store.rollback(f"engine failed in its first frames: {reason}", from_slot=self.slot.slot)
             loaded = self._prepare(target)
         except Exception as exc:
             self._error("bundle", f"{failed} failed in its first frames ({reason}); rollback failed: {exc}")
