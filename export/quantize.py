@@ -248,6 +248,7 @@ def quantize_int8(
     symmetric_activations: bool = True,
     quantize_bias: bool = False,
     percentile: float = 99.999,
+    reduce_range: bool = True,
 ) -> Path:
     """Quantise the FP32 graph at ``fp32_path`` to QDQ INT8 at ``out_path``; returns ``out_path``.
 
@@ -258,6 +259,13 @@ def quantize_int8(
     ``symmetric_activations=False`` (which TensorRT does not accept). Biases stay float32 unless
     ``quantize_bias=True`` (int32 bias DequantizeLinear nodes, which TensorRT's ONNX parser has
     rejected; ONNX Runtime quantises float biases itself when it fuses QDQ Conv).
+
+    ``reduce_range`` (default on) keeps weights in 7 bits ([-64, 63], still symmetric int8
+    tensors). ONNX Runtime's x86 int8 kernels on CPUs without AVX512-VNNI multiply with
+    ``vpmaddubsw``, whose int16 pair sums saturate with full-range weights: on such a CPU
+    (an AVX2-only EPYC here) full-range INT8 agreed with FP32 on 5-50 % of pixels, 7-bit
+    weights on over 94 %. The accuracy gate runs these graphs in ONNX Runtime on the host,
+    so the graph that ships is the one that was gated, whatever CPU measured it.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -298,6 +306,7 @@ def quantize_int8(
                 nodes_to_exclude=fixed + exclude,
                 calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[method]),
                 extra_options=extra_options,
+                reduce_range=reduce_range,
             )
     quantized = onnx.load(str(out_path))
     _float_logits(quantized)
@@ -312,6 +321,7 @@ def quantize_int8(
             "int8_calibration_frames": str(len(frames)),
             "int8_per_channel": str(bool(per_channel)).lower(),
             "int8_kept_float": ",".join(exclude),
+            "int8_weight_bits": "7" if reduce_range else "8",
         }
     )
     del quantized.metadata_props[:]

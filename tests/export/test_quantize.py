@@ -87,7 +87,22 @@ def test_int8_agrees_with_fp32(name, fp32_graphs, int8_graphs, camera):
             agreement(run(int8_graphs[name], frame)[CLASSES_OUTPUT], run(fp32_graphs[name], frame)[CLASSES_OUTPUT])
         )
     print(f"{name}: INT8 vs FP32 pixel agreement {scores}")
-    assert min(scores) >= 0.95
+    # 7-bit weights (reduce_range, see quantize_int8) on tiny models with thin logit margins
+    assert min(scores) >= 0.93
+
+
+def test_weights_use_seven_bits_unless_asked_for_eight(fp32_graphs, calibration_frames, tmp_path):
+    """reduce_range: weights within [-64, 63] by default (no int16 saturation in ORT's AVX2 kernels)."""
+    for reduce_range, limit in ((True, 64), (False, 127)):
+        path = quantize_int8(
+            fp32_graphs["pixel-mlp"], tmp_path / f"{reduce_range}.onnx", calibration_frames, reduce_range=reduce_range
+        )
+        model = onnx.load(str(path))
+        values = initializers(model)
+        weights = [values[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in values]
+        peak = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+        assert peak <= limit and (reduce_range or peak > 64), (reduce_range, peak)
+        assert str(graph_metadata(path)["int8_weight_bits"]) == ("7" if reduce_range else "8")
 
 
 def test_keep_float_first_and_head(fp32_graphs, calibration_frames, tmp_path):
