@@ -99,7 +99,9 @@ def test_weights_use_seven_bits_unless_asked_for_eight(fp32_graphs, calibration_
         )
         model = onnx.load(str(path))
         values = initializers(model)
-        weights = [values[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in values]
+        weights = [
+            values[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in values
+        ]
         peak = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
         assert peak <= limit and (reduce_range or peak > 64), (reduce_range, peak)
         assert str(graph_metadata(path)["int8_weight_bits"]) == ("7" if reduce_range else "8")
