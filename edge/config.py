@@ -4,7 +4,7 @@
 the one table that maps them, read by the loader and checked against ``docs/daemon.md``)::
 
     [camera]
-    spec = "sim:crop"            # devices.open_camera spec: sim[:domain] | replay:FOLDER
+    spec = "sim:crop"            # camera string (docs/cameras.md): sim:crop | replay:DIR | v4l2:... | file:...
     sensor = "mosaic-5x5-nir"    # optional; default: the bundle's sensor
     seed = 0
     exposure_ms = 10.0

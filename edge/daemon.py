@@ -412,14 +412,20 @@ class Daemon:
 
     def _bind(self, engine: Engine, refs: References) -> Any:
         """Bind ``refs`` to a raw-input engine (None) or return a new calibrator for a reflectance one."""
+        crosstalk = getattr(self.camera, "crosstalk", None)  # (C, C) from the camera string's crosstalk=
         if engine.variant == "raw":
+            if crosstalk is not None:
+                raise DaemonError(
+                    f"camera {self.camera.camera_id} has a band-crosstalk matrix, but the bundle's model calibrates "
+                    "raw counts itself (raw input variant) and cannot apply it: export the reflectance variant"
+                )
             dark = np.asarray(refs.dark, dtype=np.float32)
             gain = (np.float32(1.0) / signal_range(dark, refs.white)).astype(np.float32)
             engine.bind_references(dark, gain)
             return None
         from calibration.calibrator import FrameCalibrator
 
-        return FrameCalibrator(refs, self.sensor)
+        return FrameCalibrator(refs, self.sensor, crosstalk=crosstalk)
 
     def request_reload(self) -> None:
         """Ask for a reference reload between two frames (safe to call from a signal handler)."""

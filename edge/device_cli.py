@@ -31,11 +31,16 @@ def _bundle_and_camera(bundle: str | None, camera: str | None) -> tuple[Path | N
 def run(
     config: Path = typer.Option(None, help="Daemon config (TOML; docs/daemon.md). Options below override it."),
     bundle: str = typer.Option(None, help="Bundle file, or a packaged default: surgical, crop (default: surgical)."),
-    camera: str = typer.Option(None, help="Camera spec: sim:surgical, sim:crop, replay:FOLDER."),
+    camera: str = typer.Option(
+        None, help="Camera string: sim:crop, replay:DIR, v4l2:/dev/video0?profile=..., file:... (docs/cameras.md)."
+    ),
     sink: str = typer.Option(None, help="Output: png:DIR[:EVERY], serial:PATH[@BAUD], tcp:HOST:PORT, file:PATH, pty."),
     frames: int = typer.Option(None, help="Stop after this many frames (default: run until SIGTERM/Ctrl-C)."),
     max_fps: float = typer.Option(None, help="Pace the camera (frames per second)."),
     threads: int = typer.Option(None, help="Inference threads."),
+    state_dir: Path = typer.Option(
+        None, help="A/B model slots and uploads (docs/flashing.md): serve the active slot, accept flashing."
+    ),
 ) -> None:
     """The device daemon: camera -> calibration -> inference -> masks on a link (docs/daemon.md)."""
     from edge.daemon import daemon_main
@@ -55,6 +60,7 @@ def run(
         sink=sink,
         max_fps=max_fps,
         threads=threads,
+        state_dir=state_dir,
         max_frames=frames,
         log=lambda line: console.print(line),
     )

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 from calibration.capture import capture_reference
 from calibration.references import References
 from calibration.store import save_references
@@ -15,10 +17,11 @@ from devices.recording import record
 from edge.device_cli import default_bundle
 
 
-def test_daemon_runs_the_crop_bundle_on_a_recorded_mosaic_sequence(tmp_path):
+def _run_recorded(tmp_path, frames: int, options: str = "") -> tuple[subprocess.CompletedProcess, str]:
+    """Record ``frames`` full-size crop frames, store references from the recording and run the daemon on them."""
     rec = tmp_path / "rec"
-    record(camera_from_spec("sim:crop?species=wheat&seed=2"), rec, 3, references=2)
-    camera = f"file:{rec}/%05d.png"
+    record(camera_from_spec("sim:crop?species=wheat&seed=2"), rec, frames, references=2)
+    camera = f"file:{rec}/%05d.png{options}"
     with camera_from_spec(camera) as cam:
         assert cam.sensor.raw_shape == (1088, 2048)
         dark, white = capture_reference(cam, "dark", 2), capture_reference(cam, "white", 2)
@@ -41,7 +44,20 @@ def test_daemon_runs_the_crop_bundle_on_a_recorded_mosaic_sequence(tmp_path):
         timeout=300,
         env=env,
     )
-    output = result.stdout + result.stderr
+    return result, result.stdout + result.stderr
+
+
+def test_daemon_runs_the_crop_bundle_on_a_recorded_mosaic_sequence(tmp_path):
+    result, output = _run_recorded(tmp_path, 3)
     assert result.returncode == 0, output
     assert "xenoedge run: 3 masks" in output and "errors: none" in output, output
     assert len(list((tmp_path / "masks").glob("*.png"))) >= 1
+
+
+def test_a_crosstalk_matrix_with_a_bundle_that_calibrates_inside_its_model_is_refused(tmp_path):
+    """The packaged crop bundle takes raw counts (calibration inside the graph): it cannot apply
+    the camera's crosstalk correction, so the daemon says so instead of silently skipping it."""
+    np.save(tmp_path / "xt.npy", np.eye(25, dtype=np.float32))
+    result, output = _run_recorded(tmp_path, 1, f"?crosstalk={tmp_path / 'xt.npy'}")
+    assert result.returncode != 0, output
+    assert "crosstalk" in output and "reflectance variant" in output, output

@@ -347,3 +347,22 @@ def test_a_device_in_a_restart_loop_stops_with_exit_status_78(tmp_path):
     lines = []
     code = daemon_main(None, state_dir=tmp_path / "state", camera="sim:crop", max_frames=1, log=lines.append)
     assert code == EXIT_RESTART_LOOP == 78 and "not starting again" in lines[0]
+
+
+def test_a_device_root_that_is_not_mounted_or_holds_no_slots_is_refused_and_nothing_is_created(tmp_path):
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+    from edge.flashing.errors import FlashError
+
+    missing, empty = tmp_path / "not-mounted", tmp_path / "empty-card"
+    empty.mkdir()
+    for args, says in (
+        (("device", "info", "--root", str(missing)), "not a folder"),
+        (("flash", str(CROP), "--to", str(missing)), "not a folder"),
+        (("device", "info", "--root", str(empty)), "holds no xenoedge model slots"),
+        (("device", "rollback", "--root", str(empty)), "holds no xenoedge model slots"),
+    ):
+        result = CliRunner().invoke(app, list(args))
+        assert isinstance(result.exception, FlashError) and says in str(result.exception), (args, result.output)
+    assert not missing.exists() and list(empty.iterdir()) == []
