@@ -99,6 +99,10 @@ def scan(
     if result.gps and result.gps["rejected_total"]:
         rejected = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in result.gps["rejected"].items() if n)
         console.print(f"[yellow]warning:[/yellow] the GPS sent {result.gps['rejected_total']} bad lines ({rejected})")
+    if result.gps and result.gps["port_errors"]:
+        console.print(
+            f"[yellow]warning:[/yellow] the GPS port failed {result.gps['port_errors']} times (reopened each time)"
+        )
     console.print(f"tables: {session}/frames.csv, plots.csv (+ .geojson); pictures: {session}/plots/<plot>/")
 
 

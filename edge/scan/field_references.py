@@ -15,6 +15,12 @@ overrides; the override and its reasons go into the session's record. References
 camera or sensor, a corrupt file or one missing a reference are never overridable (errors from
 ``calibration.store``). Accepted references are stored in the session (``references.npz``,
 atomically) so a resumed session uses the same ones.
+
+Whether the white-tile step needs the operator (``references_need_operator``): a camera that
+captures references itself (the simulator; a replay folder's ENVI references; a ``file:``
+recording with recorded dark and white frames) does not; any other camera's references are its
+ordinary frames, so each step must wait until the lens is capped / the tile is held up, also when
+frames are then taken at an interval.
 """
 
 from __future__ import annotations
@@ -38,6 +44,26 @@ DARK_PROMPT = "White-tile step 1/2: cap the lens (dark reference), then press En
 WHITE_PROMPT = (
     "White-tile step 2/2: hold the white tile so it fills the view, in the light you scan in, then press Enter"
 )
+
+
+def references_need_operator(camera: Any) -> bool:
+    """True when ``camera`` (a ``devices.camera.Camera``) has no references of its own, so the
+    white-tile step averages its ordinary frames and must wait for the operator at each step.
+
+    Told apart without reading a frame: a ``captures_references`` attribute wins; the OpenCV
+    driver (``file:``, ``v4l2:``) has its own only with both ``reference_patterns`` (a recording
+    made with ``--references``); other drivers have them when they implement ``_read_reference``
+    (the simulator, replay folders). Anything else needs the operator."""
+    from devices.camera import Camera
+
+    explicit = getattr(camera, "captures_references", None)
+    if explicit is not None:
+        return not explicit
+    patterns = getattr(camera, "reference_patterns", None)
+    if isinstance(patterns, dict):
+        return not (patterns.get("dark") and patterns.get("white"))
+    implementation = getattr(type(camera), "_read_reference", None)
+    return implementation is None or implementation is Camera._read_reference
 
 
 @dataclass

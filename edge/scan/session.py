@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -43,7 +43,7 @@ from calibration.sensors import get_sensor
 from calibration.store import ReferenceWarning
 from edge.scan.camera import SCAN_ENDED, TriggeredCamera
 from edge.scan.errors import ScanCalibrationError, ScanError, ScanOutputError
-from edge.scan.field_references import FieldReferences, obtain_field_references
+from edge.scan.field_references import FieldReferences, obtain_field_references, references_need_operator
 from edge.scan.gps import GpsReader
 from edge.scan.measure import SHARE_NAMES, Counts, LeafClasses, measure
 from edge.scan.pictures import SUMMARY_FRAMES, FramePictures, plot_summary, png_bytes, thumbnail
@@ -145,7 +145,9 @@ class ScanSession:
     ``options.interval_s`` is set, else lines from stdin); ``writer``: how files are written
     (tests inject a full disk); ``camera``: an unopened camera instead of ``options.camera``;
     ``clock``: UTC now (captures, frame times, reference age); ``gps_clock``: monotonic seconds
-    for the age of GPS fixes; ``log``: one line per event for the operator.
+    for the age of GPS fixes; ``log``: one line per event for the operator; ``operator_input``:
+    where the operator confirms the white-tile steps when frames come at an interval (default
+    stdin; read only for a camera whose references need the operator).
     """
 
     def __init__(
@@ -158,6 +160,7 @@ class ScanSession:
         clock: Callable[[], datetime] = utc_now,
         gps_clock: Callable[[], float] = time.monotonic,
         log: Callable[[str], None] = _stderr,
+        operator_input: TextIO | None = None,
     ):
         if options.frames is not None and options.frames < 1:
             raise ScanError(f"--frames must be >= 1, got {options.frames}")
@@ -174,6 +177,9 @@ class ScanSession:
             IntervalTrigger(options.interval_s) if options.interval_s is not None else LineTrigger(on_note=log)
         )
         self._camera = camera
+        self._operator_input = operator_input
+        self._operator: LineTrigger | None = None
+        self._settle_stop = threading.Event()
         self.meta: dict = {}
         self.records: list[dict] = []
         self.daemon: Any = None
@@ -193,6 +199,7 @@ class ScanSession:
         self._stale_plots: set[str] = set()
         self._tables_written_s = float("-inf")
         self._gps_rejected_seen = 0
+        self._gps_port_errors_seen = 0
         self._opened = False
 
     # ---- open ------------------------------------------------------------------------------
@@ -341,15 +348,30 @@ class ScanSession:
 
     def _settle_references(self) -> None:
         options = self.options
-        stop = threading.Event()
+        stop = self._settle_stop  # set by stop(): a signal during the white-tile step abandons it
+
+        interactive = getattr(self.trigger, "interactive", False)
+        needs_operator = references_need_operator(self._camera)
 
         def confirm(prompt: str) -> bool:
-            if getattr(self.trigger, "interactive", False):
+            if interactive:
                 self.log(prompt)
+                return self.trigger.confirm(prompt, stop)
+            if needs_operator:  # --interval on a camera without references of its own: wait for Enter
+                self.log(prompt)
+                if self._operator is None:
+                    self._operator = LineTrigger(self._operator_input, on_note=self.log)
+                return self._operator.confirm(prompt, stop)
             return self.trigger.confirm(prompt, stop)
 
         if options.references is None and (options.recalibrate or not self.store.references_file.exists()):
-            if not getattr(self.trigger, "interactive", False):
+            if not interactive and needs_operator:
+                self.log(
+                    f"white-tile step: camera {self._camera.camera_id} has no references of its own; "
+                    "press Enter at each step (frames at the interval start after it; "
+                    "or give --references FILE)"
+                )
+            elif not interactive:
                 self.log("white-tile step: capturing the dark and white references from the camera")
 
         try:
@@ -534,6 +556,12 @@ class ScanSession:
                 self._gps_rejected_seen = counts.rejected_total
                 kinds = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in counts.rejected.items() if n)
                 line += f" (warning: GPS sent {counts.rejected_total} bad lines so far: {kinds})"
+            if counts is not None and counts.port_errors > self._gps_port_errors_seen:
+                self._gps_port_errors_seen = counts.port_errors
+                line += (
+                    f" (warning: GPS port failed {counts.port_errors} times so far: "
+                    f"{self.gps.last_port_error}; reopening it every second)"  # type: ignore[union-attr]
+                )
         return line
 
     def _fail(self, exc: ScanOutputError) -> None:
@@ -591,6 +619,7 @@ class ScanSession:
     # ---- run ---------------------------------------------------------------------------------------
     def stop(self, reason: str = "stopped") -> None:
         """End the scan after the frame in flight (thread- and signal-safe)."""
+        self._settle_stop.set()
         if self.scan_camera is not None:
             self.scan_camera.stop(reason)
         if self.daemon is not None:
@@ -602,12 +631,14 @@ class ScanSession:
         if isinstance(self.trigger, LineTrigger):
             self.log(f"plot {self.plot}: Enter takes a frame, 'plot NAME' switches plot, 'q' ends")
         started = time.perf_counter()
-        self.daemon.run()
-        if self.failure is None:
-            try:
-                self._flush_outputs()
-            except ScanOutputError as exc:
-                self._fail(exc)
+        try:
+            self.daemon.run()
+        finally:  # however the loop ended, the tables and summaries hold every committed frame
+            if self.failure is None:
+                try:
+                    self._flush_outputs()
+                except ScanOutputError as exc:
+                    self._fail(exc)
         ended = time.perf_counter()
         reason = self.scan_camera.end_reason or "camera finished"  # type: ignore[union-attr]
         if self.failure is not None:

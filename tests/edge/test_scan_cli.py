@@ -66,3 +66,34 @@ def test_errors_are_one_red_line_and_exit_code_2(tmp_path):
     output, _ = scan.communicate(timeout=60)
     assert scan.returncode == 2, output
     assert output.startswith("error:") and "usb3" in output and "Traceback" not in output
+
+
+def test_sigterm_ends_the_scan_with_complete_tables(tmp_path):
+    """With tables rewritten at most once a minute they lag the frame records while frames come
+    back to back; SIGTERM ends the scan after the frame in flight and the tables then hold every
+    committed frame (exit 0, the run's end recorded)."""
+    session = tmp_path / "field"
+    scan = xenoedge(
+        "--session", str(session), "--field", "West 3", "--interval", "0", "--frames", "500",
+        "--tables-every", "60", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while len(records_of(session)) < 3:
+            assert scan.poll() is None, scan.stdout.read()
+            assert time.monotonic() < deadline, "no frames recorded"
+            time.sleep(0.02)
+        lagging = (session / "frames.csv").read_text().count("\n") - 1
+        scan.send_signal(signal.SIGTERM)
+        output, _ = scan.communicate(timeout=60)
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+            scan.wait()
+    assert scan.returncode == 0, output
+    assert lagging < 3  # the tables did lag (written after frame 1 only) while the scan ran
+    records = assert_consistent(session)  # frames.csv, frames.geojson, plots.csv agree with every record
+    assert len(records) >= 3
+    meta = json.loads((session / "session.json").read_text())
+    (run,) = meta["runs"]
+    assert (run["stop_reason"], run["frames"]) == ("signal", len(records)) and run["ended_at"] is not None

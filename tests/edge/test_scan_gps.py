@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
 
 import pynmea2
@@ -109,3 +111,87 @@ def test_reader_on_a_pty_pair_keeps_the_latest_fix_and_ages_it():
 def test_a_port_that_cannot_be_opened_is_a_clear_error(tmp_path):
     with pytest.raises(ScanError, match=r"GPS .*nothing-here: cannot open it"):
         GpsReader(str(tmp_path / "nothing-here")).start()
+
+
+def _gps_link(link, slave: int) -> None:
+    """Point ``link`` at the slave side of a pty pair atomically (as udev re-creates /dev/gps)."""
+    tmp = link.with_name(link.name + ".new")
+    os.symlink(os.ttyname(slave), tmp)
+    os.replace(tmp, link)
+
+
+def test_a_gps_port_that_fails_mid_scan_is_reopened_and_frames_keep_coming(tmp_path):
+    """The receiver is unplugged mid-scan (its pty's master side closes; the old device node goes
+    away) and plugged in again as a new pty behind the same path: the frame taken meanwhile is
+    scanned with its position missing and a warning, the reader reopens the path (every second)
+    and the next frame has a position again; the failures are counted in session.json."""
+    from edge.scan import ScanSession
+    from tests.edge.test_scan_session import PipeInput, _gga, assert_consistent, options, records_of
+    from tests.edge.test_scan_session import _wait as wait_for
+
+    link = tmp_path / "gps"
+    master, slave = os.openpty()
+    _gps_link(link, slave)
+    now = [1000.0]  # the reader's monotonic clock: fixes age only when the test says so
+    operator = PipeInput("\n\n")  # the white-tile step
+    lines: list[str] = []
+    session = tmp_path / "s"
+    scan = ScanSession(
+        options(session, interval_s=None, frames=None, gps=f"{link}@4800"),
+        trigger=operator.trigger,
+        gps_clock=lambda: now[0],
+        log=lines.append,
+    )
+    outcome: dict = {}
+    runner = None
+    fds = [master, slave]
+    try:
+        scan.open()
+        runner = threading.Thread(target=lambda: outcome.update(result=scan.run()))
+        runner.start()
+        os.write(master, _gga("4807.038", "01131.000"))
+        wait_for(lambda: scan.gps.counts().fixes == 1, "the first fix")
+        operator.send("\n")
+        wait_for(lambda: len(records_of(session)) == 1, "frame 1")
+
+        for fd in fds:  # unplugged: reads fail (EIO), the device node disappears
+            os.close(fd)
+        fds = []
+        wait_for(lambda: scan.gps.counts().port_errors >= 2, "the failed read and a failed reopen")
+        now[0] += 10.0  # the last fix is now older than --gps-max-age
+        operator.send("\n")
+        wait_for(lambda: len(records_of(session)) == 2, "frame 2 while the GPS is gone")
+
+        master, slave = os.openpty()  # plugged in again, as a new pty behind the same path
+        fds = [master, slave]
+        _gps_link(link, slave)
+        second = _gga("4807.500", "01131.000")
+        deadline = time.monotonic() + 10
+        while scan.gps.counts().fixes < 2:  # written until the reopened port has read one
+            assert time.monotonic() < deadline, "the port was not reopened"
+            os.write(master, second)
+            time.sleep(0.1)
+        operator.send("\nq\n")
+        runner.join(timeout=60)
+        assert not runner.is_alive()
+    finally:
+        if runner is not None and runner.is_alive():
+            scan.stop()
+            runner.join(timeout=30)
+        scan.close()
+        operator.close()
+        for fd in fds:
+            os.close(fd)
+    result = outcome["result"]
+    assert result.frames == 3 and result.skipped == 0
+    records = assert_consistent(session)
+    assert [r["gps"] for r in records] == ["fix", "missing", "fix"]
+    assert records[0]["position"]["latitude"] == pytest.approx(48 + 7.038 / 60)
+    assert records[1]["position"] is None
+    assert records[2]["position"]["latitude"] == pytest.approx(48 + 7.5 / 60)
+    errors = result.gps["port_errors"]
+    assert errors >= 2 and result.gps["rejected_total"] == 0
+    meta = json.loads((session / "session.json").read_text())
+    assert meta["runs"][0]["gps_counts"]["port_errors"] == errors
+    (warning,) = [line for line in lines if "position missing" in line]
+    assert "warning: GPS port failed" in warning and "reopening it every second" in warning
