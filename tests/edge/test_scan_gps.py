@@ -157,6 +157,7 @@ def test_a_gps_port_that_fails_mid_scan_is_reopened_and_frames_keep_coming(tmp_p
         for fd in fds:  # unplugged: reads fail (EIO), the device node disappears
             os.close(fd)
         fds = []
+        link.unlink()  # as udev removes /dev/gps (and a freed pty number may go to another process)
         wait_for(lambda: scan.gps.counts().port_errors >= 2, "the failed read and a failed reopen")
         now[0] += 10.0  # the last fix is now older than --gps-max-age
         operator.send("\n")

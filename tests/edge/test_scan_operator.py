@@ -131,3 +131,24 @@ def test_interval_on_a_recording_with_references_never_asks(tmp_path, recordings
     assert DARK_PROMPT not in lines and WHITE_PROMPT not in lines
     (calibration,) = json.loads((session / "session.json").read_text())["calibrations"]
     assert calibration["source"] == "captured" and calibration["ok"]
+
+
+def test_a_stop_during_the_white_tile_step_abandons_it(tmp_path, recordings):
+    """SIGTERM / Ctrl-C call ``stop()``: a scan waiting for the operator's Enter ends at once."""
+    read_fd, write_fd = os.pipe()
+    lines: list[str] = []
+    scan = ScanSession(
+        options(tmp_path / "s", camera=f"file:{recordings / 'plain'}/%05d.png", reference_frames=1),
+        log=lines.append,
+        operator_input=os.fdopen(read_fd, "r"),
+    )
+    opener, outcome = _open_in_background(scan)
+    try:
+        _wait(lambda: DARK_PROMPT in lines, "the dark prompt")
+        scan.stop("signal")
+        opener.join(timeout=10)
+        assert not opener.is_alive()
+    finally:
+        os.close(write_fd)
+        opener.join(timeout=10)
+    assert isinstance(outcome.get("error"), ScanCalibrationError) and "abandoned" in str(outcome["error"])
