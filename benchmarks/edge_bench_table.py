@@ -57,6 +57,11 @@ def table(report: dict) -> str:
             lines.append(f"| `{r['target']}` | " + " | ".join(cells) + f" | {_f(r.get('bytes_per_mask'), 'd')} | "
                          f"{_f(r.get('link_bytes_per_s'), '.0f')} | {_f(r.get('link_utilisation'), '.3f')} | "
                          f"{_f(r.get('masks_received'), 'd')} |")  # fmt: skip
+    if any(r.get("rounds") for r in results):  # pipeline mode: FPS per round, in the order the rounds ran
+        lines += ["", "| Configuration | FPS per round (rounds ran in turn: A, B, A, B, ...) |", "|---|---|"]
+        for r in results:
+            fps = ", ".join(_f(x.get("fps")) for x in r.get("rounds") or [])
+            lines.append(f"| `{r['target']}` | {fps} |")
     if report["notes"]:
         lines += ["", *(f"Note: {n}" for n in report["notes"])]
     return "\n".join(lines)

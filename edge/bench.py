@@ -700,7 +700,8 @@ def run_bench(settings: BenchSettings, latencies_ns: dict | None = None) -> dict
 
 
 def _pipeline(source, configs: list[_Config], settings: BenchSettings, notes: list[str]) -> dict:
-    from edge.bench_pipeline import run_pipeline
+    from edge.bench_pipeline import bench_pipeline, pipeline_rounds
+    from edge.cli_common import console
 
     if source.kind != "bundle":
         raise BenchError(f"--mode pipeline runs the daemon, which takes a bundle; {settings.model} is a {source.kind}")
@@ -714,12 +715,29 @@ def _pipeline(source, configs: list[_Config], settings: BenchSettings, notes: li
         from edge.bench_inputs import frame_hw
 
         frame_hw(source, settings.shape)  # a static bundle: only its own size (the camera's)
-    for cfg in configs:
-        rss0, _ = _rss_mb()
-        cfg.result.update(run_pipeline(source.bundle, source.manifest, cfg.target, settings, summarize))
-        rss, peak = _rss_mb()
-        cfg.result.update(rss_mb=_round(rss), peak_rss_mb=_round(peak),
-                          rss_growth_mb=_round(rss - rss0) if rss and rss0 else None)  # fmt: skip
+    by_target = {cfg.target: cfg for cfg in configs}
+    rss_before: dict[str, float | None] = {}
+
+    def on_open(target: str, phase: str) -> None:  # RSS added by starting and warming up this daemon
+        rss, _ = _rss_mb()
+        if phase == "before":
+            rss_before[target] = rss
+        else:
+            rss0 = rss_before[target]
+            by_target[target].result["rss_growth_mb"] = _round(rss - rss0) if rss and rss0 else None
+
+    niter, _ = _targets(settings)
+    console.print(
+        f"[bold]edge-bench[/]: {len(configs)} daemon(s), pipeline, "
+        f"{pipeline_rounds(settings.rounds, niter)} alternating round(s)"
+    )
+    measured = bench_pipeline(source.bundle, source.manifest, list(by_target), settings, summarize, on_open)
+    rss, peak = _rss_mb()
+    for target, (fields, lat_ns) in measured.items():
+        cfg = by_target[target]
+        cfg.result.update(fields)
+        cfg.result.update(rss_mb=_round(rss), peak_rss_mb=_round(peak))
+        cfg.lat_ns = lat_ns
     return {"shape": list(source.manifest["input"]["shape"]), "dtype": source.manifest["input"].get("dtype"),
             "variant": source.manifest["input"].get("variant"), "source": "the daemon's camera"}  # fmt: skip
 
@@ -907,7 +925,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint", help="checkpoint folder for the PyTorch baseline of a bundle")
     p.add_argument("--percentile", type=float, default=50.0, help="extra latency percentile to report (default 50)")
-    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="alternating rounds (engine mode)")
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="alternating rounds (both modes)")
     p.add_argument("--camera", help="pipeline mode: camera spec (default the bundle's simulated camera; replay:DIR)")
     p.add_argument("--link", default="null", help="pipeline mode: null|file:PATH|pty (default null)")
     p.add_argument("--baud", type=int, help="pipeline mode: line rate for link utilisation; paces the pty reader")

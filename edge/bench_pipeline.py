@@ -1,37 +1,57 @@
 """``edge-bench --mode pipeline``: the daemon path itself, per stage, into a real link.
 
-Each bundle target is one run of ``edge.daemon.Daemon`` (the ``xenoedge run`` path) with stage
+Every bundle target is an open ``edge.daemon.Daemon`` (the ``xenoedge run`` path) with stage
 timing on (``DaemonStats.stage_ns``): camera (simulated, or any ``camera_from_spec`` spec such
 as ``replay:FOLDER``) → calibration → inference (in-graph post-processing) → the wire protocol
-(``edge.protocol.ProtocolSink``) → a link (``null``, ``file:PATH`` or ``pty``).
+(``edge.protocol.ProtocolSink``) → a link (``null``, ``file:PATH`` or ``pty``), each target its
+own sink and link. All daemons are started and warmed up first, then measured in alternating
+rounds (A, B, A, B, ...; ``--rounds``) like engine mode, so drift hits all alike: a round is one
+``Daemon.run`` (its capture thread starts, frames flow until the round's share of ``-niter`` /
+``-t`` is done, the capture thread is joined), so only one daemon works at a time; each
+result's ``rounds`` lists its rounds (``seq``: place in the alternation, start/end seconds, count, FPS).
 
-Stages (ms per mask, median and p95; warm-up masks left out): ``capture`` (camera read, on the
+Stages (ms per mask, median and p95 over the timed rounds): ``capture`` (camera read, on the
 capture thread), ``calibrate`` (frame check, demosaic / calibration into the input buffer),
 ``infer``, ``encode`` (packet encoding: ``send`` minus the link's ``write``), ``link`` (the
 link's ``write``).
 
+Throughput: masks per second within rounds, (masks − 1) per round over the first-to-last-mask
+span, summed over rounds (the pause between rounds and the pipeline's fill are left out).
 Link: ``bytes_per_mask`` (median size of one MASK frame on the wire), ``link_bytes_per_s``
-(bytes written per second over the timed part) and, with ``--baud``, ``link_utilisation`` =
+(bytes written per second over the same spans) and, with ``--baud``, ``link_utilisation`` =
 bytes/s ÷ (baud/10) (8N1: ten line bits per byte; above 1 the line cannot keep up). With
 ``--link pty``, a reader thread drains the other end at baud/10 bytes per second (unpaced
 without ``--baud``) and decodes it: ``masks_received`` counts MASK packets that arrived whole;
 a slow reader fills the pty and the daemon's writes stall, then drop (``link_dropped_bytes``).
+The reader is paused while its daemon is (its line's clock stops too), so a backlog does not
+drain during other targets' rounds: each line sees the time its daemon runs, as in one run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from edge.bench import BenchError, cpu_seconds
 
-__all__ = ["LINK_KINDS", "STAGES", "BenchSink", "PtyReader", "run_pipeline", "stage_summary"]
+__all__ = [
+    "LINK_KINDS",
+    "STAGES",
+    "BenchSink",
+    "PipelineTarget",
+    "PtyReader",
+    "bench_pipeline",
+    "pipeline_rounds",
+    "stage_summary",
+]
 
 STAGES = ("capture", "calibrate", "infer", "encode", "link")
 LINK_KINDS = ("null", "file:PATH", "pty")
@@ -59,9 +79,14 @@ class _TimedLink:
 
 
 class BenchSink:
-    """The daemon's sink: the wire protocol over ``link_spec``, with per-mask timing and byte counts."""
+    """The daemon's sink: the wire protocol over ``link_spec``, with per-mask timing and byte counts.
 
-    def __init__(self, link_spec: str, warmup: int, stop_after_ns: int | None = None):
+    Masks before the first ``begin_round`` are warm-up (counted in ``masks``, not timed). In a
+    round, the first mask starts the round's span; ``span_ns`` / ``span_bytes`` / ``intervals``
+    add up first-to-last-mask time, the bytes written after the first mask and (masks − 1) over
+    all rounds. With a time share, the sink stops the daemon once both minima are reached."""
+
+    def __init__(self, link_spec: str):
         from edge.links import open_link
         from edge.protocol.sink import ProtocolSink
 
@@ -72,19 +97,34 @@ class BenchSink:
         self.link = open_link(link_spec, **options)
         self.timed = _TimedLink(self.link)
         self.protocol = ProtocolSink(self.timed, device_id="edge-bench")
-        self.warmup = warmup
-        self.stop_after_ns = stop_after_ns
         self.daemon = None
         self.masks = 0
         self.lat_ns: list[int] = []
-        self.arrivals_ns: list[int] = []
         self.encode_ns: list[int] = []
         self.link_ns: list[int] = []
         self.mask_bytes: list[int] = []
-        self.bytes_at_first_timed = 0
         self.hello: dict = {}
         self.errors: list[str] = []
         self.first_mask_ns: int | None = None
+        self.timing = False
+        self.count = self.round_count = self.intervals = 0
+        self.span_ns = self.span_bytes = 0
+        self._span_before = self._bytes_before = 0
+        self._round_first_ns: int | None = None
+        self._round_bytes0 = 0
+        self._n_until = self._ns_until = 0
+
+    def begin_round(self, n_until: int, ns_until: int) -> None:
+        """Time the masks from here on; stop the daemon at ``n_until`` masks and ``ns_until`` ns in
+        total when ``ns_until`` (else ``Daemon.run(max_frames)`` ends the round)."""
+        self.timing = True
+        self.round_count = 0
+        self._round_first_ns = None
+        self._span_before, self._bytes_before = self.span_ns, self.span_bytes
+        self._n_until, self._ns_until = n_until, ns_until
+
+    def round_span_ns(self) -> int:
+        return self.span_ns - self._span_before
 
     def send(self, kind: str, **fields) -> None:
         t0 = time.perf_counter_ns()
@@ -99,18 +139,24 @@ class BenchSink:
             self.masks += 1
             if self.first_mask_ns is None:
                 self.first_mask_ns = now
-            if self.masks > self.warmup:
-                if not self.arrivals_ns:
-                    self.bytes_at_first_timed = b0
-                write = self.timed.write_ns - w0
-                self.link_ns.append(write)
-                self.encode_ns.append(now - t0 - write)
-                self.mask_bytes.append(self.timed.bytes - b0)
-                self.lat_ns.append(int(fields["latency_ms"] * 1e6))
-                self.arrivals_ns.append(now)
-                if self.stop_after_ns is not None and self.daemon is not None:
-                    if now - self.arrivals_ns[0] >= self.stop_after_ns:
-                        self.daemon.stop()
+            if not self.timing:
+                return
+            write = self.timed.write_ns - w0
+            self.link_ns.append(write)
+            self.encode_ns.append(now - t0 - write)
+            self.mask_bytes.append(self.timed.bytes - b0)
+            self.lat_ns.append(int(fields["latency_ms"] * 1e6))
+            self.count += 1
+            self.round_count += 1
+            if self._round_first_ns is None:
+                self._round_first_ns, self._round_bytes0 = now, self.timed.bytes
+            else:
+                self.intervals += 1
+                self.span_ns = self._span_before + (now - self._round_first_ns)
+                self.span_bytes = self._bytes_before + (self.timed.bytes - self._round_bytes0)
+            if self._ns_until and self.daemon is not None:
+                if self.count >= self._n_until and self.span_ns >= self._ns_until:
+                    self.daemon.stop()
 
     def flush(self) -> None:
         self.protocol.flush()
@@ -121,7 +167,8 @@ class BenchSink:
 
 class PtyReader:
     """Drains the slave end of a pty link at ``baud``/10 bytes per second (None: as fast as it can),
-    decoding the stream; ``masks`` counts whole MASK packets received."""
+    decoding the stream; ``masks`` counts whole MASK packets received. ``pause`` / ``resume`` stop
+    the line's clock: paused, it reads nothing, and the pacing resumes where it stopped."""
 
     def __init__(self, slave_path: str, baud: int | None):
         from edge.protocol import StreamDecoder
@@ -130,9 +177,23 @@ class PtyReader:
         self.rate = baud / 10.0 if baud else None
         self.decoder = StreamDecoder()
         self.masks = self.bytes = 0
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._paused_at: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="edge-bench-pty-reader", daemon=True)
         self._thread.start()
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._paused_at is None:
+                self._paused_at = time.monotonic()
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._paused_at is not None:
+                self._started += time.monotonic() - self._paused_at
+                self._paused_at = None
 
     def _loop(self) -> None:
         import select
@@ -140,12 +201,18 @@ class PtyReader:
         from edge.protocol.packets import PacketType
 
         chunk = 4096 if self.rate is None else max(1, min(4096, int(self.rate / 100)))  # ~10 ms of line time
-        started = time.monotonic()
         while not self._stop.is_set():
+            with self._lock:
+                paused, started = self._paused_at is not None, self._started
+            if paused:
+                self._stop.wait(0.01)
+                continue
             if self.rate is not None:
                 due = started + self.bytes / self.rate  # pace: never ahead of the line rate
-                if due > time.monotonic() and self._stop.wait(due - time.monotonic()):
-                    break
+                if due > time.monotonic():
+                    if self._stop.wait(min(due - time.monotonic(), 0.05)):
+                        break
+                    continue
             ready, _, _ = select.select([self.fd], [], [], 0.05)
             if not ready:
                 continue
@@ -184,76 +251,181 @@ def stage_summary(values_ns, warmup: int = 0) -> dict | None:
     }
 
 
-def run_pipeline(bundle: Path, manifest: Mapping, target: str, settings, summarize) -> dict:
-    """One daemon run of ``target``; returns the result fields (the engine-mode ones plus stages, link)."""
-    from edge.config import DaemonConfig
-    from edge.daemon import Daemon
+def default_camera(manifest: Mapping, camera: str | None) -> str:
+    """``camera`` or the simulated camera of the bundle's sensor (``edge.device_cli.DEFAULT_BUNDLES``)."""
     from edge.device_cli import DEFAULT_BUNDLES
 
     sensor = manifest["sensor"]["name"]
-    sim_cameras = {sensor_name: camera for camera, sensor_name in DEFAULT_BUNDLES.values()}  # the default camera
-    camera = settings.camera or sim_cameras.get(sensor)
+    sim_cameras = {sensor_name: cam for cam, sensor_name in DEFAULT_BUNDLES.values()}
+    camera = camera or sim_cameras.get(sensor)
     if camera is None:
         raise BenchError(f"no simulated camera for sensor {sensor!r}; give --camera (e.g. replay:FOLDER)")
-    time_s, niter = settings.time_s, settings.niter
-    if niter is None and time_s is None:
-        time_s = 10.0
-    config = DaemonConfig(
-        bundle=bundle, camera=camera, seed=settings.seed, prefer=(target,), threads=settings.threads,
-        warmup_runs=max(1, settings.warmup), sink="null", references=settings.references,
-    )  # fmt: skip
-    sink = BenchSink(settings.link, settings.warmup, int(time_s * 1e9) if time_s and not niter else None)
-    reader = PtyReader(sink.link.slave_path, settings.baud) if settings.link == "pty" else None
-    t0 = time.perf_counter_ns()
-    try:
-        with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp, Daemon(config, sink, workdir=tmp) as daemon:
-            sink.daemon = daemon
-            daemon.start()
-            daemon.stats.stage_ns = {}
+    return camera
+
+
+class PipelineTarget:
+    """One bundle target as an open daemon (``edge.daemon.Daemon``) with its own sink, link and pty
+    reader, measured in rounds: ``open`` (start + untimed warm-up), ``run_round`` (one
+    ``Daemon.run``: the capture thread starts, frames flow until the round's share is done, the
+    capture thread is joined, so the daemon is idle between its rounds), ``result``, ``close``."""
+
+    def __init__(self, bundle: Path, manifest: Mapping, target: str, settings):
+        self.bundle, self.manifest, self.target, self.settings = bundle, manifest, target, settings
+        self.camera = default_camera(manifest, settings.camera)
+        self._stack = contextlib.ExitStack()
+        self.daemon = None
+        self.sink: BenchSink | None = None
+        self.reader: PtyReader | None = None
+        self.rounds: list[dict] = []
+        self.cpu_s = 0.0
+        self.run_ns = 0
+        self.load_ms = self.first_inference_ms = 0.0
+        self._dropped0 = 0
+
+    def open(self) -> None:
+        """Start the daemon (timed: ``load_ms``), then ``--warmup`` untimed masks (at least one)."""
+        from edge.config import DaemonConfig
+        from edge.daemon import Daemon
+
+        s = self.settings
+        config = DaemonConfig(
+            bundle=self.bundle, camera=self.camera, seed=s.seed, prefer=(self.target,), threads=s.threads,
+            warmup_runs=max(1, s.warmup), sink="null", references=s.references,
+        )  # fmt: skip
+        try:
+            self.sink = self._stack.enter_context(contextlib.closing(BenchSink(s.link)))
+            if s.link == "pty":
+                self.reader = self._stack.enter_context(
+                    contextlib.closing(PtyReader(self.sink.link.slave_path, s.baud))
+                )
+            tmp = self._stack.enter_context(tempfile.TemporaryDirectory(prefix="edge-bench-"))
+            t0 = time.perf_counter_ns()
+            self.daemon = self._stack.enter_context(Daemon(config, self.sink, workdir=tmp))
+            self.sink.daemon = self.daemon
+            self.daemon.start()
             t_ready = time.perf_counter_ns()
-            cpu0 = cpu_seconds()
-            stats = daemon.run(max_frames=settings.warmup + niter if niter else None)
-            cpu_s, run_ns = cpu_seconds() - cpu0, time.perf_counter_ns() - t_ready
-    finally:
-        if reader is not None:  # what is still in the pty reaches the reader at its pace (at most 5 s more)
+            self.daemon.run(max_frames=max(1, s.warmup))
+            self.load_ms = round((t_ready - t0) / 1e6, 3)
+            self.first_inference_ms = round(((self.sink.first_mask_ns or t_ready) - t0) / 1e6, 3)
+            self.daemon.stats.stage_ns = {}  # stage timing from here on: the warm-up is left out
+            self._dropped0 = self.daemon.stats.dropped
+            if self.reader is not None:
+                self.reader.pause()
+        except BaseException:
+            self.close()
+            raise
+
+    def run_round(self, index: int, seq: int, t_origin_ns: int, n_until: int, ns_until: int) -> None:
+        """Round ``index`` (``seq``: its place in the whole alternation): run until this target has
+        ``n_until`` timed masks and ``ns_until`` timed ns in total (both minima)."""
+        sink, daemon = self.sink, self.daemon
+        sink.begin_round(n_until, ns_until)
+        if self.reader is not None:
+            self.reader.resume()
+        start = time.perf_counter_ns()
+        cpu0 = cpu_seconds()
+        if ns_until:
+            daemon.run()  # the sink stops it once both minima are reached
+        else:
+            daemon.run(max_frames=max(0, n_until - sink.count))
+        cpu_s, run_ns = cpu_seconds() - cpu0, time.perf_counter_ns() - start
+        if self.reader is not None:
+            self.reader.pause()
+        self.cpu_s += cpu_s
+        self.run_ns += run_ns
+        span = sink.round_span_ns()
+        self.rounds.append(
+            {
+                "round": index,
+                "seq": seq,
+                "start_s": round((start - t_origin_ns) / 1e9, 4),
+                "end_s": round((start + run_ns - t_origin_ns) / 1e9, 4),
+                "count": sink.round_count,
+                "fps": round((sink.round_count - 1) / (span / 1e9), 3) if span > 0 else None,
+            }
+        )
+
+    def result(self, summarize) -> dict:
+        """The result fields: the engine-mode ones over all timed rounds, plus stages and link."""
+        s, sink, stats = self.settings, self.sink, self.daemon.stats
+        if self.reader is not None:  # what is still in the pty reaches the reader at its pace (at most 5 s more)
+            self.reader.resume()
             pending = sink.timed.bytes - sink.link.stats.dropped_bytes
-            reader.drain(pending, min(5.0, 0.5 + (pending - reader.bytes) / reader.rate if reader.rate else 0.5))
-            reader.close()
-        link_stats = sink.link.stats
-        sink.close()
-    arrivals = sink.arrivals_ns
-    wall = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0
-    res = summarize(sink.lat_ns, wall, cpu_s * wall / max(1, run_ns), settings.percentile)
-    if wall > 0:
-        res["throughput_fps"] = round((len(arrivals) - 1) / (wall / 1e9), 3)
-    stages = stats.stage_ns or {}
-    w = settings.warmup
-    res["stages_ms"] = {
-        "capture": stage_summary(stages.get("capture", []), w),
-        "calibrate": stage_summary(stages.get("calibrate", []), w),
-        "infer": stage_summary(stages.get("infer", []), w),
-        "encode": stage_summary(sink.encode_ns),
-        "link": stage_summary(sink.link_ns),
-    }
-    timed_bytes = sink.timed.bytes - sink.bytes_at_first_timed
-    bytes_per_s = timed_bytes / (wall / 1e9) if wall > 0 else None
-    res.update(
-        device=(sink.hello.get("engine") or "").rpartition("/")[2],
-        engine=sink.hello.get("engine"),
-        load_ms=round((t_ready - t0) / 1e6, 3),
-        first_inference_ms=round(((sink.first_mask_ns or t_ready) - t0) / 1e6, 3),
-        camera=camera,
-        link=settings.link,
-        baud=settings.baud,
-        bytes_per_mask=int(np.median(sink.mask_bytes)) if sink.mask_bytes else None,
-        link_bytes_per_s=round(bytes_per_s, 1) if bytes_per_s is not None else None,
-        link_utilisation=round(bytes_per_s / (settings.baud / 10), 4) if bytes_per_s and settings.baud else None,
-        link_dropped_bytes=link_stats.dropped_bytes,
-        masks_received=reader.masks if reader is not None else None,
-        daemon_fps=round(stats.fps, 3),
-        dropped=stats.dropped,
-        errors=dict(stats.errors),
-    )
-    if sink.hello.get("engine") and not str(sink.hello["engine"]).startswith(target + " "):
-        res["note"] = f"the daemon fell back to {sink.hello['engine']}"
-    return res
+            rate = self.reader.rate
+            self.reader.drain(pending, min(5.0, 0.5 + (pending - self.reader.bytes) / rate if rate else 0.5))
+        wall = sink.span_ns
+        res = summarize(sink.lat_ns, wall, self.cpu_s * wall / max(1, self.run_ns), s.percentile)
+        if wall > 0:
+            res["throughput_fps"] = round(sink.intervals / (wall / 1e9), 3)
+        stages = stats.stage_ns or {}
+        res["stages_ms"] = {
+            "capture": stage_summary(stages.get("capture", [])),
+            "calibrate": stage_summary(stages.get("calibrate", [])),
+            "infer": stage_summary(stages.get("infer", [])),
+            "encode": stage_summary(sink.encode_ns),
+            "link": stage_summary(sink.link_ns),
+        }
+        bytes_per_s = sink.span_bytes / (wall / 1e9) if wall > 0 else None
+        res.update(
+            device=(sink.hello.get("engine") or "").rpartition("/")[2],
+            engine=sink.hello.get("engine"),
+            load_ms=self.load_ms,
+            first_inference_ms=self.first_inference_ms,
+            camera=self.camera,
+            link=s.link,
+            baud=s.baud,
+            bytes_per_mask=int(np.median(sink.mask_bytes)) if sink.mask_bytes else None,
+            link_bytes_per_s=round(bytes_per_s, 1) if bytes_per_s is not None else None,
+            link_utilisation=round(bytes_per_s / (s.baud / 10), 4) if bytes_per_s and s.baud else None,
+            link_dropped_bytes=sink.link.stats.dropped_bytes,
+            masks_received=self.reader.masks if self.reader is not None else None,
+            dropped=stats.dropped - self._dropped0,
+            errors=dict(stats.errors),
+            rounds=self.rounds,
+        )
+        notes = []
+        if sink.hello.get("engine") and not str(sink.hello["engine"]).startswith(self.target + " "):
+            notes.append(f"the daemon fell back to {sink.hello['engine']}")
+        empty = [r["round"] for r in self.rounds if not r["count"]]
+        if empty:  # a finite replay (no ?loop) that the warm-up or earlier rounds used up
+            notes.append(f"no masks in round(s) {', '.join(map(str, empty))} of {len(self.rounds)} (camera finished?)")
+        if notes:
+            res["note"] = "; ".join(notes)
+        return res
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def pipeline_rounds(rounds: int, niter: int) -> int:
+    """``--rounds``, at most ``niter`` / 2: a round's throughput needs two masks (one interval)."""
+    return max(1, min(rounds, niter // 2 if niter else rounds))
+
+
+def bench_pipeline(bundle: Path, manifest: Mapping, targets: Sequence[str], settings, summarize,
+                   on_open=None) -> dict[str, tuple[dict, list[int]]]:  # fmt: skip
+    """All ``targets`` as open daemons, measured in alternating rounds (A, B, A, B, ...; ``--rounds``,
+    at most ``niter`` / 2); returns target -> (result fields, timed per-mask latencies in ns).
+    ``on_open(target, phase)``: called with ``"before"`` / ``"after"`` around each target's start
+    and warm-up (RSS accounting)."""
+    niter, time_s = settings.niter or 0, settings.time_s or 0.0
+    if not niter and not time_s:
+        time_s = 10.0
+    rounds = pipeline_rounds(settings.rounds, niter)
+    runs: dict[str, PipelineTarget] = {}
+    with contextlib.ExitStack() as stack:
+        for target in targets:
+            if on_open is not None:
+                on_open(target, "before")
+            run = PipelineTarget(bundle, manifest, target, settings)
+            run.open()
+            stack.callback(run.close)
+            runs[target] = run
+            if on_open is not None:
+                on_open(target, "after")
+        origin, seq = time.perf_counter_ns(), 0
+        for r in range(rounds):
+            for run in runs.values():
+                run.run_round(r, seq, origin, math.ceil(niter * (r + 1) / rounds), int(time_s * 1e9 * (r + 1) / rounds))
+                seq += 1
+        return {target: (run.result(summarize), run.sink.lat_ns) for target, run in runs.items()}
