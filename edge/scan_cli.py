@@ -31,7 +31,12 @@ def scan(
     sensor: str = typer.Option(None, help="Sensor profile of the camera (default: the bundle's)."),
     seed: int = typer.Option(0, help="Seed of a simulated camera."),
     exposure: float = typer.Option(10.0, help="Exposure in ms."),
-    interval: float = typer.Option(None, min=0.0, help="Take a frame every S seconds (0: back to back), not on Enter."),
+    interval: float = typer.Option(
+        None,
+        min=0.0,
+        help="Take a frame every S seconds (0: back to back), not on Enter "
+        "(a camera without references of its own still waits for the white-tile Enters).",
+    ),
     frames: int = typer.Option(None, min=1, help="End after this many frames."),
     gps: str = typer.Option(None, help="GPS serial port sending NMEA 0183: PORT or PORT@BAUD, e.g. /dev/ttyACM0@9600."),
     gps_max_age: float = typer.Option(5.0, min=0.0, help="A GPS fix older than this (s) counts as missing."),
