@@ -18,7 +18,8 @@ Modes and scenarios:
 - ``--scenario offline`` (``-hint throughput`` implies it): ``-nireq`` requests in flight
   (``edge.bench_offline``: OpenVINO AsyncInferQueue with PERFORMANCE_HINT / NUM_STREAMS;
   ONNX Runtime concurrent ``run`` calls from threads).
-- ``--mode pipeline``: the daemon itself, per stage, into a real link (``edge.bench_pipeline``).
+- ``--mode pipeline``: the daemon itself, per stage, into a real link, one open daemon per target in
+  alternating rounds too (``edge.bench_pipeline``).
 
 Metrics (docs/bench.md): count, duration_s, throughput_fps, latency min/median/mean/p90/p95/p99/max
 and a chosen percentile (ms, ``time.perf_counter_ns``), warm-up excluded; load_ms and
