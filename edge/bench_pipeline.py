@@ -55,6 +55,10 @@ __all__ = [
 
 STAGES = ("capture", "calibrate", "infer", "encode", "link")
 LINK_KINDS = ("null", "file:PATH", "pty")
+#: A timed round (``-t``) ends at the latest after ROUND_GUARD_S + ROUND_GUARD_FACTOR × its share of the
+#: time, when frames fail or the camera stalls (no masks: the sink never stops it); a note names the round.
+ROUND_GUARD_S = 10.0
+ROUND_GUARD_FACTOR = 10.0
 
 
 class _TimedLink:
@@ -324,8 +328,14 @@ class PipelineTarget:
             self.reader.resume()
         start = time.perf_counter_ns()
         cpu0 = cpu_seconds()
-        if ns_until:
-            daemon.run()  # the sink stops it once both minima are reached
+        if ns_until:  # the sink stops it once both minima are reached; the timer if masks stop coming
+            guard = threading.Timer(ROUND_GUARD_S + ROUND_GUARD_FACTOR * (ns_until - sink.span_ns) / 1e9, daemon.stop)
+            guard.daemon = True
+            guard.start()
+            try:
+                daemon.run()
+            finally:
+                guard.cancel()
         else:
             daemon.run(max_frames=max(0, n_until - sink.count))
         cpu_s, run_ns = cpu_seconds() - cpu0, time.perf_counter_ns() - start
@@ -387,7 +397,7 @@ class PipelineTarget:
         if sink.hello.get("engine") and not str(sink.hello["engine"]).startswith(self.target + " "):
             notes.append(f"the daemon fell back to {sink.hello['engine']}")
         empty = [r["round"] for r in self.rounds if not r["count"]]
-        if empty:  # a finite replay (no ?loop) that the warm-up or earlier rounds used up
+        if empty:  # a finite replay (no ?loop) that the warm-up or earlier rounds used up, or a stalled camera
             notes.append(f"no masks in round(s) {', '.join(map(str, empty))} of {len(self.rounds)} (camera finished?)")
         if notes:
             res["note"] = "; ".join(notes)

@@ -359,3 +359,16 @@ def test_pipeline_mode_alternates_daemons_in_rounds_each_with_its_own_link():
         # each daemon wrote its own pty, and its reader decoded exactly its masks (warm-up included)
         assert r["masks_received"] == r["count"] + 1 and r["link_dropped_bytes"] == 0
         assert r["stages_ms"]["infer"]["median"] > 0 and r["rss_growth_mb"] is not None
+
+
+def test_pipeline_round_that_cannot_reach_its_time_share_ends_at_the_guard(monkeypatch):
+    """A timed round whose masks never add up to its share (a stalling camera) is stopped by a timer."""
+    from edge import bench_pipeline
+
+    monkeypatch.setattr(bench_pipeline, "ROUND_GUARD_S", 0.3)
+    monkeypatch.setattr(bench_pipeline, "ROUND_GUARD_FACTOR", 0.0)
+    report = run_bench(BenchSettings("crop", backend="ort", mode="pipeline", time_s=100.0, rounds=2, warmup=1))
+    (r,) = report["results"]
+    assert [x["round"] for x in r["rounds"]] == [0, 1]
+    assert all(x["end_s"] - x["start_s"] < 5.0 for x in r["rounds"])  # not 50 s each
+    assert r["duration_s"] < 100.0
