@@ -228,6 +228,9 @@ class Daemon:
         self._looping = False
         self.control_stats = None  # DecoderStats of the inbound control channel, once it runs
         self._swap_lock = threading.RLock()  # pending swap and held model: frame loop vs flashing job
+        #: Why the daemon runs in maintenance mode (no model, no camera; flashing only), None when serving.
+        self.maintenance: str | None = None
+        self._served = threading.Event()  # set when maintenance ends with a model loaded
 
     # ---- start-up ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -236,6 +239,9 @@ class Daemon:
             return
         try:
             folder = self._load_bundle()
+            if folder is None:  # maintenance mode: the slot store cannot serve a model
+                self._start_maintenance()
+                return
             self._open_camera_object()
             self._check_sensor()
             self._open_engine(folder)
@@ -254,11 +260,123 @@ class Daemon:
             self._ready_callback()
         self.notifier.ready(f"running {self.model_id} on {self.engine.name}")
 
+    # ---- maintenance mode (docs/flashing.md): no model, no camera, flashing only -------------
+    def _control_protocol(self) -> Any:
+        """The wire-protocol sink the daemon writes to (None for a PNG/null sink)."""
+        from edge.protocol.sink import ProtocolSink
+
+        sink = self.sink
+        protocol = sink if isinstance(sink, ProtocolSink) else getattr(sink, "protocol", None)
+        return protocol if isinstance(protocol, ProtocolSink) else None
+
+    def _can_flash_over_link(self) -> bool:
+        """The sink's link can carry flashing packets both ways (a host can flash this device)."""
+        from edge.links.file_link import FileLink, NullLink
+
+        protocol = self._control_protocol()
+        if protocol is None or isinstance(protocol.link, (FileLink, NullLink)):  # no inbound channel
+            return False
+        return callable(getattr(protocol.link, "read", None))
+
+    def _maintenance_sensor(self) -> SensorProfile | None:
+        """The camera's sensor profile without opening the camera: the given camera's, the
+        config's ``sensor``, or the one the active slot's bundle was made for (None if unknown)."""
+        if self.camera is not None:
+            return self.camera.sensor
+        name = self.config.sensor
+        active = self.store.active() if self.store is not None else None
+        if name is None and active is not None:
+            from export.bundle import read_manifest
+
+            try:
+                name = read_manifest(active.folder)["sensor"]["name"]
+            except Exception:  # a damaged slot: the INFO says the sensor is unknown
+                name = None
+        return get_sensor(name) if name else None
+
+    def _start_maintenance(self) -> None:
+        """Report ready without a model: the flashing service answers on the link, HELLO and
+        ERROR say why; an install or rollback that loads ends it (``_leave_maintenance``)."""
+        self.sensor = self._maintenance_sensor()
+        self.started = True
+        self.stats.started_s = self._clock()
+        self._start_control()
+        self._send("hello", **self._hello())
+        self._report_maintenance()
+        if self._ready_callback is not None:
+            self._ready_callback()
+        self.notifier.ready(f"maintenance mode: {self.maintenance}")
+
+    def _report_maintenance(self) -> None:
+        self._send("error", code="bundle", message=f"maintenance mode, no model served: {self.maintenance}")
+
+    def _maintenance_loop(self) -> bool:
+        """Idle without camera or model: status packets, watchdog, events. True when a flashed
+        (or rolled-back-to) model ended maintenance mode, False when stopped."""
+        next_status = self._clock() + self.config.status_interval_s
+        while not self._stop.is_set():
+            self._drain_events()
+            if self.maintenance is None:
+                return True
+            self.notifier.watchdog()
+            now = self._clock()
+            if now >= next_status:
+                self._send_status(0.0)
+                if self._statuses_sent % HELLO_EVERY_STATUSES == 0:
+                    self._report_maintenance()
+                next_status = now + self.config.status_interval_s
+            self._stop.wait(IDLE_POLL_S)
+        return False
+
+    def _leave_maintenance(self, slot: Any) -> dict:
+        """Start serving ``slot`` (installed or rolled back to while in maintenance mode): the
+        start-up sequence from the camera on; on success the start counters are reset and the
+        frame loop begins. On failure everything opened is released and maintenance goes on."""
+        from export.bundle import read_manifest
+
+        with self._swap_lock:
+            self.manifest, self.slot = read_manifest(slot.folder), slot
+            try:
+                self._open_camera_object()
+                self._check_sensor()
+                self._open_engine(slot.folder)
+                self._self_test(slot.folder)
+                if not self.camera.is_open:
+                    self.camera.open()
+                self._install_references(self._obtain_references())
+            except BaseException:
+                self._release_model()
+                raise
+            self.store.reset_failed_starts()
+            if self.flash is not None:
+                self.flash.policy = self._install_policy(self.sensor.signature)
+            self._good_countdown = self.config.probation_frames
+            self.maintenance = None
+        self._send("hello", **self._hello())
+        self.notifier.ready(f"running {self.model_id} on {self.engine.name}")
+        return {"selftest": {"daemon_agreement": self.selftest_agreement, "engine": self.engine.name}}
+
+    def _release_model(self) -> None:
+        """Close engine, calibrator and camera after a failed start from maintenance mode."""
+        if self._calibrator is not None:
+            self._calibrator.close()
+            self._calibrator = None
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+        if self.camera is not None:
+            try:
+                self.camera.close()
+            except Exception:
+                pass
+        self.manifest = self.slot = self.references = None
+        self.selftest_agreement = None
+
     @property
     def model_id(self) -> str:
         return f"{self.manifest['name']}@{self.manifest['version']}" if self.manifest else ""
 
-    def _load_bundle(self) -> Path:
+    def _load_bundle(self) -> Path | None:
         from export.bundle import extract_bundle, load_public_key, read_manifest
 
         if self.config.state_dir is not None:
@@ -286,26 +404,48 @@ class Daemon:
             prefer=tuple(self.config.prefer),
         )
 
-    def _load_active_slot(self) -> Path:
+    def _load_active_slot(self) -> Path | None:
         """``[flashing] state_dir``: recover the slot store, install ``[bundle] path`` as the first
-        model when no slot is active, and return the active slot's folder."""
+        model when no slot is active, and return the active slot's folder. None: maintenance mode
+        (the restart-loop cap, or no model to serve and none to install) on a link that can carry
+        flashing packets; without such a link those errors are raised (exit 78 / 1)."""
+        from edge.flashing.errors import FlashError, RestartLoopError
         from edge.flashing.install import install_bundle
         from edge.flashing.slots import SlotStore
-        from export.bundle import load_public_key, read_manifest
+        from export.bundle import BundleError, load_public_key, read_manifest
 
         key = load_public_key(self.config.public_key) if self.config.public_key is not None else None
         self.store = SlotStore(self.config.state_dir, public_key=key)
-        for note in self.store.recover():
+        try:
+            notes = self.store.recover()
+        except RestartLoopError as exc:
+            if not self._can_flash_over_link():
+                raise
+            self.maintenance = str(exc)
+            return None
+        for note in notes:
             self._events.append(("bundle", f"slot store: {note}", None))
         active = self.store.active()
         if active is None:
+            problem = None
             if self.config.bundle is None:
-                raise DaemonError(
+                problem = (
                     f"{self.config.state_dir}: no model installed and no [bundle] path to install as the first one"
                 )
-            sensor = get_sensor(self.config.sensor).signature if self.config.sensor else None
-            install_bundle(self.store, self.config.bundle, self._install_policy(sensor))
-            active = self.store.active()
+            else:
+                sensor = get_sensor(self.config.sensor).signature if self.config.sensor else None
+                try:
+                    install_bundle(self.store, self.config.bundle, self._install_policy(sensor))
+                except (FlashError, BundleError) as exc:
+                    if not self._can_flash_over_link():
+                        raise
+                    problem = f"no model installed, and installing {self.config.bundle} failed: {exc}"
+                active = self.store.active()
+            if active is None:
+                if problem is None or not self._can_flash_over_link():
+                    raise DaemonError(problem or f"{self.config.state_dir}: no model installed")
+                self.maintenance = problem
+                return None
         self.slot = active
         self.manifest = read_manifest(active.folder)
         return active.folder
@@ -458,6 +598,11 @@ class Daemon:
         frames taken off the queue; flushes the sink and returns the statistics."""
         self.start()
         self._stop.clear()
+        if self.maintenance is not None and not self._maintenance_loop():
+            self._drain_events()
+            self.stats.elapsed_s = self._clock() - self.stats.started_s
+            self._send_status(0.0)
+            return self.stats
         self._capture_done.clear()
         self._queue.clear()
         self._capture_beat = self._clock()
@@ -697,6 +842,18 @@ class Daemon:
         self.notifier.status(f"{fps:.1f} fps, {self.stats.masks} masks, {self._queue.dropped} dropped")
 
     def _hello(self) -> dict:
+        if self.maintenance is not None:
+            sensor = self.sensor
+            return {
+                "model_id": "",
+                "model_name": None,
+                "model_version": None,
+                "sensor": sensor.name if sensor else None,
+                "sensor_signature": sensor.signature if sensor else None,
+                "camera_id": None,
+                "engine": None,
+                "maintenance": {"reason": self.maintenance},
+            }
         h, w, _ = self.sensor.cube_shape
         slot = {"model_sha256": self.slot.sha256, "slot": self.slot.slot} if self.slot is not None else {}
         return {
@@ -717,11 +874,8 @@ class Daemon:
     # ---- flashing: control channel, hot swap, probation (docs/upload.md) ----------------------
     def _start_control(self) -> None:
         """With a state folder and a wire-protocol sink whose link reads: answer flashing packets."""
-        from edge.protocol.sink import ProtocolSink
-
-        sink = self.sink
-        protocol = sink if isinstance(sink, ProtocolSink) else getattr(sink, "protocol", None)
-        if not isinstance(protocol, ProtocolSink):
+        protocol = self._control_protocol()
+        if protocol is None:
             return
         self._protocol = protocol
         if self.store is None or not callable(getattr(protocol.link, "read", None)):
@@ -731,7 +885,7 @@ class Daemon:
 
         self.flash = FlashService(
             self.store,
-            self._install_policy(self.sensor.signature),
+            self._install_policy(self.sensor.signature if self.sensor is not None else None),
             send=lambda ptype, payload: self._replies.put((ptype, payload)),
             activate=self.activate_slot,
             device_info=self._device_info,
@@ -780,10 +934,16 @@ class Daemon:
 
     def _device_info(self) -> dict:
         """The daemon's part of INFO: engines installed here, the camera's sensor, the model serving."""
+        sensor = self.sensor
+        maintenance = self.maintenance
         return {
             "engines": {name: list(kind.installed()) for name, kind in ENGINES.items()},
-            "sensor": {"name": self.sensor.name, "signature": self.sensor.signature},
-            "serving": {"model": self.model_id, "engine": self.engine.name if self.engine else None},
+            "sensor": {"name": sensor.name, "signature": sensor.signature} if sensor is not None else None,
+            "serving": {
+                "model": None if maintenance else self.model_id,
+                "engine": self.engine.name if self.engine and not maintenance else None,
+            },
+            "maintenance": {"reason": maintenance} if maintenance else None,
         }
 
     def _prepare(self, slot: Any) -> _Loaded:
@@ -808,7 +968,10 @@ class Daemon:
 
     def activate_slot(self, slot: Any, why: str) -> dict:
         """Load ``slot`` (just installed or rolled back to) and swap it in between two frames;
-        returns the daemon's self-test. Called from the flashing job thread; raises on failure."""
+        returns the daemon's self-test. Called from the flashing job thread; raises on failure.
+        In maintenance mode the slot is started from scratch (camera, engine, references)."""
+        if self.maintenance is not None:
+            return self._leave_maintenance(slot)
         loaded = self._prepare(slot)
         done = threading.Event()
         self._pending_swap = (loaded, why, done)

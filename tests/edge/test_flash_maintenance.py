@@ -1,0 +1,155 @@
+"""Maintenance mode: a device past its restart-loop cap (or with no model to serve) stays up on a
+link that carries flashing packets, without model or camera, says why, and a bundle flashed over
+that link brings masks back without a restart. Without such a link it still exits 78."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import pytest
+from flash_fixtures import CROP, DeviceUnderTest, bundle_variant, masks_from
+
+from edge.flashing.errors import EXIT_RESTART_LOOP, RestartLoopError
+from edge.flashing.host import FlashClient, FlashFailed
+from edge.flashing.install import InstallPolicy, install_bundle
+from edge.flashing.slots import SlotStore
+from edge.protocol.decoder import StreamDecoder
+from edge.protocol.flash import FlashCode
+from edge.protocol.packets import PacketType, model_id_from_sha256
+
+
+@pytest.fixture(scope="module")
+def v2(tmp_path_factory):
+    return bundle_variant(tmp_path_factory.mktemp("v2") / "crop-1.1.0.xeb", version="1.1.0")
+
+
+def looping_store(root) -> SlotStore:
+    """crop 1.0.0, the only slot, started again and again without serving: past the cap."""
+    store = SlotStore(root)
+    install_bundle(store, CROP, InstallPolicy(self_test=False))
+    with pytest.raises(RestartLoopError):
+        for _ in range(20):
+            store.recover()
+    return store
+
+
+def packets_from(link, seconds: float) -> list:
+    decoder, packets = StreamDecoder(), []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        packets.extend(decoder.feed(link.read(65536, timeout_s=0.05)))
+    return packets
+
+
+def cli(*args):
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result, " ".join(result.output.split())
+
+
+def test_a_device_past_its_restart_cap_stays_up_in_maintenance_and_a_flash_brings_masks_back(tmp_path, v2):
+    store = looping_store(tmp_path / "state")
+    with DeviceUnderTest(tmp_path / "state", bundle=None, probation_frames=2) as dut:
+        assert dut.daemon.maintenance and "did not serve its first frames" in dut.daemon.maintenance
+        assert dut.daemon.engine is None and not dut.daemon.camera.is_open
+        host = dut.host_link()
+        seen = packets_from(host, 1.2)  # status every 0.5 s
+        kinds = {p.type for p in seen}
+        assert PacketType.MASK not in kinds and PacketType.STATUS in kinds
+        statuses = [p.status() for p in seen if p.type == PacketType.STATUS]
+        assert all(s.model_id == bytes(16) and s.frames == 0 for s in statuses)
+        with pytest.raises(FlashFailed) as refused:  # nothing to go back to: said, and still up
+            FlashClient(host).rollback()
+        assert refused.value.code == FlashCode.NO_ROLLBACK and dut.daemon.maintenance
+        host.close()
+
+        port = dut.link.slave_path
+        done, out = cli("device", "info", "--port", port)
+        assert done.exit_code == 0, out
+        info = json.loads(done.stdout)
+        assert "did not serve its first frames" in info["maintenance"]["reason"]
+        assert info["serving"]["model"] is None and info["active"]["version"] == "1.0.0"
+        assert info["sensor"]["name"] == "mosaic-5x5-nir"
+
+        done, out = cli("flash", str(v2), "--port", port, "--confirm", "20")
+        assert done.exit_code == 0, out
+        assert "after: crop 1.1.0" in out and "self-test: passed" in out and "marked good" in out
+        assert dut.daemon.maintenance is None and dut.thread.is_alive()
+        host = dut.host_link()
+        v2_sha = hashlib.sha256(v2.read_bytes()).hexdigest()
+        masks = masks_from(host, seconds=4.0, n=2)
+        assert len(masks) == 2 and all(m.model_id == model_id_from_sha256(v2_sha) for m in masks)
+        info = FlashClient(host).info()
+        assert info["maintenance"] is None and info["serving"]["model"] == "crop@1.1.0"
+        host.close()
+    state = store.info()
+    assert state["failed_starts"] == 0 and state["active"]["version"] == "1.1.0" and state["active"]["good"]
+    store.recover()  # the next start is a normal one again
+
+
+def test_hello_and_error_say_maintenance_to_a_receiver_on_the_line_from_the_start(tmp_path):
+    """The real daemon's first packets on a pty, read by a host that was there before it started."""
+    import threading
+
+    from calibration.sensors import get_sensor
+    from devices.simulated import SimulatedCamera
+    from edge.config import DaemonConfig
+    from edge.daemon import Daemon
+    from edge.links import PtyLink, SerialLink
+    from edge.protocol.sink import ProtocolSink
+
+    looping_store(tmp_path / "state")
+    link = PtyLink(announce=lambda line: None, write_timeout_s=0.5)
+    link.open()
+    host = SerialLink(link.slave_path, 921600, reconnect=False)
+    host.open()
+    config = DaemonConfig(camera="sim:crop", state_dir=tmp_path / "state", status_interval_s=0.3, threads=1)
+    camera = SimulatedCamera(get_sensor("mosaic-5x5-nir"), domain="crop", seed=3)
+    daemon = Daemon(config, ProtocolSink(link, device_id="dut"), camera=camera)
+    try:
+        daemon.start()
+        runner = threading.Thread(target=daemon.run, daemon=True)
+        runner.start()
+        seen = packets_from(host, 1.0)
+        hello = next(p.hello() for p in seen if p.type == PacketType.HELLO)
+        assert "did not serve its first frames" in hello["maintenance"]["reason"]
+        assert hello["model_id"] is None or hello["model_id"] == "0" * 32
+        errors = [p.error().text for p in seen if p.type == PacketType.ERROR]
+        assert any(text.startswith("maintenance mode, no model served:") for text in errors), errors
+        daemon.stop()
+        runner.join(10)
+        assert not runner.is_alive()  # SIGTERM in maintenance: a clean stop
+    finally:
+        daemon.close()
+        host.close()
+        link.close()
+
+
+def test_no_model_and_none_to_install_is_maintenance_too_and_flashing_ends_it(tmp_path, v2):
+    (tmp_path / "state").mkdir()
+    with DeviceUnderTest(tmp_path / "state", bundle=None, probation_frames=2) as dut:
+        assert "no model installed" in dut.daemon.maintenance
+        host = dut.host_link()
+        info = FlashClient(host).info()
+        assert "no model installed" in info["maintenance"]["reason"] and info["active"] is None
+        report = FlashClient(host).flash(v2, confirm_s=20)
+        assert report.after["version"] == "1.1.0" and report.confirmed
+        assert len(masks_from(host, seconds=4.0, n=2)) == 2
+        host.close()
+
+
+@pytest.mark.parametrize("sink", ["null", "png"])
+def test_without_a_link_to_flash_over_the_restart_cap_still_exits_78(tmp_path, sink):
+    from edge.daemon import daemon_main
+
+    looping_store(tmp_path / "state")
+    spec = f"png:{tmp_path / 'masks'}" if sink == "png" else sink
+    lines = []
+    code = daemon_main(None, state_dir=tmp_path / "state", camera="sim:crop", sink=spec, max_frames=1, log=lines.append)
+    assert code == EXIT_RESTART_LOOP == 78 and "not starting again" in lines[0]
+    assert not (tmp_path / "masks").exists() or not any((tmp_path / "masks").iterdir())
