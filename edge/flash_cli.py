@@ -175,7 +175,13 @@ def info(
     from edge.flashing.host import FlashClient
 
     with _open(port, baud) as link:
-        typer.echo(json.dumps(FlashClient(link).info(), indent=2, sort_keys=True))
+        device = FlashClient(link).info()
+    typer.echo(json.dumps(device, indent=2, sort_keys=True))
+    if device.get("maintenance"):  # stderr: the JSON on stdout stays machine-readable
+        console.print(
+            f"[yellow]maintenance mode: no model served[/yellow] ({device['maintenance'].get('reason')}); "
+            "flash a bundle with `xenoedge flash BUNDLE --port PORT`"
+        )
 
 
 @app.command()

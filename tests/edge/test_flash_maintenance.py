@@ -72,6 +72,7 @@ def test_a_device_past_its_restart_cap_stays_up_in_maintenance_and_a_flash_bring
         done, out = cli("device", "info", "--port", port)
         assert done.exit_code == 0, out
         info = json.loads(done.stdout)
+        assert "maintenance mode: no model served" in out  # the stderr line beside the JSON
         assert "did not serve its first frames" in info["maintenance"]["reason"]
         assert info["serving"]["model"] is None and info["active"]["version"] == "1.0.0"
         assert info["sensor"]["name"] == "mosaic-5x5-nir"
@@ -132,11 +133,16 @@ def test_hello_and_error_say_maintenance_to_a_receiver_on_the_line_from_the_star
 
 def test_no_model_and_none_to_install_is_maintenance_too_and_flashing_ends_it(tmp_path, v2):
     (tmp_path / "state").mkdir()
+    broken = bundle_variant(tmp_path / "broken.xeb", version="1.2.0", break_selftest=True)
     with DeviceUnderTest(tmp_path / "state", bundle=None, probation_frames=2) as dut:
         assert "no model installed" in dut.daemon.maintenance
         host = dut.host_link()
         info = FlashClient(host).info()
         assert "no model installed" in info["maintenance"]["reason"] and info["active"] is None
+        with pytest.raises(FlashFailed) as refused:  # a bundle failing its self-test: still in maintenance
+            FlashClient(host).flash(broken, confirm_s=0)
+        assert refused.value.code == FlashCode.SELFTEST_FAILED and dut.daemon.maintenance
+        assert FlashClient(host).info()["active"] is None
         report = FlashClient(host).flash(v2, confirm_s=20)
         assert report.after["version"] == "1.1.0" and report.confirmed
         assert len(masks_from(host, seconds=4.0, n=2)) == 2
