@@ -159,3 +159,42 @@ def test_without_a_link_to_flash_over_the_restart_cap_still_exits_78(tmp_path, s
     code = daemon_main(None, state_dir=tmp_path / "state", camera="sim:crop", sink=spec, max_frames=1, log=lines.append)
     assert code == EXIT_RESTART_LOOP == 78 and "not starting again" in lines[0]
     assert not (tmp_path / "masks").exists() or not any((tmp_path / "masks").iterdir())
+
+
+def test_xenoedge_run_on_a_pty_stays_up_in_maintenance_and_stops_cleanly_on_sigterm(tmp_path):
+    """The real entry point in its own process (camera built from the config, never opened)."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from edge.links import SerialLink
+
+    looping_store(tmp_path / "state")
+    repo = Path(__file__).resolve().parents[2]
+    args = ["run", "--state-dir", str(tmp_path / "state"), "--camera", "sim:crop", "--sink", "pty"]
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", *args], stderr=subprocess.PIPE, text=True, cwd=repo, env=env
+    )
+    try:
+        lines = []
+        while not (port := re.search(r"(/dev/pts/\d+)", "".join(lines))) and len(lines) < 20:
+            lines.append(proc.stderr.readline())  # the pty link names its receiver port on stderr
+        assert port, lines
+        host = SerialLink(port.group(1), 921600, reconnect=False)
+        host.open()
+        info = FlashClient(host).info()
+        assert "did not serve its first frames" in info["maintenance"]["reason"]
+        assert info["sensor"]["name"] == "mosaic-5x5-nir"  # from the active slot's manifest
+        host.close()
+        assert proc.poll() is None  # still up: not exit 78
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
