@@ -37,6 +37,9 @@ __all__ = ["FlashClient", "FlashFailed", "FlashReport", "NoAnswer"]
 
 Progress = Callable[[int, int], None]
 
+#: Results that may arrive while the client waits for something else, kept for the next ask.
+_KEPT_RESULTS = (PacketType.UPLOAD_RESULT, PacketType.ROLLBACK_RESULT)
+
 
 class FlashFailed(FlashError):
     """The device refused or failed the request; ``code`` is its ``FlashCode``, the text its reason."""
@@ -125,8 +128,9 @@ class FlashClient:
                 if packet.type in types:
                     del self._pending[i]
                     return packet
-            # an UPLOAD_RESULT that follows a refusing ACK is kept for the caller that asks next
-            self._pending = [p for p in self._pending if p.type == PacketType.UPLOAD_RESULT][-4:]
+            # an UPLOAD_RESULT that follows a refusing ACK, or a ROLLBACK_RESULT that arrives while
+            # INFO is asked for, is kept for the caller that asks next
+            self._pending = [p for p in self._pending if p.type in _KEPT_RESULTS][-4:]
             remaining = deadline - self._clock()
             if remaining <= 0:
                 return None
@@ -154,15 +158,35 @@ class FlashClient:
         raise NoAnswer(f"no INFO from the device on {_describe(self.link)} after {self.retries} requests")
 
     def rollback(self) -> FlashResult:
-        """Ask the device to return to its last known-good slot; raises ``FlashFailed`` when it cannot."""
-        self._send(PacketType.ROLLBACK_REQUEST, b"")
-        packet = self._wait((PacketType.ROLLBACK_RESULT,), self.result_timeout_s)
-        if packet is None:
-            raise NoAnswer(f"no ROLLBACK_RESULT from the device on {_describe(self.link)}")
-        result = decode_result(packet.payload)
-        if not result.ok:
-            raise FlashFailed(result.code, result.message, result.details)
-        return result
+        """Ask the device to return to its last known-good slot; raises ``FlashFailed`` when it cannot.
+
+        A rollback is not idempotent (a second one may leave the slot the first one reached), so an
+        unanswered request is sent again only when INFO shows the device neither ran it (same
+        active slot) nor is running it (not busy); a rollback whose answer was lost is reported
+        from INFO."""
+        before = (self.info().get("active") or {}).get("sha256")
+        for _ in range(self.retries):
+            self._send(PacketType.ROLLBACK_REQUEST, b"")
+            packet = self._wait((PacketType.ROLLBACK_RESULT,), self.ack_timeout_s)
+            if packet is None:
+                state = self.info()
+                active = state.get("active") or {}
+                if state.get("busy"):  # running: its result follows
+                    packet = self._wait((PacketType.ROLLBACK_RESULT,), self.result_timeout_s)
+                    if packet is None:
+                        raise NoAnswer(f"no ROLLBACK_RESULT from the device on {_describe(self.link)}")
+                elif active.get("sha256") != before:  # done; its answer was lost
+                    message = (
+                        f"rolled back to {active.get('name')} {active.get('version')} in slot {active.get('slot')}"
+                    )
+                    return FlashResult(FlashCode.OK, {"message": message, "active": active})
+                else:  # the request never arrived
+                    continue
+            result = decode_result(packet.payload)
+            if not result.ok:
+                raise FlashFailed(result.code, result.message, result.details)
+            return result
+        raise NoAnswer(f"no answer to ROLLBACK_REQUEST on {_describe(self.link)} after {self.retries} tries")
 
     def confirm(self, sha256: str, timeout_s: float, poll_s: float = 0.5) -> bool:
         """Watch the new model's first frames: True once INFO shows slot ``sha256`` active and

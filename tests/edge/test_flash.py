@@ -366,3 +366,37 @@ def test_a_device_root_that_is_not_mounted_or_holds_no_slots_is_refused_and_noth
         result = CliRunner().invoke(app, list(args))
         assert isinstance(result.exception, FlashError) and says in str(result.exception), (args, result.output)
     assert not missing.exists() and list(empty.iterdir()) == []
+
+
+class _DropFirstRollbackRequest:
+    """A host link that loses the first ROLLBACK_REQUEST it is asked to send (a line glitch)."""
+
+    def __init__(self, link):
+        self.link, self.dropped = link, 0
+
+    def write(self, data: bytes) -> bool:
+        from edge.protocol.decoder import StreamDecoder
+        from edge.protocol.packets import PacketType
+
+        packets = StreamDecoder().feed(data)
+        if not self.dropped and any(p.type == PacketType.ROLLBACK_REQUEST for p in packets):
+            self.dropped += 1
+            return True
+        return self.link.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.link, name)
+
+
+def test_a_lost_rollback_request_is_sent_again_and_rolls_back_once(tmp_path, v2):
+    with DeviceUnderTest(tmp_path / "state") as dut:
+        host = dut.host_link()
+        client = FlashClient(host)
+        client.flash(v2)
+        assert client.info()["active"]["version"] == "1.1.0"
+        lossy = _DropFirstRollbackRequest(host)
+        result = FlashClient(lossy, ack_timeout_s=0.5).rollback()
+        assert lossy.dropped == 1 and result.ok and "1.0.0" in result.message
+        info = FlashClient(host).info()
+        assert info["active"]["version"] == "1.0.0" and info["inactive"]["version"] == "1.1.0"
+        host.close()
