@@ -25,13 +25,12 @@ UploadChunk(offset=4096, data=b'abc')
 
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from edge.protocol.packets import ProtocolError, _as_bytes, _check_uint, sha256_bytes
+from edge.protocol.packets import ProtocolError, _as_bytes, _check_uint, _json_bytes, _json_object, sha256_bytes
 
 SHA256_SIZE = 32
 MAX_VERSION_BYTES = 64
@@ -167,26 +166,6 @@ def decode_upload_ack(payload: bytes) -> UploadAck:
         raise ProtocolError(f"UPLOAD_ACK payload of {len(payload)} bytes, expected {ACK.size}")
     code, next_offset, total, max_chunk = ACK.unpack_from(payload)
     return UploadAck(_code(code), next_offset, total, max_chunk)
-
-
-def _json_bytes(obj: dict[str, Any], what: str) -> bytes:
-    if not isinstance(obj, dict):
-        raise ProtocolError(f"{what} must be a dict, got {type(obj).__name__}")
-    try:
-        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ProtocolError(f"{what} is not JSON-serialisable: {exc}") from None
-    return text.encode("utf-8")
-
-
-def _json_object(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(bytes(data).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ProtocolError(f"{what} is not UTF-8 JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise ProtocolError(f"{what} must be a JSON object")
-    return obj
 
 
 def result_payload(code: int, details: dict[str, Any]) -> bytes:

@@ -363,11 +363,29 @@ def hello_payload(info: dict[str, Any]) -> bytes:
         isinstance(model_id, str) and len(model_id) == 2 * MODEL_ID_SIZE and _is_hex(model_id)
     ):
         raise ProtocolError(f"model_id must be {2 * MODEL_ID_SIZE} lowercase hex digits or null, got {model_id!r}")
+    return _json_bytes(info, "HELLO info")
+
+
+def _json_bytes(obj: dict[str, Any], what: str) -> bytes:
+    """One compact UTF-8 JSON object, keys sorted (HELLO, INFO, flashing results)."""
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what} must be a dict, got {type(obj).__name__}")
     try:
-        text = json.dumps(info, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ProtocolError(f"HELLO info is not JSON-serialisable: {exc}") from None
+        raise ProtocolError(f"{what} is not JSON-serialisable: {exc}") from None
     return text.encode("utf-8")
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    """Inverse of ``_json_bytes``: the decoded JSON object; ``ProtocolError`` for anything else."""
+    try:
+        obj = json.loads(bytes(data).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(f"{what} is not UTF-8 JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what} must be a JSON object")
+    return obj
 
 
 def _is_hex(text: str) -> bool:
@@ -376,12 +394,8 @@ def _is_hex(text: str) -> bool:
 
 def decode_hello(payload: bytes) -> dict[str, Any]:
     """Inverse of ``hello_payload``: the JSON object (it must carry an integer ``protocol_version``)."""
-    payload = _as_bytes("payload", payload)
-    try:
-        info = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ProtocolError(f"HELLO payload is not UTF-8 JSON: {exc}") from None
-    if not isinstance(info, dict) or not isinstance(info.get("protocol_version"), int):
+    info = _json_object(_as_bytes("payload", payload), "HELLO payload")
+    if not isinstance(info.get("protocol_version"), int):
         raise ProtocolError("HELLO payload must be a JSON object with an integer protocol_version")
     return info
 
