@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bench import BenchError, cpu_seconds
+from edge.bench import STAGE_KEYS, BenchError, _targets, cpu_seconds
 
 __all__ = [
     "LINK_KINDS",
@@ -53,7 +53,7 @@ __all__ = [
     "stage_summary",
 ]
 
-STAGES = ("capture", "calibrate", "infer", "encode", "link")
+STAGES = STAGE_KEYS
 LINK_KINDS = ("null", "file:PATH", "pty")
 #: A timed round (``-t``) ends at the latest after ROUND_GUARD_S + ROUND_GUARD_FACTOR × its share of the
 #: time, when frames fail or the camera stalls (no masks: the sink never stops it); a note names the round.
@@ -243,9 +243,9 @@ class PtyReader:
         os.close(self.fd)
 
 
-def stage_summary(values_ns, warmup: int = 0) -> dict | None:
-    """{median, p95, mean} in ms of per-mask durations (ns), the first ``warmup`` left out."""
-    ms = np.asarray(list(values_ns)[warmup:], dtype=np.float64) / 1e6
+def stage_summary(values_ns) -> dict | None:
+    """{median, p95, mean} in ms of per-mask durations (ns)."""
+    ms = np.asarray(values_ns, dtype=np.float64) / 1e6
     if not ms.size:
         return None
     return {
@@ -367,14 +367,8 @@ class PipelineTarget:
         res = summarize(sink.lat_ns, wall, self.cpu_s * wall / max(1, self.run_ns), s.percentile)
         if wall > 0:
             res["throughput_fps"] = round(sink.intervals / (wall / 1e9), 3)
-        stages = stats.stage_ns or {}
-        res["stages_ms"] = {
-            "capture": stage_summary(stages.get("capture", [])),
-            "calibrate": stage_summary(stages.get("calibrate", [])),
-            "infer": stage_summary(stages.get("infer", [])),
-            "encode": stage_summary(sink.encode_ns),
-            "link": stage_summary(sink.link_ns),
-        }
+        stages = {**(stats.stage_ns or {}), "encode": sink.encode_ns, "link": sink.link_ns}
+        res["stages_ms"] = {k: stage_summary(stages.get(k, ())) for k in STAGES}
         bytes_per_s = sink.span_bytes / (wall / 1e9) if wall > 0 else None
         res.update(
             device=(sink.hello.get("engine") or "").rpartition("/")[2],
@@ -418,9 +412,7 @@ def bench_pipeline(bundle: Path, manifest: Mapping, targets: Sequence[str], sett
     at most ``niter`` / 2); returns target -> (result fields, timed per-mask latencies in ns).
     ``on_open(target, phase)``: called with ``"before"`` / ``"after"`` around each target's start
     and warm-up (RSS accounting)."""
-    niter, time_s = settings.niter or 0, settings.time_s or 0.0
-    if not niter and not time_s:
-        time_s = 10.0
+    niter, time_s = _targets(settings)
     rounds = pipeline_rounds(settings.rounds, niter)
     runs: dict[str, PipelineTarget] = {}
     with contextlib.ExitStack() as stack:
