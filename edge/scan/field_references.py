@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from calibration.capture import capture_reference, iso_utc
+from calibration.capture import capture_reference
 from calibration.errors import CalibrationError
 from calibration.references import References
 from calibration.store import ReferenceWarning, load_references, merge_reference, save_references
@@ -201,7 +201,3 @@ def obtain_field_references(
         except OSError as exc:
             raise output_error(store.references_file, exc) from None
     return decision
-
-
-def now_text(clock: Callable[[], datetime]) -> str:
-    return iso_utc(clock())
