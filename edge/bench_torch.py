@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.normalise import L1_EPS
+from calibration.reflectance import MAX_REFLECTANCE
 from edge.engines import EngineError, Inference
 
-__all__ = ["TorchEngine", "is_checkpoint", "torch_available", "torch_version"]
+__all__ = ["TorchEngine", "is_checkpoint", "torch_available"]
 
 
 def torch_available() -> bool:
@@ -31,15 +33,6 @@ def torch_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def torch_version() -> str | None:
-    try:
-        from importlib import metadata
-
-        return metadata.version("torch")
-    except Exception:
-        return None
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -97,9 +90,6 @@ class TorchEngine:
         self._gain = self._torch.from_numpy(np.array(np.broadcast_to(gain, shape), dtype=np.float32))
 
     def _forward(self, frame) -> np.ndarray:
-        from calibration.normalise import L1_EPS
-        from calibration.reflectance import MAX_REFLECTANCE
-
         torch = self._torch
         x = frame[0].to(torch.float32)
         if self.variant == "raw":
