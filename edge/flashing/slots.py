@@ -52,7 +52,6 @@ STATE_FORMAT = 1
 DEFAULT_MAX_BOOT_ATTEMPTS = 3
 #: Starts in a row without ``mark_good`` after which ``recover`` gives up (RestartLoopError).
 DEFAULT_MAX_FAILED_STARTS = 5
-_CHUNK = 1 << 20
 NO_SPACE_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 #: ``on_step(name)``: called right after each durable step, e.g. ``"rename state.json"``.
@@ -94,14 +93,6 @@ def _empty_state() -> dict:
     }
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_slot_files(folder: Path, manifest_sha256: str | None = None, public_key=None) -> str | None:
     """Why the unpacked bundle in ``folder`` is damaged, or None when it is intact.
 
@@ -110,6 +101,7 @@ def check_slot_files(folder: Path, manifest_sha256: str | None = None, public_ke
     every file it lists present as a regular file with its size and SHA-256, and nothing else in
     the folder but ``manifest.sig``.
     """
+    from export.bundle.archive import file_sha256
     from export.bundle.errors import BundleError
     from export.bundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, listed_files, loads_manifest
     from export.bundle.signing import verify_signature
@@ -139,7 +131,7 @@ def check_slot_files(folder: Path, manifest_sha256: str | None = None, public_ke
             return f"{path}: missing or not a regular file"
         if path.stat().st_size != entry["size"]:
             return f"{path}: {path.stat().st_size} bytes, the manifest says {entry['size']}"
-        if _sha256_file(path) != entry["sha256"]:
+        if file_sha256(path) != entry["sha256"]:
             return f"{path}: SHA-256 differs from the manifest"
     allowed = set(listed) | {MANIFEST_NAME, SIGNATURE_NAME}
     for path in sorted(folder.rglob("*")):
@@ -605,7 +597,7 @@ class SlotStore:
 
     def _rebuild_state(self, notes: list[str]) -> dict:
         """A state from the slot folders alone: intact bundles only, the highest version active."""
-        from export.bundle.archive import read_manifest
+        from export.bundle.archive import file_sha256, read_manifest
 
         state = _empty_state()
         for slot in SLOT_NAMES:
@@ -621,7 +613,7 @@ class SlotStore:
                 "name": manifest["name"],
                 "version": manifest["version"],
                 "sha256": "",
-                "manifest_sha256": _sha256_file(folder / "manifest.json"),
+                "manifest_sha256": file_sha256(folder / "manifest.json"),
                 "installed_at": "",
                 "good": False,
                 "failed": None,
