@@ -58,8 +58,8 @@ def scan(
 ) -> None:
     """Scan crop plots: white-tile step, then frames on Enter (or at an interval) with the crop model;
     per-frame and per-plot CSV/GeoJSON, pictures and summaries in the session folder."""
-    from edge.device_cli import default_bundle
     from edge.scan import ScanOptions, run_scan
+    from edge.scan.measure import SHARE_NAMES
 
     options = ScanOptions(
         session=session,
@@ -67,7 +67,7 @@ def scan(
         plot=plot,
         note=note,
         camera=camera,
-        bundle=default_bundle("crop") if bundle == "crop" else Path(bundle),
+        bundle=None if bundle == "crop" else Path(bundle),  # None: ScanSession finds the packaged crop bundle
         sensor=sensor,
         seed=seed,
         exposure_ms=exposure,
@@ -96,7 +96,7 @@ def scan(
             p.plot,
             str(p.frames),
             _percent(s["leaf_cover"]),
-            *(_percent(s[n]) for n in ("healthy", "stressed", "lesion")),
+            *(_percent(s[n]) for n in SHARE_NAMES),
             conf,
             f"{p.frames_with_position}/{p.frames}",
         )
