@@ -13,9 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-
-def _f(value, spec: str = ".1f") -> str:
-    return "-" if value is None else format(value, spec)
+from edge.bench import STAGE_KEYS
+from edge.bench import _fmt as _f
 
 
 def table(report: dict) -> str:
@@ -46,7 +45,7 @@ def table(report: dict) -> str:
         row += [_f(r.get("dsc_truth"), ".3f"), _f(r.get("dsc_reference"), ".3f")] if dsc else []
         lines.append("| " + " | ".join(row) + " |")
     if any(r.get("stages_ms") for r in results):
-        stages = ("capture", "calibrate", "infer", "encode", "link")
+        stages = STAGE_KEYS
         lines += ["", "| Configuration | " + " | ".join(f"{k} ms (p50 / p95)" for k in stages)
                   + " | bytes/mask | link B/s | link utilisation | masks received |",
                   "|---|" + "---:|" * (len(stages) + 4)]  # fmt: skip
