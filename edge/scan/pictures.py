@@ -54,6 +54,8 @@ class FramePictures:
         self._dark = np.ascontiguousarray(dark)
         self._white = np.ascontiguousarray(white)
         self._signal = signal_range(self._dark, self._white)
+        where = {band: (r, c) for r, row in enumerate(sensor.mosaic or ()) for c, band in enumerate(row)}
+        self._band_cells = [where.get(band) for band in self._bands]  # (row, col) in the mosaic pattern
 
     def rgb(self, data: np.ndarray) -> np.ndarray:
         """(h, w, 3) uint8 pseudo-RGB of a raw frame: an (H, W) mosaic or an (h, w, C) raw cube."""
@@ -70,10 +72,8 @@ class FramePictures:
             return cube_from_mosaic(frame, self.sensor)[..., self._bands]  # raises the driver's clear error
         h, w, _ = self.sensor.cube_shape
         p = self.sensor.pattern_size
-        where = {band: (r, c) for r, row in enumerate(self.sensor.mosaic) for c, band in enumerate(row)}
         out = np.empty((h, w, 3), dtype=frame.dtype)
-        for i, band in enumerate(self._bands):
-            r, c = where[band]
+        for i, (r, c) in enumerate(self._band_cells):
             out[..., i] = frame[r : h * p : p, c : w * p : p]
         return out
 
