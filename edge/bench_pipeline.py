@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bench import STAGE_KEYS, BenchError, _targets, cpu_seconds
+from edge.bench import STAGE_KEYS, BenchError, _targets, cpu_seconds, latency_stats
 
 __all__ = [
     "LINK_KINDS",
@@ -244,15 +244,11 @@ class PtyReader:
 
 
 def stage_summary(values_ns) -> dict | None:
-    """{median, p95, mean} in ms of per-mask durations (ns)."""
-    ms = np.asarray(values_ns, dtype=np.float64) / 1e6
-    if not ms.size:
+    """{median, p95, mean} in ms of per-mask durations (ns) (``edge.bench.latency_stats``); None when empty."""
+    if not len(values_ns):
         return None
-    return {
-        "median": round(float(np.median(ms)), 4),
-        "p95": round(float(np.percentile(ms, 95)), 4),
-        "mean": round(float(ms.mean()), 4),
-    }
+    stats = latency_stats(values_ns, 50)
+    return {k: stats[k] for k in ("median", "p95", "mean")}
 
 
 def default_camera(manifest: Mapping, camera: str | None) -> str:
