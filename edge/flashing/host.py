@@ -348,9 +348,10 @@ class FlashClient:
         masks_before = self.masks_seen
         before = self.info().get("active") if ask_info else None
         version = _bundle_version(path)
-        result, stats = self.upload(data, version=version, progress=progress)
+        digest = hashlib.sha256(data).digest()
+        result, stats = self.upload(data, sha256=digest, version=version, progress=progress)
         details = result.details
-        sha256 = hashlib.sha256(data).hexdigest()
+        sha256 = digest.hex()
         confirmed = self.confirm(sha256, confirm_s) if confirm_s > 0 else None
         return FlashReport(
             bundle=str(path),
