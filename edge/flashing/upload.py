@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -266,21 +265,20 @@ class UploadManager:
             raise UploadError(
                 FlashCode.BAD_REQUEST, f"UPLOAD_END after {s.offset} of {s.total_size} bytes: send the rest first"
             )
+        from export.bundle.archive import file_sha256
+
         try:
             self._sync()
             self._close_file()
-            digest = hashlib.sha256()
-            with open(self.part_path, "rb") as f:
-                while block := f.read(1 << 20):
-                    digest.update(block)
+            digest = file_sha256(self.part_path)
         except OSError as exc:
             self.discard()
             raise self._os_error(exc, "checking the upload") from None
-        if digest.digest() != s.sha256:
+        if digest != s.sha256.hex():
             self.discard()
             raise UploadError(
                 FlashCode.SHA256_MISMATCH,
-                f"the {s.total_size} bytes received hash to {digest.hexdigest()}, not to the "
+                f"the {s.total_size} bytes received hash to {digest}, not to the "
                 f"{s.sha256.hex()} announced in UPLOAD_BEGIN; upload dropped",
             )
         os.replace(self.part_path, self.received_path)
