@@ -40,6 +40,10 @@ VIDEO_NAME = "frames.mkv"
 REFERENCE_PATTERNS = {"dark": "dark/%05d.png", "white": "white/%05d.png"}
 
 
+class FolderNotEmptyError(FileFormatError):
+    """The output folder holds files and ``overwrite`` was not given."""
+
+
 def _encode_png(frame: np.ndarray, where: Path) -> bytes:
     ok, encoded = cv2.imencode(".png", frame)
     if not ok:
@@ -72,7 +76,7 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     old = [p for p in out.iterdir() if not p.name.startswith(".")]
     if old and not overwrite:
-        raise FileFormatError(out, f"folder is not empty ({len(old)} entries); choose another or overwrite it")
+        raise FolderNotEmptyError(out, f"folder is not empty ({len(old)} entries); choose another or overwrite it")
     if overwrite:  # drop what an earlier recording left, so a shorter one does not inherit its frames
         (out / RECORDING_FILE).unlink(missing_ok=True)
         for pattern in ("[0-9]*.png", "labels/[0-9]*.png", "dark/[0-9]*.png", "white/[0-9]*.png", VIDEO_NAME):
@@ -243,6 +247,7 @@ __all__ = [
     "RECORDING_FILE",
     "REFERENCE_PATTERNS",
     "VIDEO_NAME",
+    "FolderNotEmptyError",
     "RecordingDefaults",
     "read_recording_info",
     "record",

@@ -117,9 +117,8 @@ def camera_record(
     ),
 ) -> None:
     """Record mosaic frames as a 16-bit PNG sequence (or FFV1 video) for `file:` cameras (docs/cameras.md)."""
-    from calibration.errors import FileFormatError
     from devices.open_camera import camera_from_spec
-    from devices.recording import FRAME_PATTERN, VIDEO_NAME, record
+    from devices.recording import FRAME_PATTERN, VIDEO_NAME, FolderNotEmptyError, record
 
     if size:
         camera = f"{camera}{'&' if '?' in camera else '?'}size={size}"
@@ -138,10 +137,8 @@ def camera_record(
                 references=references,
                 progress=lambda done: bar.update(task, completed=done),
             )
-        except FileFormatError as exc:
-            if "not empty" in str(exc):
-                raise FileFormatError(out, "folder is not empty; pass --force to overwrite a recording") from None
-            raise
+        except FolderNotEmptyError:
+            raise FolderNotEmptyError(out, "folder is not empty; pass --force to overwrite a recording") from None
     target = out / (VIDEO_NAME if video else FRAME_PATTERN)
     labels = f", labels in {out / 'labels'}" if info["labels"] else ""
     labels += f", {references} dark and white reference frames" if references else ""
