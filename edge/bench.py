@@ -455,9 +455,13 @@ def bench_engine(source, configs: list[_Config], settings: BenchSettings, option
     for cfg in list(configs):
         _open_config(source, cfg, options, hw, inputs, selftest, settings.threads)
         cfg.engine.warm_up(settings.warmup)
-        if scenario == "offline":
-            kw = dict(nireq=settings.nireq, hint=settings.hint, nstreams=settings.nstreams, threads=settings.threads)
-            cfg.offline = offline_runner(cfg.engine, inputs, **kw)
+        # single-stream with OpenVINO properties: the target compiled with them, one request in flight
+        ov_single = scenario != "offline" and bool(settings.hint or settings.nstreams) and cfg.runtime == "openvino"
+        if scenario == "offline" or ov_single:
+            nireq, hint = (1, settings.hint or "latency") if ov_single else (settings.nireq, settings.hint)
+            cfg.offline = offline_runner(
+                cfg.engine, inputs, nireq=nireq, hint=hint, nstreams=settings.nstreams, threads=settings.threads
+            )
             if cfg.offline is None:
                 notes.append(f"skipped {cfg.target} in the offline scenario: {cfg.runtime} is measured single-stream")
                 cfg.engine.close()
@@ -467,16 +471,8 @@ def bench_engine(source, configs: list[_Config], settings: BenchSettings, option
             cfg.result.update(cfg.offline.info)
             if cfg.runtime != "openvino" and settings.nstreams:
                 notes.append(f"{cfg.target}: -nstreams applies to OpenVINO only; ONNX Runtime runs -nireq threads")
-            if settings.warmup:
+            if settings.warmup or ov_single:
                 cfg.offline.run(cfg.offline.info["nireq"], 0, 0)  # one request per slot, untimed
-            cfg.offline.lat_ns.clear()
-        elif (settings.hint or settings.nstreams) and cfg.runtime == "openvino":
-            # single-stream with OpenVINO properties: the target compiled with them, one request in flight
-            kw = dict(nireq=1, hint=settings.hint or "latency", nstreams=settings.nstreams, threads=settings.threads)
-            cfg.offline = offline_runner(cfg.engine, inputs, **kw)
-            cfg.lat_ns = cfg.offline.lat_ns
-            cfg.result.update(cfg.offline.info)
-            cfg.offline.run(1, 0, 0)
             cfg.offline.lat_ns.clear()
         elif settings.hint or settings.nstreams:
             notes.append(f"{cfg.target}: -hint/-nstreams are OpenVINO properties; not applied to {cfg.runtime}")
