@@ -17,10 +17,6 @@ from rich.table import Table
 from edge.cli_common import console, split_csv
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
 def scan(
     session: Path = typer.Option(..., "--session", "-s", help="Session folder: created, or resumed when it holds one."),
     field: str = typer.Option(None, help="Field name (needed for a new session)."),
@@ -59,7 +55,7 @@ def scan(
     """Scan crop plots: white-tile step, then frames on Enter (or at an interval) with the crop model;
     per-frame and per-plot CSV/GeoJSON, pictures and summaries in the session folder."""
     from edge.scan import ScanOptions, run_scan
-    from edge.scan.measure import SHARE_NAMES
+    from edge.scan.measure import SHARE_NAMES, percent_text
 
     options = ScanOptions(
         session=session,
@@ -95,8 +91,8 @@ def scan(
         table.add_row(
             p.plot,
             str(p.frames),
-            _percent(s["leaf_cover"]),
-            *(_percent(s[n]) for n in SHARE_NAMES),
+            percent_text(s["leaf_cover"]),
+            *(percent_text(s[n]) for n in SHARE_NAMES),
             conf,
             f"{p.frames_with_position}/{p.frames}",
         )

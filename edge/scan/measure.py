@@ -102,6 +102,11 @@ class Counts:
         )
 
 
+def percent_text(share: float | None) -> str:
+    """A share (0..1) as people read it: ``"12.3%"``, or ``"-"`` when there is none."""
+    return "-" if share is None else f"{100 * share:.1f}%"
+
+
 def measure(classes: np.ndarray, confidence: np.ndarray | None, leaf: LeafClasses) -> Counts:
     """Counts of one (H, W) uint8 class mask and its optional (H, W) float32 confidence."""
     histogram = np.bincount(classes.ravel(), minlength=leaf.n_classes)

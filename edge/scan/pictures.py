@@ -21,7 +21,7 @@ from calibration.mosaic import cube_from_mosaic
 from calibration.references import References
 from calibration.reflectance import reflectance_from_raw, signal_range
 from calibration.sensors import SensorProfile
-from edge.scan.measure import SHARE_NAMES, Counts, LeafClasses
+from edge.scan.measure import SHARE_NAMES, Counts, LeafClasses, percent_text
 
 #: Thumbnails in a plot summary (the most recent frames), and per row.
 SUMMARY_FRAMES, SUMMARY_COLUMNS = 12, 4
@@ -94,10 +94,6 @@ def _text(image: np.ndarray, text: str, x: int, y: int, scale: float = 0.5) -> N
     cv2.putText(image, text, (x, y), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
 def plot_summary(
     title: str,
     counts: Counts,
@@ -120,8 +116,8 @@ def plot_summary(
     conf = summary["mean_confidence"]
     _text(
         image,
-        f"leaf cover {_percent(summary['leaf_cover'])}  |  "
-        + "  ".join(f"{n} {_percent(summary[n])}" for n in SHARE_NAMES)
+        f"leaf cover {percent_text(summary['leaf_cover'])}  |  "
+        + "  ".join(f"{n} {percent_text(summary[n])}" for n in SHARE_NAMES)
         + f"  |  confidence {'-' if conf is None else f'{conf:.2f}'}",
         8,
         48,

@@ -45,7 +45,7 @@ from edge.scan.camera import SCAN_ENDED, TriggeredCamera
 from edge.scan.errors import ScanCalibrationError, ScanError, ScanOutputError
 from edge.scan.field_references import FieldReferences, obtain_field_references, references_need_operator
 from edge.scan.gps import GpsReader
-from edge.scan.measure import SHARE_NAMES, Counts, LeafClasses, measure
+from edge.scan.measure import SHARE_NAMES, Counts, LeafClasses, measure, percent_text
 from edge.scan.pictures import SUMMARY_FRAMES, FramePictures, plot_summary, png_bytes, thumbnail
 from edge.scan.store import (
     FRAMES_CSV,
@@ -542,8 +542,8 @@ class ScanSession:
 
     def _frame_line(self, record: dict) -> str:
         s = record["summary"]
-        shares = "  ".join(f"{n} {'-' if s[n] is None else f'{100 * s[n]:.1f}%'}" for n in SHARE_NAMES)
-        leaf = "-" if s["leaf_cover"] is None else f"{100 * s['leaf_cover']:.1f}%"
+        shares = "  ".join(f"{n} {percent_text(s[n])}" for n in SHARE_NAMES)
+        leaf = percent_text(s["leaf_cover"])
         conf = "-" if s["mean_confidence"] is None else f"{s['mean_confidence']:.2f}"
         line = f"{record['plot']} #{record['number']}: leaf {leaf}  {shares}  confidence {conf}"
         position = record["position"]
