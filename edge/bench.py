@@ -146,6 +146,7 @@ class _Config:
     lat_ns: list[int] = field(default_factory=list)
     wall_ns: int = 0
     cpu_s: float = 0.0
+    rss_before: float | None = None  # MB, before loading: rss_growth_mb
     result: dict = field(default_factory=dict)
 
 
@@ -390,8 +391,8 @@ def _open_config(source, cfg: _Config, options, hw: tuple[int, int], inputs: Map
         engine=engine.name,
         load_ms=round((t1 - t0) / 1e6, 3),
         first_inference_ms=round((t2 - t0) / 1e6, 3),
-        _rss_before=rss0,
     )
+    cfg.rss_before = rss0
     if selftest is not None and selftest.expected.shape[1:] == classes.shape:
         try:
             cfg.result["selftest_agreement"] = round(check_selftest(classes[None], selftest), 5)
@@ -477,7 +478,7 @@ def bench_engine(source, configs: list[_Config], settings: BenchSettings, option
         elif settings.hint or settings.nstreams:
             notes.append(f"{cfg.target}: -hint/-nstreams are OpenVINO properties; not applied to {cfg.runtime}")
         rss, _ = _rss_mb()
-        before = cfg.result.pop("_rss_before")
+        before = cfg.rss_before
         cfg.result["rss_growth_mb"] = _round(rss - before) if rss is not None and before is not None else None
     if not configs:
         raise BenchError("nothing to measure: " + "; ".join(notes))
@@ -498,8 +499,7 @@ def bench_engine(source, configs: list[_Config], settings: BenchSettings, option
     rss, peak = _rss_mb()
     for cfg in configs:
         cfg.result.update(rss_mb=_round(rss), peak_rss_mb=_round(peak))
-    return {"shape": list(shape), "dtype": manifest["input"].get("dtype"), "variant": variant, "source": where,
-            "_inputs": inputs}  # fmt: skip
+    return {"shape": list(shape), "dtype": manifest["input"].get("dtype"), "variant": variant, "source": where}
 
 
 # ---- accuracy ---------------------------------------------------------------------------------
@@ -667,7 +667,6 @@ def run_bench(settings: BenchSettings, latencies_ns: dict | None = None) -> dict
             if settings.rss_alone:
                 for cfg in configs:
                     cfg.result["peak_rss_alone_mb"] = peak_rss_alone(settings, cfg, notes)
-        info.pop("_inputs", None)
     if settings.mode == "pipeline":
         baseline = pick_baseline(configs, settings.baseline, notes)
     if latencies_ns is not None:
