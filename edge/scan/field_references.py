@@ -106,18 +106,14 @@ def capture_field_references(
     """Dark, then white, from an open ``camera``; both validated. ``confirm(prompt)`` waits for
     the operator (False: the input ended, ``ScanCalibrationError``)."""
     sensor = camera.sensor
-    captures, reports = {}, []
+    refs: References | None = None
+    reports = []
     for kind, prompt in (("dark", DARK_PROMPT), ("white", WHITE_PROMPT)):
         if not confirm(prompt):
             raise ScanCalibrationError("white-tile step abandoned: the input ended", ["abandoned"])
         capture = capture_reference(camera, kind, n_frames, clock=clock)
-        report = (
-            validate_dark(capture, sensor) if kind == "dark" else validate_white(capture, captures["dark"].mean, sensor)
-        )
-        captures[kind] = capture
+        report = validate_dark(capture, sensor) if kind == "dark" else validate_white(capture, refs.dark, sensor)
         reports.append(report)
-    refs = None
-    for (kind, capture), report in zip(captures.items(), reports, strict=True):
         refs = merge_reference(refs, kind, capture, camera.camera_id, sensor, stats={"validation": report.to_dict()})
     return refs, reports  # type: ignore[return-value]
 
