@@ -393,12 +393,11 @@ class Daemon:
         return folder
 
     def _install_policy(self, sensor_signature: str | None) -> Any:
+        """The install checks for this device (needs the slot store: its trusted key is the policy's)."""
         from edge.flashing.install import InstallPolicy
-        from export.bundle import load_public_key
 
-        key = load_public_key(self.config.public_key) if self.config.public_key is not None else None
         return InstallPolicy(
-            trusted_public_key=key,
+            trusted_public_key=self.store.public_key,
             sensor_signature=sensor_signature,
             max_bundle_bytes=self.config.max_bundle_bytes,
             prefer=tuple(self.config.prefer),
