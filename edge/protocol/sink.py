@@ -128,10 +128,10 @@ class ProtocolSink:
                 ok = self.link.write(frame)
             except OSError:
                 ok = False
-        if ok is False:
-            self.write_failures += 1
-        else:
-            self.frames_written += 1
+            if ok is False:  # counted under the lock too: the frame loop and the reply thread both write
+                self.write_failures += 1
+            else:
+                self.frames_written += 1
 
     def _model_id(self, fields: dict[str, Any]) -> bytes:
         return model_id_bytes(fields.get("model_id"), fields.get("model_sha256") or self._model_sha256)
