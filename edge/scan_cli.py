@@ -55,6 +55,7 @@ def scan(
     """Scan crop plots: white-tile step, then frames on Enter (or at an interval) with the crop model;
     per-frame and per-plot CSV/GeoJSON, pictures and summaries in the session folder."""
     from edge.scan import ScanOptions, run_scan
+    from edge.scan.gps import rejected_text
     from edge.scan.measure import SHARE_NAMES, percent_text
 
     options = ScanOptions(
@@ -98,8 +99,10 @@ def scan(
         )
     console.print(table)
     if result.gps and result.gps["rejected_total"]:
-        rejected = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in result.gps["rejected"].items() if n)
-        console.print(f"[yellow]warning:[/yellow] the GPS sent {result.gps['rejected_total']} bad lines ({rejected})")
+        console.print(
+            f"[yellow]warning:[/yellow] the GPS sent {result.gps['rejected_total']} bad lines "
+            f"({rejected_text(result.gps['rejected'])})"
+        )
     if result.gps and result.gps["port_errors"]:
         console.print(
             f"[yellow]warning:[/yellow] the GPS port failed {result.gps['port_errors']} times (reopened each time)"

@@ -71,6 +71,11 @@ class GpsCounts:
         return {**asdict(self), "rejected_total": self.rejected_total}
 
 
+def rejected_text(rejected: dict[str, int]) -> str:
+    """``GpsCounts.rejected`` for people: ``"bad checksum 3, not nmea 1"`` (kinds seen only)."""
+    return ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in rejected.items() if n)
+
+
 def _number(value: Any, kind: type) -> Any:
     return kind(value) if value not in (None, "") else None
 

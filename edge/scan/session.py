@@ -44,7 +44,7 @@ from calibration.store import ReferenceWarning
 from edge.scan.camera import SCAN_ENDED, TriggeredCamera
 from edge.scan.errors import ScanCalibrationError, ScanError, ScanOutputError
 from edge.scan.field_references import FieldReferences, obtain_field_references, references_need_operator
-from edge.scan.gps import GpsReader
+from edge.scan.gps import GpsReader, rejected_text
 from edge.scan.measure import SHARE_NAMES, Counts, LeafClasses, measure, percent_text
 from edge.scan.pictures import SUMMARY_FRAMES, FramePictures, plot_summary, png_bytes, thumbnail
 from edge.scan.store import (
@@ -554,7 +554,7 @@ class ScanSession:
             counts = self.gps.counts() if self.gps is not None else None
             if counts is not None and counts.rejected_total > self._gps_rejected_seen:
                 self._gps_rejected_seen = counts.rejected_total
-                kinds = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in counts.rejected.items() if n)
+                kinds = rejected_text(counts.rejected)
                 line += f" (warning: GPS sent {counts.rejected_total} bad lines so far: {kinds})"
             if counts is not None and counts.port_errors > self._gps_port_errors_seen:
                 self._gps_port_errors_seen = counts.port_errors
