@@ -65,10 +65,9 @@ from edge.scan.tables import (
     PLOT_COLUMNS,
     PlotSummary,
     csv_bytes,
-    frame_feature,
     frame_row,
     geojson_bytes,
-    plot_feature,
+    point_feature,
     summarise_plots,
 )
 from edge.scan.triggers import IntervalTrigger, LineTrigger
@@ -575,12 +574,12 @@ class ScanSession:
         store, records = self.store, self.records
         plots = summarise_plots(records)
         pictures = {p.plot: store.relative(store.plot_dir(p.plot) / SUMMARY_PICTURE) for p in plots}
-        store.writer.write(store.root / FRAMES_CSV, csv_bytes(FRAME_COLUMNS, [frame_row(r) for r in records]))
-        store.writer.write(store.root / FRAMES_GEOJSON, geojson_bytes([frame_feature(r) for r in records]))
-        store.writer.write(store.root / PLOTS_CSV, csv_bytes(PLOT_COLUMNS, [p.row(pictures[p.plot]) for p in plots]))
-        store.writer.write(
-            store.root / PLOTS_GEOJSON, geojson_bytes([plot_feature(p, pictures[p.plot]) for p in plots])
-        )
+        frame_rows = [frame_row(r) for r in records]
+        plot_rows = [p.row(pictures[p.plot]) for p in plots]
+        store.writer.write(store.root / FRAMES_CSV, csv_bytes(FRAME_COLUMNS, frame_rows))
+        store.writer.write(store.root / FRAMES_GEOJSON, geojson_bytes([point_feature(r) for r in frame_rows]))
+        store.writer.write(store.root / PLOTS_CSV, csv_bytes(PLOT_COLUMNS, plot_rows))
+        store.writer.write(store.root / PLOTS_GEOJSON, geojson_bytes([point_feature(r) for r in plot_rows]))
         self.plot_summaries = plots
 
     def _write_summary(self, plot: str) -> None:

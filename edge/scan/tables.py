@@ -149,12 +149,7 @@ def geojson_bytes(features: Sequence[dict]) -> bytes:
     return (json.dumps(collection, indent=1, allow_nan=False) + "\n").encode("utf-8")
 
 
-def frame_feature(record: dict) -> dict:
-    row = frame_row(record)
-    geometry = _point(row["latitude"], row["longitude"], row["altitude_m"])
+def point_feature(row: dict) -> dict:
+    """A GeoJSON Feature of a frame or plot table row: its point (None without a position), the row as properties."""
+    geometry = _point(row["latitude"], row["longitude"], row.get("altitude_m"))
     return {"type": "Feature", "geometry": geometry, "properties": row}
-
-
-def plot_feature(summary: PlotSummary, summary_picture: str) -> dict:
-    row = summary.row(summary_picture)
-    return {"type": "Feature", "geometry": _point(summary.latitude, summary.longitude), "properties": row}
