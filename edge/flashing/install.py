@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from calibration.atomic import fsync_dir
 from edge.flashing.errors import BundleRejected, FlashError, NoSpaceError
-from edge.flashing.slots import NO_SPACE_ERRNOS, SlotInfo, SlotStore, StepCallback, remove_path
+from edge.flashing.slots import NO_SPACE_ERRNOS, SlotInfo, SlotStore, StepCallback, remove_path, slot_dict
 
 __all__ = [
     "DEVICE_STATE_SUBDIR",
@@ -109,17 +109,10 @@ class InstallReport:
     steps: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        def brief(info: SlotInfo | None) -> dict | None:
-            return (
-                None
-                if info is None
-                else {"slot": info.slot, "name": info.name, "version": info.version, "sha256": info.sha256}
-            )
-
         return {
             "slot": self.slot,
-            "previous": brief(self.previous),
-            "installed": brief(self.installed),
+            "previous": slot_dict(self.previous),
+            "installed": slot_dict(self.installed),
             "selftest": self.selftest,
             "seconds": self.seconds,
             "signed": self.signed,

@@ -25,6 +25,7 @@ from edge.flashing.errors import (
     RollbackError,
     SelfTestFailed,
 )
+from edge.flashing.slots import slot_dict
 from edge.flashing.upload import UploadError, UploadLimits, UploadManager
 from edge.protocol.flash import (
     FlashCode,
@@ -63,13 +64,6 @@ def flash_code(exc: BaseException) -> FlashCode:
     if isinstance(exc, RollbackError):
         return FlashCode.NO_ROLLBACK
     return FlashCode.INTERNAL
-
-
-def slot_dict(info: Any) -> dict[str, Any] | None:
-    """A ``SlotInfo`` as the protocol's slot object (slot, name, version, sha256), None for none."""
-    if info is None:
-        return None
-    return {"slot": info.slot, "name": info.name, "version": info.version, "sha256": info.sha256}
 
 
 class FlashService:

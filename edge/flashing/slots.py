@@ -82,6 +82,13 @@ class SlotInfo:
         return f"slot {self.slot} ({self.name} {self.version})"
 
 
+def slot_dict(info: SlotInfo | None) -> dict | None:
+    """A ``SlotInfo`` as the protocol's and the reports' slot object (slot, name, version, sha256); None for none."""
+    if info is None:
+        return None
+    return {"slot": info.slot, "name": info.name, "version": info.version, "sha256": info.sha256}
+
+
 def _empty_state() -> dict:
     return {
         "format": STATE_FORMAT,
@@ -348,15 +355,8 @@ class SlotStore:
         def brief(info: SlotInfo | None) -> dict | None:
             if info is None:
                 return None
-            return {
-                "slot": info.slot,
-                "name": info.name,
-                "version": info.version,
-                "sha256": info.sha256,
-                "installed_at": info.installed_at,
-                "good": info.good,
-                "failed": info.failed or None,
-            }
+            extra = {"installed_at": info.installed_at, "good": info.good, "failed": info.failed or None}
+            return {**slot_dict(info), **extra}
 
         return {
             "state_dir": str(self.root),
