@@ -207,7 +207,7 @@ def install_bundle(
     :class:`NoSpaceError`, :class:`edge.flashing.errors.InstallBusyError`; in every case the
     active slot and ``state.json``'s active record are unchanged and staging is emptied.
     """
-    from export.bundle.archive import Limits, extract_bundle, read_manifest, verify_bundle
+    from export.bundle.archive import extract_bundle, read_manifest, verify_bundle
     from export.bundle.errors import BundleError, IncompatibleBundleError
     from export.bundle.manifest import compatible_targets
 
@@ -223,18 +223,13 @@ def install_bundle(
     if store.staging_dir.resolve() in source.resolve().parents:
         raise FlashError(f"{source}: is inside the installer's staging folder; pass the bundle from elsewhere")
     staged, unpack = store.staging_dir / STAGED_BUNDLE, store.staging_dir / STAGED_UNPACK
-    limits = Limits(
-        max_members=policy.max_members,
-        max_member_bytes=policy.max_bundle_bytes,
-        max_total_bytes=policy.max_bundle_bytes,
-    )
     key = policy.trusted_public_key
     checks = dict(
         public_key=key,
         require_signature=key is not None,
-        max_total_bytes=limits.max_total_bytes,
-        max_member_bytes=limits.max_member_bytes,
-        max_members=limits.max_members,
+        max_total_bytes=policy.max_bundle_bytes,
+        max_member_bytes=policy.max_bundle_bytes,
+        max_members=policy.max_members,
     )
     slot: str | None = None
     committed = False
