@@ -9,12 +9,12 @@ bytes a USB serial cable carries.
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 from pathlib import Path
 
 import numpy as np
+from install_fixtures import failing_selftest_files, variant
 
 from calibration.sensors import get_sensor
 from devices.simulated import SimulatedCamera
@@ -41,25 +41,8 @@ def bundle_variant(
     source: Path = CROP,
 ) -> Path:
     """``source`` re-packed as ``dest`` with ``version``; ``break_selftest`` inverts the expected mask."""
-    folder = extract_bundle(source, dest.parent / f"{dest.stem}-unpacked")
-    manifest = json.loads((folder / "manifest.json").read_text())
-    files: dict[str, object] = {}
-    for spec in manifest["targets"].values():
-        files.update({f["path"]: folder / f["path"] for f in spec.pop("files")})
-    files.update({f["path"]: folder / f["path"] for f in manifest["selftest"].pop("files")})
-    manifest["version"] = version
-    if break_selftest:
-        name = manifest["selftest"].get("expected", "selftest/expected.npz")
-        with np.load(folder / name) as z:
-            arrays = {k: z[k] for k in z.files}
-        n_classes = len(manifest["labels"])
-        for key, value in arrays.items():
-            if value.dtype.kind in "ui":
-                arrays[key] = ((value.astype(int) + 1) % n_classes).astype(value.dtype)  # every pixel another class
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        files[name] = buf.getvalue()
-    return write_bundle(dest, manifest, files, signing_key=signing_key)
+    files = failing_selftest_files(source, dest.parent) if break_selftest else None
+    return variant(dest, version=version, files=files, signing_key=signing_key, source=source)
 
 
 def write_key(tmp: Path, public_key) -> Path:

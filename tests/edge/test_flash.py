@@ -22,6 +22,7 @@ from flash_fixtures import (
     masks_from,
     write_key,
 )
+from install_fixtures import unpacked_files
 
 from edge.flashing.host import FlashClient, FlashFailed
 from edge.links import SerialLink
@@ -170,7 +171,7 @@ def test_refused_bundles_leave_the_active_model_serving_and_say_why(tmp_path):
     signed_v1 = bundle_variant(tmp_path / "v1-signed.xeb", version="1.0.0", signing_key=key)
     signed_v2 = bundle_variant(tmp_path / "v2-signed.xeb", version="1.1.0", signing_key=key)
     tampered = bytearray(signed_v2.read_bytes())
-    model = next((tmp_path / "v2-signed-unpacked" / "models").rglob("*.onnx")).read_bytes()
+    model = next(data for name, data in unpacked_files(signed_v2, tmp_path)[1].items() if name.endswith(".onnx"))
     tampered[tampered.index(model) + len(model) // 2] ^= 0x01  # one bit inside a model file
     (tampered_path := tmp_path / "tampered.xeb").write_bytes(bytes(tampered))
     broken = bundle_variant(tmp_path / "broken.xeb", version="1.2.0", signing_key=key, break_selftest=True)
