@@ -291,8 +291,7 @@ class FlashClient:
                 self._raise(ack.code, f"chunk refused at offset {acked}")
             if progress:
                 progress(acked, total)
-        result = self._end(sha)
-        upload_done = getattr(self, "_end_acked_s", self._clock())
+        result, upload_done = self._end(sha)
         finished = self._clock()
         stats = {
             "resumed_from": resumed_from,
@@ -304,8 +303,9 @@ class FlashClient:
         }
         return result, stats
 
-    def _end(self, sha: bytes) -> FlashResult:
-        """Send UPLOAD_END (again when unanswered) and return the install's UPLOAD_RESULT. A repeated
+    def _end(self, sha: bytes) -> tuple[FlashResult, float]:
+        """Send UPLOAD_END (again when unanswered); return the install's UPLOAD_RESULT and the clock
+        time of the END's first answer (the end of the upload proper). A repeated
         END reaches a device already installing (the first END's ACK was lost): it answers BUSY, and
         those BUSY answers are skipped, one per extra END, on the way to the real result."""
         for attempt in range(self.retries):
@@ -313,7 +313,7 @@ class FlashClient:
             packet = self._wait((PacketType.UPLOAD_ACK, PacketType.UPLOAD_RESULT), self.ack_timeout_s)
             if packet is None:
                 continue
-            self._end_acked_s = self._clock()
+            acked_s = self._clock()
             extra_ends = attempt  # BUSY answers that may still come
             result = decode_result(packet.payload) if packet.type == PacketType.UPLOAD_RESULT else None
             deadline = self._clock() + self.result_timeout_s
@@ -325,7 +325,7 @@ class FlashClient:
                     raise NoAnswer(f"no UPLOAD_RESULT within {self.result_timeout_s:g} s of UPLOAD_END")
             if not result.ok:
                 raise FlashFailed(result.code, result.message, result.details)
-            return result
+            return result, acked_s
         raise NoAnswer(f"no answer to UPLOAD_END on {_describe(self.link)} after {self.retries} tries")
 
     def flash(
