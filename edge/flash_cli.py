@@ -23,16 +23,14 @@ app = typer.Typer(help="Talk to a device: its model slots, rollback.", no_args_i
 PORT_HELP = "Device port: /dev/ttyACM0 (better /dev/serial/by-id/...), or a serial:PATH@BAUD link spec."
 
 
-def _device_state(root: Path, *, installed: bool) -> Path:
-    """The state folder inside a mounted device storage ``root``. The root must exist (a mistyped
-    mount point must not become a folder on the host); ``installed``: a model must be there too."""
+def _installed_state(root: Path) -> Path:
+    """The state folder of the model slots inside a mounted device storage ``root``; the root must
+    exist and hold installed slots (info and rollback create nothing on the host)."""
     from edge.flashing.errors import FlashError
-    from edge.flashing.install import device_state_dir
+    from edge.flashing.install import check_device_root, device_state_dir
 
-    if not Path(root).is_dir():
-        raise FlashError(f"device root {root} is not a folder: is the device storage mounted there?")
-    state = device_state_dir(root)
-    if installed and not (state / "state.json").is_file():
+    state = device_state_dir(check_device_root(root))
+    if not (state / "state.json").is_file():
         raise FlashError(f"{root} holds no xenoedge model slots ({state}/state.json is missing)")
     return state
 
@@ -93,7 +91,6 @@ def flash(
     if to is not None:
         from edge.flashing.install import install_into_root
 
-        _device_state(to, installed=False)
         started = time.monotonic()
         report = install_into_root(to, bundle, _policy(public_key, sensor, 2 << 30))
         info = report.to_dict()
@@ -170,7 +167,7 @@ def info(
     if root is not None:
         from edge.flashing.slots import SlotStore
 
-        typer.echo(json.dumps(SlotStore(_device_state(root, installed=True)).info(), indent=2, sort_keys=True))
+        typer.echo(json.dumps(SlotStore(_installed_state(root)).info(), indent=2, sort_keys=True))
         return
     from edge.flashing.host import FlashClient
 
@@ -199,7 +196,7 @@ def rollback(
         from export.bundle import load_public_key
 
         key = load_public_key(public_key) if public_key else None
-        store = SlotStore(_device_state(root, installed=True), public_key=key)
+        store = SlotStore(_installed_state(root), public_key=key)
         target = store.rollback("rollback requested with xenoedge device rollback")
         console.print(f"rolled back to {target.describe()} in {root}")
         return

@@ -346,6 +346,15 @@ def _cleanup(store: SlotStore, slot: str | None) -> None:
             fsync_dir(store.slots_dir)
 
 
+def check_device_root(device_root: str | os.PathLike) -> Path:
+    """``device_root`` as a Path, or FlashError when it is no folder (a mistyped mount point must not
+    become a folder on the host)."""
+    root = Path(device_root)
+    if not root.is_dir():
+        raise FlashError(f"device root {root}: no such folder, or not a folder: is the device's storage mounted there?")
+    return root
+
+
 def install_into_root(
     device_root: str | os.PathLike,
     bundle_path: str | os.PathLike,
@@ -360,9 +369,7 @@ def install_into_root(
     existing folder), with the same checks as :func:`install_bundle`. Runs
     ``SlotStore.clean_leftovers`` first, so the leftovers of an earlier cut-short flash are
     cleared (and a lost ``state.json`` rebuilt) without counting a device start."""
-    root = Path(device_root)
-    if not root.is_dir():
-        raise FlashError(f"{root}: no such folder (mount the device's storage and give its root)")
+    root = check_device_root(device_root)
     store = SlotStore(device_state_dir(root))
     store.clean_leftovers()
     return install_bundle(
