@@ -30,6 +30,7 @@ import numpy as np
 from calibration.atomic import atomic_write, replace_synced, temp_path_beside
 from calibration.errors import CameraError, FileFormatError
 from devices.camera import Camera
+from devices.formats.label_png import png_bytes
 
 RECORDING_FILE = "camera.json"
 RECORDING_FORMAT = "xenoedge-camera-recording"
@@ -42,13 +43,6 @@ REFERENCE_PATTERNS = {"dark": "dark/%05d.png", "white": "white/%05d.png"}
 
 class FolderNotEmptyError(FileFormatError):
     """The output folder holds files and ``overwrite`` was not given."""
-
-
-def _encode_png(frame: np.ndarray, where: Path) -> bytes:
-    ok, encoded = cv2.imencode(".png", frame)
-    if not ok:
-        raise FileFormatError(where, "OpenCV could not encode the frame as PNG")
-    return encoded.tobytes()
 
 
 def _frame_counts(camera: Camera, frame, what: str) -> np.ndarray:
@@ -67,7 +61,7 @@ def _frame_counts(camera: Camera, frame, what: str) -> np.ndarray:
 
 
 def _write_png(path: Path, data: np.ndarray) -> None:
-    atomic_write(path, lambda f: f.write(_encode_png(data, path)))
+    atomic_write(path, lambda f: f.write(png_bytes(data, path)))
 
 
 def _prepare_folder(out: Path, overwrite: bool) -> None:

@@ -34,6 +34,16 @@ def _ids_out_of_range(labels: np.ndarray, n_labels: int) -> np.ndarray:
     return np.unique(labels[labels >= n_labels])
 
 
+def png_bytes(image: np.ndarray, where: str | os.PathLike = "picture") -> bytes:
+    """PNG file content of an (H, W, 3) uint8 RGB picture or an (H, W) uint8/uint16 single-channel
+    image; ``where`` names it in the error when OpenCV cannot encode it."""
+    image = np.ascontiguousarray(image[..., ::-1]) if image.ndim == 3 else image  # OpenCV wants BGR
+    ok, encoded = cv2.imencode(PNG_SUFFIX, image)
+    if not ok:
+        raise FileFormatError(where, "OpenCV could not encode it as PNG")
+    return encoded.tobytes()
+
+
 def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> Path:
     """Write (H, W) uint8 label ids as a single-channel 8-bit PNG, atomically."""
     path = Path(path)
@@ -43,10 +53,8 @@ def write_label_png(path: str | os.PathLike, labels: np.ndarray) -> Path:
         raise InvalidCubeError(
             f"{path}: labels must be a non-empty (H, W) uint8 array, got {labels.dtype} {labels.shape}"
         )
-    ok, encoded = cv2.imencode(PNG_SUFFIX, labels)
-    if not ok:
-        raise FileFormatError(path, "OpenCV could not encode the labels as PNG")
-    return atomic_write(path, lambda f: f.write(encoded.tobytes()))
+    encoded = png_bytes(labels, path)
+    return atomic_write(path, lambda f: f.write(encoded))
 
 
 def read_label_png(path: str | os.PathLike, *, n_labels: int | None = None) -> np.ndarray:
@@ -93,7 +101,5 @@ def write_rgb_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise InvalidCubeError(f"{path}: expected (H, W, 3) uint8 RGB, got {rgb.dtype} {rgb.shape}")
-    ok, encoded = cv2.imencode(PNG_SUFFIX, np.ascontiguousarray(rgb[..., ::-1]))  # OpenCV wants BGR
-    if not ok:
-        raise FileFormatError(path, "OpenCV could not encode the picture as PNG")
-    return atomic_write(path, lambda f: f.write(encoded.tobytes()))
+    encoded = png_bytes(rgb, path)
+    return atomic_write(path, lambda f: f.write(encoded))

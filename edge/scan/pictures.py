@@ -6,7 +6,7 @@ dark and white references, then ``pseudo_rgb`` stretches them and ``label_overla
 classes (soil left unpainted, class edges outlined). The plot summary is a banner (plot, frame
 count, pooled leaf cover and shares, mean confidence, GPS coverage), a stacked bar of the
 shares in the class colours, and the plot's most recent frames as thumbnails.
-All pictures are (H, W, 3) uint8 RGB; ``png_bytes`` encodes one for an atomic write.
+All pictures are (H, W, 3) uint8 RGB; ``devices.formats.label_png.png_bytes`` encodes one for an atomic write.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from calibration.errors import FileFormatError
 from calibration.mosaic import cube_from_mosaic
 from calibration.references import References
 from calibration.reflectance import reflectance_from_raw, signal_range
@@ -27,15 +26,6 @@ from edge.scan.measure import SHARE_NAMES, Counts, LeafClasses, percent_text
 SUMMARY_FRAMES, SUMMARY_COLUMNS = 12, 4
 BANNER_PX, BAR_PX = 64, 18
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-def png_bytes(rgb: np.ndarray, what: str = "picture") -> bytes:
-    """PNG file content of an (H, W, 3) RGB or (H, W) single-channel uint8 picture."""
-    image = np.ascontiguousarray(rgb[..., ::-1]) if rgb.ndim == 3 else rgb  # OpenCV wants BGR
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise FileFormatError(what, "OpenCV could not encode it as PNG")
-    return encoded.tobytes()
 
 
 class FramePictures:

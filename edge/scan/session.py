@@ -41,12 +41,13 @@ from calibration.capture import iso_utc, utc_now
 from calibration.errors import XenoedgeError
 from calibration.sensors import get_sensor
 from calibration.store import ReferenceWarning
+from devices.formats.label_png import png_bytes
 from edge.scan.camera import SCAN_ENDED, TriggeredCamera
 from edge.scan.errors import ScanCalibrationError, ScanError, ScanOutputError
 from edge.scan.field_references import FieldReferences, obtain_field_references, references_need_operator
 from edge.scan.gps import GpsReader, rejected_text
 from edge.scan.measure import SHARE_NAMES, Counts, LeafClasses, measure, percent_text
-from edge.scan.pictures import SUMMARY_FRAMES, FramePictures, plot_summary, png_bytes, thumbnail
+from edge.scan.pictures import SUMMARY_FRAMES, FramePictures, plot_summary, thumbnail
 from edge.scan.store import (
     FRAMES_CSV,
     FRAMES_GEOJSON,
