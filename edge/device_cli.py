@@ -95,30 +95,38 @@ def demo(
 ) -> None:
     """Daemon and receiver end to end: simulated camera -> bundle -> wire protocol -> receiver -> pictures.
 
-    Prints frames per second, bytes per mask and DSC against the simulator's ground truth.
+    Prints frames per second, bytes per mask and DSC against the simulator's ground truth. The
+    receiver's pictures show each pictured mask over its frame (device and host share this process).
     """
+    from calibration.sensors import get_sensor
+    from devices.open_camera import camera_from_spec
     from edge.config import load_config
     from edge.daemon import run_daemon
     from edge.links import open_link
     from edge.protocol.receiver import Receiver, link_chunks, run_listen
     from edge.protocol.sink import ProtocolSink
+    from edge.sinks import RecentFrames
+    from export.bundle import read_manifest
 
     bundle_path, camera = _bundle_and_camera(bundle, None)
     config = load_config(
         None, bundle=bundle_path, camera=camera or "sim:surgical", score_ground_truth=True, max_fps=max_fps
     )
+    sensor = get_sensor(config.sensor or read_manifest(bundle_path)["sensor"]["name"])
+    the_camera = camera_from_spec(config.camera, sensor, seed=config.seed, exposure_ms=config.exposure_ms)
+    frames_seen = RecentFrames(the_camera)
     # A real pseudo-terminal pair: the daemon writes the device end, the receiver reads the host
     # end through pyserial, the same bytes a USB serial cable would carry.
     device_end = open_link("pty", announce=lambda _line: None)
     host_end = open_link(f"serial:{device_end.slave_path}")
-    receiver = Receiver(out, None, every=every)
+    receiver = Receiver(out, None, every=every, frame_rgb=frames_seen.rgb)
     done = threading.Event()
     listener = threading.Thread(
         target=run_listen, args=(link_chunks(host_end, timeout_s=0.05, stop=done.is_set), receiver), daemon=True
     )
     listener.start()
     try:
-        stats = run_daemon(config, ProtocolSink(device_end), max_frames=frames)
+        stats = run_daemon(config, ProtocolSink(device_end), max_frames=frames, camera=the_camera)
     finally:
         device_end.flush(timeout_s=5)
         done.set()

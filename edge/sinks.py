@@ -21,6 +21,9 @@ Fields (see docs/daemon.md for the full table):
 
 Sinks by spec (``sink_from_spec``): ``null``, ``collect``, ``png:DIR[:EVERY]``; other modules
 (the wire-protocol links) add theirs to ``SINK_KINDS``.
+
+``RecentFrames`` keeps the picture bands of a camera's last frames so that a picture of a mask can
+show the frame under it (``PngSink`` and the host ``Receiver`` take its ``rgb`` as ``frame_rgb``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 
 from calibration.errors import UnknownNameError, XenoedgeError
 
-__all__ = ["SINK_KINDS", "CollectingSink", "NullSink", "PngSink", "Sink", "sink_from_spec"]
+__all__ = ["SINK_KINDS", "CollectingSink", "NullSink", "PngSink", "RecentFrames", "Sink", "sink_from_spec"]
 
 
 class Sink(Protocol):
@@ -73,16 +76,24 @@ class CollectingSink:
 
 
 class PngSink:
-    """Writes the 1st, (1+every)-th, ... mask received as ``DIR/mask_<frame index>.png`` in the labels' colours."""
+    """Writes the 1st, (1+every)-th, ... mask received as the picture ``DIR/mask_<frame index:06d>.png``:
+    a title (model, frame), the mask in the labels' colours, or the frame and the mask over it when
+    ``frame_rgb(frame_index)`` gives the frame's (H, W, 3) uint8 pseudo-RGB (``RecentFrames.rgb``),
+    and a legend of the class names and colours of the HELLO ``labels`` (``xeno.previews.mask_picture``)."""
 
-    def __init__(self, folder: str | Path, *, every: int = 1) -> None:
+    def __init__(
+        self, folder: str | Path, *, every: int = 1, frame_rgb: Callable[[int], np.ndarray | None] | None = None
+    ) -> None:
         if every < 1:
             raise XenoedgeError(f"png sink: every must be >= 1, got {every}")
         self.folder = Path(folder)
         self.every = every
+        self.frame_rgb = frame_rgb
         self.written = 0
         self.masks = 0
         self._colors: np.ndarray | None = None
+        self._names: dict[int, str] = {}
+        self._model = ""
 
     def send(self, kind: str, **fields: Any) -> None:
         if kind == "hello":
@@ -91,20 +102,79 @@ class PngSink:
             for label in labels:
                 colors[int(label["id"])] = label["color"]
             self._colors = colors
+            self._names = {int(label["id"]): str(label.get("name", label["id"])) for label in labels}
+            self._model = " ".join(str(fields[k]) for k in ("model_name", "model_version") if fields.get(k))
             self.folder.mkdir(parents=True, exist_ok=True)
         elif kind == "mask":
             self.masks += 1
             if (self.masks - 1) % self.every:
                 return
             from devices.formats import write_rgb_png
+            from xeno.previews import mask_picture
 
-            colors = self._colors if self._colors is not None else _gray_colors()
-            write_rgb_png(self.folder / f"mask_{fields['frame_index']:06d}.png", colors[fields["classes"]])
+            classes, index = fields["classes"], fields["frame_index"]
+            n = max(int(fields.get("n_classes") or 0), int(classes.max(initial=0)) + 1)
+            colors = (self._colors if self._colors is not None else _gray_colors())[:n]
+            names = [self._names.get(i, f"class {i}") for i in range(n)]
+            rgb = self.frame_rgb(index) if self.frame_rgb is not None else None
+            if rgb is not None and rgb.shape[:2] != classes.shape:
+                rgb = None
+            title = f"{self._model or 'mask'}  frame {index}"
+            write_rgb_png(self.folder / f"mask_{index:06d}.png", mask_picture(classes, colors, names, title, rgb=rgb))
             self.written += 1
 
 
 def _gray_colors() -> np.ndarray:
     return np.repeat((np.arange(256, dtype=np.uint16) * 37 % 256).astype(np.uint8)[:, None], 3, axis=1)
+
+
+class RecentFrames:
+    """Keeps the three picture bands (``xeno.previews.rgb_band_indices``) of ``camera``'s last
+    ``keep`` frames by frame index, so that a mask's picture can show its frame. It wraps the
+    camera's ``read`` on the instance (the camera stays itself: the daemon checks its type).
+    Costs a copy of 3 bands per frame (~1 ms at 480x640); ``rgb`` stretches them when asked."""
+
+    def __init__(self, camera: Any, keep: int = 32) -> None:
+        from collections import OrderedDict
+
+        self._frames: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._keep = keep
+        self._sensor = camera.sensor
+        self._read = camera.read
+        camera.read = self._read_and_keep
+
+    def _read_and_keep(self) -> Any:
+        frame = self._read()
+        try:
+            self._frames[int(frame.index)] = self._bands(frame)
+            while len(self._frames) > self._keep:
+                self._frames.popitem(last=False)
+        except Exception:  # a frame that cannot be pictured is still a frame for the daemon
+            pass
+        return frame
+
+    def _bands(self, frame: Any) -> np.ndarray:
+        from xeno.previews import rgb_band_indices
+
+        data, sensor = frame.data, self._sensor
+        bands = list(rgb_band_indices(frame.wavelengths_nm if data.ndim == 3 else sensor.wavelengths()))
+        if data.ndim == 3:
+            return data[..., bands].copy()
+        h, w, _ = sensor.cube_shape  # a raw mosaic: each band's pixels, one per pattern cell
+        p = sensor.pattern_size
+        where = {band: (r, c) for r, row in enumerate(sensor.mosaic or ()) for c, band in enumerate(row)}
+        return np.stack([data[r : h * p : p, c : w * p : p] for r, c in (where[b] for b in bands)], axis=-1)
+
+    def rgb(self, frame_index: int) -> np.ndarray | None:
+        """(H, W, 3) uint8 of a kept frame (each band stretched between its 1st and 99th
+        percentile: raw counts are not calibrated here), or None when it is no longer kept."""
+        bands = self._frames.get(int(frame_index))
+        if bands is None:
+            return None
+        sample = bands[::4, ::4].reshape(-1, 3).astype(np.float32)
+        lo, hi = np.percentile(sample, 1, axis=0), np.percentile(sample, 99, axis=0)
+        scaled = (bands.astype(np.float32) - lo) / np.maximum(hi - lo, 1e-6)
+        return (np.clip(scaled, 0.0, 1.0) ** (1 / 1.6) * 255).astype(np.uint8)
 
 
 def _png(arg: str) -> PngSink:

@@ -1,4 +1,8 @@
-"""Host side of ``xenoedge listen``: decode a byte stream, write coloured mask PNGs, keep live stats.
+"""Host side of ``xenoedge listen``: decode a byte stream, write mask pictures, keep live stats.
+
+A mask picture (``mask_<frame index:08d>.png``) is titled with the model and frame, shows the
+mask in the class colours and a legend of class names, colours and shares of the mask; names and
+colours are the ``labels`` of the device's HELLO (``xeno.previews.mask_picture``, OpenCV only).
 
 >>> import numpy as np
 >>> from edge.protocol import PacketEncoder, PacketType, mask_payload
@@ -23,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from devices.formats.label_png import colorize, write_rgb_png
+from devices.formats.label_png import write_rgb_png
 from edge.protocol.decoder import StreamDecoder
 from edge.protocol.packets import Packet, PacketType, ProtocolError
 
@@ -76,15 +80,19 @@ class ReceiverStats:
 
 @dataclass
 class Receiver:
-    """Consumes packets; every ``every``-th mask (the first included) is written as
-    ``out_dir/mask_<frame_index:08d>.png`` coloured with ``label_colors`` ((n, 3) uint8 RGB);
-    ``None`` takes the colours of the HELLO ``labels`` or else ``default_palette``."""
+    """Consumes packets; every ``every``-th mask (the first included) is written as the picture
+    ``out_dir/mask_<frame_index:08d>.png``: title, the mask in ``label_colors`` ((n, 3) uint8 RGB)
+    and a legend of class names. ``None`` takes names and colours from the HELLO ``labels``, else
+    ``class <id>`` and ``default_palette``. ``frame_rgb(frame_index)``, where the frame is at hand
+    (the demo runs device and host in one process), gives its (H, W, 3) uint8 pseudo-RGB: the
+    picture then shows the frame and the mask over it."""
 
     out_dir: str | os.PathLike | None
     label_colors: np.ndarray | None = None
     every: int = 1
     decoder: StreamDecoder = field(default_factory=StreamDecoder)
     log: deque = field(default_factory=lambda: deque(maxlen=50))  # recent (level, text) of LOG/ERROR
+    frame_rgb: Callable[[int], np.ndarray | None] | None = None
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -126,18 +134,51 @@ class Receiver:
             self._stats.last_error = f"device error {message.code}: {message.text}"
             self.log.append((40, self._stats.last_error))
 
+    def _hello_labels(self) -> list[dict]:
+        labels = (self._stats.device or {}).get("labels")
+        if not isinstance(labels, list):
+            return []
+        try:
+            return sorted((lb for lb in labels if isinstance(lb, dict)), key=lambda lb: int(lb["id"]))
+        except (KeyError, TypeError, ValueError):
+            return []
+
     def _colors(self, n: int) -> np.ndarray:
         colors = self.label_colors
-        if colors is None and self._stats.device and isinstance(self._stats.device.get("labels"), list):
+        if colors is None and self._hello_labels():
             try:
-                labels = sorted(self._stats.device["labels"], key=lambda lb: int(lb["id"]))
-                colors = np.asarray([lb["color"] for lb in labels], dtype=np.uint8).reshape(-1, 3)
+                colors = np.asarray([lb["color"] for lb in self._hello_labels()], dtype=np.uint8).reshape(-1, 3)
             except (KeyError, TypeError, ValueError):
                 colors = None
         colors = default_palette(n) if colors is None else np.asarray(colors, dtype=np.uint8)
         if len(colors) < n:  # more classes than colours: extend, never fail on a picture
             colors = np.concatenate((colors, default_palette(n)[len(colors) :]))
         return colors
+
+    def _names(self, n: int) -> list[str]:
+        """Class names by id from the HELLO ``labels``; ``class <id>`` where it names none."""
+        names = {}
+        for lb in self._hello_labels():
+            try:
+                names[int(lb["id"])] = str(lb["name"])
+            except (KeyError, TypeError, ValueError):
+                continue
+        return [names.get(i, f"class {i}") for i in range(n)]
+
+    def _title(self, message: Any) -> str:
+        hello = self._stats.device or {}
+        model = " ".join(str(hello[k]) for k in ("model_name", "model_version") if hello.get(k))
+        return f"{model or 'mask'}  frame {message.frame_index}  ({message.class_count} classes)"
+
+    def _picture(self, message: Any) -> np.ndarray:
+        from xeno.previews import mask_picture
+
+        n = max(message.class_count, int(message.classes.max(initial=0)) + 1)
+        colors = self._colors(n)
+        rgb = self.frame_rgb(message.frame_index) if self.frame_rgb is not None else None
+        if rgb is not None and rgb.shape[:2] != message.classes.shape:
+            rgb = None
+        return mask_picture(message.classes, colors[:n], self._names(n), self._title(message), rgb=rgb)
 
     def _mask(self, packet: Packet, message: Any) -> None:
         stats = self._stats
@@ -150,8 +191,7 @@ class Receiver:
             stats.fps = (len(self._mask_times) - 1) * 1e6 / (self._mask_times[-1] - self._mask_times[0])
         self.last_mask = message
         if self.out_dir is not None and (stats.masks - 1) % self.every == 0:
-            rgb = colorize(message.classes, self._colors(message.class_count))
-            write_rgb_png(self.out_dir / f"mask_{message.frame_index:08d}.png", rgb)
+            write_rgb_png(self.out_dir / f"mask_{message.frame_index:08d}.png", self._picture(message))
             stats.images_written += 1
 
     @property

@@ -313,11 +313,30 @@ def test_config_from_toml_example_and_errors(tmp_path):
         DaemonConfig().replace(queu_size=3)
 
 
-def test_png_sink_writes_coloured_masks(crop_bundle, tmp_path):
-    sink = PngSink(tmp_path / "masks", every=2)
-    with Daemon(config(crop_bundle), sink, camera=camera()) as daemon:
+@pytest.mark.parametrize("with_frames", [False, True])
+def test_png_sink_writes_mask_pictures_with_a_legend(crop_bundle, tmp_path, with_frames):
+    import cv2
+
+    from edge.sinks import RecentFrames
+    from xeno.labels import CROP
+    from xeno.previews import LEGEND_PX, PAD_PX, PANEL_TOP_PX
+
+    cam = camera()
+    frames = RecentFrames(cam) if with_frames else None
+    sink = PngSink(tmp_path / "masks", every=2, frame_rgb=frames.rgb if frames else None)
+    with Daemon(config(crop_bundle), sink, camera=cam) as daemon:
         daemon.run(max_frames=4)
-    assert sink.written == 2 and len(list((tmp_path / "masks").glob("mask_*.png"))) == 2
+    written = sorted((tmp_path / "masks").glob("mask_*.png"))
+    assert sink.written == 2 and len(written) == 2
+    h, w, _ = get_sensor(SENSOR).cube_shape
+    panels = 2 if with_frames else 1  # frame | mask over frame, or the mask alone
+    picture = cv2.imread(str(written[-1]))[..., ::-1]
+    assert picture.shape == (PANEL_TOP_PX + h, panels * (w + PAD_PX) + LEGEND_PX, 3)
+    legend = picture[:, -LEGEND_PX:].reshape(-1, 3)
+    for color in CROP.colors():  # the bundle's label colours, from its HELLO
+        assert (legend == color).all(axis=1).sum() >= 100
+    if with_frames:  # the frame panel is a picture, not flat
+        assert picture[PANEL_TOP_PX:, :w].std() > 10
 
 
 def test_daemon_runs_on_the_device_install_without_torch_onnx_nncf_or_openvino(crop_bundle):

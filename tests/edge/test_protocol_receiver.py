@@ -15,6 +15,7 @@ from edge.protocol import (
     status_payload,
 )
 from edge.protocol.receiver import Receiver, default_palette, run_listen
+from xeno.previews import LEGEND_PX, PAD_PX, PANEL_TOP_PX, enlarged
 
 MODEL_ID = bytes(16)
 COLORS = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8)
@@ -51,7 +52,12 @@ def test_receiver_writes_every_nth_mask_in_colour_and_keeps_stats(tmp_path, colo
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == [f"mask_{i:08d}.png" for i in (0, 3, 6, 9)]
     picture = cv2.imread(str(tmp_path / "out" / "mask_00000003.png"))[..., ::-1]
-    np.testing.assert_array_equal(picture, colorize(masks[3], COLORS))
+    mask = enlarged(colorize(masks[3], COLORS))  # 12x16 enlarged 17x: one panel under the title bars
+    assert picture.shape == (PANEL_TOP_PX + mask.shape[0], mask.shape[1] + PAD_PX + LEGEND_PX, 3)
+    np.testing.assert_array_equal(picture[PANEL_TOP_PX:, : mask.shape[1]], mask)
+    legend = picture[:, -LEGEND_PX:].reshape(-1, 3)
+    for color in COLORS:  # every class colour has its swatch in the legend
+        assert (legend == color).all(axis=1).sum() >= 100
     assert (stats.masks, stats.images_written, stats.device_errors, stats.crc_errors) == (10, 4, 1, 0)
     assert stats.fps == pytest.approx(25.0) and stats.last_mask_bytes > 0
     assert stats.device["device_id"] == "d" and stats.status["frames"] == 10
@@ -78,3 +84,20 @@ def test_receiver_extends_short_palettes_and_stops_at_max_masks(tmp_path):
     assert default_palette(40).shape == (40, 3) and not default_palette(3)[0].any()
     with pytest.raises(ProtocolError):
         Receiver(tmp_path, every=0)
+
+
+def test_receiver_pictures_the_frame_under_the_mask_when_it_has_it(tmp_path):
+    import cv2
+
+    frames, masks = _stream(1)
+    rgb = np.full((12, 16, 3), 200, np.uint8)
+    rx = Receiver(tmp_path, None, frame_rgb=lambda index: rgb if index == 0 else None)
+    run_listen(frames, rx)
+    picture = cv2.imread(str(tmp_path / "mask_00000000.png"))[..., ::-1]
+    panel = enlarged(rgb)
+    ph, pw, _ = panel.shape
+    assert picture.shape == (PANEL_TOP_PX + ph, 2 * (pw + PAD_PX) + LEGEND_PX, 3)  # frame | mask over frame
+    np.testing.assert_array_equal(picture[PANEL_TOP_PX:, :pw], panel)
+    over = picture[PANEL_TOP_PX:, pw + PAD_PX : 2 * pw + PAD_PX]
+    painted = enlarged(masks[0]) > 0
+    assert (over[~painted] == 200).all() and not (over[painted] == 200).all(axis=1).any()
