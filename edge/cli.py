@@ -112,6 +112,7 @@ def camera_preview(
             frames,
             picture_every=picture_every,
             label_colors=scene_domain.labels.colors(),
+            label_names=scene_domain.labels.names,
             progress=lambda done: progress.update(task, completed=done),
         )
     console.print(

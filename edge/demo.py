@@ -2,7 +2,8 @@
 
 Captures averaged dark and white references from the camera, reads frames, turns them into
 reflectance with ``calibration.FrameCalibrator`` (the daemon's per-frame path), and writes
-pseudo-RGB | ground-truth pictures a person can look at, plus a JSON summary. The daemon
+pictures a person can look at (``frame_<index>.png``: title, the calibrated frame as pseudo-RGB,
+the simulator's ground truth over it, a legend of class names and colours), plus a JSON summary. The daemon
 issue replaces the ground truth with the model's masks.
 """
 
@@ -30,11 +31,12 @@ def run_camera_demo(
     reference_frames: int = 8,
     picture_every: int = 5,
     label_colors: np.ndarray | None = None,
+    label_names: list[str] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Run the demo on an opened-or-not camera; returns the summary also written to out/summary.json."""
     from devices.formats import write_rgb_png
-    from xeno.previews import label_overlay, pseudo_rgb
+    from xeno.previews import compose, label_overlay, legend, pseudo_rgb
 
     out.mkdir(parents=True, exist_ok=True)
     sensor = camera.sensor
@@ -50,11 +52,17 @@ def run_camera_demo(
                 saturated += result.saturated_fraction
                 if i % picture_every == 0:
                     rgb = pseudo_rgb(result.reflectance, frame.wavelengths_nm)
-                    panels = [rgb]
+                    panels, side = [("frame: calibrated reflectance as pseudo-RGB", rgb)], None
                     if frame.labels is not None and label_colors is not None:
-                        panels.append(label_overlay(rgb, frame.labels, label_colors))
+                        panels.append(("ground truth over the frame", label_overlay(rgb, frame.labels, label_colors)))
+                        names = label_names or [f"class {k}" for k in range(len(label_colors))]
+                        side = legend(names, label_colors, 0, heading="class")
+                    title = (
+                        f"{camera.camera_id}  frame {frame.index}  ({sensor.name}, "
+                        f"saturated {100 * result.saturated_fraction:.1f}% of pixels)"
+                    )
                     path = out / f"frame_{frame.index:05d}.png"
-                    write_rgb_png(path, np.hstack(panels))
+                    write_rgb_png(path, compose(panels, title, side=side, min_panel_height=0))
                     pictures.append(path.name)
                 if progress:
                     progress(i + 1)
