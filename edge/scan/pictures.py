@@ -3,7 +3,9 @@
 The frame picture is calibrated for real: the three bands ``xeno.previews.rgb_band_indices``
 picks are taken from the (demosaiced) raw frame and turned into reflectance with the session's
 dark and white references, then ``pseudo_rgb`` stretches them and ``label_overlay`` paints the
-classes (soil left unpainted, class edges outlined). The plot summary is a banner (plot, frame
+classes (soil left unpainted, class edges outlined), with a legend column on the right (class
+names, colours and shares of the frame; the overlay stays at the top left, where the plot summary's
+thumbnails crop it from). The plot summary is a banner (plot, frame
 count, pooled leaf cover and shares, mean confidence, GPS coverage), a stacked bar of the
 shares in the class colours, and the plot's most recent frames as thumbnails.
 All pictures are (H, W, 3) uint8 RGB; ``devices.formats.label_png.png_bytes`` encodes one for an atomic write.
@@ -31,11 +33,14 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 class FramePictures:
     """Pseudo-RGB + mask pictures of one camera's frames with one pair of references."""
 
-    def __init__(self, sensor: SensorProfile, references: References, colors: np.ndarray):
+    def __init__(
+        self, sensor: SensorProfile, references: References, colors: np.ndarray, names: Sequence[str] | None = None
+    ):
         from xeno.previews import rgb_band_indices
 
         self.sensor = sensor
         self.colors = np.asarray(colors, dtype=np.uint8)
+        self.names = list(names) if names is not None else [f"class {i}" for i in range(len(self.colors))]
         self._bands = list(rgb_band_indices(sensor.wavelengths()))
         self._wavelengths = sensor.wavelengths()[self._bands]
         shape = sensor.cube_shape
@@ -68,10 +73,19 @@ class FramePictures:
         return out
 
     def overlay(self, data: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        """(h, w, 3) uint8: the pseudo-RGB frame with ``classes`` ((h, w) uint8) painted over it."""
-        from xeno.previews import label_overlay
+        """(h, w + LEGEND_PX, 3) uint8: the pseudo-RGB frame with ``classes`` ((h, w) uint8) painted
+        over it, and a legend of the class names, colours and shares of the frame on its right."""
+        from xeno.previews import LEGEND_PX, class_shares, label_overlay, legend
 
-        return label_overlay(self.rgb(data), classes, self.colors)
+        overlay = label_overlay(self.rgb(data), classes, self.colors)
+        shares = class_shares(classes, len(self.colors))
+        side = legend(self.names, self.colors, overlay.shape[0], shares=shares, heading="pseudo-RGB + classes")
+        h = overlay.shape[0]
+        out = np.empty((max(h, side.shape[0]), overlay.shape[1] + LEGEND_PX, 3), np.uint8)
+        out[:] = side[:1, :1]
+        out[:h, : overlay.shape[1]] = overlay
+        out[: side.shape[0], overlay.shape[1] :] = side
+        return out
 
 
 def thumbnail(picture: np.ndarray) -> np.ndarray:

@@ -243,8 +243,10 @@ class ScanSession:
         compatible_targets(manifest, sensor_signature=self.sensor.signature)
         labels = sorted(manifest["labels"], key=lambda label: int(label["id"]))
         self.colors = np.zeros((self.leaf.n_classes, 3), dtype=np.uint8)
+        self.class_names = [f"class {i}" for i in range(self.leaf.n_classes)]
         for label in labels:
             self.colors[int(label["id"])] = label["color"]
+            self.class_names[int(label["id"])] = str(label["name"])
         return path, {"bundle": str(path), "model_id": self.model_id, "sha256": file_sha256(path), "labels": labels}
 
     def _open(self) -> None:
@@ -271,7 +273,7 @@ class ScanSession:
             frames_in_flight=options.frames_in_flight,
         )
         self._start_daemon(bundle)
-        self.pictures = FramePictures(self.sensor, self.decision.references, self.colors)  # type: ignore[union-attr]
+        self.pictures = FramePictures(self.sensor, self.decision.references, self.colors, self.class_names)  # type: ignore[union-attr]
         run = self._run_record()
         run.update(engine=self.daemon.engine.name, gps=options.gps, camera_id=camera.camera_id)
         self._write_meta()

@@ -37,7 +37,7 @@ from edge.scan.store import OutputWriter, SessionStore
 from edge.scan.triggers import LineTrigger
 from export.bundle import IncompatibleBundleError
 from xeno.labels import CROP
-from xeno.previews import pseudo_rgb
+from xeno.previews import LEGEND_PX, pseudo_rgb
 
 T0 = datetime(2026, 6, 1, 9, 0, 0, tzinfo=timezone.utc)
 
@@ -92,7 +92,10 @@ def assert_consistent(session: Path) -> list[dict]:
             r["counts"]["stressed"],
             r["counts"]["lesion"],
         )
-        assert cv2.imread(str(session / r["files"]["picture"])).shape == (*mask.shape, 3)
+        picture = cv2.imread(str(session / r["files"]["picture"]))[..., ::-1]  # beside the label file
+        assert picture.shape == (mask.shape[0], mask.shape[1] + LEGEND_PX, 3)
+        legend = picture[:, -LEGEND_PX:].reshape(-1, 3)
+        assert all((legend == color).all(axis=1).sum() >= 100 for color in CROP.colors())
         if counts.leaf:
             assert sum(r["summary"][n] for n in ("healthy", "stressed", "lesion")) == pytest.approx(1.0, abs=1e-5)
     rows = read_csv(session / "frames.csv")
