@@ -215,16 +215,18 @@ def plot_median_spectra(path: Path, medians: dict, wavelengths_nm: np.ndarray, l
     for ax in axes[-1]:
         ax.set_xlabel("wavelength (nm)")
     for ax in axes[:, 0]:
-        ax.set_ylabel("reflectance")
+        ax.set_ylabel("reflectance (0-1)")
     handles, names = [], []
     for ax in axes.flat:
         for hnd, nm in zip(*ax.get_legend_handles_labels(), strict=True):
             if nm not in names:
                 handles.append(hnd)
                 names.append(nm)
-    fig.legend(handles, names, loc="lower center", ncol=min(6, len(names)), fontsize=8)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.suptitle("median reflectance per class (colour: species, line style: state)")
+    fig.tight_layout()
+    # beside the panels, never over them or their axis labels (bbox_inches widens the picture)
+    fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="species state")
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    fig.savefig(tmp, dpi=90, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
