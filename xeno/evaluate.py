@@ -105,23 +105,38 @@ class Evaluation:
 
 
 def evaluate_model(model, dataset, indices: list[int], *, pictures: Path | None = None, max_pictures: int = 8):
-    """Evaluate ``model`` on ``dataset`` images ``indices``; optional overlay pictures."""
-    from xeno.previews import label_overlay, pseudo_rgb
+    """Evaluate ``model`` on ``dataset`` images ``indices``; with ``pictures``, the first
+    ``max_pictures`` images as ``<image id>_truth_vs_pred.png`` (``truth_vs_pred_picture``)."""
+    from xeno.previews import pseudo_rgb
 
     result = Evaluation(dataset.label_set.names, list(dataset.states))
     colors = dataset.label_set.colors()
     for n, i in enumerate(indices):
         sample = dataset.load(i)
         pred = predict(model, sample.cube)
+        first_row = len(result.rows)
         result.add_image(sample.record.image_id, sample.record.species, pred, sample.labels, sample.states)
         if pictures is not None and n < max_pictures:
             from devices.formats import write_rgb_png
 
             pictures.mkdir(parents=True, exist_ok=True)
             rgb = pseudo_rgb(sample.cube, dataset.wavelengths_out_nm)
-            panel = np.hstack([label_overlay(rgb, sample.labels, colors), label_overlay(rgb, pred, colors)])
-            write_rgb_png(pictures / f"{sample.record.image_id}_truth_vs_pred.png", panel)
+            foreground = [r["dsc"] for r in result.rows[first_row:] if r["label"] != result.label_names[0]]
+            dsc = f"{np.mean(foreground):.2f}" if foreground else "n/a"
+            title = f"{sample.record.image_id} ({sample.record.species}): foreground mean DSC {dsc}"
+            picture = truth_vs_pred_picture(rgb, sample.labels, pred, colors, result.label_names, title)
+            write_rgb_png(pictures / f"{sample.record.image_id}_truth_vs_pred.png", picture)
     return result
+
+
+def truth_vs_pred_picture(
+    rgb: np.ndarray, truth: np.ndarray, pred: np.ndarray, colors: np.ndarray, names: list[str], title: str
+) -> np.ndarray:
+    """Titled panels frame (pseudo-RGB) | ground truth over it | prediction over it, and a legend
+    of class names and colours with each class's share of the prediction."""
+    from xeno.previews import mask_picture
+
+    return mask_picture(np.asarray(pred, np.uint8), colors, names, title, rgb=rgb, truth=np.asarray(truth, np.uint8))
 
 
 def write_evaluation(result: Evaluation, out: Path) -> Path:
@@ -136,15 +151,22 @@ def write_evaluation(result: Evaluation, out: Path) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        conf = result.confusion.astype(float)
-        conf /= np.maximum(conf.sum(axis=1, keepdims=True), 1)
-        fig, ax = plt.subplots(figsize=(7, 6))
-        ax.imshow(conf, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(len(result.label_names)), result.label_names, rotation=90)
-        ax.set_yticks(range(len(result.label_names)), result.label_names)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("truth")
-        ax.set_title("confusion (row-normalised)")
+        counts = result.confusion
+        conf = counts.astype(float) / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        k = len(result.label_names)
+        size = max(6.0, 0.55 * k + 3)
+        fig, ax = plt.subplots(figsize=(size + 1.2, size))
+        image = ax.imshow(conf, cmap="Blues", vmin=0, vmax=1)
+        for (r, c), value in np.ndenumerate(conf):
+            if counts[r].sum():  # rows without truth pixels stay blank
+                ax.text(c, r, f"{100 * value:.0f}", ha="center", va="center", fontsize=8,
+                        color="white" if value > 0.5 else "black")  # fmt: skip
+        ax.set_xticks(range(k), result.label_names, rotation=60, ha="right")
+        ax.set_yticks(range(k), [f"{n} ({counts[i].sum():,} px)" for i, n in enumerate(result.label_names)])
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class (pixels)")
+        ax.set_title(f"confusion: % of each true class's pixels, mean DSC {result.mean_dsc():.3f}")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class's pixels (0-1)")
         fig.tight_layout()
         fig.savefig(out / "confusion.png", dpi=90)
         plt.close(fig)
