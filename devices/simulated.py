@@ -1,15 +1,22 @@
 """Simulated camera: the physics-based simulator behind the camera interface.
 
 It drives demos, tests and benchmarks. Scenes rotate every ``frames_per_scene`` frames
-through ``species`` (and domain states); each frame has fresh sensor noise. Dark and
+through ``species`` (and domain states); each frame has its own sensor noise. Dark and
 white references come from the same camera model, so calibration is exercised for real.
 The simulator (``xeno``) is imported when the camera opens, not when this module loads.
+
+Live mode (default) renders a loop of a few scenes at open, each ``k`` times with exact
+noise, and assembles frames from row blocks of those realisations
+(``xeno.noise_realisations``): > 60 frames/s at Tivita size, ~250 MB. ``exact_noise=True``
+simulates every scene and draws every frame's noise afresh (slow, statistically exact).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,13 +24,46 @@ from calibration.errors import CameraError, CameraExhaustedError, XenoedgeError
 from calibration.sensors import SensorProfile
 from devices.camera import Camera, FrameKind, FramePacer, ReferenceKind
 
+if TYPE_CHECKING:
+    from xeno.noise_realisations import NoiseRealisations
+    from xeno.scene import Scene
+
+MAX_LOOP_SCENES = 4  # scenes in the live loop when memory allows
+MAX_REALISATIONS = 4  # noisy realisations per scene when memory allows
+
+
+def loop_plan(frame_bytes: int, fixed_bytes: int, memory_mb: float) -> tuple[int, int]:
+    """(scenes, realisations per scene) for the live loop within ``memory_mb`` MiB.
+
+    ``fixed_bytes`` is what the camera holds anyway (its compact model); each scene costs
+    one ``frame_bytes`` uint16 frame plus half a frame per further realisation. At least
+    one scene with two realisations; more realisations first (up to 4 when the budget has
+    room for 4 scenes of 2), then more scenes.
+    """
+    budget = memory_mb * 2**20 - fixed_bytes
+
+    def cost(scenes: int, k: int) -> float:
+        return scenes * frame_bytes * (1 + 0.5 * (k - 1))
+
+    scenes = max(1, min(MAX_LOOP_SCENES, int(budget // cost(1, 2))))
+    k = 2
+    while k < MAX_REALISATIONS and cost(scenes, k + 1) <= budget:
+        k += 1
+    return scenes, k
+
 
 class SimulatedCamera(Camera):
     """A camera of any sensor profile that films simulated scenes.
 
     ``fps`` paces ``read()`` to that frame rate using the injected ``clock_ns`` and
-    ``sleep``; ``fps=None`` delivers as fast as the simulator runs. ``exact_noise=False``
-    (default) draws sensor noise from a pre-drawn pool (see ``xeno.camera_model.NoisePool``).
+    ``sleep``; ``fps=None`` delivers as fast as the simulator runs.
+
+    Live mode (``exact_noise=False``, default): ``open()`` renders ``loop_scenes`` scenes
+    (default: as many as ``memory_mb`` allows, up to 4; see ``loop_plan``) with
+    ``realisations`` exact-noise realisations each; scene ``n`` (frames
+    ``n * frames_per_scene`` ...) shows loop scene ``n % loop_scenes``. References get
+    fresh exact noise per frame (~0.4 s per Tivita frame). ``exact_noise=True``: a new scene
+    every ``frames_per_scene`` frames, fresh noise every frame, no loop.
     """
 
     def __init__(
@@ -41,6 +81,9 @@ class SimulatedCamera(Camera):
         exposure_ms: float = 10.0,
         camera_id: str | None = None,
         exact_noise: bool = False,
+        loop_scenes: int | None = None,
+        realisations: int | None = None,
+        memory_mb: float = 256.0,
         clock_ns: Callable[[], int] = time.monotonic_ns,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -54,29 +97,78 @@ class SimulatedCamera(Camera):
         self.domain, self.species, self.states = domain, tuple(species), tuple(states) if states else None
         self.pathological_probability = pathological_probability
         self.seed, self.frames_per_scene, self.max_frames = seed, frames_per_scene, max_frames
+        if loop_scenes is not None and loop_scenes < 1:
+            raise CameraError(f"loop_scenes must be >= 1, got {loop_scenes}")
+        if realisations is not None and realisations < 2:
+            raise CameraError(f"realisations must be >= 2 (frames must differ), got {realisations}")
         self.fps, self.exact_noise = fps, exact_noise
+        self.loop_scenes, self.realisations, self.memory_mb = loop_scenes, realisations, memory_mb
         self._pacer = FramePacer(fps, clock_ns, sleep)
         self._scene_number = -1
+        self._loop: list[_LoopScene] = []
 
     def _open(self) -> None:
         from xeno import camera_model
 
         self._cm = camera_model
         h, w, _ = self.sensor.cube_shape
-        self._model = camera_model.make_camera_model(self.sensor, h, w, self.seed)
+        model = camera_model.make_camera_model(self.sensor, h, w, self.seed)
         self._noise_rng = np.random.default_rng([self.seed, 0x5EED])
-        self._scratch = np.empty(self.sensor.cube_shape, dtype=np.float32)
-        self._pool = None if self.exact_noise else camera_model.NoisePool(self._scratch.size, self._noise_rng)
         self._scene_number = -1
+        if self.exact_noise:
+            self._model = model
+            self._scratch = np.empty(self.sensor.cube_shape, dtype=np.float32)
+        else:
+            self._compact = camera_model.CompactCameraModel(model)
+            del model
+            self._render_loop()
 
     def _close(self) -> None:
-        self._model = self._pool = self._scratch = None  # type: ignore[assignment]
+        self._model = self._scratch = self._compact = self._scene = self._mean = self._sigma = None  # type: ignore[assignment]
+        self._loop = []
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the open live camera holds: compact model plus the rendered loop (0 if exact)."""
+        if self.exact_noise or not self.is_open:
+            return 0
+        return self._compact.nbytes + sum(s.frames.nbytes + s.labels.nbytes + s.states.nbytes for s in self._loop)
+
+    @property
+    def loop_shape(self) -> tuple[int, int]:
+        """(scenes, realisations per scene) of the live loop; (0, 0) in exact mode or closed."""
+        return (len(self._loop), self._loop[0].frames.k) if self._loop else (0, 0)
+
+    def _render_loop(self) -> None:
+        from xeno.noise_realisations import NoiseRealisations
+
+        frame_bytes = 2 * int(np.prod(self.sensor.raw_shape if self.sensor.mosaic else self.sensor.cube_shape))
+        scenes, k = loop_plan(frame_bytes, self._compact.nbytes, self.memory_mb)
+        scenes, k = self.loop_scenes or scenes, self.realisations or k
+        self._loop = []
+        for n in range(scenes):
+            scene = self._simulate(n)
+            frames: NoiseRealisations | None = None
+            for i in range(k):  # one realisation at a time: the peak is the scene plus two frames
+                rng = np.random.default_rng([self.seed, n, i, 0xF1A3E])
+                raw = self._cm.render_raw(self._compact, scene.reflectance, self.exposure_ms, rng)
+                raw = self._cm.mosaic_from_cube(raw, self.sensor) if self.sensor.mosaic else raw
+                if frames is None:
+                    frames = NoiseRealisations(raw)
+                else:
+                    frames.add(raw)
+                del raw
+            assert frames is not None
+            self._loop.append(_LoopScene(n, scene.labels, scene.states, scene.meta, frames))
+            del scene
+        self._loop_exposure_ms = self.exposure_ms
 
     def scene_seed(self, scene_number: int) -> int:
         """Seed of the ``scene_number``-th scene: reproducible from the camera seed."""
         return int(np.random.default_rng([self.seed, scene_number]).integers(2**31))
 
-    def _load_scene(self, scene_number: int) -> None:
+    def _simulate(self, scene_number: int) -> Scene:
+        """Simulate the ``scene_number``-th scene (reproducible from the camera seed)."""
         from xeno.scene import SceneConfig, simulate_scene
 
         h, w, _ = self.sensor.cube_shape
@@ -91,9 +183,13 @@ class SimulatedCamera(Camera):
             pathological_probability=self.pathological_probability,
         )
         try:
-            scene = simulate_scene(config, self.scene_seed(scene_number), self.sensor.wavelengths(), self.sensor.fwhm())
+            return simulate_scene(config, self.scene_seed(scene_number), self.sensor.wavelengths(), self.sensor.fwhm())
         except XenoedgeError as exc:
             raise CameraError(f"camera {self.camera_id}: cannot simulate scene {scene_number}: {exc}") from exc
+
+    def _load_scene(self, scene_number: int) -> None:
+        """Exact mode: simulate scene ``scene_number`` and keep its counts and sigma."""
+        scene = self._simulate(scene_number)
         self._scene = scene
         self._mean = self._cm.expected_counts(self._model, scene.reflectance, self.exposure_ms)
         self._sigma = self._cm.noise_sigma(self._model, self._mean)
@@ -102,30 +198,61 @@ class SimulatedCamera(Camera):
     def ground_truth(self) -> tuple[np.ndarray, np.ndarray]:
         """The scene behind the last frame: (h, w, C) float32 apparent reflectance and the
         (h, w, C) float32 noise sigma in counts the camera model applied (for tests and
-        benchmarks that check calibration against the truth)."""
+        benchmarks that check calibration against the truth). Live mode simulates the scene
+        again for this (~0.1-0.3 s at Tivita size); the camera does not keep it."""
         if self._scene_number < 0:
             raise CameraError(f"camera {self.camera_id}: no frame read yet")
-        return self._scene.reflectance, self._sigma
+        if self.exact_noise:
+            return self._scene.reflectance, self._sigma
+        reflectance = self._simulate(self._scene_number).reflectance
+        return reflectance, self._cm.compact_ground_truth(self._compact, reflectance, self.exposure_ms)
 
     def _read(self) -> tuple[np.ndarray, FrameKind, dict]:
         index = self._next_index
         if self.max_frames is not None and index >= self.max_frames:
             raise CameraExhaustedError(f"camera {self.camera_id}: all {self.max_frames} frames delivered")
-        scene_number = index // self.frames_per_scene
-        if scene_number != self._scene_number:
-            self._load_scene(scene_number)
-        self._pacer.wait()
-        raw = self._cm.sample_raw(self._model, self._mean, self._sigma, self._noise_rng, self._scratch, self._pool)
+        kind: FrameKind = "mosaic_raw" if self.sensor.mosaic else "raw"
+        if self.exact_noise:
+            scene_number = index // self.frames_per_scene
+            if scene_number != self._scene_number:
+                self._load_scene(scene_number)
+            self._pacer.wait()
+            raw = self._cm.sample_raw(self._model, self._mean, self._sigma, self._noise_rng, self._scratch)
+            labels, states, meta = self._scene.labels, self._scene.states, self._scene.meta
+        else:
+            if self.exposure_ms != self._loop_exposure_ms:
+                self._render_loop()  # someone changed the exposure: film the loop again
+            loop = self._loop[(index // self.frames_per_scene) % len(self._loop)]
+            scene_number = self._scene_number = loop.number
+            self._pacer.wait()
+            raw = loop.frames.next_frame(self._noise_rng)
+            labels, states, meta = loop.labels, loop.states, loop.meta
         extras = {
-            "labels": self._scene.labels,  # (h, w) at cube resolution, also for mosaic sensors
-            "states": self._scene.states,
-            "source": f"sim:{self.domain}:{self._scene.meta['species']}:scene{scene_number}",
-            "scene": {k: v for k, v in self._scene.meta.items() if k != "regions"},
+            "labels": labels,  # (h, w) at cube resolution, also for mosaic sensors
+            "states": states,
+            "source": f"sim:{self.domain}:{meta['species']}:scene{scene_number}",
+            "scene": {k: v for k, v in meta.items() if k != "regions"},
         }
-        return raw, ("mosaic_raw" if self.sensor.mosaic else "raw"), extras
+        return raw, kind, extras
 
     def _read_reference(self, kind: ReferenceKind) -> tuple[np.ndarray, FrameKind, dict]:
-        mean = self._cm.reference_counts(self._model, kind, self.exposure_ms)
-        sigma = self._cm.noise_sigma(self._model, mean)
-        raw = self._cm.sample_raw(self._model, mean, sigma, self._noise_rng, self._scratch, self._pool)
-        return raw, ("mosaic_raw" if self.sensor.mosaic else "raw"), {"source": f"sim:{kind}-reference"}
+        frame_kind: FrameKind = "mosaic_raw" if self.sensor.mosaic else "raw"
+        if self.exact_noise:
+            mean = self._cm.reference_counts(self._model, kind, self.exposure_ms)
+            sigma = self._cm.noise_sigma(self._model, mean)
+            raw = self._cm.sample_raw(self._model, mean, sigma, self._noise_rng, self._scratch)
+        else:
+            cube = self._cm.render_raw(self._compact, kind, self.exposure_ms, self._noise_rng)
+            raw = self._cm.mosaic_from_cube(cube, self.sensor) if self.sensor.mosaic else cube
+        return raw, frame_kind, {"source": f"sim:{kind}-reference"}
+
+
+@dataclass
+class _LoopScene:
+    """One scene of the live loop: its ground truth and its noisy realisations."""
+
+    number: int
+    labels: np.ndarray  # (h, w) uint8
+    states: np.ndarray  # (h, w) uint8
+    meta: dict
+    frames: NoiseRealisations
