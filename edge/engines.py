@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration.errors import XenoedgeError
+from calibration.pooling import pooled_references, working_shape
 
 __all__ = [
     "DEFAULT_ORT_PROVIDERS",
@@ -149,6 +150,10 @@ class Engine:
         if dtype not in _NUMPY_DTYPES:
             raise EngineError(f"bundle {manifest['name']}: input dtype {dtype!r} is not supported")
         self.input_shape = _frame_shape(manifest, frame_hw)
+        #: The graph pools the frame this many times in H and W before calibration (edge-first models).
+        self.pool = int(manifest.get("preprocessing", {}).get("pool", 1))
+        if self.pool < 1:
+            raise EngineError(f"bundle {manifest['name']}: preprocessing.pool must be >= 1, got {self.pool}")
         self.input_buffer = np.zeros(self.input_shape, dtype=_NUMPY_DTYPES[dtype])
         _, h, w, _c = self.input_shape
         self._classes = np.zeros((1, h, w), dtype=np.uint8)
@@ -165,6 +170,12 @@ class Engine:
         """(H, W, C) of one frame."""
         return self.input_shape[1:]  # type: ignore[return-value]
 
+    @property
+    def reference_shape(self) -> tuple[int, int, int]:
+        """(h, w, C) of the graph's ``dark``/``gain`` inputs: the frame's, or the working size of a pooling bundle."""
+        h, w, c = self.cube_shape
+        return (*working_shape(h, w, self.pool), c)
+
     def _reference_array(self, what: str, array: np.ndarray) -> np.ndarray:
         array = np.asarray(array, dtype=np.float32)
         try:
@@ -179,11 +190,19 @@ class Engine:
         """Bind ``dark`` (counts) and ``gain`` (1/counts), each broadcastable to (H, W, C), for all later frames.
 
         gain = 1 / max(white − dark, 1): ``calibration.reflectance.signal_range``. Only raw-variant
-        bundles take references; for a reflectance bundle the caller calibrates.
+        bundles take references; for a reflectance bundle the caller calibrates. A bundle that
+        pools the frame (``preprocessing.pool`` > 1) gets them pooled to its working size
+        (``calibration.pooling.pooled_references``).
         """
         if self.variant != "raw":
             raise EngineError(f"{self.name}: a {self.variant}-input bundle takes no references")
-        self._bind_references(self._reference_array("dark", dark), self._reference_array("gain", gain))
+        dark, gain = self._reference_array("dark", dark), self._reference_array("gain", gain)
+        if self.pool > 1:
+            try:
+                dark, gain = (np.ascontiguousarray(a) for a in pooled_references(dark, gain, self.pool))
+            except XenoedgeError as exc:
+                raise EngineError(f"{self.name}: {exc}") from None
+        self._bind_references(dark, gain)
         self._refs_bound = True
 
     def infer(self, frame_input: np.ndarray | None = None) -> Inference:
@@ -213,7 +232,20 @@ class Engine:
 
     def run_once(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """(H, W) uint8 classes for a full set of graph inputs, outside the bound buffers (allocates;
-        for the self-test, whose inputs may have another shape)."""
+        for the self-test, whose inputs may have another shape). References at the frame's size are
+        pooled for a bundle that pools the frame, as ``bind_references`` does."""
+        inputs = dict(inputs)
+        if (
+            self.pool > 1
+            and RAW_INPUT in inputs
+            and np.shape(inputs[DARK_INPUT])[:2] == np.shape(inputs[RAW_INPUT])[1:3]
+        ):
+            try:
+                inputs[DARK_INPUT], inputs[GAIN_INPUT] = pooled_references(
+                    inputs[DARK_INPUT], inputs[GAIN_INPUT], self.pool
+                )
+            except XenoedgeError as exc:
+                raise EngineError(f"{self.name}: {exc}") from None
         try:
             outputs = self._run_unbound({k: np.ascontiguousarray(v) for k, v in inputs.items()})
         except XenoedgeError:
@@ -376,7 +408,7 @@ class OpenVinoEngine(Engine):
                 _, h, w, c = self.input_shape
                 shapes = {self.input_name: [1, h, w, c]}
                 if self.variant == "raw":
-                    shapes.update({DARK_INPUT: [h, w, c], GAIN_INPUT: [h, w, c]})
+                    shapes.update({DARK_INPUT: list(self.reference_shape), GAIN_INPUT: list(self.reference_shape)})
                 model.reshape(shapes)
             self._compiled = core.compile_model(model, device, config)
         except Exception as exc:

@@ -92,14 +92,27 @@ class Frames:
 
 
 def frames_from_data(
-    data: Path, sensor: SensorProfile, height: int, width: int, *, variant: str, limit: int, exclude: set[str]
+    data: Path,
+    sensor: SensorProfile,
+    height: int,
+    width: int,
+    *,
+    variant: str,
+    limit: int,
+    exclude: set[str],
+    pool: int = 1,
 ) -> Frames:
-    """Up to ``limit`` frames from a data set folder, as graph inputs of ``variant``."""
+    """Up to ``limit`` frames from a data set folder, as graph inputs of ``variant``.
+
+    ``pool`` > 1: the graph pools the frame, so ``dark``/``gain`` are given at its working size.
+    """
+    from calibration.pooling import pooled_references
     from devices.formats import read_cube
     from xeno.dataset import SpectralDataset
 
     dataset = SpectralDataset.open(data, sensor=sensor)
     dark, gain = camera_references(sensor, height, width)
+    graph_dark, graph_gain = pooled_references(dark, gain, pool)
     frames = Frames([], [], [])
     for i, record in enumerate(dataset.records):
         if record.image_id in exclude:
@@ -119,7 +132,7 @@ def frames_from_data(
         labels = _fit(dataset.load(i).labels, height, width)
         if variant == "raw":
             raw = np.clip(np.rint(reflectance / gain + dark), 0, sensor.max_counts).astype(np.uint16)
-            frames.inputs.append({"raw": raw[None], "dark": dark, "gain": gain})
+            frames.inputs.append({"raw": raw[None], "dark": graph_dark, "gain": graph_gain})
         else:
             frames.inputs.append({"reflectance": reflectance[None]})
         frames.truth.append(labels)
@@ -130,19 +143,26 @@ def frames_from_data(
 
 
 def reference_predictions(model, frames: Frames) -> list[np.ndarray]:
-    """FP32 PyTorch class maps for the frames, through the same preprocessing as the graph."""
-    from calibration.normalise import l1_normalise
-    from calibration.reflectance import MAX_REFLECTANCE
-    from export.onnx_export import preprocess_reference
-    from xeno.evaluate import predict
+    """FP32 PyTorch class maps for the frames, through the same preprocessing as the graph.
 
+    For a model that pools (``unet-edge``) that is the graph's order: the frame pooled, then
+    calibrated and L1-normalised at the working size, the core, logits upsampled to the frame.
+    """
+    from calibration.normalise import l1_normalise
+    from calibration.pooling import pool_blocks
+    from calibration.reflectance import MAX_REFLECTANCE
+    from export.onnx_export import model_pool, preprocess_reference
+    from xeno.evaluate import predict, predict_working
+
+    pool = model_pool(model)
     out = []
     for inputs in frames.inputs:
+        frame = inputs["raw"][0] if "raw" in inputs else inputs["reflectance"][0]
         if "raw" in inputs:
-            spectra = preprocess_reference(inputs["raw"][0], inputs["dark"], inputs["gain"])
+            spectra = preprocess_reference(frame, inputs["dark"], inputs["gain"], pool=pool)
         else:
-            spectra = l1_normalise(np.clip(inputs["reflectance"][0], 0.0, MAX_REFLECTANCE))
-        out.append(predict(model, spectra))
+            spectra = l1_normalise(np.clip(pool_blocks(frame, pool), 0.0, MAX_REFLECTANCE))
+        out.append(predict(model, spectra) if pool == 1 else predict_working(model, spectra, frame.shape[:2]))
     return out
 
 
@@ -201,7 +221,7 @@ def export_checkpoint(
     """Export ``checkpoint`` for ``target`` at ``precision`` into bundle ``out``; see the module doc."""
     from export.accuracy import compare_to_reference, gate
     from export.bundle import load_private_key, selftest_files, write_bundle
-    from export.onnx_export import export_onnx, metadata_from_config, xenoedge_version
+    from export.onnx_export import export_onnx, metadata_from_config, model_pool, xenoedge_version
     from export.targets import artifacts_for, check_model_for_target, get_target
     from xeno.checkpoint import load_model
 
@@ -211,6 +231,7 @@ def export_checkpoint(
     if precision == "int8" and calib is None:
         raise ExportError("INT8 needs calibration data: give --calib DATA")
     model, config = load_model(checkpoint)
+    pool = model_pool(model)
     sensor = sensor_for(config)
     height, width = shape or sensor.cube_shape[:2]
     variant = "reflectance" if any(a.runtime == "tensorrt" for a in artifacts_for(target, precision)) else "raw"
@@ -237,11 +258,15 @@ def export_checkpoint(
         )
         log("reading calibration and validation frames")
         calibration = (
-            frames_from_data(calib, sensor, height, width, variant=variant, limit=calib_frames, exclude=set())
+            frames_from_data(
+                calib, sensor, height, width, variant=variant, limit=calib_frames, exclude=set(), pool=pool
+            )
             if calib
             else None
         )
-        validation = frames_from_data(val, sensor, height, width, variant=variant, limit=val_frames, exclude=used)
+        validation = frames_from_data(
+            val, sensor, height, width, variant=variant, limit=val_frames, exclude=used, pool=pool
+        )
         reference = reference_predictions(model, validation)
         golden_stored, golden_full = golden_inputs(validation, height, width)
         golden_expected = reference_predictions(model, Frames([golden_full], [], []))[0]
@@ -299,6 +324,7 @@ def export_checkpoint(
                 "gain_input": "gain",
                 "clip_max": 2.0,
                 "l1_eps": config["preprocessing"]["l1_eps"],
+                "pool": pool,
             },
             "labels": config["labels"],
             "targets": targets_manifest,

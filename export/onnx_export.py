@@ -80,6 +80,13 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 #: Names of the preprocessing nodes (graph input → NCHW spectra), in graph order.
 PRE_NODES = {
     "cast": "pre/cast_float",
+    "pad": "pre/pad_to_pool",
+    "pool_rows_view": "pre/pool_rows_view",
+    "pool_rows": "pre/pool_rows_sum",
+    "pool_cols_view": "pre/pool_cols_view",
+    "pool_cols": "pre/pool_cols_sum",
+    "pool_mean": "pre/pool_mean",
+    "pool_nhwc": "pre/pool_nhwc",
     "sub_dark": "pre/sub_dark",
     "mul_gain": "pre/mul_gain",
     "clip": "pre/clip",
@@ -91,6 +98,8 @@ PRE_NODES = {
 }
 #: Names of the postprocessing nodes (logits → outputs).
 POST_NODES = {
+    "upsample": "post/upsample_logits",
+    "crop": "post/crop_logits",
     "argmax": "post/argmax",
     "cast": "post/classes_uint8",
     "softmax": "post/softmax",
@@ -111,6 +120,7 @@ METADATA_KEYS = (
     "variant",
     "l1_eps",
     "max_reflectance",
+    "pool",
 )
 
 
@@ -126,19 +136,24 @@ def reference_gain(dark: np.ndarray, white: np.ndarray) -> np.ndarray:
     return (np.float32(1.0) / signal_range(dark, white)).astype(np.float32)
 
 
-def preprocess_reference(raw: np.ndarray, dark: np.ndarray, gain: np.ndarray) -> np.ndarray:
-    """NumPy mirror of the raw graph's preprocessing: (H, W, C) L1 spectra, float32.
+def preprocess_reference(raw: np.ndarray, dark: np.ndarray, gain: np.ndarray, *, pool: int = 1) -> np.ndarray:
+    """NumPy mirror of the raw graph's preprocessing: (h, w, C) L1 spectra, float32.
 
-    ``raw`` (H, W, C) integer counts (uint16), ``dark`` (H, W, C) float32 counts, ``gain``
-    (H, W, C) float32 1/counts (:func:`reference_gain`). Same operations in the same order as
-    the graph: (raw − dark) · gain, clipped to [0, MAX_REFLECTANCE], then
-    :func:`calibration.normalise.l1_normalise`. Each spectrum sums to ~1.
+    ``raw`` (H, W, C) integer counts (uint16); ``dark`` (counts) and ``gain`` (1/counts,
+    :func:`reference_gain`) at the graph's reference size: (H, W, C), or the working size
+    (H/p, W/p, C) when ``pool`` = p > 1 (``calibration.pooling.pooled_references``). Same
+    operations in the same order as the graph: the frame pooled p x p
+    (``calibration.pooling.pool_blocks``), (raw − dark) · gain, clipped to
+    [0, MAX_REFLECTANCE], then :func:`calibration.normalise.l1_normalise`. Each spectrum sums to ~1.
     """
+    from calibration.pooling import pool_blocks
+
     raw = np.asarray(raw)
     if raw.ndim != 3:
         raise ExportError(f"raw frame must be (H, W, C), got shape {raw.shape}")
-    out = np.empty(raw.shape, dtype=np.float32)
-    np.subtract(raw.astype(np.float32), np.asarray(dark, dtype=np.float32), out=out)
+    counts = pool_blocks(raw, pool)
+    out = np.empty(counts.shape, dtype=np.float32)
+    np.subtract(counts, np.asarray(dark, dtype=np.float32), out=out)
     np.multiply(out, np.asarray(gain, dtype=np.float32), out=out)
     np.clip(out, 0.0, MAX_REFLECTANCE, out=out)
     return l1_normalise(out)
@@ -183,7 +198,9 @@ def graph_metadata(path: Path) -> dict[str, Any]:
     return out
 
 
-def _metadata_strings(model, *, variant: str, n_bands: int, extra: Mapping[str, Any] | None) -> dict[str, str]:
+def _metadata_strings(
+    model, *, variant: str, n_bands: int, extra: Mapping[str, Any] | None, pool: int = 1
+) -> dict[str, str]:
     values: dict[str, Any] = {
         "xenoedge_version": xenoedge_version(),
         "model_name": getattr(model, "registry_name", type(model).__name__),
@@ -195,9 +212,10 @@ def _metadata_strings(model, *, variant: str, n_bands: int, extra: Mapping[str, 
         "l1_eps": L1_EPS,
         "max_reflectance": MAX_REFLECTANCE,
         "min_signal_counts": MIN_SIGNAL_COUNTS,
+        "pool": pool,
     }
     for key, value in (extra or {}).items():
-        if key in ("variant", "n_bands", "l1_eps", "max_reflectance"):
+        if key in ("variant", "n_bands", "l1_eps", "max_reflectance", "pool"):
             raise ExportError(f"metadata key {key!r} is set by the export itself")
         values[key] = value
     wavelengths = values["wavelengths_nm"]
@@ -207,6 +225,11 @@ def _metadata_strings(model, *, variant: str, n_bands: int, extra: Mapping[str, 
 
 
 # ---- export ---------------------------------------------------------------------------------
+def model_pool(model) -> int:
+    """The model's pooling factor from frame to working size (1 for models that work at full size)."""
+    return int(getattr(model, "input_pool", 1) or 1)
+
+
 def _check_request(model, *, height: int, width: int, n_bands: int, variant: str, opset: int) -> None:
     if variant not in VARIANTS:
         raise UnknownNameError("graph variant", str(variant), list(VARIANTS))
@@ -242,6 +265,8 @@ def _export_model_graph(model, *, height: int, width: int, n_bands: int, dynamic
         # dynamo=False is deliberate (the dynamo exporter needs onnxscript); silence its deprecation notice
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
+            # shape-dependent Python branches (padding to a multiple) are fixed at the export size, as intended
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             torch.onnx.export(
                 model,
                 (example,),
@@ -264,10 +289,71 @@ def _value_info(name: str, elem_type: int, shape: list[int | str]):
     return helper.make_tensor_value_info(name, elem_type, shape)
 
 
-def _compose(core, *, variant: str, confidence: bool, n_bands: int, height: int | str, width: int | str, opset: int):
-    """Wrap the bare model graph with the named pre/post nodes; returns a new ModelProto."""
+def _pool_nodes(counts: str, *, pool: int, height: int, width: int, n_bands: int):
+    """Nodes and initialisers that pool (1, H, W, C) float32 ``counts`` p x p to (1, H/p, W/p, C).
+
+    Rows first, as two ReduceSum nodes over reshaped views (measured fastest in both ONNX
+    Runtime and OpenVINO, docs/models.md); H and W are edge-padded to multiples of p first.
+    Returns (nodes, initialisers, name of the pooled tensor).
+    """
+    from onnx import helper, numpy_helper
+
+    from calibration.pooling import working_shape
+
+    h, w = working_shape(height, width, pool)
+    hp, wp = h * pool, w * pool
+    nodes, inits = [], []
+    if (hp, wp) != (height, width):
+        pads = np.array([0, 0, 0, 0, 0, hp - height, wp - width, 0], np.int64)
+        inits.append(numpy_helper.from_array(pads, "pre/pool_pads"))
+        nodes.append(
+            helper.make_node("Pad", [counts, "pre/pool_pads"], ["pre/padded"], name=PRE_NODES["pad"], mode="edge")
+        )
+        counts = "pre/padded"
+    inits += [
+        numpy_helper.from_array(np.array([1, h, pool, wp * n_bands], np.int64), "pre/pool_rows_shape"),
+        numpy_helper.from_array(np.array([1, h, w, pool, n_bands], np.int64), "pre/pool_cols_shape"),
+        numpy_helper.from_array(np.array([2], np.int64), "pre/pool_rows_axis"),
+        numpy_helper.from_array(np.array([3], np.int64), "pre/pool_cols_axis"),
+        numpy_helper.from_array(np.array(1.0 / (pool * pool), np.float32), "pre/pool_scale"),
+    ]
+    nodes += [
+        helper.make_node("Reshape", [counts, "pre/pool_rows_shape"], ["pre/rows"], name=PRE_NODES["pool_rows_view"]),
+        helper.make_node(
+            "ReduceSum", ["pre/rows", "pre/pool_rows_axis"], ["pre/rows_sum"], name=PRE_NODES["pool_rows"], keepdims=0
+        ),
+        helper.make_node(
+            "Reshape", ["pre/rows_sum", "pre/pool_cols_shape"], ["pre/cols"], name=PRE_NODES["pool_cols_view"]
+        ),
+        helper.make_node(
+            "ReduceSum", ["pre/cols", "pre/pool_cols_axis"], ["pre/block_sum"], name=PRE_NODES["pool_cols"], keepdims=0
+        ),
+        helper.make_node("Mul", ["pre/block_sum", "pre/pool_scale"], ["pre/pooled"], name=PRE_NODES["pool_mean"]),
+    ]
+    return nodes, inits, "pre/pooled"
+
+
+def _compose(
+    core,
+    *,
+    variant: str,
+    confidence: bool,
+    n_bands: int,
+    height: int | str,
+    width: int | str,
+    opset: int,
+    pool: int = 1,
+):
+    """Wrap the bare model graph with the named pre/post nodes; returns a new ModelProto.
+
+    ``pool`` > 1 (static sizes only): the raw frame is pooled before calibration, ``dark`` and
+    ``gain`` are inputs at the working size, and the core's logits are upsampled (bilinear,
+    half-pixel, as ``F.interpolate(align_corners=False)``) and cropped to H x W before the arg-max.
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
+    from calibration.pooling import working_shape
 
     c = n_bands
     nodes, inits, inputs = [], [], []
@@ -275,21 +361,37 @@ def _compose(core, *, variant: str, confidence: bool, n_bands: int, height: int 
     inits.append(numpy_helper.from_array(np.array(MAX_REFLECTANCE, np.float32), "pre/clip_max"))
     inits.append(numpy_helper.from_array(np.array([-1], np.int64), "pre/l1_axes"))
     inits.append(numpy_helper.from_array(np.array(L1_EPS, np.float32), "pre/l1_eps"))
+    ref_h, ref_w = (height, width) if pool == 1 else working_shape(int(height), int(width), pool)
     if variant == "raw":
         inputs += [
             _value_info(RAW_INPUT, TensorProto.UINT16, [1, height, width, c]),
-            _value_info(DARK_INPUT, TensorProto.FLOAT, [height, width, c]),
-            _value_info(GAIN_INPUT, TensorProto.FLOAT, [height, width, c]),
+            _value_info(DARK_INPUT, TensorProto.FLOAT, [ref_h, ref_w, c]),
+            _value_info(GAIN_INPUT, TensorProto.FLOAT, [ref_h, ref_w, c]),
         ]
+        nodes.append(
+            helper.make_node("Cast", [RAW_INPUT], ["pre/counts"], name=PRE_NODES["cast"], to=TensorProto.FLOAT)
+        )
+        counts = "pre/counts"
+        if pool > 1:
+            pool_nodes, pool_inits, counts = _pool_nodes(
+                counts, pool=pool, height=int(height), width=int(width), n_bands=c
+            )
+            nodes += pool_nodes
+            inits += pool_inits
         nodes += [
-            helper.make_node("Cast", [RAW_INPUT], ["pre/counts"], name=PRE_NODES["cast"], to=TensorProto.FLOAT),
-            helper.make_node("Sub", ["pre/counts", DARK_INPUT], ["pre/signal"], name=PRE_NODES["sub_dark"]),
+            helper.make_node("Sub", [counts, DARK_INPUT], ["pre/signal"], name=PRE_NODES["sub_dark"]),
             helper.make_node("Mul", ["pre/signal", GAIN_INPUT], ["pre/reflectance"], name=PRE_NODES["mul_gain"]),
         ]
         reflectance = "pre/reflectance"
     else:
         inputs.append(_value_info(REFLECTANCE_INPUT, TensorProto.FLOAT, [1, height, width, c]))
         reflectance = REFLECTANCE_INPUT
+        if pool > 1:
+            pool_nodes, pool_inits, reflectance = _pool_nodes(
+                reflectance, pool=pool, height=int(height), width=int(width), n_bands=c
+            )
+            nodes += pool_nodes
+            inits += pool_inits
     nodes += [
         helper.make_node(
             "Clip", [reflectance, "pre/clip_min", "pre/clip_max"], ["pre/clipped"], name=PRE_NODES["clip"]
@@ -303,14 +405,44 @@ def _compose(core, *, variant: str, confidence: bool, n_bands: int, height: int 
         ),
     ]
     nodes += list(core.graph.node)
+    logits = LOGITS_TENSOR
+    if pool > 1:
+        scales = np.array([1.0, 1.0, float(pool), float(pool)], np.float32)
+        inits.append(numpy_helper.from_array(scales, "post/upsample_scales"))
+        nodes.append(
+            helper.make_node(
+                "Resize",
+                [LOGITS_TENSOR, "", "post/upsample_scales"],
+                ["post/logits_upsampled"],
+                name=POST_NODES["upsample"],
+                mode="linear",
+                coordinate_transformation_mode="half_pixel",
+            )
+        )
+        logits = "post/logits_upsampled"
+        if int(ref_h) * pool != int(height) or int(ref_w) * pool != int(width):
+            inits += [
+                numpy_helper.from_array(np.array([0, 0], np.int64), "post/crop_starts"),
+                numpy_helper.from_array(np.array([int(height), int(width)], np.int64), "post/crop_ends"),
+                numpy_helper.from_array(np.array([2, 3], np.int64), "post/crop_axes"),
+            ]
+            nodes.append(
+                helper.make_node(
+                    "Slice",
+                    [logits, "post/crop_starts", "post/crop_ends", "post/crop_axes"],
+                    ["post/logits_cropped"],
+                    name=POST_NODES["crop"],
+                )
+            )
+            logits = "post/logits_cropped"
     nodes += [
-        helper.make_node("ArgMax", [LOGITS_TENSOR], ["post/argmax"], name=POST_NODES["argmax"], axis=1, keepdims=0),
+        helper.make_node("ArgMax", [logits], ["post/argmax"], name=POST_NODES["argmax"], axis=1, keepdims=0),
         helper.make_node("Cast", ["post/argmax"], [CLASSES_OUTPUT], name=POST_NODES["cast"], to=TensorProto.UINT8),
     ]
     outputs = [_value_info(CLASSES_OUTPUT, TensorProto.UINT8, [1, height, width])]
     if confidence:
         nodes += [
-            helper.make_node("Softmax", [LOGITS_TENSOR], ["post/probabilities"], name=POST_NODES["softmax"], axis=1),
+            helper.make_node("Softmax", [logits], ["post/probabilities"], name=POST_NODES["softmax"], axis=1),
             helper.make_node(
                 "ReduceMax", ["post/probabilities"], [CONFIDENCE_OUTPUT], name=POST_NODES["max"], axes=[1], keepdims=0
             ),
@@ -378,17 +510,36 @@ def export_onnx(
 
     import onnx
 
+    from calibration.pooling import working_shape
+
     path = Path(path)
     _check_request(model, height=height, width=width, n_bands=n_bands, variant=variant, opset=opset)
-    props = _metadata_strings(model, variant=variant, n_bands=n_bands, extra=metadata)
+    pool = model_pool(model)
+    if pool > 1 and dynamic:
+        raise ExportError(
+            f"{model.registry_name} pools the frame {pool}x{pool} inside the graph, which is exported at a fixed "
+            "frame size; export without --dynamic, at the camera's frame size (--shape)"
+        )
+    props = _metadata_strings(model, variant=variant, n_bands=n_bands, extra=metadata, pool=pool)
+    # An edge-first model's own torch pooling is not traced: the graph pools the raw frame itself.
+    traced, (core_h, core_w) = (
+        (model.core, working_shape(height, width, pool)) if pool > 1 else (model, (height, width))
+    )
     with tempfile.TemporaryDirectory(prefix="xenoedge-onnx-") as tmp:
         core_path = Path(tmp) / "core.onnx"
-        core = _export_model_graph(
-            model, height=height, width=width, n_bands=n_bands, dynamic=dynamic, opset=opset, path=core_path
-        )
+        was_training = model.training
+        model.eval()
+        try:
+            core = _export_model_graph(
+                traced, height=core_h, width=core_w, n_bands=n_bands, dynamic=dynamic, opset=opset, path=core_path
+            )
+        finally:
+            model.train(was_training)
     h: int | str = HEIGHT_DIM if dynamic else height
     w: int | str = WIDTH_DIM if dynamic else width
-    full = _compose(core, variant=variant, confidence=confidence, n_bands=n_bands, height=h, width=w, opset=opset)
+    full = _compose(
+        core, variant=variant, confidence=confidence, n_bands=n_bands, height=h, width=w, opset=opset, pool=pool
+    )
     _name_unnamed_nodes(full)
     _check(full, "exported")
     if simplify:

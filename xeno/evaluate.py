@@ -34,6 +34,24 @@ def predict(model, cube: np.ndarray) -> np.ndarray:
     return logits[0, :, :h, :w].argmax(dim=0).to(torch.uint8).numpy()
 
 
+def predict_working(model, spectra: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
+    """(H, W) uint8 class ids from an edge-first model (``unet-edge``) given spectra already pooled.
+
+    ``spectra`` (h, w, C) L1 spectra at the model's working size (the frame pooled
+    ``model.input_pool`` times); the core's logits are upsampled bilinearly and cropped to
+    ``frame_hw`` = (H, W), as the exported graph does.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    h, w = frame_hw
+    x = torch.from_numpy(np.ascontiguousarray(spectra.transpose(2, 0, 1)))[None]
+    with torch.inference_mode():
+        logits = model.core(x)
+        logits = F.interpolate(logits, scale_factor=float(model.input_pool), mode="bilinear", align_corners=False)
+    return logits[0, :, :h, :w].argmax(dim=0).to(torch.uint8).numpy()
+
+
 def dice(pred: np.ndarray, truth: np.ndarray, label: int) -> float:
     p, g = pred == label, truth == label
     denominator = int(p.sum()) + int(g.sum())

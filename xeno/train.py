@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     threads: int = 2
+    cache_dir: str | None = None  # preprocessed cubes as .npy, read with mmap (large images: crops stay cheap)
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -140,6 +141,7 @@ def train(
     from xeno.dataset import SpectralDataset, split_by_subject
     from xeno.losses import IGNORE_INDEX, ce_dice_loss
     from xeno.models import build_model, model_config
+    from xeno.models.edge_unet import pool_batch
     from xeno.projections import combine, load_projections
     from xeno.torch_data import RandomCrops
 
@@ -150,7 +152,7 @@ def train(
         from calibration.sensors import get_sensor
 
         sensor = get_sensor(config.sensor)
-    dataset = SpectralDataset.open(Path(config.data), sensor=sensor)
+    dataset = SpectralDataset.open(Path(config.data), sensor=sensor, cache_dir=config.cache_dir)
     pool = select_training_pool(dataset, config)
     records = [dataset.records[i] for i in pool]
     split = split_by_subject(records, val_fraction=config.val_fraction, test_fraction=0.0, seed=config.seed)
@@ -216,6 +218,12 @@ def train(
             rng_state=generator.get_state(),
         )
 
+    # An edge-first model trains its core at the working size: the crop is pooled first (as the
+    # model and the exported graph do), then augmented and scored against block-majority labels.
+    input_pool = int(getattr(model, "input_pool", 1))
+    if input_pool > 1 and config.crop % input_pool:
+        raise XenoedgeError(f"crop {config.crop} must be a multiple of the model's pooling factor {input_pool}")
+    network = model.core if input_pool > 1 else model
     model.train()
     while step < config.steps:
         # Cosine decay to zero: the final weights settle, so BatchNorm statistics can match them.
@@ -225,11 +233,13 @@ def train(
         batch = [crops[k] for k in range(config.batch_size)]
         x = torch.stack([b[0] for b in batch])
         y = torch.stack([b[1] for b in batch])
+        if input_pool > 1:
+            x, y = pool_batch(x, y, input_pool, ignore_index=IGNORE_INDEX)
         if augmentation is not None:
             x, y = augmentation.with_labels(x, y)
         if config.geometric:
             x, y = geometric_augment(x, y, generator=generator)[:2]
-        loss = ce_dice_loss(model(x), y)
+        loss = ce_dice_loss(network(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

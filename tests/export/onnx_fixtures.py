@@ -14,8 +14,12 @@ import pytest
 
 HEIGHT, WIDTH = 32, 40
 EXPOSURE_MS = 10.0
-MODELS = ("pixel-mlp", "unet-small")
-STEPS = {"pixel-mlp": 30, "unet-small": 80}  # unet-small: 10 steps leave logit margins too thin for INT8
+MODELS = ("pixel-mlp", "unet-small", "unet-edge")
+# unet-small: 10 steps leave logit margins too thin for INT8
+STEPS = {"pixel-mlp": 30, "unet-small": 80, "unet-edge": 150}
+#: Frame pooling of each model's graph (its dark/gain inputs are at the pooled size).
+POOL = {"unet-edge": 2}
+OPTIONS = {"unet-edge": {"pool": 2, "widths": [8, 16], "bottleneck": 16, "reduced_channels": 8}}
 
 
 @dataclass
@@ -28,8 +32,10 @@ class Camera:
     model: object
     sensor: object
 
-    def frame(self, seed: int) -> dict[str, np.ndarray]:
-        """Graph inputs of one raw frame: raw (1, H, W, C) uint16 counts, dark and gain (H, W, C) float32."""
+    def frame(self, seed: int, pool: int = 1) -> dict[str, np.ndarray]:
+        """Graph inputs of one raw frame: raw (1, H, W, C) uint16 counts, dark and gain (H, W, C) float32
+        (at (H/pool, W/pool, C) for a graph that pools the frame)."""
+        from calibration.pooling import pooled_references
         from xeno.camera_model import expected_counts, noise_sigma, sample_raw
         from xeno.scene import SceneConfig, simulate_scene
 
@@ -38,7 +44,12 @@ class Camera:
         scene = simulate_scene(config, seed, self.sensor.wavelengths(), self.sensor.fwhm())
         mean = expected_counts(self.model, scene.reflectance, EXPOSURE_MS)
         raw = sample_raw(self.model, mean, noise_sigma(self.model, mean), np.random.default_rng(seed), mosaic=False)
-        return {"raw": raw[None], "dark": self.dark, "gain": self.gain}
+        dark, gain = pooled_references(self.dark, self.gain, pool)
+        return {"raw": raw[None], "dark": dark, "gain": gain}
+
+    def frame_for(self, name: str, seed: int) -> dict[str, np.ndarray]:
+        """``frame(seed)`` with references at the size model ``name``'s graph takes."""
+        return self.frame(seed, POOL.get(name, 1))
 
 
 def make_camera(height: int = HEIGHT, width: int = WIDTH) -> Camera:
@@ -80,6 +91,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
         config = TrainConfig(
             data=str(root / "data"),
             model=name,
+            model_options=OPTIONS.get(name, {}),
             steps=STEPS[name],
             batch_size=2,
             crop=16,

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx_fixtures import HEIGHT, MODELS, WIDTH, agreement, camera, checkpoints, fp32_graphs, make_camera, run
+from onnx_fixtures import HEIGHT, MODELS, POOL, WIDTH, agreement, camera, checkpoints, fp32_graphs, make_camera, run
 
 from calibration.errors import UnknownNameError
 from calibration.normalise import L1_EPS, l1_normalise
@@ -16,6 +16,7 @@ from export.onnx_export import (
     CLASSES_OUTPUT,
     CONFIDENCE_OUTPUT,
     METADATA_KEYS,
+    POST_NODES,
     PRE_NODES,
     export_onnx,
     graph_metadata,
@@ -26,11 +27,20 @@ from xeno.checkpoint import load_model
 __all__ = ["camera", "checkpoints", "fp32_graphs"]  # fixtures
 
 
-def torch_reference(model, spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(classes (1, H, W) uint8, confidence (1, H, W) float32) of the PyTorch model on (H, W, C) L1 spectra."""
+def torch_reference(model, spectra: np.ndarray, frame_hw=None) -> tuple[np.ndarray, np.ndarray]:
+    """(classes (1, H, W) uint8, confidence (1, H, W) float32) of the PyTorch model on (H, W, C) L1 spectra.
+
+    For a model that pools (``unet-edge``) ``spectra`` are at its working size and ``frame_hw``
+    is the frame's (H, W): the core's logits are upsampled and cropped as the graph does."""
     x = torch.from_numpy(np.ascontiguousarray(spectra.transpose(2, 0, 1)[None]))
     with torch.no_grad():
-        probabilities = model(x).softmax(1)
+        if getattr(model, "input_pool", 1) > 1:
+            logits = torch.nn.functional.interpolate(
+                model.core(x), scale_factor=float(model.input_pool), mode="bilinear", align_corners=False
+            )
+            probabilities = logits[..., : frame_hw[0], : frame_hw[1]].softmax(1)
+        else:
+            probabilities = model(x).softmax(1)
     confidence, classes = probabilities.max(1)
     return classes.numpy().astype(np.uint8), confidence.numpy()
 
@@ -56,8 +66,9 @@ def test_raw_graph_contract(fp32_graphs):
         CONFIDENCE_OUTPUT: (onnx.TensorProto.FLOAT, [1, HEIGHT, WIDTH]),
     }
     names = [n.name for n in model.graph.node]
-    assert names[: len(PRE_NODES)] == list(PRE_NODES.values())  # survives onnxslim, in graph order
-    ops = [n.op_type for n in model.graph.node[: len(PRE_NODES)]]
+    expected = [n for n in PRE_NODES.values() if "pool" not in n]  # this model does not pool
+    assert names[: len(expected)] == expected  # survives onnxslim, in graph order
+    ops = [n.op_type for n in model.graph.node[: len(expected)]]
     assert ops == ["Cast", "Sub", "Mul", "Clip", "Abs", "ReduceSum", "Add", "Div", "Transpose"]
 
     meta = graph_metadata(fp32_graphs["unet-small"])
@@ -80,10 +91,12 @@ def test_preprocess_reference_is_the_calibration_path(camera):
 def test_raw_graph_matches_numpy_and_pytorch(name, checkpoints, fp32_graphs, camera):
     model, _ = load_model(checkpoints[name])
     agreements, errors = [], []
+    pool = POOL.get(name, 1)
     for seed in (21, 22):
-        frame = camera.frame(seed)
+        frame = camera.frame(seed, pool)
         out = run(fp32_graphs[name], frame)
-        classes, confidence = torch_reference(model, preprocess_reference(frame["raw"][0], camera.dark, camera.gain))
+        spectra = preprocess_reference(frame["raw"][0], frame["dark"], frame["gain"], pool=pool)
+        classes, confidence = torch_reference(model, spectra, (HEIGHT, WIDTH))
         assert out[CLASSES_OUTPUT].dtype == np.uint8 and out[CONFIDENCE_OUTPUT].dtype == np.float32
         agreements.append(agreement(out[CLASSES_OUTPUT], classes))
         errors.append(float(np.abs(out[CONFIDENCE_OUTPUT] - confidence).max()))
@@ -160,3 +173,67 @@ def test_errors(checkpoints, tmp_path):
             unet, height=32, width=40, n_bands=100, path=tmp_path / "x.onnx", metadata={"wavelengths_nm": [1, 2, 3]}
         )
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_pooled_graph_contract(fp32_graphs):
+    """unet-edge: the raw frame is pooled before calibration, references bound at the working size,
+    logits upsampled to the frame before the arg-max."""
+    model = onnx.load(str(fp32_graphs["unet-edge"]))
+    onnx.checker.check_model(model, full_check=True)
+    pool = POOL["unet-edge"]
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.input}
+    assert shapes == {
+        "raw": [1, HEIGHT, WIDTH, 100],
+        "dark": [HEIGHT // pool, WIDTH // pool, 100],
+        "gain": [HEIGHT // pool, WIDTH // pool, 100],
+    }
+    nodes = {n.name: n for n in model.graph.node}
+    order = [n.name for n in model.graph.node]
+    # pooling (two ReduceSum over reshaped views) comes before the dark subtraction
+    assert (
+        order.index(PRE_NODES["pool_rows"]) < order.index(PRE_NODES["pool_cols"]) < order.index(PRE_NODES["sub_dark"])
+    )
+    upsample = nodes[POST_NODES["upsample"]]
+    assert upsample.op_type == "Resize" and order.index(upsample.name) < order.index(POST_NODES["argmax"])
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in upsample.attribute}
+    assert attributes["mode"] == b"linear" and attributes["coordinate_transformation_mode"] == b"half_pixel"
+    assert graph_metadata(fp32_graphs["unet-edge"])["pool"] == pool
+
+
+@pytest.mark.parametrize("height, width", [(30, 38), (33, 41)])
+def test_pooled_graph_pads_and_crops_frames_that_do_not_divide(height, width, checkpoints, tmp_path):
+    model, _ = load_model(checkpoints["unet-edge"])
+    path = export_onnx(model, height=height, width=width, n_bands=100, path=tmp_path / "odd.onnx")
+    cam = make_camera(height, width)
+    pool = POOL["unet-edge"]
+    frame = cam.frame(seed=71, pool=pool)
+    assert frame["dark"].shape == (-(-height // pool), -(-width // pool), 100)
+    out = run(path, frame)
+    classes, confidence = torch_reference(
+        model, preprocess_reference(frame["raw"][0], frame["dark"], frame["gain"], pool=pool), (height, width)
+    )
+    assert out[CLASSES_OUTPUT].shape == (1, height, width)
+    assert agreement(out[CLASSES_OUTPUT], classes) >= 0.999
+    np.testing.assert_allclose(out[CONFIDENCE_OUTPUT], confidence, atol=1e-4)
+
+
+def test_pooled_graph_refuses_dynamic_shapes(checkpoints, tmp_path):
+    model, _ = load_model(checkpoints["unet-edge"])
+    with pytest.raises(ExportError, match="fixed frame size"):
+        export_onnx(model, height=HEIGHT, width=WIDTH, n_bands=100, path=tmp_path / "d.onnx", dynamic=True)
+    assert not (tmp_path / "d.onnx").exists()
+
+
+def test_calibrating_after_pooling_matches_pooling_the_calibrated_frame(camera):
+    """With references constant over each pooled block the two orders agree to float rounding (before
+    clipping): the graph's order is exact for flat-field references, docs/models.md measures the rest."""
+    from calibration.pooling import pool_blocks, pooled_references
+
+    frame = camera.frame(seed=81)
+    pool = 2
+    flat_dark = np.broadcast_to(camera.dark.mean(axis=(0, 1)), camera.dark.shape)
+    flat_gain = np.broadcast_to(camera.gain.mean(axis=(0, 1)), camera.gain.shape)
+    dark, gain = pooled_references(flat_dark, flat_gain, pool)
+    after = (pool_blocks(frame["raw"][0], pool) - dark) * gain
+    before = pool_blocks((frame["raw"][0].astype(np.float32) - flat_dark) * flat_gain, pool)
+    np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-5)

@@ -6,7 +6,7 @@ class 0 being background. ``MODELS`` names them; :func:`build_model` builds one 
 (names and option values are checked against the table; nothing is evaluated or unpickled).
 
 >>> sorted(MODELS)
-['pixel-mlp', 'unet-effb5', 'unet-small']
+['pixel-mlp', 'unet-edge', 'unet-effb5', 'unet-small']
 >>> m = build_model("pixel-mlp", 100, 10)
 >>> count_parameters(m)
 11402
@@ -26,6 +26,7 @@ from torch import nn
 
 from calibration.errors import UnknownNameError
 from xeno.models.base import ModelConfigError, ModelInputError, XenoModel, pad_to_multiple
+from xeno.models.edge_unet import EdgeUNet
 from xeno.models.pixel import PixelMLP
 from xeno.models.reference import UNetEfficientNetB5
 from xeno.models.unet import UNetSmall
@@ -78,6 +79,12 @@ MODELS: dict[str, ModelSpec] = {
         _spec(
             UNetSmall,
             "1x1 spectral reduction to 16 channels, then a 3-level U-Net (16/32/64, 128 bottleneck, bilinear x2)",
+            edge=True,
+        ),
+        _spec(
+            EdgeUNet,
+            "edge-first: pool the frame p x p (default 4), 1x1 spectral reduction, U-Net (24/32/48, 64) at the "
+            "working size, logits bilinear back to the frame; any H x W",
             edge=True,
         ),
         _spec(
