@@ -225,6 +225,21 @@ def _metadata_strings(
 
 
 # ---- export ---------------------------------------------------------------------------------
+def _WorkingSize(model):
+    """An ``nn.Module`` whose forward is ``model.forward_working``: what a pooling graph traces."""
+    from torch import nn
+
+    class WorkingSize(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner.forward_working(x)
+
+    return WorkingSize(model)
+
+
 def model_pool(model) -> int:
     """The model's pooling factor from frame to working size (1 for models that work at full size)."""
     return int(getattr(model, "input_pool", 1) or 1)
@@ -522,9 +537,9 @@ def export_onnx(
         )
     props = _metadata_strings(model, variant=variant, n_bands=n_bands, extra=metadata, pool=pool)
     # An edge-first model's own torch pooling is not traced: the graph pools the raw frame itself.
-    traced, (core_h, core_w) = (
-        (model.core, working_shape(height, width, pool)) if pool > 1 else (model, (height, width))
-    )
+    traced, (core_h, core_w) = model, (height, width)
+    if pool > 1:
+        traced, (core_h, core_w) = _WorkingSize(model), working_shape(height, width, pool)
     with tempfile.TemporaryDirectory(prefix="xenoedge-onnx-") as tmp:
         core_path = Path(tmp) / "core.onnx"
         was_training = model.training

@@ -47,7 +47,7 @@ def predict_working(model, spectra: np.ndarray, frame_hw: tuple[int, int]) -> np
     h, w = frame_hw
     x = torch.from_numpy(np.ascontiguousarray(spectra.transpose(2, 0, 1)))[None]
     with torch.inference_mode():
-        logits = model.core(x)
+        logits = model.forward_working(x)
         logits = F.interpolate(logits, scale_factor=float(model.input_pool), mode="bilinear", align_corners=False)
     return logits[0, :, :h, :w].argmax(dim=0).to(torch.uint8).numpy()
 

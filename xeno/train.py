@@ -223,7 +223,7 @@ def train(
     input_pool = int(getattr(model, "input_pool", 1))
     if input_pool > 1 and config.crop % input_pool:
         raise XenoedgeError(f"crop {config.crop} must be a multiple of the model's pooling factor {input_pool}")
-    network = model.core if input_pool > 1 else model
+    network = model.forward_working if input_pool > 1 else model
     model.train()
     while step < config.steps:
         # Cosine decay to zero: the final weights settle, so BatchNorm statistics can match them.

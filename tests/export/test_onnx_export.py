@@ -36,7 +36,7 @@ def torch_reference(model, spectra: np.ndarray, frame_hw=None) -> tuple[np.ndarr
     with torch.no_grad():
         if getattr(model, "input_pool", 1) > 1:
             logits = torch.nn.functional.interpolate(
-                model.core(x), scale_factor=float(model.input_pool), mode="bilinear", align_corners=False
+                model.forward_working(x), scale_factor=float(model.input_pool), mode="bilinear", align_corners=False
             )
             probabilities = logits[..., : frame_hw[0], : frame_hw[1]].softmax(1)
         else:

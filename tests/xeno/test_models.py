@@ -32,8 +32,8 @@ def effb5() -> torch.nn.Module:
 
 
 def test_registry_rows():
-    assert set(MODELS) == {"pixel-mlp", "unet-small", "unet-effb5"}
-    assert set(EDGE) == {"pixel-mlp", "unet-small"}
+    assert set(MODELS) == {"pixel-mlp", "unet-small", "unet-edge", "unet-effb5"}
+    assert set(EDGE) == {"pixel-mlp", "unet-small", "unet-edge"}
     for name, spec in MODELS.items():
         assert spec.name == name and spec.description
         assert spec.builder.registry_name == name
@@ -51,6 +51,45 @@ def test_edge_model_forward_shape_and_size(name):
 def test_parameter_counts_are_stable():
     assert count_parameters(build_model("pixel-mlp", BANDS, CLASSES)) == 11_402
     assert count_parameters(build_model("unet-small", BANDS, CLASSES)) == 491_658
+    assert count_parameters(build_model("unet-edge", BANDS, CLASSES)) == 235_002
+
+
+@pytest.mark.parametrize("pool", [1, 2, 4])
+@pytest.mark.parametrize("size", [(64, 64), (61, 83)])
+def test_edge_first_model_takes_any_frame_size_and_pools_it(pool, size):
+    """unet-edge: full-size spectra in, full-size logits out; the core runs at the working size."""
+    model = build_model("unet-edge", BANDS, CLASSES, pool=pool).eval()
+    x = torch.rand(1, BANDS, *size)
+    x = x / x.sum(1, keepdim=True)
+    with torch.no_grad():
+        y = model(x)
+        working = model.forward_working(torch.nn.functional.avg_pool2d(x, pool))
+    assert y.shape == (1, CLASSES, *size)
+    assert working.shape == (1, CLASSES, size[0] // pool, size[1] // pool)
+    assert model.input_pool == pool and model_config(model)["options"]["pool"] == pool
+
+
+def test_edge_first_model_options_are_checked():
+    with pytest.raises(ModelConfigError, match="pool must be one of"):
+        build_model("unet-edge", BANDS, CLASSES, pool=3)
+    with pytest.raises(ModelConfigError, match="outer_convs"):
+        build_model("unet-edge", BANDS, CLASSES, outer_convs=3)
+
+
+def test_pooled_training_batch_takes_block_majority_labels():
+    from xeno.losses import IGNORE_INDEX
+    from xeno.models.edge_unet import pool_batch
+
+    y = torch.zeros(1, 8, 8, dtype=torch.long)
+    y[0, :4, :4] = 3
+    y[0, 0, 0] = 5  # a minority pixel inside the block of 3s
+    y[0, 4:, 4:] = IGNORE_INDEX  # padding
+    x = torch.rand(1, BANDS, 8, 8)
+    px, py = pool_batch(x, y, 4, ignore_index=IGNORE_INDEX)
+    assert py.tolist() == [[[3, 0], [0, IGNORE_INDEX]]]
+    torch.testing.assert_close(px, torch.nn.functional.avg_pool2d(x, 4))
+    with pytest.raises(ModelConfigError, match="do not divide"):
+        pool_batch(x[..., :6, :6], y[..., :6, :6], 4, ignore_index=IGNORE_INDEX)
 
 
 def test_effb5_forward_shape_and_size(effb5):
@@ -162,6 +201,7 @@ def test_training_mode_runs_backward():
 
 ALLOWED_OPS = {"Conv", "Relu", "Sigmoid", "Mul", "Add", "MaxPool", "Resize", "Concat", "GlobalAveragePool"}
 ALLOWED_OPS |= {"Constant", "Identity"}  # bookkeeping the exporter emits; onnxslim removes them
+ALLOWED_OPS |= {"AveragePool"}  # unet-edge's own pooling when traced whole (the product graph pools the raw frame)
 
 
 def _export(model: torch.nn.Module, x: torch.Tensor, path) -> None:

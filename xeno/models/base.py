@@ -22,6 +22,9 @@ from torch import nn
 
 from calibration.errors import XenoedgeError
 
+#: Frame pooling factors a model may take (``input_pool``); the export graph implements each.
+POOL_FACTORS = (1, 2, 4, 8)
+
 
 class ModelConfigError(XenoedgeError, ValueError):
     """A model configuration that cannot be built: bad option names, types or values."""
@@ -57,6 +60,18 @@ class XenoModel(nn.Module):
         #: first layer's variance, which leaves its running statistics useless at inference.
         #: Multiplying by C (a constant Mul in the exported graph) brings bands to ~1.
         self.input_scale = float(in_channels)
+
+    #: Frames are pooled this many times in H and W before the network (edge-first models, or a
+    #: reference trained at the working size); 1 = the network sees the full frame.
+    input_pool: int = 1
+
+    def forward_working(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) spectra already pooled ``input_pool`` times -> (B, K, h, w) logits.
+
+        Training (``xeno.train``) and the export graph run this; ``forward`` wraps it in
+        :func:`pooled_forward`. Models that do not pool have nothing to wrap: this is ``forward``.
+        """
+        return self(x)
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         """Check ``x`` (see ``check_input``) and scale L1 spectra by ``input_scale``."""
@@ -100,6 +115,33 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     if ph == 0 and pw == 0:
         return x
     return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+def pad_forward_crop(network, x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``network`` on ``x`` (B, C, h, w) replicate-padded to a multiple of ``multiple``; logits cropped to h x w."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (multiple - h % multiple) % multiple, (multiple - w % multiple) % multiple
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    logits = network(x)
+    return logits[..., :h, :w] if (pad_h or pad_w) else logits
+
+
+def pooled_forward(model: XenoModel, x: torch.Tensor) -> torch.Tensor:
+    """Full-size (B, C, H, W) L1 spectra -> (B, K, H, W) logits through ``model.forward_working``.
+
+    H and W are replicate-padded to multiples of ``p = model.input_pool``, average-pooled p x p
+    (the mean of L1 spectra is L1-normalised), run at the working size, and the logits upsampled
+    bilinearly (``align_corners=False``: the export's Resize, half-pixel) and cropped to H x W.
+    """
+    p = model.input_pool
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (p - h % p) % p, (p - w % p) % p
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    logits = model.forward_working(F.avg_pool2d(x, p))
+    logits = F.interpolate(logits, scale_factor=float(p), mode="bilinear", align_corners=False)
+    return logits[..., :h, :w] if (pad_h or pad_w) else logits
 
 
 def conv_bn_act(

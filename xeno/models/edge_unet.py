@@ -35,12 +35,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xeno.models.base import ModelConfigError, XenoModel, conv_bn_act, int_list
+from xeno.models.base import (
+    POOL_FACTORS,
+    ModelConfigError,
+    XenoModel,
+    conv_bn_act,
+    int_list,
+    pad_forward_crop,
+    pooled_forward,
+)
 
 __all__ = ["POOL_FACTORS", "EdgeUNet", "EdgeUNetCore", "pool_batch"]
-
-#: Pooling factors the export graph implements (a factor must divide the padded frame).
-POOL_FACTORS = (1, 2, 4, 8)
 
 
 def _level(in_channels: int, out_channels: int, convs: int) -> nn.Sequential:
@@ -88,12 +93,10 @@ class EdgeUNetCore(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) L1 spectra -> (B, K, h, w) logits."""
-        h, w = x.shape[-2:]
-        m = self.multiple
-        pad_h, pad_w = (m - h % m) % m, (m - w % m) % m
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        x = self.spectral(x * self.input_scale)
+        return pad_forward_crop(self._unet, x * self.input_scale, self.multiple)
+
+    def _unet(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.spectral(x)
         skips: list[torch.Tensor] = []
         for i, encoder in enumerate(self.encoders):
             x = encoder(x if i == 0 else self.pool(x))
@@ -102,10 +105,7 @@ class EdgeUNetCore(nn.Module):
         for decoder, skip in zip(self.decoders, reversed(skips), strict=True):
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = decoder(torch.cat([x, skip], dim=1))
-        x = self.head(x)
-        if pad_h or pad_w:
-            x = x[..., :h, :w]
-        return x
+        return self.head(x)
 
 
 class EdgeUNet(XenoModel):
@@ -158,21 +158,14 @@ class EdgeUNet(XenoModel):
             outer_convs=outer_convs,
         )
 
+    def forward_working(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) L1 spectra at the working size -> (B, n_classes, h, w) logits."""
+        return self.core(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) full-size L1 spectra -> (B, n_classes, H, W) logits."""
         self.check_input(x)
-        h, w = x.shape[-2:]
-        p = self.input_pool
-        if p > 1:
-            pad_h, pad_w = (p - h % p) % p, (p - w % p) % p
-            if pad_h or pad_w:
-                x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-            x = F.avg_pool2d(x, p)
-        logits = self.core(x)
-        if p > 1:
-            logits = F.interpolate(logits, scale_factor=float(p), mode="bilinear", align_corners=False)
-            logits = logits[..., :h, :w]
-        return logits
+        return self.core(x) if self.input_pool == 1 else pooled_forward(self, x)
 
 
 def pool_batch(x: torch.Tensor, y: torch.Tensor, pool: int, *, ignore_index: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -43,7 +43,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from xeno.models.base import ModelConfigError, XenoModel, conv_bn_act, int_list
+from xeno.models.base import (
+    POOL_FACTORS,
+    ModelConfigError,
+    XenoModel,
+    conv_bn_act,
+    int_list,
+    pad_forward_crop,
+    pooled_forward,
+)
 
 WIDTH_COEFFICIENT = 1.6
 DEPTH_COEFFICIENT = 2.2
@@ -232,12 +240,18 @@ class UNetEfficientNetB5(XenoModel):
         *,
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
         drop_connect_rate: float = 0.2,
+        pool: int = 1,
     ):
         dec = int_list("decoder_channels", decoder_channels, length=5)
         if not isinstance(drop_connect_rate, (int, float)) or not 0.0 <= drop_connect_rate < 1.0:
             raise ModelConfigError(f"drop_connect_rate must be in [0, 1), got {drop_connect_rate!r}")
+        if not isinstance(pool, int) or isinstance(pool, bool) or pool not in POOL_FACTORS:
+            raise ModelConfigError(f"pool must be one of {POOL_FACTORS}, got {pool!r}")
         options = {"decoder_channels": dec, "drop_connect_rate": float(drop_connect_rate)}
-        super().__init__(in_channels, n_classes, required_multiple=32, options=options)
+        if pool != 1:  # recorded only when used, so configs of full-size references stay as they were
+            options["pool"] = pool
+        super().__init__(in_channels, n_classes, required_multiple=32 if pool == 1 else 1, options=options)
+        self.input_pool = pool
         self.encoder = EfficientNetB5Encoder(in_channels, drop_connect_rate=float(drop_connect_rate))
         enc = self.encoder.out_channels[1:]  # drop the input itself, as smp does
         skips = [*reversed(enc[:-1]), 0]  # 176, 64, 40, 48, none
@@ -258,8 +272,24 @@ class UNetEfficientNetB5(XenoModel):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) float32, H and W multiples of 32 -> (B, n_classes, H, W) logits."""
-        x = self.prepare_input(x)
+        """(B, C, H, W) float32 -> (B, n_classes, H, W) logits; H, W multiples of 32 unless ``pool`` > 1.
+
+        With ``pool`` = p > 1 the frame is pooled p x p first and the logits upsampled back
+        (:func:`pooled_forward`), as the edge-first models do: the reference at a working size a
+        CPU can train (docs/models.md).
+        """
+        if self.input_pool > 1:
+            self.check_input(x)
+            return pooled_forward(self, x)
+        return self._network(self.prepare_input(x))
+
+    def forward_working(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) L1 spectra at the working size (any size: padded to 32 inside) -> logits."""
+        if self.input_pool == 1:
+            return self(x)
+        return pad_forward_crop(self._network, x * self.input_scale, 32)
+
+    def _network(self, x: torch.Tensor) -> torch.Tensor:
         features = self.encoder(x)[1:]
         y = features[-1]
         skips: list[torch.Tensor | None] = [*reversed(features[:-1]), None]
