@@ -30,6 +30,7 @@ the one table that maps them, read by the loader and checked against ``docs/daem
     queue_size = 2
     status_interval_s = 1.0
     score_ground_truth = false
+    confidence = false                          # compute per-pixel confidence (costs a full-frame Softmax)
 
     [output]
     sink = "null"                               # null | png:DIR | whatever a sink factory registers
@@ -85,6 +86,9 @@ class DaemonConfig:
     queue_size: int = 2
     status_interval_s: float = 1.0
     score_ground_truth: bool = False
+    #: Compute the model's per-pixel confidence (a Softmax at full frame size) for consumers that
+    #: read it (the handheld scan's mean confidence); the serial/TCP sinks never send it.
+    confidence: bool = False
     sink: str = "null"
     state_dir: Path | None = None
     probation_frames: int = 30
@@ -148,6 +152,7 @@ CONFIG_KEYS: dict[str, dict[str, str]] = {
         "queue_size": "queue_size",
         "status_interval_s": "status_interval_s",
         "score_ground_truth": "score_ground_truth",
+        "confidence": "confidence",
     },
     "output": {"sink": "sink"},
     "flashing": {
@@ -174,6 +179,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "queue_size": (int,),
     "status_interval_s": (int, float),
     "score_ground_truth": (bool,),
+    "confidence": (bool,),
     "sink": (str,),
     "probation_frames": (int,),
     "max_bundle_bytes": (int,),

@@ -472,6 +472,7 @@ class Daemon:
             ort_providers=self.config.ort_providers or DEFAULT_ORT_PROVIDERS,
             openvino_device=self.config.openvino_device,
             threads=self.config.threads,
+            confidence=self.config.confidence,
         )
         h, w, c = self.sensor.cube_shape
         shape = manifest["input"]["shape"]

@@ -13,9 +13,16 @@ InferRequest). ``dark`` and ``gain`` are bound once per reference load (``bind_r
 
 Which target runs (``open_engine``): the targets of the bundle whose runtime is installed and
 has a usable device here, ordered by ``prefer`` (target names or runtime names, first match
-wins) and then by ``DEFAULT_RUNTIME_ORDER`` and ``DEFAULT_PRECISION_ORDER``. Every target in
-a bundle passed the export accuracy gate, so the order goes for speed: accelerated runtimes
-first, then smaller precisions.
+wins), then by the target's ``rank`` (written by the export where it measured the targets side
+by side: fastest first), then by ``DEFAULT_RUNTIME_ORDER`` and ``DEFAULT_PRECISION_ORDER``.
+Every target in a bundle passed the export accuracy gate, so the order goes for speed.
+
+Runtime settings (OpenVINO precision hint, threads, which outputs to compute) come from
+``export.bundle.runtime``, the one definition the export's accuracy gate uses too. The
+``confidence`` output is computed only when ``EngineOptions.confidence`` asks for it (the
+handheld scan does; the serial sink does not): OpenVINO compiles the model without the
+confidence result, ONNX Runtime loads the target's ``model_classes_only`` file when the bundle
+has one (ONNX Runtime still runs a branch whose output is not fetched).
 
 ``onnxruntime`` and ``openvino`` are imported lazily, inside the functions that need them:
 this module never imports torch, onnx or nncf, and importing it costs nothing.
@@ -31,6 +38,16 @@ import numpy as np
 
 from calibration.errors import XenoedgeError
 from calibration.pooling import pooled_references, working_shape
+from export.bundle.runtime import (
+    CLASSES_OUTPUT,
+    CONFIDENCE_OUTPUT,
+    DEFAULT_PRECISION_ORDER,
+    DEFAULT_RUNTIME_ORDER,
+    effective_precision,
+    openvino_config,
+    ort_thread_settings,
+    target_rank,
+)
 
 __all__ = [
     "DEFAULT_ORT_PROVIDERS",
@@ -48,8 +65,6 @@ __all__ = [
     "open_engine",
 ]
 
-CLASSES_OUTPUT = "classes"
-CONFIDENCE_OUTPUT = "confidence"
 RAW_INPUT, DARK_INPUT, GAIN_INPUT, REFLECTANCE_INPUT = "raw", "dark", "gain", "reflectance"
 
 #: ONNX Runtime execution providers in order of preference; filtered by what is installed.
@@ -59,10 +74,6 @@ DEFAULT_ORT_PROVIDERS = (
     "OpenVINOExecutionProvider",
     "CPUExecutionProvider",
 )
-#: Runtimes in the order ``open_engine`` tries them when ``prefer`` does not decide.
-DEFAULT_RUNTIME_ORDER = ("tensorrt", "openvino", "onnxruntime")
-#: Precisions in the order ``open_engine`` tries them (all passed the accuracy gate at export).
-DEFAULT_PRECISION_ORDER = ("int8", "fp16", "fp32")
 OPENVINO_DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 _NUMPY_DTYPES = {"uint16": np.uint16, "uint8": np.uint8, "float16": np.float16, "float32": np.float32}
 
@@ -80,13 +91,17 @@ class EngineOptions:
     None takes the target's ``device`` hint (default CPU). ``threads``: intra-op threads (None:
     the runtime's default). ``openvino_precision_hint``: ``"auto"`` sets f32 for fp32 targets
     on CPU (the plugin would otherwise infer in bf16 on AMX CPUs and miss the self-test),
-    ``"f32"``/``"f16"``/``"bf16"`` force one, None leaves the plugin's default.
+    ``"f32"``/``"f16"``/``"bf16"`` force one, None leaves the plugin's default
+    (``export.bundle.runtime.openvino_config``). ``confidence``: compute the ``confidence``
+    output too (a consumer reads it, e.g. the scan's mean confidence); False computes only
+    ``classes`` and ``Inference.confidence`` is None.
     """
 
     ort_providers: tuple[str, ...] = DEFAULT_ORT_PROVIDERS
     openvino_device: str | None = None
     threads: int | None = None
     openvino_precision_hint: str | None = "auto"
+    confidence: bool = False
 
 
 @dataclass
@@ -133,6 +148,8 @@ class Engine:
     """
 
     runtime = ""
+    #: What the loaded model actually computes at (``export.bundle.runtime.effective_precision``).
+    effective_precision = ""
 
     def __init__(self, folder: Path, manifest: Mapping, target: str, device: str, frame_hw: tuple[int, int] | None):
         self.folder = Path(folder)
@@ -311,14 +328,19 @@ class OrtEngine(Engine):
         super().__init__(folder, manifest, target, providers[0], frame_hw)
         self.providers = list(providers)
         session_options = ort.SessionOptions()
-        if options.threads is not None:
-            session_options.intra_op_num_threads = options.threads
-            session_options.inter_op_num_threads = 1
+        for key, value in ort_thread_settings(options.threads).items():
+            setattr(session_options, key, value)
+        classes_only = manifest["targets"][target].get("model_classes_only")
+        if not options.confidence and isinstance(classes_only, str):
+            path = self.folder.joinpath(*classes_only.split("/"))
+            if path.is_file():
+                self.model_path = path
         try:
             self._session = ort.InferenceSession(str(self.model_path), session_options, providers=self.providers)
         except Exception as exc:
             raise EngineError(f"{self.model_path}: ONNX Runtime cannot load it ({_first_line(exc)})") from None
         self.device = self._session.get_providers()[0]
+        self.effective_precision = effective_precision("onnxruntime", self._session)
         names_in = {i.name for i in self._session.get_inputs()}
         names_out = {o.name for o in self._session.get_outputs()}
         expected = {self.input_name} | ({DARK_INPUT, GAIN_INPUT} if self.variant == "raw" else set())
@@ -327,17 +349,16 @@ class OrtEngine(Engine):
                 f"{self.model_path}: graph inputs {sorted(names_in)} / outputs {sorted(names_out)} do not follow the "
                 f"contract (inputs {sorted(expected)}, output {CLASSES_OUTPUT!r})"
             )
-        self._has_confidence = CONFIDENCE_OUTPUT in names_out
+        self._has_confidence = options.confidence and CONFIDENCE_OUTPUT in names_out
         self._ort = ort
         self._binding = self._session.io_binding()
         self._values = {self.input_name: ort.OrtValue.ortvalue_from_numpy(self.input_buffer)}
         self._binding.bind_ortvalue_input(self.input_name, self._values[self.input_name])
+        wanted = {CLASSES_OUTPUT} | ({CONFIDENCE_OUTPUT} if self._has_confidence else set())
         for name, buf in ((CLASSES_OUTPUT, self._classes), (CONFIDENCE_OUTPUT, self._confidence)):
-            if name in names_out:
+            if name in wanted:
                 self._values[name] = ort.OrtValue.ortvalue_from_numpy(buf)
                 self._binding.bind_ortvalue_output(name, self._values[name])
-        for name in names_out - {CLASSES_OUTPUT, CONFIDENCE_OUTPUT}:
-            self._binding.bind_output(name, "cpu")
 
     def _bind_references(self, dark: np.ndarray, gain: np.ndarray) -> None:
         self._refs = (dark, gain)  # the OrtValues share this memory: keep it alive
@@ -349,8 +370,7 @@ class OrtEngine(Engine):
         self._session.run_with_iobinding(self._binding)
 
     def _run_unbound(self, inputs):
-        names = [o.name for o in self._session.get_outputs()]
-        return dict(zip(names, self._session.run(None, dict(inputs)), strict=True))
+        return dict(zip([CLASSES_OUTPUT], self._session.run([CLASSES_OUTPUT], dict(inputs)), strict=True))
 
     def close(self) -> None:
         self._binding = self._session = None  # type: ignore[assignment]
@@ -392,14 +412,12 @@ class OpenVinoEngine(Engine):
         import openvino as ov
 
         super().__init__(folder, manifest, target, device, frame_hw)
-        config: dict[str, str] = {}
-        hint = options.openvino_precision_hint
-        if hint == "auto":
-            hint = "f32" if (self.precision == "fp32" and device == "CPU") else None
-        if hint is not None:
-            config["INFERENCE_PRECISION_HINT"] = hint
-        if options.threads is not None:
-            config["INFERENCE_NUM_THREADS"] = str(options.threads)
+        try:
+            config = openvino_config(
+                self.precision, device, hint=options.openvino_precision_hint, threads=options.threads
+            )
+        except ValueError as exc:
+            raise EngineError(f"{self.name}: {exc}") from None
         self._ov = ov
         try:
             core = ov.Core()
@@ -410,6 +428,12 @@ class OpenVinoEngine(Engine):
                 if self.variant == "raw":
                     shapes.update({DARK_INPUT: list(self.reference_shape), GAIN_INPUT: list(self.reference_shape)})
                 model.reshape(shapes)
+            results = model.get_results()
+            if not options.confidence and any(
+                CONFIDENCE_OUTPUT in r.output(0).get_names() for r in results
+            ):  # drop the confidence branch (Softmax + ReduceMax at full frame size) before compiling
+                keep = [r for r in results if CONFIDENCE_OUTPUT not in r.output(0).get_names()]
+                model = ov.Model(keep, model.get_parameters(), model.friendly_name)
             self._compiled = core.compile_model(model, device, config)
         except Exception as exc:
             raise EngineError(
@@ -424,6 +448,7 @@ class OpenVinoEngine(Engine):
                 f"contract (inputs {sorted(expected)}, output {CLASSES_OUTPUT!r})"
             )
         self._has_confidence = CONFIDENCE_OUTPUT in names_out
+        self.effective_precision = effective_precision("openvino", self._compiled)
         self._request = self._compiled.create_infer_request()
         self._tensors = {self.input_name: ov.Tensor(self.input_buffer, shared_memory=True)}
         for name, buf in ((CLASSES_OUTPUT, self._classes), (CONFIDENCE_OUTPUT, self._confidence)):
@@ -490,11 +515,7 @@ ENGINES: dict[str, EngineKind] = {
 
 
 def _rank(name: str, spec: Mapping, prefer: Sequence[str]) -> tuple:
-    runtime, precision = spec.get("runtime", ""), spec.get("precision", "")
-    preferred = next((i for i, p in enumerate(prefer) if p in (name, runtime)), len(prefer))
-    runtime_rank = DEFAULT_RUNTIME_ORDER.index(runtime) if runtime in DEFAULT_RUNTIME_ORDER else 99
-    precision_rank = DEFAULT_PRECISION_ORDER.index(precision) if precision in DEFAULT_PRECISION_ORDER else 99
-    return (preferred, runtime_rank, precision_rank, name)
+    return target_rank(name, spec, tuple(prefer))
 
 
 def engine_candidates(
@@ -552,7 +573,7 @@ def open_engine(
     options = options or EngineOptions()
     if threads is not None:
         options = EngineOptions(
-            options.ort_providers, options.openvino_device, threads, options.openvino_precision_hint
+            options.ort_providers, options.openvino_device, threads, options.openvino_precision_hint, options.confidence
         )
     failures = []
     for name, devices in engine_candidates(manifest, prefer=tuple(prefer or ()), options=options):

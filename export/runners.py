@@ -17,7 +17,14 @@ over K, so the runners can compare plain model exports too.
 OpenVINO precision: on CPUs with AVX512-BF16/AMX the CPU plugin *infers in bf16 by default*,
 even for an FP32 IR. ``OpenVinoRunner(precision_hint="f32")`` (the default) sets
 ``INFERENCE_PRECISION_HINT=f32`` so that an FP32 artifact is measured as FP32; pass
-``"f16"`` or ``None`` (the plugin's default) to measure what the device would do.
+``"f16"`` or ``None`` (the plugin's default) to measure what the device would do. The export
+gate uses the device engines' own choice (``export.bundle.runtime.openvino_precision_hint``:
+f32 for fp32 targets, the plugin default for int8/fp16). ``runner.effective_precision`` says
+what the compiled model actually runs at (``export.bundle.runtime.effective_precision``).
+
+``outputs``: the graph outputs to compute (None: all). ``("classes",)`` is what the daemon
+computes when no consumer asks for ``confidence``: OpenVINO drops the other results before
+compiling; ONNX Runtime fetches only those.
 """
 
 from __future__ import annotations
@@ -82,6 +89,15 @@ def _check_inputs(inputs: Mapping[str, np.ndarray], expected: Sequence[str], sou
         )
 
 
+def _select_outputs(names: list[str], wanted: Sequence[str] | None, source: object) -> list[str]:
+    if wanted is None:
+        return names
+    missing = [name for name in wanted if name not in names]
+    if missing:
+        raise ExportError(f"{source}: no output {', '.join(missing)} (outputs: {', '.join(names)})")
+    return [name for name in names if name in wanted]
+
+
 def _check_threads(threads: int | None) -> None:
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise ExportError(f"threads must be a positive int or None, got {threads!r}")
@@ -100,29 +116,34 @@ class OrtRunner:
         *,
         providers: Sequence[str] = ("CPUExecutionProvider",),
         threads: int | None = None,
+        outputs: Sequence[str] | None = None,
     ):
         import onnxruntime as ort
+
+        from export.bundle.runtime import effective_precision, ort_thread_settings
 
         _check_threads(threads)
         self.path = Path(path)
         if not self.path.is_file():
             raise ExportError(f"{self.path}: no such ONNX file")
         options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        for key, value in ort_thread_settings(threads).items():
+            setattr(options, key, value)
         try:
             self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=list(providers))
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise ExportError(f"{self.path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
         self.input_names: list[str] = [i.name for i in self._session.get_inputs()]
-        self.output_names: list[str] = [o.name for o in self._session.get_outputs()]
+        self.output_names: list[str] = _select_outputs(
+            [o.name for o in self._session.get_outputs()], outputs, self.path
+        )
+        self.effective_precision = effective_precision("onnxruntime", self._session)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """All outputs by name for ``inputs`` (name -> array, dtypes and shapes as the graph declares)."""
+        """The outputs by name for ``inputs`` (name -> array, dtypes and shapes as the graph declares)."""
         _check_inputs(inputs, self.input_names, self.path)
         try:
-            values = self._session.run(None, {name: np.asarray(v) for name, v in inputs.items()})
+            values = self._session.run(self.output_names, {name: np.asarray(v) for name, v in inputs.items()})
         except Exception as exc:
             raise ExportError(f"{self.path}: ONNX Runtime failed ({str(exc).splitlines()[0]})") from None
         return dict(zip(self.output_names, values, strict=True))
@@ -146,8 +167,11 @@ class OpenVinoRunner:
         device: str = "CPU",
         precision_hint: str | None = "f32",
         threads: int | None = None,
+        outputs: Sequence[str] | None = None,
     ):
         import openvino as ov
+
+        from export.bundle.runtime import effective_precision
 
         _check_threads(threads)
         if precision_hint is not None and precision_hint not in _PRECISION_HINTS:
@@ -165,13 +189,23 @@ class OpenVinoRunner:
         self.device = device
         self.precision_hint = precision_hint
         try:
-            self._compiled = ov.Core().compile_model(str(self.path), device, config)
+            core = ov.Core()
+            model = core.read_model(str(self.path))
+            names = [result.output(0).get_any_name() for result in model.get_results()]
+            keep = _select_outputs(names, outputs, self.path)
+            if len(keep) < len(names):
+                results = [r for r, name in zip(model.get_results(), names, strict=True) if name in keep]
+                model = ov.Model(results, model.get_parameters(), model.friendly_name)
+            self._compiled = core.compile_model(model, device, config)
+        except ExportError:
+            raise
         except Exception as exc:  # OpenVINO raises RuntimeError with long multi-line messages
             raise ExportError(
                 f"{self.path}: OpenVINO cannot compile it for {device} ({str(exc).strip().splitlines()[0]})"
             ) from None
         self.input_names: list[str] = [port.get_any_name() for port in self._compiled.inputs]
         self.output_names: list[str] = [port.get_any_name() for port in self._compiled.outputs]
+        self.effective_precision = effective_precision("openvino", self._compiled)
         self._request = self._compiled.create_infer_request()
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -420,6 +420,7 @@ class ScanSession:
             capture_references="never",
             queue_size=max(2, options.frames_in_flight),
             status_interval_s=60.0,
+            confidence=True,  # the scan reports each frame's mean confidence
         )
         self.daemon = Daemon(config, self, camera=self.scan_camera)
         with warnings.catch_warnings():

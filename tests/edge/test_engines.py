@@ -39,8 +39,29 @@ def test_engine_output_equals_the_bundle_selftest(bundle, runtime):
     result = engine.infer(inputs["raw"])
     assert result.classes.shape == (217, 409) and result.classes.dtype == np.uint8
     assert np.array_equal(result.classes, selftest.expected[0])
-    assert result.confidence is not None and 0 < result.confidence.min() <= result.confidence.max() <= 1
+    assert result.confidence is None  # nobody asked for it: not computed
     assert np.array_equal(engine.run_once(inputs), selftest.expected[0])
+    assert engine.effective_precision  # f32 here; bf16 for int8/fp16 targets on AMX CPUs
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_confidence_is_computed_only_when_a_consumer_asks(bundle, runtime):
+    folder, manifest = bundle
+    selftest = load_selftest(folder, manifest)
+    results = {}
+    for confidence in (False, True):
+        engine = open_engine(
+            folder, manifest, prefer=[runtime], options=EngineOptions(threads=2, confidence=confidence)
+        )
+        engine.bind_references(selftest.inputs["dark"], selftest.inputs["gain"])
+        result = engine.infer(_selftest_inputs(engine, selftest)["raw"])
+        results[confidence] = (result.classes.copy(), None if result.confidence is None else result.confidence.copy())
+        if runtime == "openvino":  # the confidence branch is not even compiled
+            assert ("confidence" in {p.get_any_name() for p in engine._compiled.outputs}) is confidence
+    assert results[False][1] is None
+    conf = results[True][1]
+    assert conf is not None and 0 < conf.min() <= conf.max() <= 1
+    assert np.array_equal(results[False][0], results[True][0])
 
 
 def test_ort_and_openvino_agree_on_a_camera_frame_and_the_bound_path_matches_the_plain_run(bundle):
