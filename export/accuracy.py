@@ -13,8 +13,10 @@ is scored against the same truth as the FP32 PyTorch reference:
 
 :func:`gate` fails when any foreground class (id >= 1) drops by more than ``max_drop``
 (absolute, DSC in [0, 1]: 0.01 = 1 DSC point); background is reported but not gated, as the
-paper's organ DSC leaves it out. Classes absent from every truth map have no DSC (None) and
-are not gated. :meth:`AccuracyRecord.to_manifest` is what goes into the bundle manifest.
+paper's organ DSC leaves it out. A foreground class absent from every truth map has no DSC
+(None): the gate cannot vouch for it, so :func:`gate` fails it too ("no validation support"),
+unless the caller names it in ``unsupported_ok`` (recorded as such in the manifest).
+:meth:`AccuracyRecord.to_manifest` is what goes into the bundle manifest.
 
 Only NumPy here: the device self-test may reuse the metrics.
 """
@@ -37,6 +39,7 @@ __all__ = [
     "gate",
     "mean_dsc",
     "pixel_agreement",
+    "unsupported_classes",
 ]
 
 
@@ -229,30 +232,57 @@ def compare_to_reference(
     )
 
 
-def gate(record: AccuracyRecord, max_drop: float, *, artifact: str = "artifact") -> None:
-    """Raise :class:`AccuracyGateError` when a foreground class's DSC dropped by more than ``max_drop``.
+def unsupported_classes(record: AccuracyRecord) -> list[str]:
+    """Foreground classes that no validation truth map holds (the gate has nothing to compare)."""
+    return [name for name in record.foreground if record.support_images.get(name, 0) == 0]
+
+
+def gate(
+    record: AccuracyRecord, max_drop: float, *, artifact: str = "artifact", unsupported_ok: Sequence[str] = ()
+) -> None:
+    """Raise :class:`AccuracyGateError` when a foreground class's DSC dropped by more than ``max_drop``,
+    or when a foreground class has no validation support (no truth map holds it).
 
     The message names the artifact and lists each failing class with reference DSC, artifact
-    DSC and drop in DSC points (1 point = 0.01), worst first.
+    DSC and drop in DSC points (1 point = 0.01), worst first, then each class without support.
+    ``unsupported_ok``: class names the caller knowingly leaves ungated (e.g. a label the data
+    cannot show); they are not failed for lack of support.
     """
     if not isinstance(max_drop, int | float) or isinstance(max_drop, bool) or not 0 <= max_drop <= 1:
         raise ExportError(f"max_drop must be a number in [0, 1] (DSC, 0.01 = 1 point), got {max_drop!r}")
+    unknown = sorted(set(unsupported_ok) - set(record.foreground))
+    if unknown:
+        raise ExportError(f"unsupported_ok names no foreground class: {', '.join(unknown)}")
     failures = {
         name: float(record.drop[name])
         for name in record.foreground
         if record.drop[name] is not None and record.drop[name] > max_drop
     }
-    if not failures:
+    missing = [name for name in unsupported_classes(record) if name not in unsupported_ok]
+    if not failures and not missing:
         return
     lines = [
         f"  {name}: DSC {record.reference_dsc[name]:.4f} -> {record.artifact_dsc[name]:.4f} "
         f"(drop {100 * value:.2f} points)"
         for name, value in sorted(failures.items(), key=lambda item: -item[1])
     ]
+    lines += [
+        f"  {name}: no validation support (in none of the {record.n_images} {record.truth} maps), so not gated"
+        for name in missing
+    ]
+    parts = []
+    if failures:
+        parts.append(
+            f"{len(failures)} class(es) dropped more than {100 * max_drop:.2f} DSC points vs the FP32 reference"
+        )
+    if missing:
+        parts.append(
+            f"{len(missing)} class(es) have no validation support ({', '.join(missing)}): give validation images "
+            "that hold every class"
+        )
     raise AccuracyGateError(
-        f"{artifact}: accuracy gate failed, {len(failures)} class(es) dropped more than {100 * max_drop:.2f} DSC "
-        f"points vs the FP32 reference (pixel agreement {100 * record.pixel_agreement:.2f}%, "
+        f"{artifact}: accuracy gate failed, {'; '.join(parts)} (pixel agreement {100 * record.pixel_agreement:.2f}%, "
         f"{record.n_images} images, against {record.truth}):\n" + "\n".join(lines),
         record,
-        failures,
+        {**failures, **{name: float("nan") for name in missing}},
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,7 @@ class ExportReport:
     precision: str
     artifacts: dict[str, dict] = field(default_factory=dict)  # bundle target name -> accuracy record
     sizes: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)  # bundle target -> why the gate refused it
 
 
 def sensor_for(config: dict) -> SensorProfile:
@@ -192,17 +193,23 @@ def golden_inputs(frames: Frames, height: int, width: int) -> tuple[dict[str, np
     return stored, full
 
 
-def _runner(kind: str, path: Path):
+def _runner(kind: str, path: Path, precision: str):
+    """A runner with the device engines' own settings (``export.bundle.runtime``): OpenVINO with
+    the ``"auto"`` precision hint (f32 only for fp32 targets; int8/fp16 on the plugin default,
+    bf16 on AVX512-BF16/AMX CPUs), only the ``classes`` output computed, default threads."""
+    from export.bundle.runtime import openvino_precision_hint
     from export.runners import OpenVinoRunner, OrtRunner
 
-    return OrtRunner(path) if kind == "onnx" else OpenVinoRunner(path, precision_hint="f32")
+    if kind == "onnx":
+        return OrtRunner(path, outputs=("classes",))
+    return OpenVinoRunner(path, precision_hint=openvino_precision_hint(precision, "CPU"), outputs=("classes",))
 
 
 def export_checkpoint(
     checkpoint: Path,
     *,
     target: str,
-    precision: str,
+    precision: str | Sequence[str],
     out: Path,
     calib: Path,
     val: Path,
@@ -216,25 +223,42 @@ def export_checkpoint(
     keep_float: tuple[str, ...] = (),
     name: str | None = None,
     version: str = "0.1.0",
+    unsupported_ok: tuple[str, ...] = (),
+    provenance: dict | None = None,
+    drop_failing: bool = False,
     log: Log = print,
 ) -> ExportReport:
-    """Export ``checkpoint`` for ``target`` at ``precision`` into bundle ``out``; see the module doc."""
-    from export.accuracy import compare_to_reference, gate
+    """Export ``checkpoint`` for ``target`` at ``precision`` into bundle ``out``; see the module doc.
+
+    ``precision``: one precision or several (e.g. ``("fp32", "int8")``): every artifact of each
+    goes into the one bundle, each gated on its own. ``unsupported_ok``: foreground classes the
+    validation set knowingly lacks (the gate fails any other class without validation support).
+    ``provenance``: extra entries for the manifest's provenance (e.g. the default-bundle recipe).
+    ``drop_failing``: an artifact that fails the gate is left out of the bundle (reason in
+    ``report.dropped`` and the manifest's ``provenance.export.gate_dropped``) instead of stopping
+    the export; the export still stops when nothing passes.
+    """
+    from export.accuracy import AccuracyGateError, compare_to_reference, gate
     from export.bundle import load_private_key, selftest_files, write_bundle
     from export.onnx_export import export_onnx, metadata_from_config, model_pool, xenoedge_version
     from export.targets import artifacts_for, check_model_for_target, get_target
     from xeno.checkpoint import load_model
 
     spec = get_target(target)
-    if precision not in spec.precisions:
-        raise ExportError(f"target {target} takes precisions {', '.join(spec.precisions)}, not {precision!r}")
-    if precision == "int8" and calib is None:
+    precisions = (precision,) if isinstance(precision, str) else tuple(dict.fromkeys(precision))
+    if not precisions:
+        raise ExportError("give at least one precision")
+    for one in precisions:
+        if one not in spec.precisions:
+            raise ExportError(f"target {target} takes precisions {', '.join(spec.precisions)}, not {one!r}")
+    if "int8" in precisions and calib is None:
         raise ExportError("INT8 needs calibration data: give --calib DATA")
     model, config = load_model(checkpoint)
     pool = model_pool(model)
     sensor = sensor_for(config)
     height, width = shape or sensor.cube_shape[:2]
-    variant = "reflectance" if any(a.runtime == "tensorrt" for a in artifacts_for(target, precision)) else "raw"
+    planned = [(one, artifact) for one in precisions for artifact in artifacts_for(target, one)]
+    variant = "reflectance" if any(a.runtime == "tensorrt" for _, a in planned) else "raw"
     label_names = [label["name"] for label in config["labels"]]
     # Images the checkpoint saw are left out of validation, when validation uses its training folder.
     trained_on = config.get("train", {}).get("data")
@@ -273,8 +297,8 @@ def export_checkpoint(
         golden_agreement = []
 
         files: dict[str, Path] = {}
-        targets_manifest, accuracy, report = {}, {}, ExportReport(out, target, precision)
-        for artifact in artifacts_for(target, precision):
+        targets_manifest, accuracy, report = {}, {}, ExportReport(out, target, "+".join(precisions))
+        for precision, artifact in planned:  # one precision at a time
             bundle_target = f"{target}-{artifact.runtime}-{precision}"
             folder = work / bundle_target
             folder.mkdir()
@@ -283,16 +307,44 @@ def export_checkpoint(
             _build_artifact(artifact, fp32, main, calibration, validation, max_drop, method, keep_float)
             if artifact.kind == "onnx":
                 check_model_for_target(main, target, precision)
-            runner = _runner(artifact.kind, main)
+            entry = {
+                "runtime": artifact.runtime,
+                "precision": precision,
+                "graph_precision": artifact.graph_precision,
+                "model": f"models/{bundle_target}/{artifact.files[0]}",
+            }
+            gated = main
+            if artifact.runtime == "onnxruntime":
+                # ONNX Runtime runs every node, fetched or not: ship the graph without the confidence
+                # branch beside the full one, for the device when nobody asks for confidence.
+                lean = folder / main.name.replace(".onnx", ".classes.onnx")
+                if classes_only_onnx(main, lean):
+                    entry["model_classes_only"] = f"models/{bundle_target}/{lean.name}"
+                    gated = lean  # what the daemon runs by default
+            runner = _runner(artifact.kind, gated, precision)
             predicted = [runner.predict(inputs) for inputs in validation.inputs]
             golden_agreement.append(float(np.mean(runner.predict(golden_full) == golden_expected)))
             record = compare_to_reference(reference, predicted, validation.truth, label_names)
             log(f"{bundle_target}: pixel agreement {record.pixel_agreement:.4f}")
             if max_drop is not None:
-                gate(record, max_drop, artifact=bundle_target)
-            accuracy[bundle_target] = {**record.to_manifest(), "max_drop": max_drop, "passed": True}
+                try:
+                    gate(record, max_drop, artifact=bundle_target, unsupported_ok=unsupported_ok)
+                except AccuracyGateError as exc:
+                    if not drop_failing:
+                        raise
+                    log(f"{bundle_target}: left out, {str(exc).splitlines()[0]}")
+                    report.dropped[bundle_target] = str(exc)
+                    golden_agreement.pop()
+                    continue
+            accuracy[bundle_target] = {
+                **record.to_manifest(),
+                "max_drop": max_drop,
+                "passed": max_drop is not None,
+                "unsupported_ok": list(unsupported_ok),
+                "effective_precision": runner.effective_precision,
+            }
             report.artifacts[bundle_target] = accuracy[bundle_target]
-            entry = {"runtime": artifact.runtime, "precision": precision, "graph_precision": artifact.graph_precision}
+            entry["effective_precision"] = runner.effective_precision
             if artifact.build_command:
                 entry["build_command"] = artifact.build_command
             entry["device" if artifact.runtime == "openvino" else "providers"] = (
@@ -305,12 +357,16 @@ def export_checkpoint(
             targets_manifest[bundle_target] = entry
             for file_name in artifact.files:
                 files[f"models/{bundle_target}/{file_name}"] = folder / file_name
+            if "model_classes_only" in entry:
+                files[entry["model_classes_only"]] = gated
 
+        if not targets_manifest:
+            raise ExportError("no artifact passed the accuracy gate:\n" + "\n".join(report.dropped.values()))
         worst = min(golden_agreement)
         manifest = {
             "name": name or Path(checkpoint).name,
             "version": version,
-            "description": f"{config['model']['name']} for {sensor.name}, {target} {precision}",
+            "description": f"{config['model']['name']} for {sensor.name}, {target} {'+'.join(precisions)}",
             "sensor": {"name": sensor.name, "signature": sensor.signature},
             "input": {
                 "layout": "NHWC",
@@ -339,13 +395,18 @@ def export_checkpoint(
                 "code": {"xenoedge": xenoedge_version()},
                 "export": {
                     "target": target,
-                    "precision": precision,
+                    "precision": precisions[0] if len(precisions) == 1 else list(precisions),
+                    "runtime_settings": runtime_settings(),
                     "calibration_method": method,
                     "keep_float": list(keep_float),
                     "calibration_frames": 0 if calibration is None else len(calibration.ids),
                     "validation_images": validation.ids,
                     "dynamic": dynamic,
+                    "max_drop": max_drop,
+                    "unsupported_ok": list(unsupported_ok),
+                    "gate_dropped": {k: v.splitlines()[0] for k, v in report.dropped.items()},
                 },
+                **(provenance or {}),
             },
             "selftest": {"min_agreement": round(max(0.5, worst - SELFTEST_MARGIN), 4), "inputs_tile": True},
         }
@@ -355,6 +416,55 @@ def export_checkpoint(
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def classes_only_onnx(src: Path, dst: Path) -> bool:
+    """Write ``src`` without its ``confidence`` output and the nodes only it needs; False (nothing
+    written) when the graph has no ``confidence`` output."""
+    import onnx
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    if not any(o.name == "confidence" for o in graph.output) or len(graph.output) < 2:
+        return False
+    keep_outputs = [copy_proto(o) for o in graph.output if o.name != "confidence"]
+    needed = {o.name for o in keep_outputs}
+    keep_nodes = []
+    for index in range(len(graph.node) - 1, -1, -1):  # nodes are topologically sorted
+        node = graph.node[index]
+        if any(name in needed for name in node.output):
+            keep_nodes.append(copy_proto(node))
+            needed.update(name for name in node.input if name)
+    keep_nodes.reverse()
+    initializers = [copy_proto(t) for t in graph.initializer if t.name in needed]
+    value_info = [copy_proto(v) for v in graph.value_info if v.name in needed]
+    del graph.output[:], graph.node[:], graph.initializer[:], graph.value_info[:]
+    graph.output.extend(keep_outputs)
+    graph.node.extend(keep_nodes)
+    graph.initializer.extend(initializers)
+    graph.value_info.extend(value_info)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    return True
+
+
+def copy_proto(message):
+    """A detached copy of a protobuf message (for rebuilding repeated fields)."""
+    out = type(message)()
+    out.CopyFrom(message)
+    return out
+
+
+def runtime_settings() -> dict:
+    """How the gate ran each artifact: the device engines' defaults (``export.bundle.runtime``)."""
+    return {
+        "engine_defaults": True,
+        "openvino_precision_hint": "auto (f32 for fp32 on CPU, else the plugin default)",
+        "outputs": ["classes"],
+        "threads": None,
+        "openvino_device": "CPU",
+        "onnxruntime_providers": ["CPUExecutionProvider"],
+    }
 
 
 def _build_artifact(artifact, fp32: Path, main: Path, calibration, validation, max_drop, method, keep_float) -> None:

@@ -7,7 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from export.accuracy import AccuracyGateError, compare_to_reference, dice, gate, mean_dsc, pixel_agreement
+from export.accuracy import (
+    AccuracyGateError,
+    compare_to_reference,
+    dice,
+    gate,
+    mean_dsc,
+    pixel_agreement,
+    unsupported_classes,
+)
 from export.errors import ExportError
 
 NAMES = ["background", "liver", "kidney", "spleen"]
@@ -33,7 +41,7 @@ def test_identical_artifact_has_no_drop():
     assert record.drop["liver"] == 0.0 and record.max_drop == 0.0
     assert record.reference_dsc["spleen"] is None and record.drop["spleen"] is None  # in no truth map
     assert record.truth == "labels" and record.n_images == 3 and record.n_pixels == 3 * 600
-    gate(record, 0.0)
+    gate(record, 0.0, unsupported_ok=("spleen",))
 
 
 def test_drop_per_class_against_truth():
@@ -53,6 +61,25 @@ def test_drop_per_class_against_truth():
     assert record.max_drop == pytest.approx(1.0 - kidney)
 
 
+def test_gate_fails_a_class_without_validation_support_and_names_it():
+    truth = maps()  # liver and kidney in every map, spleen in none
+    record = compare_to_reference(truth, [m.copy() for m in truth], truth, NAMES)
+    assert unsupported_classes(record) == ["spleen"]
+    assert record.to_manifest()["classes"][3]["images"] == 0
+    with pytest.raises(AccuracyGateError) as info:
+        gate(record, 0.01, artifact="cpu-onnxruntime-int8")  # nothing dropped, but spleen was never checked
+    message = str(info.value)
+    assert message.startswith(
+        "cpu-onnxruntime-int8: accuracy gate failed, 1 class(es) have no validation support (spleen)"
+    )
+    assert "spleen: no validation support (in none of the 3 labels maps)" in message
+    assert "liver" not in message and "kidney" not in message
+    assert set(info.value.failures) == {"spleen"}
+    gate(record, 0.01, unsupported_ok=("spleen",))  # a caller may leave it ungated knowingly
+    with pytest.raises(ExportError, match="unsupported_ok names no foreground class: background"):
+        gate(record, 0.01, unsupported_ok=("background",))
+
+
 def test_without_truth_scores_against_the_reference():
     reference = maps()
     artifact = [m.copy() for m in reference]
@@ -70,9 +97,9 @@ def test_gate_lists_failing_classes_worst_first():
         m[12:18, 5:15] = 0  # kidney: -33 points
         m[2:10, 3:5] = 0  # liver: a little
     record = compare_to_reference(truth, artifact, truth, NAMES)
-    gate(record, 0.5)  # loose enough
+    gate(record, 0.5, unsupported_ok=("spleen",))  # loose enough
     with pytest.raises(AccuracyGateError) as info:
-        gate(record, 0.01, artifact="cpu/model.int8.xml")
+        gate(record, 0.01, artifact="cpu/model.int8.xml", unsupported_ok=("spleen",))
     message = str(info.value)
     assert message.startswith("cpu/model.int8.xml: accuracy gate failed, 2 class(es) dropped more than 1.00 DSC points")
     assert message.index("kidney") < message.index("liver")  # worst first

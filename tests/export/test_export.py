@@ -1,15 +1,18 @@
 """`xenoedge export` end to end: shipped model -> gated artifacts -> signed bundle -> verify and self-test."""
 
+import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from export.accuracy import AccuracyGateError
 from export.bundle import extract_bundle, generate_keypair, load_selftest, save_private_key, tile_to, verify_bundle
 from export.errors import ExportError
 from export.export import export_checkpoint
 from export.runners import OpenVinoRunner, OrtRunner
+from xeno.dataset import SpectralDataset
 from xeno.default_models import default_model_dir
 from xeno.simulate_dataset import DatasetSpec, write_dataset
 
@@ -37,9 +40,38 @@ def data(tmp_path_factory):
     return root
 
 
+def absent_classes(folder, model_dir) -> tuple[str, ...]:
+    """Foreground classes of the model's label set that no image of the data set holds."""
+    names = [label["name"] for label in json.loads((model_dir / "config.json").read_text())["labels"]]
+    dataset = SpectralDataset.open(folder)
+    present = set().union(*(np.unique(dataset.load(i).labels).tolist() for i in range(len(dataset.records))))
+    return tuple(name for i, name in enumerate(names) if i and i not in present)
+
+
+def test_export_fails_a_class_without_validation_support_naming_it(data, tmp_path):
+    absent = absent_classes(data / "surgical", default_model_dir("surgical"))
+    assert absent  # 6 small images cannot show all 11 organs
+    with pytest.raises(AccuracyGateError, match="have no validation support") as info:
+        export_checkpoint(
+            default_model_dir("surgical"),
+            target="cpu",
+            precision="fp32",
+            out=tmp_path / "s.xeb",
+            calib=None,
+            val=data / "surgical",
+            shape=(48, 64),
+            max_drop=0.05,
+            log=lambda _m: None,
+        )
+    for name in absent:
+        assert f"{name}: no validation support" in str(info.value)
+    assert not (tmp_path / "s.xeb").exists()
+
+
 def test_signed_cpu_int8_bundle_verifies_and_passes_its_selftest_on_both_runtimes(data, tmp_path):
     private, public = generate_keypair()
     key = save_private_key(tmp_path / "key.pem", private)
+    absent = absent_classes(data / "surgical", default_model_dir("surgical"))
     report = export_checkpoint(
         default_model_dir("surgical"),
         target="cpu",
@@ -51,10 +83,17 @@ def test_signed_cpu_int8_bundle_verifies_and_passes_its_selftest_on_both_runtime
         keep_float=("first",),
         max_drop=0.05,
         sign_key=key,
+        unsupported_ok=absent,
         log=lambda _m: None,
     )
     assert set(report.artifacts) == {"cpu-onnxruntime-int8", "cpu-openvino-int8"}
     manifest = verify_bundle(tmp_path / "s.xeb", public_key=public, require_signature=True)
+    for target in report.artifacts:  # gated with the daemon's settings, and the manifest says at what precision
+        assert manifest["targets"][target]["effective_precision"] == manifest["accuracy"][target]["effective_precision"]
+        assert manifest["accuracy"][target]["unsupported_ok"] == list(absent)
+    ort_target = manifest["targets"]["cpu-onnxruntime-int8"]
+    assert ort_target["model"] == "models/cpu-onnxruntime-int8/model.int8.onnx"
+    assert ort_target["model_classes_only"] == "models/cpu-onnxruntime-int8/model.int8.classes.onnx"
     assert manifest["input"] == {**manifest["input"], "dtype": "uint16", "variant": "raw", "shape": [1, 48, 64, 100]}
     assert manifest["accuracy"]["cpu-onnxruntime-int8"]["pixel_agreement"] > 0.9
     folder = extract_bundle(tmp_path / "s.xeb", tmp_path / "x", public_key=public, require_signature=True)
@@ -77,6 +116,7 @@ def test_jetson_export_uses_the_reflectance_variant_with_symmetric_qdq(data, tmp
         val=data / "crop",
         shape=(48, 64),
         max_drop=0.2,
+        unsupported_ok=absent_classes(data / "crop", default_model_dir("crop")),
         log=lambda _m: None,
     )
     manifest = verify_bundle(tmp_path / "j.xeb")
