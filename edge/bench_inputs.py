@@ -183,6 +183,16 @@ def _contract_input(path: Path, inputs: Mapping[str, tuple[list, str]]) -> dict:
     return {"shape": [1, *shape[1:]], "dtype": dtype, "variant": variant, "layout": "NHWC"}
 
 
+def _graph_pool(inputs: Mapping[str, tuple[list, str]]) -> int:
+    """How many times an edge-first graph pools the frame: frame height over its ``dark`` input's (1 otherwise)."""
+    if "dark" not in inputs:
+        return 1
+    frame_h, ref_h = inputs["raw"][0][1], inputs["dark"][0][0]
+    if not frame_h or not ref_h or ref_h >= frame_h:
+        return 1
+    return -(-frame_h // ref_h)
+
+
 def _onnx_inputs(path: Path) -> dict[str, tuple[list, str]]:
     try:
         import onnxruntime as ort
@@ -243,7 +253,7 @@ def _file_source(path: Path) -> Source:
                                              "device": "CPU"}}  # fmt: skip
         kind = "ir"
     manifest = {"name": path.stem, "version": None, "input": _contract_input(path, inputs), "targets": targets,
-                "labels": []}  # fmt: skip
+                "labels": [], "preprocessing": {"pool": _graph_pool(inputs)}}  # fmt: skip
     return Source(kind, path.stem, path.parent, manifest)
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from calibration.errors import UnknownNameError
 
 MODEL = "unet-edge"  # edge-first: pools the frame, spatial context at the working size (docs/models.md)
+REFERENCE_MODEL = "unet-effb5"  # the paper's network, trained on the same data for comparison
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Recipe:
     projection_height: int = 96
     projection_width: int = 128
     projection_subjects: int = 4
+    reference_steps: int = 1000
     seed: int = 0
 
 
@@ -85,8 +87,14 @@ def default_model_dir(name: str) -> Path:
     return Path(str(resources.files("xeno").joinpath("default_models", name)))
 
 
-def build(recipe: Recipe, work: Path, out: Path, log=print) -> dict:
-    """Simulate, learn projections, train and evaluate ``recipe``; write the model to ``out``."""
+def build(recipe: Recipe, work: Path, out: Path, log=print, *, reference: bool = False) -> dict:
+    """Simulate, learn projections, train and evaluate ``recipe``; write the model to ``out``.
+
+    ``reference=True`` trains the paper's reference network (``unet-effb5``, pooled like the
+    recipe's model, ``recipe.reference_steps`` steps) on the same data, split and augmentation
+    instead, and writes only its evaluation (``out/reference_evaluation.json``; the ~120 MB of
+    weights stay in ``work``).
+    """
     from xeno.checkpoint import load_model
     from xeno.dataset import SpectralDataset, split_by_subject
     from xeno.evaluate import evaluate_model
@@ -150,21 +158,27 @@ def build(recipe: Recipe, work: Path, out: Path, log=print) -> dict:
             )
             for sp in recipe.projection_species
         )
+    model_name, options, steps = MODEL, recipe.model_options, recipe.steps
+    if reference:
+        model_name, steps = REFERENCE_MODEL, recipe.reference_steps
+        options = {"pool": recipe.model_options["pool"]} if recipe.model_options.get("pool", 1) > 1 else {}
     config = TrainConfig(
         data=str(phys),
-        model=MODEL,
-        model_options=recipe.model_options,
+        model=model_name,
+        model_options=options,
         image_ids=tuple(sorted(r.image_id for r in split.train + split.val)),
         projections=projections,
-        steps=recipe.steps,
+        steps=steps,
         batch_size=recipe.batch_size,
         crop=recipe.crop,
         seed=recipe.seed,
         checkpoint_every=250,
         cache_dir=str(work / "cache"),
     )
-    log(f"{recipe.name}: training {recipe.steps} steps")
-    checkpoint = train(config, work / "checkpoint", progress=_progress(recipe.name, log))
+    log(f"{recipe.name}: training {model_name} {options} for {steps} steps")
+    checkpoint = train(
+        config, work / ("reference-checkpoint" if reference else "checkpoint"), progress=_progress(recipe.name, log)
+    )
     model, _ = load_model(checkpoint)
     evaluations = {"held_out_subjects": sorted("/".join(k) for k in test_subjects)}
     test_phys = [dataset.index_of(r.image_id) for r in split.test]
@@ -179,6 +193,10 @@ def build(recipe: Recipe, work: Path, out: Path, log=print) -> dict:
         if isinstance(result, dict):
             result.pop("rows", None)
     out.mkdir(parents=True, exist_ok=True)
+    if reference:
+        evaluations["model"] = {"name": model_name, "options": options, "steps": steps}
+        (out / "reference_evaluation.json").write_text(json.dumps(evaluations, indent=2))
+        return evaluations
     shutil.copy2(checkpoint / "config.json", out / "config.json")
     shutil.copy2(checkpoint / "model.pt", out / "model.pt")
     (out / "evaluation.json").write_text(json.dumps(evaluations, indent=2))
@@ -189,11 +207,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", default="all", choices=[*RECIPES, "all"])
     parser.add_argument("--work", type=Path, default=Path("experiments/default-models"))
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="train and evaluate the paper's reference network on the same data instead (docs/models.md)",
+    )
     args = parser.parse_args()
     names = list(RECIPES) if args.name == "all" else [args.name]
     for name in names:
         target = Path(__file__).resolve().parent / "default_models" / name
-        result = build(RECIPES[name], args.work / name, target)
+        result = build(RECIPES[name], args.work / name, target, reference=args.reference)
         summary = {k: round(v["mean_dsc"], 3) for k, v in result.items() if isinstance(v, dict)}
         print(f"{name}: {target} mean DSC {summary}")
 

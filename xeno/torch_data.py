@@ -15,10 +15,56 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from calibration.errors import XenoedgeError
-from xeno.dataset import NO_STATE, ImageRecord, SpectralDataset
+from xeno.dataset import NO_STATE, ImageRecord, Sample, SpectralDataset
 
 #: Random positions tried to hit a labelled pixel before scanning the whole label map.
 _FOREGROUND_TRIES = 16
+
+
+def majority_blocks(labels: np.ndarray, pool: int) -> np.ndarray:
+    """(H, W) uint8 ids -> (H/p, W/p) uint8: each p x p block's most frequent id (ties: the lower id).
+
+    H and W must divide by ``pool``.
+
+    >>> majority_blocks(np.array([[1, 1, 2, 2], [1, 3, 2, 2]], np.uint8), 2).tolist()
+    [[1, 2]]
+    """
+    h, w = labels.shape
+    if h % pool or w % pool:
+        raise XenoedgeError(f"label map {h}x{w} does not divide into {pool}x{pool} blocks")
+    blocks = labels.reshape(h // pool, pool, w // pool, pool)
+    values = np.unique(labels)
+    counts = np.stack([(blocks == v).sum(axis=(1, 3)) for v in values])
+    return values[np.argmax(counts, axis=0)].astype(labels.dtype)
+
+
+class PooledImages:
+    """A ``SpectralDataset`` seen at the working size of a model that pools the frame ``pool`` x ``pool``.
+
+    ``load(i)`` gives the image's cube block-averaged (L1 spectra stay L1) and its label and state
+    maps by block majority, cropped to multiples of ``pool``; results are kept in memory (a
+    480 x 640 x 100 image pooled 4x is 7.7 MB). Training crops drawn from it equal crops of the full
+    image, aligned to the pooling grid, pooled afterwards, at 1/p^2 of the reading.
+    """
+
+    def __init__(self, dataset: SpectralDataset, pool: int):
+        self.dataset, self.pool = dataset, int(pool)
+        self._samples: dict[int, Sample] = {}
+
+    def record(self, key: int) -> ImageRecord:
+        return self.dataset.record(key)
+
+    def load(self, index: int) -> Sample:
+        index = int(index)
+        if index not in self._samples:
+            sample, p = self.dataset.load(index), self.pool
+            h, w = (sample.labels.shape[0] // p) * p, (sample.labels.shape[1] // p) * p
+            cube = np.asarray(sample.cube[:h, :w], dtype=np.float32)
+            pooled = cube.reshape(h // p, p, w // p, p, -1).mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
+            labels = majority_blocks(np.asarray(sample.labels[:h, :w]), p)
+            states = majority_blocks(np.asarray(sample.states[:h, :w]), p)
+            self._samples[index] = Sample(pooled, labels, states, sample.record)
+        return self._samples[index]
 
 
 class RandomCrops(Dataset):

@@ -93,12 +93,13 @@ def select_training_pool(dataset, config: TrainConfig) -> list[int]:
 BN_RECALIBRATION_BATCHES = 20
 
 
-def recalibrate_batchnorm(model, crops, batch_size: int, batches: int) -> None:
+def recalibrate_batchnorm(model, crops, batch_size: int, batches: int, *, forward=None) -> None:
     """Recompute BatchNorm running statistics for the final weights on clean training crops.
 
     During training the running averages trail weights that keep changing and see augmented
     batches; inference sees neither. A pass without gradients over ``batches`` batches (epochs
-    far from the training ones, so new crops) with cumulative averaging fixes both.
+    far from the training ones, so new crops) with cumulative averaging fixes both. ``forward``
+    (default: the model) is what the crops are fed to, e.g. ``model.forward_working``.
     """
     import torch
 
@@ -112,7 +113,7 @@ def recalibrate_batchnorm(model, crops, batch_size: int, batches: int) -> None:
     with torch.no_grad():
         for b in range(batches):
             crops.set_epoch(10_000_000 + b)
-            model(torch.stack([crops[k][0] for k in range(batch_size)]))
+            (forward or model)(torch.stack([crops[k][0] for k in range(batch_size)]))
     for norm in norms:
         norm.momentum = 0.1
     model.eval()
@@ -141,9 +142,8 @@ def train(
     from xeno.dataset import SpectralDataset, split_by_subject
     from xeno.losses import IGNORE_INDEX, ce_dice_loss
     from xeno.models import build_model, model_config
-    from xeno.models.edge_unet import pool_batch
     from xeno.projections import combine, load_projections
-    from xeno.torch_data import RandomCrops
+    from xeno.torch_data import PooledImages, RandomCrops
 
     out = Path(out)
     generator = _seed_everything(config.seed, config.threads)
@@ -199,10 +199,17 @@ def train(
         generator.set_state(ckpt.load_tensors(out / "rng.pt"))
         step, history = int(state["step"]), list(state["history"])
 
+    # An edge-first model trains its core at the working size: images are pooled once (as the
+    # model and the exported graph do), crops cut, augmented and scored there (block-majority labels).
+    input_pool = int(getattr(model, "input_pool", 1))
+    if input_pool > 1 and config.crop % input_pool:
+        raise XenoedgeError(f"crop {config.crop} must be a multiple of the model's pooling factor {input_pool}")
+    network = model.forward_working if input_pool > 1 else model
+    crop = config.crop // input_pool
     crops = RandomCrops(
-        dataset,
+        PooledImages(dataset, input_pool) if input_pool > 1 else dataset,
         train_idx,
-        crop_size=(config.crop, config.crop),
+        crop_size=(crop, crop),
         samples_per_epoch=config.batch_size,
         seed=config.seed,
         pad_label=IGNORE_INDEX,
@@ -218,12 +225,6 @@ def train(
             rng_state=generator.get_state(),
         )
 
-    # An edge-first model trains its core at the working size: the crop is pooled first (as the
-    # model and the exported graph do), then augmented and scored against block-majority labels.
-    input_pool = int(getattr(model, "input_pool", 1))
-    if input_pool > 1 and config.crop % input_pool:
-        raise XenoedgeError(f"crop {config.crop} must be a multiple of the model's pooling factor {input_pool}")
-    network = model.forward_working if input_pool > 1 else model
     model.train()
     while step < config.steps:
         # Cosine decay to zero: the final weights settle, so BatchNorm statistics can match them.
@@ -233,8 +234,6 @@ def train(
         batch = [crops[k] for k in range(config.batch_size)]
         x = torch.stack([b[0] for b in batch])
         y = torch.stack([b[1] for b in batch])
-        if input_pool > 1:
-            x, y = pool_batch(x, y, input_pool, ignore_index=IGNORE_INDEX)
         if augmentation is not None:
             x, y = augmentation.with_labels(x, y)
         if config.geometric:
@@ -248,7 +247,7 @@ def train(
         if progress:
             progress(step, config.steps, history[-1])
         if step == config.steps:
-            recalibrate_batchnorm(model, crops, config.batch_size, BN_RECALIBRATION_BATCHES)
+            recalibrate_batchnorm(model, crops, config.batch_size, BN_RECALIBRATION_BATCHES, forward=network)
         if step % config.checkpoint_every == 0 or step == config.steps:
             save(step)
     if not (out / "state.json").is_file():

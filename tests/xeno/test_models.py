@@ -76,20 +76,29 @@ def test_edge_first_model_options_are_checked():
         build_model("unet-edge", BANDS, CLASSES, outer_convs=3)
 
 
-def test_pooled_training_batch_takes_block_majority_labels():
-    from xeno.losses import IGNORE_INDEX
-    from xeno.models.edge_unet import pool_batch
+def test_pooled_training_images_take_block_means_and_majority_labels(tmp_path):
+    """Training at the working size: cubes block-averaged, labels by block majority, crops aligned."""
+    from xeno.dataset import SpectralDataset
+    from xeno.simulate_dataset import DatasetSpec, write_dataset
+    from xeno.torch_data import PooledImages, majority_blocks
 
-    y = torch.zeros(1, 8, 8, dtype=torch.long)
-    y[0, :4, :4] = 3
-    y[0, 0, 0] = 5  # a minority pixel inside the block of 3s
-    y[0, 4:, 4:] = IGNORE_INDEX  # padding
-    x = torch.rand(1, BANDS, 8, 8)
-    px, py = pool_batch(x, y, 4, ignore_index=IGNORE_INDEX)
-    assert py.tolist() == [[[3, 0], [0, IGNORE_INDEX]]]
-    torch.testing.assert_close(px, torch.nn.functional.avg_pool2d(x, 4))
-    with pytest.raises(ModelConfigError, match="do not divide"):
-        pool_batch(x[..., :6, :6], y[..., :6, :6], 4, ignore_index=IGNORE_INDEX)
+    write_dataset(
+        tmp_path / "d",
+        DatasetSpec(species=("human",), subjects_per_species=1, images_per_subject=1, height=30, width=42, seed=3),
+    )
+    dataset = SpectralDataset.open(tmp_path / "d")
+    full, pooled = dataset.load(0), PooledImages(dataset, 4).load(0)
+    assert pooled.cube.shape == (7, 10, BANDS) and pooled.labels.shape == pooled.states.shape == (7, 10)
+    np.testing.assert_allclose(pooled.cube[1, 2], full.cube[4:8, 8:12].mean(axis=(0, 1)), rtol=1e-5)
+    np.testing.assert_allclose(pooled.cube.sum(-1), 1.0, atol=1e-4)  # still L1 spectra
+    block = full.labels[4:8, 8:12].ravel()
+    assert pooled.labels[1, 2] == np.bincount(block).argmax()
+    labels = np.zeros((4, 4), np.uint8)
+    labels[:2, :2] = 3
+    labels[0, 0] = 5
+    assert majority_blocks(labels, 2).tolist() == [[3, 0], [0, 0]]
+    with pytest.raises(XenoedgeError, match="does not divide"):
+        majority_blocks(labels[:3], 2)
 
 
 def test_effb5_forward_shape_and_size(effb5):

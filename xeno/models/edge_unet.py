@@ -45,7 +45,7 @@ from xeno.models.base import (
     pooled_forward,
 )
 
-__all__ = ["POOL_FACTORS", "EdgeUNet", "EdgeUNetCore", "pool_batch"]
+__all__ = ["POOL_FACTORS", "EdgeUNet", "EdgeUNetCore"]
 
 
 def _level(in_channels: int, out_channels: int, convs: int) -> nn.Sequential:
@@ -166,23 +166,3 @@ class EdgeUNet(XenoModel):
         """(B, C, H, W) full-size L1 spectra -> (B, n_classes, H, W) logits."""
         self.check_input(x)
         return self.core(x) if self.input_pool == 1 else pooled_forward(self, x)
-
-
-def pool_batch(x: torch.Tensor, y: torch.Tensor, pool: int, *, ignore_index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A training batch at the working size: (B, C, H, W) spectra and (B, H, W) labels pooled ``pool`` x ``pool``.
-
-    Spectra are averaged (as the model's own pooling does); each block takes its majority label,
-    ``ignore_index`` (padding) counting as a label of its own. H and W must divide by ``pool``.
-
-    >>> labels = torch.tensor([[[1, 1, 2, 2]] * 3 + [[1, 255, 2, 2]]])
-    >>> x, y = pool_batch(torch.ones(1, 3, 4, 4), labels, 2, ignore_index=255)
-    >>> tuple(x.shape), y.tolist()
-    ((1, 3, 2, 2), [[[1, 2], [1, 2]]])
-    """
-    if x.shape[-1] % pool or x.shape[-2] % pool:
-        raise ModelConfigError(f"training crops of {tuple(x.shape[-2:])} do not divide by the pooling factor {pool}")
-    pooled = F.avg_pool2d(x, pool)
-    labels = torch.where(y == ignore_index, torch.zeros_like(y), y + 1)  # 0 = ignored
-    votes = F.avg_pool2d(F.one_hot(labels).permute(0, 3, 1, 2).float(), pool)
-    majority = votes.argmax(dim=1)
-    return pooled, torch.where(majority == 0, torch.full_like(majority, ignore_index), majority - 1)
