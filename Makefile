@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test lint bench bench-edge experiment default-models default-bundles clean
+.PHONY: demo test lint bench bench-edge bench-defaults experiment default-models default-bundles clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(VENV)/bin/python
 	touch $@
 
 demo: $(VENV)/.demo-installed
-	$(VENV)/bin/xenoedge demo --frames 40 --out $(DEMO_OUT)/demo
+	$(VENV)/bin/xenoedge demo --frames 120 --out $(DEMO_OUT)/demo
 	$(VENV)/bin/xenoedge camera-preview --out $(DEMO_OUT)/camera --frames 10
 	$(VENV)/bin/xenoedge simulate --out $(DEMO_OUT)/surgical --domain surgical --subjects 1 --images 2 --size 240x320 --seed 1
 	$(VENV)/bin/xenoedge simulate --out $(DEMO_OUT)/crop --domain crop --sensor mosaic-5x5-nir --subjects 1 --images 2 --seed 1
@@ -61,6 +61,18 @@ bench-edge:
 	$(EDGE_BENCH) xeno/default_models/crop -t 5 --warmup 5 --json $(BENCH_OUT)/crop-checkpoint.json --csv $(BENCH_OUT)/crop-checkpoint.csv
 	$(EDGE_BENCH) crop --backend ort,openvino -hint throughput -nireq 2 -t 5 --warmup 5 --json $(BENCH_OUT)/crop-offline.json --csv $(BENCH_OUT)/crop-offline.csv
 	$(EDGE_BENCH) crop --mode pipeline --link pty --baud 921600 -t 8 --warmup 5 --json $(BENCH_OUT)/crop-pipeline.json --csv $(BENCH_OUT)/crop-pipeline.csv
+	$(MAKE) bench-defaults VENV=$(VENV)
+
+# The shipped edge-first defaults against what they replaced (benchmarks/baselines) and the paper's
+# reference network, side by side (docs/bench.md, "Edge-first defaults").
+BASELINES = benchmarks/baselines/pixel-mlp-2026-11
+bench-defaults:
+	mkdir -p $(BENCH_OUT)
+	$(EDGE_BENCH) surgical --backend ort,openvino --compare $(BASELINES)/surgical.xeb -t 10 --rounds 5 --warmup 5 --json $(BENCH_OUT)/surgical-vs-pixel-mlp.json --csv $(BENCH_OUT)/surgical-vs-pixel-mlp.csv
+	$(EDGE_BENCH) crop --backend ort,openvino --compare $(BASELINES)/crop.xeb -t 10 --rounds 5 --warmup 5 --json $(BENCH_OUT)/crop-vs-pixel-mlp.json --csv $(BENCH_OUT)/crop-vs-pixel-mlp.csv
+	test -f $(BENCH_DATA)/reference-effb5/model.pt || $(PY) benchmarks/reference_checkpoint.py $(BENCH_DATA)/reference-effb5
+	$(EDGE_BENCH) $(BENCH_DATA)/reference-effb5 -niter 5 --rounds 5 --warmup 1 --json $(BENCH_OUT)/reference-effb5.json --csv $(BENCH_OUT)/reference-effb5.csv
+	$(EDGE_BENCH) surgical --mode pipeline --link pty --baud 921600 -t 10 --warmup 5 --json $(BENCH_OUT)/surgical-pipeline.json --csv $(BENCH_OUT)/surgical-pipeline.csv
 
 # Reproduce the documented experiment (docs/experiments/xeno.md) and the shipped default models.
 experiment: $(VENV)/.dev-installed

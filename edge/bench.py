@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -132,6 +133,7 @@ class BenchSettings:
     dataset: str | None = None
     dataset_frames: int = 8
     rss_alone: bool = False
+    compare: str | None = None  # other bundles/graphs measured in the same rounds (engine mode)
 
 
 @dataclass
@@ -148,6 +150,7 @@ class _Config:
     cpu_s: float = 0.0
     rss_before: float | None = None  # MB, before loading: rss_growth_mb
     result: dict = field(default_factory=dict)
+    source: object = None  # a --compare source; None: the main one
 
 
 # ---- settings and selection ---------------------------------------------------------------------
@@ -371,6 +374,7 @@ def _open_config(source, cfg: _Config, options, hw: tuple[int, int], inputs: Map
     from edge.engines import ENGINES
     from export.bundle import check_selftest
 
+    source = cfg.source or source
     manifest = source.manifest
     rss0, _ = _rss_mb()
     t0 = time.perf_counter_ns()
@@ -378,7 +382,8 @@ def _open_config(source, cfg: _Config, options, hw: tuple[int, int], inputs: Map
         shape = (1, hw[0], hw[1], int(manifest["input"]["shape"][3]))
         engine = TorchEngine(cfg.checkpoint, shape, manifest["input"].get("variant", "raw"), threads)
     else:
-        engine = ENGINES[cfg.runtime].open(source.folder, manifest, cfg.target, cfg.devices, options, hw)
+        target = cfg.target.split(":", 1)[1] if cfg.source is not None else cfg.target  # LABEL:TARGET
+        engine = ENGINES[cfg.runtime].open(source.folder, manifest, target, cfg.devices, options, hw)
     t1 = time.perf_counter_ns()
     engine.input_buffer[...] = inputs[engine.input_name]
     if engine.variant == "raw":
@@ -393,7 +398,7 @@ def _open_config(source, cfg: _Config, options, hw: tuple[int, int], inputs: Map
         first_inference_ms=round((t2 - t0) / 1e6, 3),
     )
     cfg.rss_before = rss0
-    if selftest is not None and selftest.expected.shape[1:] == classes.shape:
+    if cfg.source is None and selftest is not None and selftest.expected.shape[1:] == classes.shape:
         try:
             cfg.result["selftest_agreement"] = round(check_selftest(classes[None], selftest), 5)
         except XenoedgeError as exc:
@@ -648,6 +653,7 @@ def run_bench(settings: BenchSettings, latencies_ns: dict | None = None) -> dict
         want_graphs = settings.mode == "engine" and settings.backend != "torch"
         source = open_source(settings.model, Path(tmp), shape=settings.shape, want_graphs=want_graphs)
         configs, notes, options = select_configs(source, settings)
+        configs += compared_configs(settings, Path(tmp), source, notes)
         if settings.mode == "pipeline":
             if settings.dataset:
                 notes.append("--dataset is scored in engine mode only; ignored in pipeline mode")
@@ -693,6 +699,36 @@ def run_bench(settings: BenchSettings, latencies_ns: dict | None = None) -> dict
         "notes": notes,
         "results": results,
     }
+
+
+def compared_configs(settings: BenchSettings, tmp: Path, source, notes: list[str]) -> list[_Config]:
+    """The targets of ``--compare`` sources (an earlier bundle kept in benchmarks/, another graph), named
+    ``LABEL:TARGET`` and measured in the same alternating rounds as the main source's (engine mode).
+
+    They take the same frames: the same (1, H, W, C) input and the frame-size references (each engine
+    pools them when its graph pools the frame).
+    """
+    from edge.bench_inputs import open_source
+
+    if not settings.compare:
+        return []
+    if settings.mode != "engine" or settings.rss_alone:
+        raise BenchError("--compare is measured in engine mode, without --rss-alone")
+    out = []
+    channels = source.manifest["input"]["shape"][3]
+    for i, arg in enumerate(a.strip() for a in settings.compare.split(",") if a.strip()):
+        other = open_source(arg, tmp / f"compare-{i}", shape=settings.shape, want_graphs=False)
+        if other.kind == "checkpoint":
+            raise BenchError(f"--compare {arg}: give a bundle, ONNX file or OpenVINO IR (checkpoints: --checkpoint)")
+        if other.manifest["input"]["shape"][3] != channels:
+            raise BenchError(f"--compare {arg}: takes {other.manifest['input']['shape'][3]} bands, not {channels}")
+        picked, more_notes, _ = select_configs(other, dataclasses.replace(settings, backend="ort,openvino"))
+        notes += [f"{arg}: {note}" for note in more_notes if note not in notes]
+        label = f"{Path(arg).parent.name}/{Path(arg).stem}" if Path(arg).suffix else arg  # e.g. pixel-mlp-2026-11/crop
+        for cfg in picked:
+            cfg.source, cfg.target = other, f"{label}:{cfg.target}"
+            out.append(cfg)
+    return out
 
 
 def _pipeline(source, configs: list[_Config], settings: BenchSettings, notes: list[str]) -> dict:
@@ -932,6 +968,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rss-alone", action="store_true", help="also each configuration's peak RSS alone, in a fresh process"
     )
+    p.add_argument(
+        "--compare",
+        help="engine mode: other bundles/graphs (comma list) measured in the same rounds, "
+        "e.g. the previous default kept in benchmarks/baselines",
+    )
     p.add_argument("--json", type=Path, help="write the JSON report here")
     p.add_argument("--csv", type=Path, help="write one CSV row per configuration here")
     p.add_argument("--plot", type=Path, help="write a PNG of latency distributions and throughput here")
@@ -950,6 +991,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenario=args.scenario, hint=args.hint, nireq=args.nireq, nstreams=args.nstreams, baseline=args.baseline,
         checkpoint=args.checkpoint, camera=args.camera, link=args.link, baud=args.baud, references=args.references,
         dataset=args.dataset, dataset_frames=args.dataset_frames, rss_alone=args.rss_alone,
+        compare=args.compare,
     )  # fmt: skip
     lat: dict = {}
     try:

@@ -51,7 +51,7 @@ def run(
     if config is None:
         camera = camera or "sim:surgical"
         sink = sink or "png:xenoedge-run:10"
-        max_fps = max_fps or 10.0
+        max_fps = max_fps or 30.0
         console.print(f"bundle {bundle_path}, camera {camera}, output {sink}; Ctrl-C stops after the current frame")
     code = daemon_main(
         config,
@@ -91,7 +91,9 @@ def demo(
     bundle: str = typer.Option("surgical", help="Packaged default (surgical, crop) or a bundle file."),
     out: Path = typer.Option(Path("demo-output/demo"), "--out", "-o", help="Folder for the received mask pictures."),
     every: int = typer.Option(5, min=1, help="Write every N-th received mask as a picture."),
-    max_fps: float = typer.Option(5.0, help="Pace the simulated camera (frames per second)."),
+    max_fps: float = typer.Option(
+        30.0, help="Pace the simulated camera (frames per second; a snapshot camera's rate, above what the CPU infers)."
+    ),
 ) -> None:
     """Daemon and receiver end to end: simulated camera -> bundle -> wire protocol -> receiver -> pictures.
 

@@ -372,3 +372,27 @@ def test_pipeline_round_that_cannot_reach_its_time_share_ends_at_the_guard(monke
     assert [x["round"] for x in r["rounds"]] == [0, 1]
     assert all(x["end_s"] - x["start_s"] < 5.0 for x in r["rounds"])  # not 50 s each
     assert r["duration_s"] < 100.0
+
+
+def test_compare_measures_an_earlier_bundle_in_the_same_rounds_on_the_same_frames(monkeypatch):
+    """--compare: the previous default (kept in benchmarks/baselines) joins the alternating rounds."""
+    baseline = REPO / "benchmarks" / "baselines" / "pixel-mlp-2026-11" / "crop.xeb"
+    order = []
+    real = bench._run_chunk
+    monkeypatch.setattr(bench, "_run_chunk", lambda cfg, n, ns: (order.append(cfg.target), real(cfg, n, ns)))
+    settings = BenchSettings("crop", backend="ort,openvino", niter=2, warmup=1, rounds=2, compare=str(baseline))
+    report = run_bench(settings)
+    names = [r["target"] for r in report["results"]]
+    compared = [n for n in names if n.startswith("pixel-mlp-2026-11/crop:")]
+    assert sorted(compared) == [
+        "pixel-mlp-2026-11/crop:cpu-onnxruntime-int8",
+        "pixel-mlp-2026-11/crop:cpu-openvino-int8",
+    ]
+    assert len(names) > len(compared) and order == names * 2  # one alternation over both bundles
+    for r in report["results"]:
+        _check_result(r, 2)
+        assert r["fps_ratio"] > 0
+    with pytest.raises(BenchError, match="engine mode"):
+        run_bench(BenchSettings("crop", mode="pipeline", compare=str(baseline)))
+    with pytest.raises(BenchError, match="takes 100 bands"):
+        run_bench(BenchSettings("crop", niter=1, compare="surgical"))

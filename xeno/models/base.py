@@ -117,6 +117,13 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="replicate")
 
 
+def checked_pool(pool: object) -> int:
+    """``pool`` as an int from :data:`POOL_FACTORS`; :class:`ModelConfigError` otherwise."""
+    if not isinstance(pool, int) or isinstance(pool, bool) or pool not in POOL_FACTORS:
+        raise ModelConfigError(f"pool must be one of {POOL_FACTORS}, got {pool!r}")
+    return pool
+
+
 def pad_forward_crop(network, x: torch.Tensor, multiple: int) -> torch.Tensor:
     """``network`` on ``x`` (B, C, h, w) replicate-padded to a multiple of ``multiple``; logits cropped to h x w."""
     h, w = x.shape[-2:]

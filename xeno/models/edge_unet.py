@@ -39,6 +39,7 @@ from xeno.models.base import (
     POOL_FACTORS,
     ModelConfigError,
     XenoModel,
+    checked_pool,
     conv_bn_act,
     int_list,
     pad_forward_crop,
@@ -131,8 +132,7 @@ class EdgeUNet(XenoModel):
         bottleneck: int = 64,
         outer_convs: int = 1,
     ):
-        if not isinstance(pool, int) or isinstance(pool, bool) or pool not in POOL_FACTORS:
-            raise ModelConfigError(f"pool must be one of {POOL_FACTORS}, got {pool!r}")
+        pool = checked_pool(pool)
         (reduced,) = int_list("reduced_channels", [reduced_channels])
         widths_list = int_list("widths", widths)
         (bottom,) = int_list("bottleneck", [bottleneck])

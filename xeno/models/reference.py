@@ -44,9 +44,9 @@ import torch
 from torch import nn
 
 from xeno.models.base import (
-    POOL_FACTORS,
     ModelConfigError,
     XenoModel,
+    checked_pool,
     conv_bn_act,
     int_list,
     pad_forward_crop,
@@ -245,8 +245,7 @@ class UNetEfficientNetB5(XenoModel):
         dec = int_list("decoder_channels", decoder_channels, length=5)
         if not isinstance(drop_connect_rate, (int, float)) or not 0.0 <= drop_connect_rate < 1.0:
             raise ModelConfigError(f"drop_connect_rate must be in [0, 1), got {drop_connect_rate!r}")
-        if not isinstance(pool, int) or isinstance(pool, bool) or pool not in POOL_FACTORS:
-            raise ModelConfigError(f"pool must be one of {POOL_FACTORS}, got {pool!r}")
+        pool = checked_pool(pool)
         options = {"decoder_channels": dec, "drop_connect_rate": float(drop_connect_rate)}
         if pool != 1:  # recorded only when used, so configs of full-size references stay as they were
             options["pool"] = pool
