@@ -159,6 +159,8 @@ class OrtOffline(_Offline):
 
 def offline_runner(engine, inputs: Mapping[str, np.ndarray], **kw) -> _Offline | None:
     """The offline runner for ``engine``'s runtime, or None (PyTorch: single-stream only)."""
+    if engine.runtime != "torch":
+        inputs = engine.graph_inputs(inputs)  # references pooled for an edge-first graph
     if engine.runtime == "openvino":
         return OvOffline(engine, inputs, **kw)
     if engine.runtime in ("onnxruntime", "tensorrt"):

@@ -247,22 +247,25 @@ class Engine:
         for _ in range(max(0, n)):
             self.infer()
 
-    def run_once(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """(H, W) uint8 classes for a full set of graph inputs, outside the bound buffers (allocates;
-        for the self-test, whose inputs may have another shape). References at the frame's size are
-        pooled for a bundle that pools the frame, as ``bind_references`` does."""
+    def graph_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``inputs`` (graph name -> array) as the graph takes them: references given at the frame's
+        size pooled for a bundle that pools the frame, as ``bind_references`` does."""
         inputs = dict(inputs)
-        if (
-            self.pool > 1
-            and RAW_INPUT in inputs
-            and np.shape(inputs[DARK_INPUT])[:2] == np.shape(inputs[RAW_INPUT])[1:3]
-        ):
+        frame_size = RAW_INPUT in inputs and np.shape(inputs[DARK_INPUT])[:2] == np.shape(inputs[RAW_INPUT])[1:3]
+        if self.pool > 1 and frame_size:
             try:
                 inputs[DARK_INPUT], inputs[GAIN_INPUT] = pooled_references(
                     inputs[DARK_INPUT], inputs[GAIN_INPUT], self.pool
                 )
             except XenoedgeError as exc:
                 raise EngineError(f"{self.name}: {exc}") from None
+        return inputs
+
+    def run_once(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """(H, W) uint8 classes for a full set of graph inputs, outside the bound buffers (allocates;
+        for the self-test, whose inputs may have another shape). References at the frame's size are
+        pooled for a bundle that pools the frame, as ``bind_references`` does."""
+        inputs = self.graph_inputs(inputs)
         try:
             outputs = self._run_unbound({k: np.ascontiguousarray(v) for k, v in inputs.items()})
         except XenoedgeError:

@@ -19,7 +19,8 @@ def test_default_model_loads_and_segments_its_domain(name):
     np.testing.assert_allclose(config["wavelengths_nm"], sensor.wavelengths(), atol=1e-3)
     species = recipe.train_species[0]
     scene = simulate_scene(
-        SceneConfig(domain=recipe.domain, species=species, subject=99, height=64, width=80, states=None),
+        # at the size the model was trained for: the edge-first models pool the frame (4x for the Tivita)
+        SceneConfig(domain=recipe.domain, species=species, subject=99, height=recipe.height, width=recipe.width),
         12345,
         sensor.wavelengths(),
         sensor.fwhm(),
@@ -27,5 +28,6 @@ def test_default_model_loads_and_segments_its_domain(name):
     pred = predict(model, l1_normalise(scene.reflectance))
     present = [int(v) for v in np.unique(scene.labels) if v > 0]
     mean = np.mean([dice(pred, scene.labels, label) for label in present])
-    assert mean > 0.3, f"{name}: mean DSC {mean:.2f} on a fresh simulated scene"
+    print(f"{name}: mean DSC {mean:.2f} on a fresh simulated scene")
+    assert mean > 0.5, f"{name}: mean DSC {mean:.2f} on a fresh simulated scene"
     assert (default_model_dir(name) / "evaluation.json").is_file()
