@@ -297,7 +297,7 @@ def _checkpoint_source(path: Path, tmp: Path, shape: str | None, want_graphs: bo
     except BenchInputError:
         return source
     try:
-        from export.onnx_export import export_onnx, metadata_from_config
+        from export.onnx_export import export_onnx, metadata_from_config, model_pool
         from xeno.checkpoint import load_model
 
         model, cfg = load_model(path)
@@ -306,6 +306,8 @@ def _checkpoint_source(path: Path, tmp: Path, shape: str | None, want_graphs: bo
     except ImportError as exc:
         source.notes.append(f"no ONNX Runtime / OpenVINO FP32 graphs of {path.name}: {exc.name} is not installed")
         return source
+    # an edge-first model's graph pools the frame: the engines bind dark/gain at its working size
+    manifest["preprocessing"] = {"pool": model_pool(model)}
     manifest["targets"] = {
         "onnxruntime-fp32": {"runtime": "onnxruntime", "precision": "fp32", "model": "model.fp32.onnx"},
         "openvino-fp32": {"runtime": "openvino", "precision": "fp32", "model": "model.fp32.onnx", "device": "CPU"},

@@ -22,6 +22,22 @@ from edge.engines import ENGINES, EngineKind
 pytest.importorskip("onnxruntime")
 REPO = Path(__file__).resolve().parents[2]
 CROP_CHECKPOINT = REPO / "xeno" / "default_models" / "crop"
+#: The previous default crop bundle (pixel-mlp, ``cpu-onnxruntime-int8`` + ``cpu-openvino-int8``), kept for comparison.
+BASELINE_CROP = REPO / "benchmarks" / "baselines" / "pixel-mlp-2026-11" / "crop.xeb"
+
+
+def _bundle_targets(name: str) -> dict[str, dict]:
+    """A packaged bundle's targets, in manifest order (edge-bench measures them in that order)."""
+    from edge.device_cli import default_bundle
+    from export.bundle import read_manifest
+
+    return read_manifest(default_bundle(name))["targets"]
+
+
+# Which targets ship is decided by measurement (export.default_bundles): the tests read them from the manifest.
+CROP_TARGETS = _bundle_targets("crop")
+(CROP_ORT,) = [n for n, t in CROP_TARGETS.items() if t["runtime"] == "onnxruntime"]
+(CROP_OV,) = [n for n, t in CROP_TARGETS.items() if t["runtime"] == "openvino"]
 
 
 def _check_result(r: dict, niter: int) -> None:
@@ -43,17 +59,23 @@ def _single_stream(r: dict) -> None:
 
 @pytest.fixture(scope="module")
 def crop_files(tmp_path_factory):
-    """The crop bundle's ONNX file and OpenVINO IR, extracted and renamed (no precision in the name)."""
+    """The crop bundle's ONNX file and OpenVINO IR, and the previous crop bundle's INT8 (QDQ) ONNX file,
+    extracted and renamed (no precision in the name)."""
     from edge.device_cli import default_bundle
     from export.bundle import extract_bundle
 
     tmp = tmp_path_factory.mktemp("crop-files")
     folder = extract_bundle(default_bundle("crop"), tmp / "bundle")
-    onnx = tmp / "model.onnx"
-    shutil.copy(folder / "models/cpu-onnxruntime-int8/model.int8.onnx", onnx)
-    for suffix in (".xml", ".bin"):
-        shutil.copy(folder / f"models/cpu-openvino-int8/model.int8{suffix}", tmp / f"model{suffix}")
-    return onnx, tmp / "model.xml"
+    onnx, xml = tmp / "model.onnx", tmp / "model.xml"
+    shutil.copy(folder / CROP_TARGETS[CROP_ORT]["model"], onnx)
+    ir = folder / CROP_TARGETS[CROP_OV]["model"]
+    shutil.copy(ir, xml)
+    shutil.copy(ir.with_suffix(".bin"), xml.with_suffix(".bin"))
+    old = extract_bundle(BASELINE_CROP, tmp / "baseline")
+    qdq = tmp / "qdq" / "model.onnx"
+    qdq.parent.mkdir()
+    shutil.copy(old / "models/cpu-onnxruntime-int8/model.int8.onnx", qdq)
+    return onnx, xml, qdq
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +99,13 @@ def test_engine_mode_writes_json_and_csv(tmp_path):
     assert text.lstrip().startswith(f'{{\n  "schema_version": {SCHEMA_VERSION}')
     report = json.loads(text)
     (r,) = report["results"]
-    assert r["target"] == "cpu-onnxruntime-int8" and r["runtime"] == "onnxruntime" and r["mode"] == "engine"
+    assert r["target"] == CROP_ORT and r["runtime"] == "onnxruntime" and r["mode"] == "engine"
     assert r["scenario"] == "singlestream" and r["shape"] == "1x217x409x25" and report["model"]["kind"] == "bundle"
     _check_result(r, 6)
     _single_stream(r)
     assert r["latency_percentile"] == 75 and r["latency_ms"]["median"] <= r["latency_pct_ms"] <= r["latency_ms"]["max"]
     assert r["selftest_agreement"] == pytest.approx(1.0, abs=0.05)
-    assert r["baseline"] is True and r["fps_ratio"] == 1.0 and report["baseline"] == "cpu-onnxruntime-int8"
+    assert r["baseline"] is True and r["fps_ratio"] == 1.0 and report["baseline"] == CROP_ORT
     assert r["rss_growth_mb"] is None or r["rss_growth_mb"] >= 0
     # measured alone in a fresh process: a Python with NumPy, ONNX Runtime and the model loaded
     assert r["peak_rss_alone_mb"] is None or 50 < r["peak_rss_alone_mb"] < 4000
@@ -105,7 +127,7 @@ def test_compare_mode_torch_baseline_alternating_with_accuracy_and_plot(monkeypa
                              dataset_frames=2)  # fmt: skip
     report = run_bench(settings, lat)
     names = [r["target"] for r in report["results"]]
-    assert names == ["torch-fp32", "cpu-onnxruntime-int8", "cpu-openvino-int8"]
+    assert names == ["torch-fp32", *CROP_TARGETS]
     assert order == names * 3  # A, B, C, A, B, C, ...: drift hits all alike
     assert report["baseline"] == "torch-fp32" and report["notes"] == []
     by = {r["target"]: r for r in report["results"]}
@@ -119,7 +141,7 @@ def test_compare_mode_torch_baseline_alternating_with_accuracy_and_plot(monkeypa
         assert r["fps_ratio"] == pytest.approx(r["throughput_fps"] / torch_r["throughput_fps"], rel=1e-3)
         assert r["latency_ratio"] == pytest.approx(r["latency_ms"]["median"] / torch_r["latency_ms"]["median"], 1e-3)
         assert 0.5 < r["dsc_truth"] <= 1.0  # the crop model on fresh simulated leaves
-        assert r["agreement_reference"] > 0.9 and r["dsc_reference"] > 0.8  # int8 close to FP32
+        assert r["agreement_reference"] > 0.9 and r["dsc_reference"] > 0.8  # each target close to torch FP32
     assert torch_r["dsc_reference"] == 1.0 and torch_r["agreement_reference"] == 1.0
     assert report["input"]["dataset"]["frames"] == 2
     out = tmp_path / "lat.png"
@@ -130,24 +152,33 @@ def test_compare_mode_torch_baseline_alternating_with_accuracy_and_plot(monkeypa
 def test_checkpoint_input_measures_torch_and_its_fp32_graphs_at_a_chosen_shape():
     pytest.importorskip("torch")
     pytest.importorskip("onnxslim")
-    report = run_bench(BenchSettings(str(CROP_CHECKPOINT), shape="32x48", niter=2, warmup=0, rounds=1))
+    # the crop checkpoint is edge-first (its graph pools the frame 2 x 2): an odd -shape is padded in the graph,
+    # and the graph's dark/gain inputs are bound at its working size
+    report = run_bench(BenchSettings(str(CROP_CHECKPOINT), shape="33x47", niter=2, warmup=0, rounds=1))
     names = {r["target"]: r for r in report["results"]}
     assert set(names) >= {"torch-fp32", "onnxruntime-fp32"}
     assert report["baseline"] == "torch-fp32" and report["model"]["kind"] == "checkpoint"
-    assert all(r["shape"] == "1x32x48x25" and r["precision"] == "fp32" for r in report["results"])
+    assert all(r["shape"] == "1x33x47x25" and r["precision"] == "fp32" for r in report["results"])
     assert report["input"]["source"].startswith("synthetic seeded frame")
 
 
 def test_onnx_file_and_openvino_ir_inputs(crop_files):
-    onnx, xml = crop_files
+    onnx, xml, qdq = crop_files
+    # the bundle's graph pools the frame (dark/gain at the working size): edge-bench reads that from the graph
     report = run_bench(BenchSettings(str(onnx), backend="ort", niter=2, warmup=0))
+    (r,) = report["results"]
+    precision = CROP_TARGETS[CROP_ORT]["precision"]  # from the graph's nodes, not its name
+    assert report["model"]["kind"] == "onnx" and r["target"] == f"onnxruntime-{precision}"
+    assert r["shape"] == "1x217x409x25" and r["fps_ratio"] == 1.0
+    report = run_bench(BenchSettings(str(qdq), backend="ort", niter=2, warmup=0))
     (r,) = report["results"]
     assert report["model"]["kind"] == "onnx" and r["target"] == "onnxruntime-int8"  # precision from the QDQ nodes
     assert r["shape"] == "1x217x409x25" and r["fps_ratio"] == 1.0
     pytest.importorskip("openvino")
     report = run_bench(BenchSettings(str(xml), niter=2, warmup=0))
     (r,) = report["results"]
-    assert report["model"]["kind"] == "ir" and r["target"] == "openvino-int8" and r["device"] == "CPU"
+    precision = CROP_TARGETS[CROP_OV]["precision"]  # from the IR's operations (FakeQuantize: int8)
+    assert report["model"]["kind"] == "ir" and r["target"] == f"openvino-{precision}" and r["device"] == "CPU"
     assert "no PyTorch baseline: model has no checkpoint; give --checkpoint FOLDER" in report["notes"]
 
 
@@ -170,14 +201,17 @@ def test_hint_latency_compiles_openvino_with_it_single_stream():
     ov = next(r for r in report["results"] if r["runtime"] == "openvino")
     assert (ov["nireq"], ov["hint"]) == (1, "latency") and ov["count"] >= 3
     _single_stream(ov)
-    assert (
-        "cpu-onnxruntime-int8: -hint/-nstreams are OpenVINO properties; not applied to onnxruntime" in report["notes"]
-    )
+    assert f"{CROP_ORT}: -hint/-nstreams are OpenVINO properties; not applied to onnxruntime" in report["notes"]
 
 
 def test_torch_not_installed_is_skipped_with_a_note_never_a_crash():
+    import importlib.util
+
+    first_int8 = next(n for n, t in CROP_TARGETS.items() if t["precision"] == "int8")
+    # an INT8-only run as well (no FP32 configuration) where the crop bundle's INT8 target's runtime is installed
+    precisions = [None] + (["int8"] if importlib.util.find_spec(CROP_TARGETS[first_int8]["runtime"]) else [])
     code = (
-        "import importlib.abc, sys\n"
+        "import importlib.abc, json, sys\n"
         "class Block(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name.split('.')[0] in {'torch', 'onnx', 'nncf', 'onnxslim'}:\n"
@@ -185,22 +219,31 @@ def test_torch_not_installed_is_skipped_with_a_note_never_a_crash():
         "sys.meta_path.insert(0, Block())\n"
         "from edge.bench import run_bench, BenchSettings\n"
         "import edge.bench_inputs, edge.bench_offline, edge.bench_pipeline, edge.bench_torch\n"
-        "r = run_bench(BenchSettings('crop', backend='all', niter=2, warmup=0, rounds=1))\n"
-        "print([x['target'] for x in r['results']], r['baseline'], r['notes'])\n"
+        f"for precision in {precisions!r}:\n"
+        "    r = run_bench(BenchSettings('crop', backend='all', precision=precision, niter=2, warmup=0, rounds=1))\n"
+        "    print(json.dumps([[x['target'] for x in r['results']], r['baseline'], r['notes']]))\n"
         "assert 'torch' not in sys.modules\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert result.returncode == 0, result.stderr
-    assert "torch-fp32" not in result.stdout.split("]")[0]
-    assert "skipped torch-fp32: torch is not installed" in result.stdout
-    assert "no FP32 configuration in this run: ratios are to cpu-onnxruntime-int8" in result.stdout
+    runs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(runs) == len(precisions)
+    (targets, baseline, notes), *int8_only = runs
+    assert "torch-fp32" not in targets and targets == list(CROP_TARGETS)
+    assert any(n.startswith("skipped torch-fp32: torch is not installed") for n in notes)
+    # without torch the ratios go to an ONNX Runtime FP32 configuration, else to the first with a note
+    (ort_fp32,) = [n for n, t in CROP_TARGETS.items() if (t["runtime"], t["precision"]) == ("onnxruntime", "fp32")]
+    assert baseline == ort_fp32 and not any(n.startswith("no FP32 configuration") for n in notes)
+    for targets, baseline, notes in int8_only:
+        assert "torch-fp32" not in targets and baseline == first_int8
+        assert f"no FP32 configuration in this run: ratios are to {first_int8}" in notes
 
 
 def test_backend_not_installed_is_skipped_with_a_note(monkeypatch):
     monkeypatch.setitem(ENGINES, "openvino", EngineKind("openvino", lambda spec, o: [], None, lambda: ()))
     report = run_bench(BenchSettings("crop", backend="ort,openvino", niter=2, warmup=0))
-    assert [r["target"] for r in report["results"]] == ["cpu-onnxruntime-int8"]
-    assert report["notes"][0] == "skipped cpu-openvino-int8: openvino is not installed"
+    assert [r["target"] for r in report["results"]] == [CROP_ORT]
+    assert report["notes"][0] == f"skipped {CROP_OV}: openvino is not installed"
     with pytest.raises(BenchError, match=r"nothing to measure.*openvino is not installed"):
         run_bench(BenchSettings("crop", backend="openvino", niter=2))
 
@@ -209,8 +252,8 @@ def test_backend_not_installed_is_skipped_with_a_note(monkeypatch):
     ("settings", "message"),
     [
         (dict(backend="tflite"), r"unknown backend 'tflite'; available: ort, openvino, torch, all"),
-        (dict(device="XPU"), r"unknown device 'XPU'; available: devices CPU, GPU, NPU, AUTO.*cpu-openvino-int8"),
-        (dict(device="tensorrt"), r"crop@1\.0\.0 has no target for .*its targets: cpu-onnxruntime-int8 \(onnxrunt"),
+        (dict(device="XPU"), rf"unknown device 'XPU'; available: devices CPU, GPU, NPU, AUTO.*{CROP_OV}"),
+        (dict(device="tensorrt"), rf"crop@1\.0\.0 has no target for .*its targets: .*{CROP_ORT} \(onnxrunt"),
         (dict(precision="bf16"), r"unknown precision 'bf16'; available: fp32, fp16, int8"),
         (dict(precision="fp16", backend="ort"), r"no target for backend ort, precision fp16; its targets: .*int8\)"),
         (dict(mode="offline"), r"unknown mode 'offline'; available: engine, pipeline"),
@@ -219,7 +262,7 @@ def test_backend_not_installed_is_skipped_with_a_note(monkeypatch):
         (dict(niter=0), r"-niter must be >= 1"),
         (dict(shape="100x100"), r"crop@1\.0\.0 does not accept -shape 100x100 .*it accepts 1x217x409x25 .* only"),
         (dict(shape="1x3x100x100"), r"-shape '1x3x100x100': give HxW, 1xHxWx25 \(NHWC\) or 1x25xHxW"),
-        (dict(backend="ort", baseline="tensorrt"), r"--baseline 'tensorrt' is not measured.*cpu-onnxruntime-int8"),
+        (dict(backend="ort", baseline="tensorrt"), rf"--baseline 'tensorrt' is not measured.*{CROP_ORT}"),
         (dict(mode="pipeline", scenario="offline"), r"--scenario offline is for --mode engine"),
         (dict(mode="pipeline", link="serial:/dev/x"), r"unknown --link 'serial:/dev/x'; available: null, file:PATH"),
         (dict(checkpoint="/nonexistent"), r"--checkpoint /nonexistent: not a checkpoint folder"),
@@ -248,8 +291,8 @@ def test_device_gpu_without_gpu_is_skipped_not_run_on_cpu(monkeypatch):
     monkeypatch.setitem(ENGINES, "openvino", EngineKind("openvino", lambda spec, o: [], None, lambda: ("CPU",)))
     with pytest.raises(BenchError, match=r"nothing to measure") as err:
         run_bench(BenchSettings("crop", device="GPU", niter=2))
-    assert "cpu-onnxruntime-int8: -d GPU asked, onnxruntime has only CPUExecutionProvider here" in str(err.value)
-    assert "cpu-openvino-int8: openvino has no usable device here (has CPU)" in str(err.value)
+    assert f"{CROP_ORT}: -d GPU asked, onnxruntime has only CPUExecutionProvider here" in str(err.value)
+    assert f"{CROP_OV}: openvino has no usable device here (has CPU)" in str(err.value)
 
 
 def test_bad_input_exits_1_with_a_message(tmp_path, capsys):
@@ -264,7 +307,7 @@ def test_pipeline_mode_per_stage_over_a_paced_pty():
     report = run_bench(BenchSettings("crop", backend="openvino", mode="pipeline", niter=4, warmup=1, link="pty",
                                      baud=baud))  # fmt: skip
     (r,) = report["results"]
-    assert r["mode"] == "pipeline" and r["engine"].startswith("cpu-openvino-int8 on openvino")
+    assert r["mode"] == "pipeline" and r["engine"].startswith(f"{CROP_OV} on openvino")
     assert r["count"] == 4 and r["errors"] == {} and r["dropped"] >= 0
     assert r["throughput_fps"] > 0 and r["first_inference_ms"] >= r["load_ms"] > 0
     stages = r["stages_ms"]
@@ -288,7 +331,7 @@ def test_pipeline_mode_file_link_writes_the_bytes_it_reports(tmp_path):
     packets = StreamDecoder().feed(out.read_bytes())
     masks = [p for p in packets if p.type == PacketType.MASK]
     assert len(masks) == 4  # warm-up mask + 3 timed, all on disk and decodable
-    sizes = sorted(len(p.payload) for p in masks)
+    sizes = [len(p.payload) for p in masks[1:]]  # the timed ones: masks differ in size from frame to frame
     assert r["bytes_per_mask"] >= np.median(sizes) and r["link_utilisation"] is None  # no --baud: no utilisation
 
 
@@ -344,12 +387,12 @@ def test_pipeline_mode_alternates_daemons_in_rounds_each_with_its_own_link():
     report = run_bench(BenchSettings("crop", backend="ort,openvino", mode="pipeline", time_s=0.8, rounds=2, warmup=1,
                                      link="pty", baud=921_600))  # fmt: skip
     by_target = {r["target"]: r for r in report["results"]}
-    assert set(by_target) == {"cpu-onnxruntime-int8", "cpu-openvino-int8"}
+    assert set(by_target) == {CROP_ORT, CROP_OV}
     spans = sorted((x["start_s"], x["end_s"], x["seq"], r["target"]) for r in by_target.values() for x in r["rounds"])
     # the rounds ran one at a time, in the order of seq, alternating the two targets
     assert [s[2] for s in spans] == [0, 1, 2, 3]
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
-    assert [s[3] for s in spans] == ["cpu-onnxruntime-int8", "cpu-openvino-int8"] * 2
+    assert [s[3] for s in spans] == [n for n in CROP_TARGETS if n in by_target] * 2  # in manifest order
     for r in by_target.values():
         assert [x["round"] for x in r["rounds"]] == [0, 1] and r["errors"] == {}
         assert r["count"] == sum(x["count"] for x in r["rounds"]) and all(x["count"] >= 2 for x in r["rounds"])
@@ -376,7 +419,7 @@ def test_pipeline_round_that_cannot_reach_its_time_share_ends_at_the_guard(monke
 
 def test_compare_measures_an_earlier_bundle_in_the_same_rounds_on_the_same_frames(monkeypatch):
     """--compare: the previous default (kept in benchmarks/baselines) joins the alternating rounds."""
-    baseline = REPO / "benchmarks" / "baselines" / "pixel-mlp-2026-11" / "crop.xeb"
+    baseline = BASELINE_CROP
     order = []
     real = bench._run_chunk
     monkeypatch.setattr(bench, "_run_chunk", lambda cfg, n, ns: (order.append(cfg.target), real(cfg, n, ns)))
