@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from install_fixtures import failing_selftest_files, variant
+from install_fixtures import failing_selftest_files, ort_models, ort_target, variant
 
 from calibration.sensors import get_sensor
 from devices.simulated import SimulatedCamera
@@ -103,13 +103,12 @@ def masks_from(link, seconds: float = 3.0, n: int = 2) -> list:
 def failing_on_frames_variant(dest: Path, *, version: str = "1.3.0") -> Path:
     """The crop model with a bug that its self-test cannot see: an extra Reshape whose target size
     comes from the sum of the frame's first row. It fits for the (tiled) golden input, so both
-    self-tests pass, and fails in ONNX Runtime on camera frames. ONNX Runtime target only."""
-    import onnx
-    from onnx import TensorProto, helper
-
+    self-tests pass, and fails in ONNX Runtime on camera frames. ONNX Runtime target only (read
+    from the manifest); the bug is in each of its graphs (the full one and the classes-only one
+    the engine loads when no confidence is asked for)."""
     folder = extract_bundle(CROP, dest.parent / f"{dest.stem}-unpacked")
     manifest = json.loads((folder / "manifest.json").read_text())
-    target = "cpu-onnxruntime-int8"
+    target = ort_target(manifest)
     manifest["targets"] = {target: manifest["targets"][target]}
     manifest["accuracy"] = {k: v for k, v in manifest.get("accuracy", {}).items() if k == target}
     files: dict[str, object] = {f["path"]: folder / f["path"] for f in manifest["targets"][target].pop("files")}
@@ -118,9 +117,21 @@ def failing_on_frames_variant(dest: Path, *, version: str = "1.3.0") -> Path:
 
     with np.load(folder / manifest["selftest"]["input"]) as z:  # the self-test tiles its input to the frame
         tiled = tile_to(z["raw"], tuple(manifest["input"]["shape"]))
-    golden_row_sum = float(tiled[:, 0].astype(np.float64).sum())  # < 2**24: exact in float32 too
-    model_path = manifest["targets"][target]["model"]
-    model = onnx.load(str(folder / model_path))
+    golden_row_sum = float(tiled[:, 0].astype(np.float64).sum())
+    assert golden_row_sum < 2**24  # exact in float32 too
+    for model_path in ort_models(manifest):
+        files[model_path] = _with_row_sum_bug(folder / model_path, golden_row_sum)
+    manifest["version"] = version
+    return write_bundle(dest, manifest, files)
+
+
+def _with_row_sum_bug(path: Path, golden_row_sum: float) -> bytes:
+    """The ONNX model at ``path`` whose ``classes`` output goes through a Reshape that fails unless
+    the sum of row 0 of ``raw`` is ``golden_row_sum`` (and changes nothing when it is)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
     graph = model.graph
     for node in graph.node:
         node.output[:] = ["classes_inner" if o == "classes" else o for o in node.output]
@@ -154,6 +165,4 @@ def failing_on_frames_variant(dest: Path, *, version: str = "1.3.0") -> Path:
             helper.make_node("Cast", ["bug_sum_i"], ["classes"], to=TensorProto.UINT8),
         ]
     )
-    files[model_path] = model.SerializeToString()
-    manifest["version"] = version
-    return write_bundle(dest, manifest, files)
+    return model.SerializeToString()

@@ -19,7 +19,7 @@ from calibration.sensors import get_sensor
 from edge.flashing import InstallPolicy
 from export.bundle import read_manifest, write_bundle
 from export.bundle.archive import extract_bundle
-from export.bundle.manifest import listed_files
+from export.bundle.manifest import compatible_targets, listed_files
 
 CROP_BUNDLE = Path(__file__).resolve().parents[2] / "edge" / "default_bundles" / "crop.xeb"
 CROP_SENSOR = get_sensor("mosaic-5x5-nir").signature
@@ -31,6 +31,21 @@ def policy(**changes) -> InstallPolicy:
     """The policy of a device with the crop camera and ONNX Runtime (fast self-test)."""
     base = dict(sensor_signature=CROP_SENSOR, runtimes=ORT_ONLY)
     return InstallPolicy(**(base | changes))
+
+
+def ort_target(manifest_or_bundle: dict | Path = CROP_BUNDLE) -> str:
+    """The name of the target an ONNX Runtime-only device (``policy()``) runs, read from the manifest
+    (a bundle file, an unpacked bundle folder or the manifest itself)."""
+    manifest = manifest_or_bundle if isinstance(manifest_or_bundle, dict) else read_manifest(manifest_or_bundle)
+    return compatible_targets(manifest, sensor_signature=manifest["sensor"]["signature"], runtimes=ORT_ONLY)[0]
+
+
+def ort_models(manifest_or_bundle: dict | Path = CROP_BUNDLE) -> list[str]:
+    """Member paths of the ONNX Runtime target's graphs: its ``model``, then its
+    ``model_classes_only`` (what the engine loads when no confidence is asked for) if it has one."""
+    manifest = manifest_or_bundle if isinstance(manifest_or_bundle, dict) else read_manifest(manifest_or_bundle)
+    spec = manifest["targets"][ort_target(manifest)]
+    return [spec["model"], *([spec["model_classes_only"]] if spec.get("model_classes_only") else [])]
 
 
 def unpacked_files(bundle: Path, workdir: Path) -> tuple[dict, dict[str, bytes]]:

@@ -25,6 +25,7 @@ from flash_fixtures import (
 from install_fixtures import unpacked_files
 
 from edge.flashing.host import FlashClient, FlashFailed
+from edge.flashing.upload import UploadLimits
 from edge.links import SerialLink
 from edge.protocol.flash import FlashCode
 from edge.protocol.packets import PacketType, model_id_from_sha256
@@ -206,15 +207,17 @@ def test_refused_bundles_leave_the_active_model_serving_and_say_why(tmp_path):
 def test_disk_full_is_refused_and_the_active_model_keeps_serving(tmp_path, v2):
     state = tmp_path / "state"
     state.mkdir()
+    size_kib = (2 * CROP.stat().st_size + (512 << 10)) >> 10  # room for the first install: staged + unpacked
     if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(state)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(state)], capture_output=True
     ).returncode:
         pytest.skip("needs a small tmpfs (root) for a real full disk")
     try:
         with DeviceUnderTest(state) as dut:
             host = dut.host_link()
             free = os.statvfs(state).f_bavail * os.statvfs(state).f_frsize
-            (state / "filler").write_bytes(b"\0" * (free - 100 * 1024))  # 100 KB left: less than 2 x bundle
+            assert v2.stat().st_size > 100 * 1024
+            (state / "filler").write_bytes(b"\0" * (free - 100 * 1024))  # 100 KB left: less than the bundle
             with pytest.raises(FlashFailed, match="free space") as err:
                 FlashClient(host).flash(v2)
             assert err.value.code == FlashCode.NO_SPACE
@@ -251,10 +254,12 @@ def test_device_killed_mid_write_keeps_its_model_and_the_upload_resumes(tmp_path
         host = SerialLink(port, reconnect=False)
         host.open()
         assert serving(host, CROP_SHA, seconds=30)  # start-up: imports, first install, self-test
-        total = v2.stat().st_size
+        total, every = v2.stat().st_size, UploadLimits().fsync_bytes
+        durable = int(total * 0.85) // every * every  # the last fsync point before the power cut ...
+        assert 0 < durable and durable + every < total
 
         def kill(done, _total):
-            if done > total * 0.85 and proc.poll() is None:
+            if done > durable + every // 4 and proc.poll() is None:  # ... a quarter block past it
                 proc.send_signal(signal.SIGKILL)  # power cut mid-upload
 
         with pytest.raises(Exception):  # noqa: B017 - the device vanished: no answer or a dead port
@@ -267,9 +272,9 @@ def test_device_killed_mid_write_keeps_its_model_and_the_upload_resumes(tmp_path
         assert serving(host, CROP_SHA, seconds=30)  # the active model still works
         client = FlashClient(host)
         held = client.info()["upload"]
-        assert held is not None and held["next_offset"] == 65536  # the last fsync point (every 64 KiB)
+        assert held is not None and held["next_offset"] == durable  # the last fsync point (every 64 KiB)
         report = client.flash(v2)
-        assert report.resumed_from == 65536 and report.sent_bytes == total - 65536
+        assert report.resumed_from == durable and report.sent_bytes == total - durable
         assert report.after["version"] == "1.1.0"
         host.close()
     finally:

@@ -237,8 +237,9 @@ DISK_FULL_SCRIPT = textwrap.dedent(
 
 
 def test_disk_full_mid_write_is_a_no_space_error_and_the_active_model_keeps_working(tmp_path, bundles):
-    """A real ENOSPC: the state folder is a 1 MB tmpfs (in a user+mount namespace); once the
-    second install starts unpacking, another writer fills it up."""
+    """A real ENOSPC: the state folder is a small tmpfs (in a user+mount namespace) with room for
+    the installed v1 plus v2's staged copy and unpacked files (so the free-space check before
+    unpacking passes); once the second install starts unpacking, another writer fills it up."""
     if shutil.which("unshare") is None:
         pytest.skip("needs unshare (util-linux)")
     probe = subprocess.run(["unshare", "-Urm", "true"], capture_output=True)
@@ -247,7 +248,9 @@ def test_disk_full_mid_write_is_a_no_space_error_and_the_active_model_keeps_work
     state = tmp_path / "mnt"
     state.mkdir()
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OPENBLAS_NUM_THREADS="1")
-    args = [str(state), str(bundles["v1"]), str(bundles["v2"]), "1m"]
+    biggest = max(bundles["v1"].stat().st_size, bundles["v2"].stat().st_size)
+    size_kib = (3 * biggest + (512 << 10)) >> 10  # v1's slot, v2 staged and unpacked, manifests and folders
+    args = [str(state), str(bundles["v1"]), str(bundles["v2"]), f"{size_kib}k"]
     done = subprocess.run(
         ["unshare", "-Urm", sys.executable, "-c", DISK_FULL_SCRIPT, *args],
         capture_output=True,

@@ -16,23 +16,27 @@ from onnx import external_data_helper, helper  # noqa: E402
 
 from edge.flashing import BundleRejected, SlotStore, install_bundle  # noqa: E402
 from edge.flashing.onnx_refs import OnnxParseError, external_data_locations  # noqa: E402
-from tests.edge.install_fixtures import CROP_BUNDLE, policy, unpacked_files, variant  # noqa: E402
+from tests.edge.install_fixtures import CROP_BUNDLE, ort_models, policy, unpacked_files, variant  # noqa: E402
 
-MODEL = "models/cpu-onnxruntime-int8/model.int8.onnx"
-WEIGHTS = "models/cpu-onnxruntime-int8/weights.bin"
+#: The ONNX Runtime target's graphs, read from the manifest: its model first, then the classes-only
+#: graph the engine loads when no confidence is asked for (when the target has one).
+MODELS = ort_models(CROP_BUNDLE)
+MODEL = MODELS[0]
+TARGET_DIR = MODEL.rsplit("/", 1)[0]
+WEIGHTS = f"{TARGET_DIR}/weights.bin"
 
 
-def crop_model(tmp_path: Path):
+def crop_model(tmp_path: Path, member: str = MODEL):
     _, files = unpacked_files(CROP_BUNDLE, tmp_path)
-    return onnx.load_from_string(files[MODEL])
+    return onnx.load_from_string(files[member])
 
 
-def externalised(tmp_path: Path, location: str = "weights.bin") -> tuple[bytes, bytes, list[str]]:
-    """(model bytes, weights bytes, names of the external tensors) of the crop model saved with
-    every initializer over 256 bytes (the weights; ONNX Runtime wants small shape tensors inline)
-    in one external file, its location then set to ``location``."""
-    model = crop_model(tmp_path)
-    folder = tmp_path / "ext"
+def externalised(tmp_path: Path, location: str = "weights.bin", member: str = MODEL) -> tuple[bytes, bytes, list[str]]:
+    """(model bytes, weights bytes, names of the external tensors) of the crop model's graph
+    ``member`` saved with every initializer over 256 bytes (the weights; ONNX Runtime wants small
+    shape tensors inline) in one external file, its location then set to ``location``."""
+    model = crop_model(tmp_path, member)
+    folder = tmp_path / f"ext-{member.replace('/', '_')}"
     folder.mkdir(exist_ok=True)
     onnx.save_model(model, folder / "m.onnx", save_as_external_data=True, location="weights.bin", size_threshold=256)
     saved = onnx.load(folder / "m.onnx", load_external_data=False)
@@ -80,12 +84,20 @@ def test_tensors_in_subgraphs_and_attributes_are_found(tmp_path):
 
 
 def test_external_weights_inside_the_bundle_install_and_serve(tmp_path):
-    model_bytes, weights, _ = externalised(tmp_path)
-    bundle = variant(tmp_path / "ext.xeb", files={MODEL: model_bytes, WEIGHTS: weights})
+    """Every ONNX Runtime graph of the target keeps its weights in its own listed file, so the
+    graph the engine picks for the self-test (full or classes-only) reads external data."""
+    files, weights = {}, {}
+    for i, member in enumerate(MODELS):
+        location = "weights.bin" if i == 0 else f"weights-{i}.bin"
+        model_bytes, weights[f"{TARGET_DIR}/{location}"], _ = externalised(tmp_path, location, member)
+        files[member] = model_bytes
+    assert WEIGHTS in weights
+    bundle = variant(tmp_path / "ext.xeb", files=files | weights)
     store = SlotStore(tmp_path / "state")
     report = install_bundle(store, bundle, policy())
     assert report.selftest["passed"] and "onnxruntime" in report.selftest["engine"]
-    assert (store.active().folder / WEIGHTS).read_bytes() == weights
+    for name, data in weights.items():
+        assert (store.active().folder / name).read_bytes() == data
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.edge.install_fixtures import CROP_BUNDLE, ort_target
 from tests.edge.test_scan_session import assert_consistent, records_of
 from tests.test_device_install import BLOCKER
 
@@ -55,7 +56,7 @@ def test_killed_mid_scan_loses_at_most_the_frame_in_flight_and_resumes(tmp_path)
     meta = json.loads((session / "session.json").read_text())
     assert meta["runs"][0]["stop_reason"].startswith("did not end cleanly") and meta["runs"][0]["ended_at"] is None
     assert (meta["runs"][1]["frames"], meta["runs"][1]["stop_reason"]) == (2, "operator typed 'q'")
-    assert all(run["engine"].startswith("cpu-onnxruntime-int8") for run in meta["runs"])
+    assert all(run["engine"].startswith(ort_target(CROP_BUNDLE)) for run in meta["runs"])  # the packaged crop's
     assert meta["runs"][1]["calibration"] == 1 and len(meta["calibrations"]) == 2
     assert meta["calibrations"][1]["source"] == "session"
 

@@ -17,7 +17,7 @@ from edge.flashing import (
     SlotStore,
     install_bundle,
 )
-from tests.edge.install_fixtures import CROP_BUNDLE, policy, variant
+from tests.edge.install_fixtures import CROP_BUNDLE, ort_models, policy, variant
 
 NO_SELFTEST = policy(self_test=False)
 
@@ -90,7 +90,7 @@ def test_rollback_on_demand_and_from_a_failing_new_model(tmp_path, v2):
 
 def test_rollback_refuses_a_damaged_target(tmp_path, v2):
     store = two_slots(tmp_path, v2)
-    model = store.slot_folder("a") / "models" / "cpu-onnxruntime-int8" / "model.int8.onnx"
+    model = store.slot_folder("a").joinpath(*ort_models(store.slot_folder("a"))[0].split("/"))
     model.write_bytes(model.read_bytes()[:-1] + b"\0")
     with pytest.raises(RollbackError, match="damaged"):
         store.rollback("asked")

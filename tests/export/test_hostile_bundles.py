@@ -22,9 +22,10 @@ import pytest
 from edge.flashing import BundleRejected, FlashError, SelfTestFailed, SlotStore, install_bundle
 from export.bundle import BundleError
 from export.bundle.archive import Limits, _Scan, _Sink
-from tests.edge.install_fixtures import CROP_BUNDLE, policy, variant
+from tests.edge.install_fixtures import CROP_BUNDLE, ort_models, policy, variant
 
-MODEL = "models/cpu-onnxruntime-int8/model.int8.onnx"
+MODEL = ort_models(CROP_BUNDLE)[0]  # a real, listed member of the shipped bundle (read from its manifest)
+TARGET_DIR = MODEL.rsplit("/", 1)[0]  # and its folder: attacks sit next to it
 OUTSIDE = Path("/tmp") / f"xenoedge-hostile-{uuid.uuid4().hex[:8]}"
 
 
@@ -59,7 +60,7 @@ def huge_member_header() -> bytes:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         last = tar.getmembers()[-1]
     end = last.offset_data + -(-last.size // 512) * 512
-    header = info("models/cpu-onnxruntime-int8/weights.bin", size=1 << 40).tobuf(tarfile.GNU_FORMAT)
+    header = info(f"{TARGET_DIR}/weights.bin", size=1 << 40).tobuf(tarfile.GNU_FORMAT)
     return data[:end] + header + bytes(1024)
 
 
@@ -72,7 +73,14 @@ def with_extra(*extra) -> bytes:
 
 
 def replaced(name: str, data: bytes) -> bytes:
+    assert name in {m.name for m, _ in valid_members()}, f"{name} is no member: nothing to replace"
     return tar_bytes([(info(m.name, size=len(data)), data) if m.name == name else (m, d) for m, d in valid_members()])
+
+
+def without(name: str) -> bytes:
+    kept = [(m, d) for m, d in valid_members() if m.name != name]
+    assert len(kept) == len(valid_members()) - 1, f"{name} is no member: nothing to leave out"
+    return tar_bytes(kept)
 
 
 #: name -> (bundle bytes factory, expected BundleRejected reason)
@@ -81,13 +89,13 @@ CORPUS = {
     "dot-dot path": (lambda: with_extra(regular("models/../../../evil")), "archive"),
     "symlink escape, then a file through it": (
         lambda: with_extra(
-            (info("models/cpu-onnxruntime-int8/out", tarfile.SYMTYPE, linkname=str(OUTSIDE)), None),
-            regular("models/cpu-onnxruntime-int8/out/evil"),
+            (info(f"{TARGET_DIR}/out", tarfile.SYMTYPE, linkname=str(OUTSIDE)), None),
+            regular(f"{TARGET_DIR}/out/evil"),
         ),
         "archive",
     ),
     "hardlink escape": (
-        lambda: with_extra((info("models/cpu-onnxruntime-int8/pw", tarfile.LNKTYPE, linkname="/etc/passwd"), None)),
+        lambda: with_extra((info(f"{TARGET_DIR}/pw", tarfile.LNKTYPE, linkname="/etc/passwd"), None)),
         "archive",
     ),
     "hardlink to a symlink": (
@@ -109,11 +117,11 @@ CORPUS = {
     "duplicate name": (lambda: with_extra(regular(MODEL, b"x" * 100)), "archive"),
     "second manifest": (lambda: with_extra(regular("manifest.json", b"{}")), "archive"),
     "member absent from the manifest": (
-        lambda: with_extra(regular("models/cpu-onnxruntime-int8/extra.bin")),
+        lambda: with_extra(regular(f"{TARGET_DIR}/extra.bin")),
         "archive",
     ),
     "member of the manifest missing": (
-        lambda: tar_bytes([(m, d) for m, d in valid_members() if m.name != MODEL]),
+        lambda: without(MODEL),
         "integrity",
     ),
     "member larger than declared": (
@@ -245,8 +253,8 @@ def test_errors_are_typed_flash_errors(device):
 @pytest.mark.parametrize(
     "extra",
     [
-        {"models/cpu-onnxruntime-int8/MODEL.int8.onnx": b"twin"},  # one file on a FAT/exFAT card or macOS
-        {"models/cpu-onnxruntime-int8/w": b"file", "models/cpu-onnxruntime-int8/w/x": b"needs w to be a folder"},
+        {f"{TARGET_DIR}/{MODEL.rsplit('/', 1)[1].upper()}": b"twin"},  # one file on a FAT/exFAT card or macOS
+        {f"{TARGET_DIR}/w": b"file", f"{TARGET_DIR}/w/x": b"needs w to be a folder"},
     ],
     ids=["case-only twin", "file where a folder must be"],
 )
