@@ -193,15 +193,20 @@ class Engine:
         h, w, c = self.cube_shape
         return (*working_shape(h, w, self.pool), c)
 
-    def _reference_array(self, what: str, array: np.ndarray) -> np.ndarray:
+    def _reference_view(self, what: str, array: np.ndarray) -> np.ndarray:
+        """``array`` checked and broadcast to (H, W, C) as a read-only view (no copy)."""
         array = np.asarray(array, dtype=np.float32)
         try:
             full = np.broadcast_to(array, self.cube_shape)
         except ValueError:
             raise EngineError(f"{what} of shape {array.shape} does not fit frames {self.cube_shape}") from None
-        if not np.all(np.isfinite(full)):
+        if not np.all(np.isfinite(array)):
             raise EngineError(f"{what} holds NaN/inf values")
-        return np.array(full, dtype=np.float32, order="C")  # a writable copy the runtime may share
+        return full
+
+    def _reference_array(self, what: str, array: np.ndarray) -> np.ndarray:
+        # a writable copy the runtime may share
+        return np.array(self._reference_view(what, array), dtype=np.float32, order="C")
 
     def bind_references(self, dark: np.ndarray, gain: np.ndarray) -> None:
         """Bind ``dark`` (counts) and ``gain`` (1/counts), each broadcastable to (H, W, C), for all later frames.
@@ -213,12 +218,14 @@ class Engine:
         """
         if self.variant != "raw":
             raise EngineError(f"{self.name}: a {self.variant}-input bundle takes no references")
-        dark, gain = self._reference_array("dark", dark), self._reference_array("gain", gain)
-        if self.pool > 1:
+        if self.pool > 1:  # pooled from (broadcast) views: no copy at the frame's size is made
+            dark, gain = self._reference_view("dark", dark), self._reference_view("gain", gain)
             try:
                 dark, gain = (np.ascontiguousarray(a) for a in pooled_references(dark, gain, self.pool))
             except XenoedgeError as exc:
                 raise EngineError(f"{self.name}: {exc}") from None
+        else:
+            dark, gain = self._reference_array("dark", dark), self._reference_array("gain", gain)
         self._bind_references(dark, gain)
         self._refs_bound = True
 
