@@ -90,6 +90,13 @@ class Camera:
     def is_open(self) -> bool:
         return self._is_open
 
+    @property
+    def on_demand(self) -> bool:
+        """True for a source that makes each frame when asked (a simulator or a replay without a
+        frame rate of its own): nothing is lost by asking later, so a consumer may wait for room
+        instead of reading frames it would drop. False (default) for a sensor that runs in real time."""
+        return False
+
     def __enter__(self) -> Camera:
         self.open()
         return self

@@ -107,6 +107,11 @@ class SimulatedCamera(Camera):
         self._scene_number = -1
         self._loop: list[_LoopScene] = []
 
+    @property
+    def on_demand(self) -> bool:
+        """Without ``fps`` frames are rendered when read (see ``Camera.on_demand``)."""
+        return self.fps is None
+
     def _open(self) -> None:
         from xeno import camera_model
 

@@ -100,12 +100,19 @@ class DropOldestQueue:
             self._items.append(item)
             self._cond.notify()
 
+    def wait_for_room(self, timeout: float) -> bool:
+        """Block until the queue is not full (True) or ``timeout`` seconds pass (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._items) < self.maxsize, timeout)
+
     def get(self, timeout: float) -> Any | None:
         """The oldest item, or None after ``timeout`` seconds without one."""
         with self._cond:
             if not self._items:
                 self._cond.wait(timeout)
-            return self._items.popleft() if self._items else None
+            item = self._items.popleft() if self._items else None
+            self._cond.notify_all()  # a producer may be waiting for room
+            return item
 
     def clear(self) -> None:
         with self._cond:
@@ -660,6 +667,9 @@ class Daemon:
 
     def _capture_loop(self) -> None:
         failures = 0
+        # A simulator or replay makes frames when asked: wait for room rather than render frames to drop
+        # (they would take the CPU the engine needs). A real-time camera's frames are dropped oldest-first.
+        on_demand = bool(getattr(self.camera, "on_demand", False))
         period = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
         due = time.monotonic()
         while not self._stop.is_set():
@@ -668,6 +678,9 @@ class Daemon:
                 if delay > 0 and self._stop.wait(delay):
                     break
                 due = max(due + period, time.monotonic())
+            if on_demand and not self._queue.wait_for_room(IDLE_POLL_S):
+                self._capture_beat = self._clock()  # waiting for the worker, not stalled
+                continue
             self._capture_beat = self._clock()
             try:
                 if not self.camera.is_open:

@@ -217,7 +217,7 @@ def main() -> None:
     for name in names:
         target = Path(__file__).resolve().parent / "default_models" / name
         result = build(RECIPES[name], args.work / name, target, reference=args.reference)
-        summary = {k: round(v["mean_dsc"], 3) for k, v in result.items() if isinstance(v, dict)}
+        summary = {k: round(v["mean_dsc"], 3) for k, v in result.items() if isinstance(v, dict) and "mean_dsc" in v}
         print(f"{name}: {target} mean DSC {summary}")
 
 

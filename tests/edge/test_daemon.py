@@ -125,6 +125,18 @@ def test_slow_sink_makes_the_queue_drop_oldest_frames_and_status_counts_them(cro
     assert len(indices) == 6 and indices[-1] - indices[0] > 5  # frames in between were dropped
 
 
+def test_on_demand_camera_is_read_only_when_the_queue_has_room(crop_bundle):
+    """A simulator without a frame rate renders when asked: the capture thread waits for room
+    instead of rendering frames it would drop (they would take the CPU the engine needs)."""
+    sink = CollectingSink(on_send=lambda kind, fields: time.sleep(0.05) if kind == "mask" else None)
+    cam = camera()
+    assert cam.on_demand and not camera(fps=50).on_demand
+    with Daemon(config(crop_bundle, queue_size=1), sink, camera=cam) as daemon:
+        stats = daemon.run(max_frames=6)
+    indices = [m["frame_index"] for m in sink.of("mask")]
+    assert stats.dropped == 0 and indices == list(range(indices[0], indices[0] + 6))  # every frame, in order
+
+
 def test_drop_oldest_queue():
     q = DropOldestQueue(2)
     for i in range(5):
