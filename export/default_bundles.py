@@ -36,6 +36,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from export.bundle.archive import file_sha256
 from xeno.default_models import RECIPES, default_model_dir
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "edge" / "default_bundles"
@@ -88,14 +89,6 @@ BUNDLE_RECIPES = {
         validation=DataRecipe(("wheat", "maize", "tomato"), 2, 2, 0.5, seed=4242),
     ),
 }
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def recipe_record(name: str, model_dir: Path | None = None) -> dict:
