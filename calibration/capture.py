@@ -155,18 +155,22 @@ class FrameAccumulator:
         n = self.n
         if n < 1:
             raise CalibrationError(f"{kind} capture: no frames")
-        mean = self._sum / n
-        if n > 1:
-            var = self._sum_sq / n - mean * mean
-            np.maximum(var, 0.0, out=var)  # rounding can make a constant pixel's variance -1e-12
-            var *= n / (n - 1)
-            noise = np.sqrt(var)
-        else:
-            noise = np.zeros_like(mean)
+        # In blocks of lines, as ``add`` does: float64 temporaries of a Tivita cube would be ~1 GB.
+        mean = np.empty(self.shape, dtype=np.float32)
+        noise = np.zeros(self.shape, dtype=np.float32)
+        for start in range(0, self.shape[0], self._block_lines):
+            stop = min(start + self._block_lines, self.shape[0])
+            block_mean = self._sum[start:stop] / n
+            mean[start:stop] = block_mean
+            if n > 1:
+                var = self._sum_sq[start:stop] / n - block_mean * block_mean
+                np.maximum(var, 0.0, out=var)  # rounding can make a constant pixel's variance -1e-12
+                var *= n / (n - 1)
+                noise[start:stop] = np.sqrt(var)
         return ReferenceCapture(
             kind=kind,
-            mean=mean.astype(np.float32),
-            temporal_noise=noise.astype(np.float32),
+            mean=mean,
+            temporal_noise=noise,
             frame_means=np.asarray(self.frame_means, dtype=np.float64),
             saturated_fraction=max(self.saturated_fractions),
             n_frames=n,
