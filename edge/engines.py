@@ -219,11 +219,7 @@ class Engine:
         if self.variant != "raw":
             raise EngineError(f"{self.name}: a {self.variant}-input bundle takes no references")
         if self.pool > 1:  # pooled from (broadcast) views: no copy at the frame's size is made
-            dark, gain = self._reference_view("dark", dark), self._reference_view("gain", gain)
-            try:
-                dark, gain = (np.ascontiguousarray(a) for a in pooled_references(dark, gain, self.pool))
-            except XenoedgeError as exc:
-                raise EngineError(f"{self.name}: {exc}") from None
+            dark, gain = self._pooled(self._reference_view("dark", dark), self._reference_view("gain", gain))
         else:
             dark, gain = self._reference_array("dark", dark), self._reference_array("gain", gain)
         self._bind_references(dark, gain)
@@ -260,13 +256,15 @@ class Engine:
         inputs = dict(inputs)
         frame_size = RAW_INPUT in inputs and np.shape(inputs[DARK_INPUT])[:2] == np.shape(inputs[RAW_INPUT])[1:3]
         if self.pool > 1 and frame_size:
-            try:
-                inputs[DARK_INPUT], inputs[GAIN_INPUT] = pooled_references(
-                    inputs[DARK_INPUT], inputs[GAIN_INPUT], self.pool
-                )
-            except XenoedgeError as exc:
-                raise EngineError(f"{self.name}: {exc}") from None
+            inputs[DARK_INPUT], inputs[GAIN_INPUT] = self._pooled(inputs[DARK_INPUT], inputs[GAIN_INPUT])
         return inputs
+
+    def _pooled(self, dark: np.ndarray, gain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Frame-size references pooled to the graph's working size (C-contiguous float32)."""
+        try:
+            return tuple(np.ascontiguousarray(a) for a in pooled_references(dark, gain, self.pool))  # type: ignore[return-value]
+        except XenoedgeError as exc:
+            raise EngineError(f"{self.name}: {exc}") from None
 
     def run_once(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """(H, W) uint8 classes for a full set of graph inputs, outside the bound buffers (allocates;

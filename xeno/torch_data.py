@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from calibration.errors import XenoedgeError
+from calibration.pooling import pool_blocks
 from xeno.dataset import NO_STATE, ImageRecord, Sample, SpectralDataset
 
 #: Random positions tried to hit a labelled pixel before scanning the whole label map.
@@ -59,8 +60,7 @@ class PooledImages:
         if index not in self._samples:
             sample, p = self.dataset.load(index), self.pool
             h, w = (sample.labels.shape[0] // p) * p, (sample.labels.shape[1] // p) * p
-            cube = np.asarray(sample.cube[:h, :w], dtype=np.float32)
-            pooled = cube.reshape(h // p, p, w // p, p, -1).mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
+            pooled = pool_blocks(sample.cube[:h, :w], p)
             labels = majority_blocks(np.asarray(sample.labels[:h, :w]), p)
             states = majority_blocks(np.asarray(sample.states[:h, :w]), p)
             self._samples[index] = Sample(pooled, labels, states, sample.record)

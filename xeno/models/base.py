@@ -142,13 +142,12 @@ def pooled_forward(model: XenoModel, x: torch.Tensor) -> torch.Tensor:
     bilinearly (``align_corners=False``: the export's Resize, half-pixel) and cropped to H x W.
     """
     p = model.input_pool
-    h, w = x.shape[-2:]
-    pad_h, pad_w = (p - h % p) % p, (p - w % p) % p
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-    logits = model.forward_working(F.avg_pool2d(x, p))
-    logits = F.interpolate(logits, scale_factor=float(p), mode="bilinear", align_corners=False)
-    return logits[..., :h, :w] if (pad_h or pad_w) else logits
+
+    def pool_work_upsample(padded: torch.Tensor) -> torch.Tensor:
+        logits = model.forward_working(F.avg_pool2d(padded, p))
+        return F.interpolate(logits, scale_factor=float(p), mode="bilinear", align_corners=False)
+
+    return pad_forward_crop(pool_work_upsample, x, p)
 
 
 def conv_bn_act(
