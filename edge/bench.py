@@ -51,6 +51,16 @@ from pathlib import Path
 import numpy as np
 
 from calibration.errors import XenoedgeError
+from edge.bench_common import (
+    DEFAULT_TIME_S,
+    LATENCY_KEYS,
+    STAGE_KEYS,
+    BenchError,
+    cpu_seconds,
+    rounded,
+    run_length,
+    summarize,
+)
 
 __all__ = [
     "BACKENDS",
@@ -79,11 +89,8 @@ MODES = ("engine", "pipeline")
 SCENARIOS = ("singlestream", "offline")
 HINTS = ("latency", "throughput")
 PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_TIME_S = 10.0
 _ORT_CPU = ("CPUExecutionProvider", "OpenVINOExecutionProvider")
 DEFAULT_ROUNDS = 10
-LATENCY_KEYS = ("min", "median", "mean", "p90", "p95", "p99", "max")
-STAGE_KEYS = ("capture", "calibrate", "infer", "encode", "link")
 #: Fixed CSV columns (units in the names).
 CSV_COLUMNS = (
     "model", "mode", "scenario", "target", "runtime", "precision", "device", "status", "baseline", "shape",
@@ -95,10 +102,6 @@ CSV_COLUMNS = (
     "bytes_per_mask", "link_bytes_per_s", "link_utilisation", "masks_received",
     "dsc_truth", "dsc_reference", "agreement_reference", "note",
 )  # fmt: skip
-
-
-class BenchError(XenoedgeError):
-    """Bad edge-bench input: unknown backend/device/precision/scenario, a shape or target the model lacks."""
 
 
 @dataclass
@@ -323,48 +326,6 @@ def _rss_mb() -> tuple[float | None, float | None]:
     return current, peak
 
 
-def cpu_seconds() -> float:
-    """CPU seconds (user + system) this process has used: all its threads, the runtimes' pools included."""
-    t = os.times()
-    return t.user + t.system
-
-
-def latency_stats(lat_ns: Sequence[int], percentile: float) -> dict[str, float]:
-    """Latency statistics in ms of per-iteration times in ns.
-
-    >>> latency_stats([1_000_000, 2_000_000, 3_000_000], 50)["median"]
-    2.0
-    """
-    if not len(lat_ns):
-        return {**dict.fromkeys(LATENCY_KEYS, math.nan), "pct": math.nan}
-    ms = np.asarray(lat_ns, dtype=np.float64) / 1e6
-    out = {"min": ms.min(), "median": np.median(ms), "mean": ms.mean(), "max": ms.max()}
-    for p in (90, 95, 99):
-        out[f"p{p}"] = np.percentile(ms, p)
-    out["pct"] = np.percentile(ms, percentile)
-    return {k: round(float(v), 4) for k, v in out.items()}
-
-
-def summarize(lat_ns: Sequence[int], wall_ns: int, cpu_s: float, percentile: float) -> dict:
-    """count, duration_s, throughput_fps, latency_ms {...}, cpu_util of one configuration."""
-    duration_s = wall_ns / 1e9
-    stats = latency_stats(lat_ns, percentile)
-    pct = stats.pop("pct")
-    return {
-        "count": len(lat_ns),
-        "duration_s": round(duration_s, 4),
-        "throughput_fps": round(len(lat_ns) / duration_s, 3) if duration_s > 0 else math.nan,
-        "latency_ms": stats,
-        "latency_percentile": percentile,
-        "latency_pct_ms": pct,
-        "cpu_util": round(cpu_s / duration_s, 3) if duration_s > 0 else math.nan,
-    }
-
-
-def _round(x: float | None, n: int = 1) -> float | None:
-    return None if x is None else round(x, n)
-
-
 # ---- engine mode ------------------------------------------------------------------------------
 
 
@@ -424,13 +385,6 @@ def _run_chunk(cfg: _Config, n_until: int, ns_until: int) -> None:
     cfg.cpu_s += cpu_seconds() - cpu0
 
 
-def _targets(settings: BenchSettings) -> tuple[int, float]:
-    niter, time_s = settings.niter, settings.time_s
-    if niter is None and time_s is None:
-        time_s = DEFAULT_TIME_S
-    return niter or 0, time_s or 0.0
-
-
 def bench_engine(source, configs: list[_Config], settings: BenchSettings, options, scenario: str, notes) -> dict:
     """Alternating rounds over ``configs`` (engines left open for accuracy); returns the input description."""
     from edge.bench_inputs import bundle_inputs, frame_hw, synthetic_inputs
@@ -484,10 +438,10 @@ def bench_engine(source, configs: list[_Config], settings: BenchSettings, option
             notes.append(f"{cfg.target}: -hint/-nstreams are OpenVINO properties; not applied to {cfg.runtime}")
         rss, _ = _rss_mb()
         before = cfg.rss_before
-        cfg.result["rss_growth_mb"] = _round(rss - before) if rss is not None and before is not None else None
+        cfg.result["rss_growth_mb"] = rounded(rss - before) if rss is not None and before is not None else None
     if not configs:
         raise BenchError("nothing to measure: " + "; ".join(notes))
-    niter, time_s = _targets(settings)
+    niter, time_s = run_length(settings.niter, settings.time_s)
     rounds = max(1, min(settings.rounds, niter or settings.rounds))
     console.print(
         f"[bold]edge-bench[/]: {len(configs)} configuration(s), {scenario}, {rounds} alternating round(s), "
@@ -503,7 +457,7 @@ def bench_engine(source, configs: list[_Config], settings: BenchSettings, option
             cfg.offline.close()
     rss, peak = _rss_mb()
     for cfg in configs:
-        cfg.result.update(rss_mb=_round(rss), peak_rss_mb=_round(peak))
+        cfg.result.update(rss_mb=rounded(rss), peak_rss_mb=rounded(peak))
     return {"shape": list(shape), "dtype": manifest["input"].get("dtype"), "variant": variant, "source": where}
 
 
@@ -756,9 +710,9 @@ def _pipeline(source, configs: list[_Config], settings: BenchSettings, notes: li
             rss_before[target] = rss
         else:
             rss0 = rss_before[target]
-            by_target[target].result["rss_growth_mb"] = _round(rss - rss0) if rss and rss0 else None
+            by_target[target].result["rss_growth_mb"] = rounded(rss - rss0) if rss and rss0 else None
 
-    niter, _ = _targets(settings)
+    niter, _ = run_length(settings.niter, settings.time_s)
     console.print(
         f"[bold]edge-bench[/]: {len(configs)} daemon(s), pipeline, "
         f"{pipeline_rounds(settings.rounds, niter)} alternating round(s)"
@@ -768,7 +722,7 @@ def _pipeline(source, configs: list[_Config], settings: BenchSettings, notes: li
     for target, (fields, lat_ns) in measured.items():
         cfg = by_target[target]
         cfg.result.update(fields)
-        cfg.result.update(rss_mb=_round(rss), peak_rss_mb=_round(peak))
+        cfg.result.update(rss_mb=rounded(rss), peak_rss_mb=rounded(peak))
         cfg.lat_ns = lat_ns
     return {"shape": list(source.manifest["input"]["shape"]), "dtype": source.manifest["input"].get("dtype"),
             "variant": source.manifest["input"].get("variant"), "source": "the daemon's camera"}  # fmt: skip

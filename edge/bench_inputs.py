@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from calibration.errors import XenoedgeError
-from edge.bench import BenchError
+from edge.bench_common import BenchError
 from edge.bench_torch import is_checkpoint
 
 __all__ = ["BenchInputError", "Source", "default_checkpoint", "open_source", "parse_shape", "synthetic_inputs"]

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from edge.bench import cpu_seconds
+from edge.bench_common import cpu_seconds
 
 __all__ = ["OrtOffline", "OvOffline", "offline_runner"]
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bench import STAGE_KEYS, BenchError, _targets, cpu_seconds, latency_stats
+from edge.bench_common import STAGE_KEYS, BenchError, cpu_seconds, latency_stats, run_length
 
 __all__ = [
     "LINK_KINDS",
@@ -408,7 +408,7 @@ def bench_pipeline(bundle: Path, manifest: Mapping, targets: Sequence[str], sett
     at most ``niter`` / 2); returns target -> (result fields, timed per-mask latencies in ns).
     ``on_open(target, phase)``: called with ``"before"`` / ``"after"`` around each target's start
     and warm-up (RSS accounting)."""
-    niter, time_s = _targets(settings)
+    niter, time_s = run_length(settings.niter, settings.time_s)
     rounds = pipeline_rounds(settings.rounds, niter)
     runs: dict[str, PipelineTarget] = {}
     with contextlib.ExitStack() as stack:

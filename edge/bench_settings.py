@@ -1,0 +1,144 @@
+"""What a configuration ran with, for ``edge-bench`` reports: the CPU, the model files, the operator profile.
+
+- ``cpu_info()``: the CPU model and the ISA extensions that decide which kernels the runtimes
+  pick (from ``/proc/cpuinfo`` on Linux: AVX2, AVX-512, VNNI, BF16, AMX, ...). OpenVINO runs
+  INT8 and BF16 kernels only where the CPU has them: the same bundle runs at different speeds and
+  effective precisions on an AVX2 laptop and an AMX server, and the report says which it was.
+- ``model_files(path)``: the files a loaded model reads from disk (an IR's ``.xml`` and its
+  ``.bin``, an ONNX file and its external data) and their bytes.
+- ``profile_by_type(ops, frames)``: per-operator times (``edge.engines.OperatorTime``, from ONNX
+  Runtime's profiler or OpenVINO's performance counters) summed by operator type and precision,
+  as ms per frame and share of the total (``edge-bench --profile``).
+
+Imports no runtime at module level (OpenVINO is asked lazily in ``openvino_cpu``).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+__all__ = ["ARM_ISA_FLAGS", "ISA_FLAGS", "cpu_info", "model_files", "openvino_cpu", "profile_by_type"]
+
+#: ``/proc/cpuinfo`` flags that change what the runtimes run (kernel choice, INT8/BF16/FP16 support).
+ISA_FLAGS = (
+    "sse4_2",
+    "fma",
+    "f16c",
+    "avx",
+    "avx2",
+    "avx_vnni",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
+#: The same for ARM (``Features`` of ``/proc/cpuinfo``: Jetson, Raspberry Pi).
+ARM_ISA_FLAGS = ("neon", "asimd", "asimdhp", "asimddp", "fphp", "sve", "bf16", "i8mm")
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict:
+    """{model, vendor, isa: {flag: present}, flags_present: [...]} of this CPU.
+
+    ``cpuinfo``: the text of ``/proc/cpuinfo`` (read here when None; elsewhere than Linux only
+    ``platform.processor()`` is known and ``isa`` is empty).
+
+    >>> info = cpu_info("vendor_id : GenuineIntel\\nmodel name : Xeon\\nflags : fpu sse4_2 avx2 fma amx_bf16\\n")
+    >>> info["model"], info["flags_present"], info["isa"]["avx512f"]
+    ('Xeon', ['sse4_2', 'fma', 'avx2', 'amx_bf16'], False)
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if sep and key not in fields:  # the first processor's entry
+            fields[key] = value.strip()
+    model = fields.get("model name") or fields.get("hardware") or fields.get("cpu model") or platform.processor()
+    known = ISA_FLAGS if "flags" in fields else ARM_ISA_FLAGS
+    flags = set((fields.get("flags") or fields.get("features") or "").split())
+    present = [f for f in known if f in flags]
+    return {
+        "model": model or None,
+        "vendor": fields.get("vendor_id") or fields.get("cpu implementer"),
+        "isa": {f: f in flags for f in known} if flags else {},
+        "flags_present": present,
+    }
+
+
+def openvino_cpu() -> dict | None:
+    """OpenVINO's view of the CPU: ``FULL_DEVICE_NAME`` and ``OPTIMIZATION_CAPABILITIES`` (e.g. FP32,
+    INT8, BF16, FP16: what its CPU plugin can compute in here); None without OpenVINO."""
+    try:
+        import openvino as ov
+
+        core = ov.Core()
+        return {
+            "full_device_name": str(core.get_property("CPU", "FULL_DEVICE_NAME")),
+            "optimization_capabilities": [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")],
+        }
+    except Exception:  # not installed, or no CPU plugin
+        return None
+
+
+def model_files(path: Path | str | None) -> tuple[list[str], int | None]:
+    """(file names, total bytes) of the model at ``path`` as it is read from disk: an ``.xml`` with its
+    ``.bin``, an ONNX file with its external data (``<name>.data`` / ``<name>_data``), a checkpoint
+    folder's ``model.pt``. (None, None)-like ([], None) when ``path`` is None or missing."""
+    if path is None:
+        return [], None
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / "model.pt"]
+    else:
+        candidates = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+        if path.suffix == ".onnx":
+            candidates += [path.with_name(path.name + ".data"), path.with_name(path.stem + ".onnx_data")]
+    found = [p for p in candidates if p.is_file()]
+    if not found:
+        return [], None
+    return [p.name for p in found], sum(p.stat().st_size for p in found)
+
+
+def profile_by_type(ops: Iterable, frames: int | Sequence[int] = 1) -> list[dict]:
+    """Operator times summed by (op type, precision): ``[{op_type, precision, nodes, calls, ms_per_frame,
+    percent}]``, slowest first. ``ops``: ``OperatorTime`` records (``ms`` totals over ``frames``
+    inferences; OpenVINO's counters cover one inference: ``calls`` 1, ``frames`` 1).
+
+    >>> from types import SimpleNamespace as T
+    >>> rows = profile_by_type([T(op_type="Conv", precision="f32", ms=6.0, calls=2),
+    ...                         T(op_type="Conv", precision="f32", ms=2.0, calls=2),
+    ...                         T(op_type="Relu", precision="f32", ms=2.0, calls=2)], frames=2)
+    >>> [(r["op_type"], r["nodes"], r["ms_per_frame"], r["percent"]) for r in rows]
+    [('Conv', 2, 4.0, 80.0), ('Relu', 1, 1.0, 20.0)]
+    """
+    frames = max(1, int(frames))
+    totals: dict[tuple[str, str], list] = {}
+    for op in ops:
+        entry = totals.setdefault((str(op.op_type), str(op.precision)), [0.0, 0, 0])
+        entry[0] += float(op.ms)
+        entry[1] += 1
+        entry[2] += int(op.calls)
+    grand = sum(v[0] for v in totals.values())
+    rows = [
+        {
+            "op_type": op_type,
+            "precision": precision,
+            "nodes": nodes,
+            "calls": calls,
+            "ms_per_frame": round(ms / frames, 4),
+            "percent": round(100.0 * ms / grand, 2) if grand > 0 else 0.0,
+        }
+        for (op_type, precision), (ms, nodes, calls) in totals.items()
+    ]
+    rows.sort(key=lambda r: -r["ms_per_frame"])
+    return rows
