@@ -24,14 +24,32 @@ handheld scan does; the serial sink does not): OpenVINO compiles the model witho
 confidence result, ONNX Runtime loads the target's ``model_classes_only`` file when the bundle
 has one (ONNX Runtime still runs a branch whose output is not fetched).
 
+Compiled-model caches (``EngineOptions.cache_dir``, the daemon's ``cache_dir``, by default
+``<state_dir>/cache``): OpenVINO's ``CACHE_DIR`` and TensorRT's engine and timing caches, one
+folder per model file (``model_cache_folder``: named by the file's SHA-256, so a new bundle
+never reads an old engine and an A/B rollback finds its own still there; the least recently
+used folders beyond ``CACHE_KEEP`` are removed). The first start compiles and stores, later
+starts import (``Engine.cache_state``: ``"built"``, ``"loaded"`` or ``"off"``; ``load_ms`` the
+wall time of the load/compile); docs/targets.md lists the measured times.
+
+Each engine reports what it runs with (``Engine.settings()``: runtime version, providers and
+their options, threads, effective precision, cache) and, with ``EngineOptions.profile``, the
+time per operator (``Engine.operator_profile()``: ONNX Runtime's profiler, OpenVINO's
+performance counters), which ``edge-bench --profile`` sums by operator type.
+
 ``onnxruntime`` and ``openvino`` are imported lazily, inside the functions that need them:
 this module never imports torch, onnx or nncf, and importing it costs nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +65,7 @@ from export.bundle.runtime import (
     openvino_config,
     ort_thread_settings,
     target_rank,
+    tensorrt_provider_options,
 )
 
 __all__ = [
@@ -60,10 +79,14 @@ __all__ = [
     "EngineOptions",
     "Inference",
     "OpenVinoEngine",
+    "OperatorTime",
     "OrtEngine",
     "engine_candidates",
+    "model_cache_folder",
     "open_engine",
 ]
+
+log = logging.getLogger("xenoedge.engines")
 
 RAW_INPUT, DARK_INPUT, GAIN_INPUT, REFLECTANCE_INPUT = "raw", "dark", "gain", "reflectance"
 
@@ -94,7 +117,9 @@ class EngineOptions:
     ``"f32"``/``"f16"``/``"bf16"`` force one, None leaves the plugin's default
     (``export.bundle.runtime.openvino_config``). ``confidence``: compute the ``confidence``
     output too (a consumer reads it, e.g. the scan's mean confidence); False computes only
-    ``classes`` and ``Inference.confidence`` is None.
+    ``classes`` and ``Inference.confidence`` is None. ``cache_dir``: root of the compiled-model
+    caches on the device's storage (None: no cache, every start compiles). ``profile``: record
+    per-operator times (``Engine.operator_profile``; slows inference a little).
     """
 
     ort_providers: tuple[str, ...] = DEFAULT_ORT_PROVIDERS
@@ -102,6 +127,52 @@ class EngineOptions:
     threads: int | None = None
     openvino_precision_hint: str | None = "auto"
     confidence: bool = False
+    cache_dir: Path | None = None
+    profile: bool = False
+
+
+@dataclass(frozen=True)
+class OperatorTime:
+    """Time spent in one operator over the profiled runs: ``name`` (node), ``op_type``,
+    ``precision`` (kernel/implementation as the runtime names it), ``ms`` (total), ``calls``."""
+
+    name: str
+    op_type: str
+    precision: str
+    ms: float
+    calls: int
+
+
+#: Cache folders kept under ``cache_dir`` (least recently used removed beyond this): two A/B
+#: slots and a few candidates on probation.
+CACHE_KEEP = 4
+
+
+def model_cache_folder(cache_dir: Path, model_path: Path, device: str) -> Path:
+    """The cache folder of one model file on one device: ``cache_dir/<stem>-<device>-<sha256[:16]>``,
+    created, and marked as just used; the least recently used folders beyond ``CACHE_KEEP`` go."""
+    digest = hashlib.sha256()
+    with open(model_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    safe_device = "".join(ch if ch.isalnum() else "_" for ch in device)
+    folder = Path(cache_dir) / f"{model_path.stem}-{safe_device}-{digest.hexdigest()[:16]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.utime(folder)
+        siblings = sorted((p for p in Path(cache_dir).iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        for old in siblings[:-CACHE_KEEP]:
+            if old != folder:
+                _remove_tree(old)
+    except OSError as exc:
+        raise EngineError(f"{cache_dir}: cannot use it as the model cache ({exc.strerror or exc})") from None
+    return folder
+
+
+def _remove_tree(folder: Path) -> None:
+    for p in sorted(folder.rglob("*"), key=lambda q: len(q.parts), reverse=True):
+        p.rmdir() if p.is_dir() else p.unlink()
+    folder.rmdir()
 
 
 @dataclass
@@ -150,6 +221,11 @@ class Engine:
     runtime = ""
     #: What the loaded model actually computes at (``export.bundle.runtime.effective_precision``).
     effective_precision = ""
+    #: Wall time of creating the session / compiling the model, ms (references and first run excluded).
+    load_ms = 0.0
+    #: ``"built"`` (compiled and stored in the cache), ``"loaded"`` (imported from it) or ``"off"``.
+    cache_state = "off"
+    cache_folder: Path | None = None
 
     def __init__(self, folder: Path, manifest: Mapping, target: str, device: str, frame_hw: tuple[int, int] | None):
         self.folder = Path(folder)
@@ -280,10 +356,37 @@ class Engine:
         classes = np.asarray(outputs[CLASSES_OUTPUT])
         return classes.reshape(classes.shape[-2:]).astype(np.uint8, copy=False)
 
+    def settings(self) -> dict:
+        """What this engine runs with, for reports: runtime and version, device/providers, their
+        options, threads, effective precision, cache state and folder, load time."""
+        return {
+            "target": self.target,
+            "runtime": self.runtime,
+            "runtime_version": self._runtime_version(),
+            "device": self.device,
+            "precision": self.precision,
+            "effective_precision": self.effective_precision,
+            **self._runtime_settings(),
+            "cache": self.cache_state,
+            "cache_folder": str(self.cache_folder) if self.cache_folder else None,
+            "load_ms": round(self.load_ms, 3),
+        }
+
+    def operator_profile(self) -> list[OperatorTime]:
+        """Per-operator times of the runs since the engine was opened (``EngineOptions.profile``);
+        empty when profiling is off. ONNX Runtime ends its profiler here (call it once)."""
+        return []
+
     def close(self) -> None:
         """Release the runtime's session (idempotent)."""
 
-    # -- for subclasses --------------------------------------------------------------------
+    # -- for subclasses
+    def _runtime_version(self) -> str:
+        return ""
+
+    def _runtime_settings(self) -> dict:
+        return {}
+
     _has_confidence = False
 
     def _bind_references(self, dark: np.ndarray, gain: np.ndarray) -> None:
@@ -305,6 +408,13 @@ def _ort_available() -> tuple[str, ...]:
     except ImportError:
         return ()
     return tuple(ort.get_available_providers())
+
+
+def _ort_provider_options(provider: str, precision: str, cache: Path | None) -> dict[str, str]:
+    """Options of one ONNX Runtime provider for a target (TensorRT: ``tensorrt_provider_options``)."""
+    if provider == "TensorrtExecutionProvider":
+        return tensorrt_provider_options(precision, str(cache) if cache else None)
+    return {}
 
 
 def _ort_providers(runtime: str, options: EngineOptions) -> list[str]:
@@ -338,15 +448,36 @@ class OrtEngine(Engine):
         session_options = ort.SessionOptions()
         for key, value in ort_thread_settings(options.threads).items():
             setattr(session_options, key, value)
+        if options.profile:
+            session_options.enable_profiling = True
+            session_options.profile_file_prefix = str(Path(os.environ.get("TMPDIR", "/tmp")) / "xenoedge-ort-profile")
+        self._profiling = options.profile
+        self._threads = options.threads
         classes_only = manifest["targets"][target].get("model_classes_only")
         if not options.confidence and isinstance(classes_only, str):
             path = self.folder.joinpath(*classes_only.split("/"))
             if path.is_file():
                 self.model_path = path
+        tensorrt = "TensorrtExecutionProvider" in self.providers
+        if tensorrt and options.cache_dir is not None:
+            self.cache_folder = model_cache_folder(options.cache_dir, self.model_path, "tensorrt")
+            had_engine = any(self.cache_folder.glob("*.engine"))
+            self.cache_state = "loaded" if had_engine else "built"
+            if not had_engine:
+                log.info("%s: building the TensorRT engine (first start; cached in %s)", target, self.cache_folder)
+        elif tensorrt:
+            log.info("%s: building the TensorRT engine (no cache_dir: every start builds it)", target)
+        self.provider_options = [_ort_provider_options(p, self.precision, self.cache_folder) for p in self.providers]
+        t0 = time.perf_counter()
         try:
-            self._session = ort.InferenceSession(str(self.model_path), session_options, providers=self.providers)
+            self._session = ort.InferenceSession(
+                str(self.model_path), session_options, providers=self.providers, provider_options=self.provider_options
+            )
         except Exception as exc:
             raise EngineError(f"{self.model_path}: ONNX Runtime cannot load it ({_first_line(exc)})") from None
+        self.load_ms = (time.perf_counter() - t0) * 1e3
+        if tensorrt:
+            log.info("%s: TensorRT session ready in %.1f s (engine %s)", target, self.load_ms / 1e3, self.cache_state)
         self.device = self._session.get_providers()[0]
         self.effective_precision = effective_precision("onnxruntime", self._session)
         names_in = {i.name for i in self._session.get_inputs()}
@@ -380,7 +511,43 @@ class OrtEngine(Engine):
     def _run_unbound(self, inputs):
         return dict(zip([CLASSES_OUTPUT], self._session.run([CLASSES_OUTPUT], dict(inputs)), strict=True))
 
+    def _runtime_version(self) -> str:
+        return self._ort.__version__
+
+    def _runtime_settings(self) -> dict:
+        options = self._session.get_provider_options() if self._session is not None else {}
+        return {
+            "providers": list(self._session.get_providers()) if self._session is not None else self.providers,
+            "provider_options": {p: dict(options.get(p, {})) for p in self.providers if p in options},
+            "threads": self._threads,
+        }
+
+    def operator_profile(self) -> list[OperatorTime]:
+        if not self._profiling or self._session is None:
+            return []
+        self._profiling = False
+        path = Path(self._session.end_profiling())
+        try:
+            events = json.loads(path.read_text())
+        finally:
+            path.unlink(missing_ok=True)
+        totals: dict[str, list] = {}
+        for event in events:  # Chrome trace: one "Node" event per kernel run, "dur" in µs
+            args = event.get("args", {})
+            if event.get("cat") != "Node" or not str(event.get("name", "")).endswith("_kernel_time"):
+                continue
+            node = str(event["name"])[: -len("_kernel_time")]
+            kernel = "/".join(dict.fromkeys(t for d in args.get("input_type_shape", []) for t in d))  # input types
+            kernel = f"{kernel or '?'} {str(args.get('provider', '')).removesuffix('ExecutionProvider')}".strip()
+            entry = totals.setdefault(node, [args.get("op_name", "?"), kernel, 0.0, 0])
+            entry[2] += float(event.get("dur", 0)) / 1e3
+            entry[3] += 1
+        return [OperatorTime(n, op, prov, round(ms, 4), calls) for n, (op, prov, ms, calls) in totals.items()]
+
     def close(self) -> None:
+        if self._profiling and self._session is not None:
+            Path(self._session.end_profiling()).unlink(missing_ok=True)
+            self._profiling = False
         self._binding = self._session = None  # type: ignore[assignment]
 
 
@@ -420,12 +587,21 @@ class OpenVinoEngine(Engine):
         import openvino as ov
 
         super().__init__(folder, manifest, target, device, frame_hw)
+        if options.cache_dir is not None:
+            self.cache_folder = model_cache_folder(options.cache_dir, self.model_path, f"openvino-{device}")
         try:
             config = openvino_config(
-                self.precision, device, hint=options.openvino_precision_hint, threads=options.threads
+                self.precision,
+                device,
+                hint=options.openvino_precision_hint,
+                threads=options.threads,
+                cache_dir=str(self.cache_folder) if self.cache_folder else None,
             )
         except ValueError as exc:
             raise EngineError(f"{self.name}: {exc}") from None
+        if options.profile:
+            config["PERF_COUNT"] = "YES"
+        self._profiling = options.profile
         self._ov = ov
         try:
             core = ov.Core()
@@ -442,7 +618,9 @@ class OpenVinoEngine(Engine):
             ):  # drop the confidence branch (Softmax + ReduceMax at full frame size) before compiling
                 keep = [r for r in results if CONFIDENCE_OUTPUT not in r.output(0).get_names()]
                 model = ov.Model(keep, model.get_parameters(), model.friendly_name)
+            t0 = time.perf_counter()
             self._compiled = core.compile_model(model, device, config)
+            self.load_ms = (time.perf_counter() - t0) * 1e3
         except Exception as exc:
             raise EngineError(
                 f"{self.model_path}: OpenVINO cannot compile it for {device} ({_first_line(exc)})"
@@ -457,6 +635,16 @@ class OpenVinoEngine(Engine):
             )
         self._has_confidence = CONFIDENCE_OUTPUT in names_out
         self.effective_precision = effective_precision("openvino", self._compiled)
+        if self.cache_folder is not None:
+            self.cache_state = "loaded" if self._property("LOADED_FROM_CACHE") is True else "built"
+            log.info(
+                "%s: OpenVINO %s %s in %.0f ms (cache %s)",
+                target,
+                device,
+                "imported the compiled model" if self.cache_state == "loaded" else "compiled the model",
+                self.load_ms,
+                self.cache_folder,
+            )
         self._request = self._compiled.create_infer_request()
         self._tensors = {self.input_name: ov.Tensor(self.input_buffer, shared_memory=True)}
         for name, buf in ((CLASSES_OUTPUT, self._classes), (CONFIDENCE_OUTPUT, self._confidence)):
@@ -477,6 +665,36 @@ class OpenVinoEngine(Engine):
     def _run_unbound(self, inputs):
         result = self._compiled(dict(inputs))
         return {port.get_any_name(): np.asarray(value) for port, value in result.items()}
+
+    def _property(self, name: str):
+        try:
+            return self._compiled.get_property(name)
+        except Exception:  # a plugin without that property
+            return None
+
+    def _runtime_version(self) -> str:
+        return self._ov.get_version()
+
+    def _runtime_settings(self) -> dict:
+        def text(value):
+            return None if value is None else str(value)
+
+        return {
+            "threads": self._property("INFERENCE_NUM_THREADS"),
+            "performance_hint": text(self._property("PERFORMANCE_HINT")),
+            "streams": text(self._property("NUM_STREAMS")),
+            "execution_devices": [str(d) for d in (self._property("EXECUTION_DEVICES") or [])],
+        }
+
+    def operator_profile(self) -> list[OperatorTime]:
+        if not self._profiling or self._request is None:
+            return []
+        out = []  # OpenVINO's performance counters hold the last inference only: calls = 1
+        for info in self._request.profiling_info:
+            ms = info.real_time.total_seconds() * 1e3
+            if info.status.name == "EXECUTED" or ms > 0:
+                out.append(OperatorTime(info.node_name, info.node_type, info.exec_type, round(ms, 4), 1))
+        return out
 
     def close(self) -> None:
         self._request = self._compiled = None  # type: ignore[assignment]
@@ -580,9 +798,7 @@ def open_engine(
     """
     options = options or EngineOptions()
     if threads is not None:
-        options = EngineOptions(
-            options.ort_providers, options.openvino_device, threads, options.openvino_precision_hint, options.confidence
-        )
+        options = replace(options, threads=threads)
     failures = []
     for name, devices in engine_candidates(manifest, prefer=tuple(prefer or ()), options=options):
         kind = ENGINES[manifest["targets"][name]["runtime"]]

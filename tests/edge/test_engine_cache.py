@@ -1,0 +1,123 @@
+"""Compiled-model caches, effective settings and operator profiles of the engines, on a real bundle.
+
+OpenVINO's ``CACHE_DIR`` is exercised on the CPU; the TensorRT engine cache needs ONNX Runtime's
+TensorRT provider (a GPU build): those tests skip with that reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from daemon_fixtures import crop_bundle_fixture  # noqa: F401  (the crop_bundle fixture)
+
+from edge.engines import CACHE_KEEP, EngineOptions, model_cache_folder, open_engine
+from export.bundle import extract_bundle, load_selftest, read_manifest, tile_to
+from export.bundle.runtime import tensorrt_provider_options
+
+
+@pytest.fixture(scope="module")
+def bundle(crop_bundle, tmp_path_factory):
+    folder = extract_bundle(crop_bundle, tmp_path_factory.mktemp("cache") / "bundle")
+    return folder, read_manifest(folder)
+
+
+def _run(engine, folder, manifest) -> np.ndarray:
+    selftest = load_selftest(folder, manifest)
+    engine.bind_references(selftest.inputs["dark"], selftest.inputs["gain"])
+    return engine.infer(tile_to(selftest.inputs["raw"], engine.input_shape)).classes.copy()
+
+
+def test_openvino_compiles_once_then_imports_from_the_cache(bundle, tmp_path):
+    folder, manifest = bundle
+    options = EngineOptions(threads=1, cache_dir=tmp_path / "cache")
+    first = open_engine(folder, manifest, prefer=["openvino"], options=options)
+    assert first.cache_state == "built" and first.cache_folder.parent == tmp_path / "cache"
+    blobs = sorted(p.name for p in first.cache_folder.iterdir())
+    assert blobs, "OpenVINO wrote no compiled blob into the cache folder"
+    classes_first = _run(first, folder, manifest)
+    first.close()
+
+    second = open_engine(folder, manifest, prefer=["openvino"], options=options)
+    assert second.cache_state == "loaded"  # OpenVINO's LOADED_FROM_CACHE
+    assert second.cache_folder == first.cache_folder
+    assert sorted(p.name for p in second.cache_folder.iterdir()) == blobs  # nothing compiled anew
+    assert np.array_equal(_run(second, folder, manifest), classes_first)
+    settings = second.settings()
+    assert settings["cache"] == "loaded" and settings["cache_folder"] == str(second.cache_folder)
+    assert settings["runtime_version"] and settings["effective_precision"] in ("f32", "bf16", "f16")
+    assert settings["load_ms"] > 0
+
+
+def test_without_a_cache_folder_every_start_compiles(bundle):
+    folder, manifest = bundle
+    engine = open_engine(folder, manifest, prefer=["openvino"], options=EngineOptions(threads=1))
+    assert engine.cache_state == "off" and engine.cache_folder is None
+
+
+def test_a_new_model_gets_its_own_folder_and_old_folders_are_pruned(bundle, tmp_path):
+    folder, manifest = bundle
+    model = folder / manifest["targets"][next(iter(manifest["targets"]))]["model"]
+    cache = tmp_path / "cache"
+    first = model_cache_folder(cache, model, "CPU")
+    assert model_cache_folder(cache, model, "CPU") == first  # same file: same folder
+    changed = tmp_path / model.name
+    changed.write_bytes(model.read_bytes() + b"\0")
+    assert model_cache_folder(cache, changed, "CPU") != first  # a new bundle never reads an old engine
+    for i in range(CACHE_KEEP + 2):
+        other = tmp_path / f"m{i}.onnx"
+        other.write_bytes(str(i).encode())
+        model_cache_folder(cache, other, "CPU")
+        os.utime(cache / next(p.name for p in cache.iterdir() if p.name.startswith(f"m{i}-")), (1e9 + i, 1e9 + i))
+    assert len(list(cache.iterdir())) == CACHE_KEEP
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_profile_names_the_operators_of_the_graph(bundle, runtime):
+    folder, manifest = bundle
+    engine = open_engine(folder, manifest, prefer=[runtime], options=EngineOptions(threads=1, profile=True))
+    _run(engine, folder, manifest)
+    profile = engine.operator_profile()
+    kinds = {op.op_type for op in profile}
+    assert {"Conv", "Convolution"} & kinds, kinds
+    assert sum(op.ms for op in profile) > 0 and all(op.calls >= 1 for op in profile)
+    engine.close()
+
+
+def test_onnxruntime_settings_name_providers_and_threads(bundle):
+    folder, manifest = bundle
+    engine = open_engine(folder, manifest, prefer=["onnxruntime"], options=EngineOptions(threads=2))
+    settings = engine.settings()
+    assert settings["providers"][-1] == "CPUExecutionProvider" and settings["threads"] == 2
+    assert settings["runtime"] == "onnxruntime" and settings["runtime_version"]
+
+
+def test_tensorrt_options_follow_the_target_precision(tmp_path):
+    assert tensorrt_provider_options("fp32") == {}
+    assert tensorrt_provider_options("fp16")["trt_fp16_enable"] == "True"
+    int8 = tensorrt_provider_options("int8", str(tmp_path))
+    assert int8["trt_int8_enable"] == "True" and "trt_fp16_enable" not in int8
+    assert int8["trt_engine_cache_path"] == int8["trt_timing_cache_path"] == str(tmp_path)
+
+
+def _tensorrt_available() -> bool:
+    import onnxruntime as ort
+
+    return "TensorrtExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.mark.skipif(not _tensorrt_available(), reason="ONNX Runtime's TensorRT provider is not installed (no GPU)")
+def test_tensorrt_engine_is_built_once_then_loaded(bundle, tmp_path):
+    folder, manifest = bundle
+    if not any(t.get("runtime") == "tensorrt" for t in manifest["targets"].values()):
+        pytest.skip("the test bundle has no TensorRT target")
+    options = EngineOptions(cache_dir=tmp_path / "cache")
+    first = open_engine(folder, manifest, prefer=["tensorrt"], options=options)
+    assert first.cache_state == "built"
+    _run(first, folder, manifest)
+    assert any(first.cache_folder.glob("*.engine"))
+    second = open_engine(folder, manifest, prefer=["tensorrt"], options=options)
+    assert second.cache_state == "loaded"
+    options_used = second.settings()["provider_options"]["TensorrtExecutionProvider"]
+    assert options_used["trt_engine_cache_enable"] in ("1", "True")
