@@ -6,7 +6,10 @@ whenever something goes wrong; ``flush()`` (when the sink has it) before exit. A
 ``send`` are the daemon's buffers, valid only during the call: a sink that keeps one copies it.
 A sink must accept (and may ignore) fields it does not know. A sink that raises does not stop
 the daemon (the failure is counted as a ``sink`` error); a slow sink makes the capture queue
-drop its oldest frames, which ``status`` reports as ``dropped``.
+drop its oldest frames, which ``status`` reports as ``dropped``. ``send`` may return False when
+the event did not reach its destination (a link down or full: the mask is lost); the daemon counts
+masks *delivered* (no exception, not False) apart from masks *made*. A sink that cannot work at
+all (a folder that is a file, a missing serial port) raises ``XenoedgeError`` when it is built.
 
 Fields (see docs/daemon.md for the full table):
 
@@ -15,7 +18,8 @@ Fields (see docs/daemon.md for the full table):
 - ``mask``: frame_index, timestamp_us, classes ((H, W) uint8), n_classes, model_id,
   confidence ((H, W) float32 or None), latency_ms, dsc (float or None; only with scoring);
 - ``status``: fps, frames, dropped, uptime_s, errors (total), error_counts ({code: n}), model_id,
-  queue_depth, mean_dsc (None unless scoring);
+  queue_depth, mean_dsc (None unless scoring), masks_delivered, masks_lost, link_state,
+  link_down_s;
 - ``error``: code (``camera``, ``frame``, ``sink``, ``engine``, ``references``), message,
   frame_index (or None).
 
@@ -87,6 +91,7 @@ class PngSink:
         if every < 1:
             raise XenoedgeError(f"png sink: every must be >= 1, got {every}")
         self.folder = Path(folder)
+        _check_folder(self.folder)
         self.every = every
         self.frame_rgb = frame_rgb
         self.written = 0
@@ -122,6 +127,20 @@ class PngSink:
             title = f"{self._model or 'mask'}  frame {index}"
             write_rgb_png(self.folder / f"mask_{index:06d}.png", mask_picture(classes, colors, names, title, rgb=rgb))
             self.written += 1
+
+
+def _check_folder(folder: Path) -> None:
+    """Make ``folder`` now, so that a sink that cannot write is an error at start, not lost masks."""
+    import os
+
+    if folder.exists() and not folder.is_dir():
+        raise XenoedgeError(f"png sink: {folder} is a file, not a folder; give a folder for the mask pictures")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise XenoedgeError(f"png sink: cannot create {folder}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise XenoedgeError(f"png sink: {folder} is not writable")
 
 
 def _gray_colors() -> np.ndarray:
@@ -185,17 +204,22 @@ def _png(arg: str) -> PngSink:
 
 
 class LinkSink:
-    """The wire protocol over an ``edge.links`` link: what a device sends to its host."""
+    """The wire protocol over an ``edge.links`` link: what a device sends to its host.
 
-    def __init__(self, link_spec: str):
-        from edge.links import open_link
+    ``wait_for_port``: a serial port that does not exist yet is waited for (link state
+    ``waiting``) instead of refused at start (``NoSuchPortError`` listing the ports that exist)."""
+
+    def __init__(self, link_spec: str, *, wait_for_port: bool = False):
+        from edge.links import open_link, parse_kind
         from edge.protocol.sink import ProtocolSink
 
-        self.link = open_link(link_spec)
+        self.spec = link_spec
+        options = {"wait_for_port": wait_for_port} if parse_kind(link_spec)[0] == "serial" else {}
+        self.link = open_link(link_spec, **options)
         self.protocol = ProtocolSink(self.link)
 
-    def send(self, kind: str, **fields: Any) -> None:
-        self.protocol.send(kind, **fields)
+    def send(self, kind: str, **fields: Any) -> bool:
+        return self.protocol.send(kind, **fields)
 
     def flush(self) -> None:
         self.protocol.flush()
@@ -205,15 +229,16 @@ class LinkSink:
         self.link.close()
 
 
-def _link(kind: str) -> Callable[[str], LinkSink]:
-    return lambda arg: LinkSink(f"{kind}:{arg}" if arg else kind)
+def _link(kind: str) -> Callable[..., LinkSink]:
+    return lambda arg, **options: LinkSink(f"{kind}:{arg}" if arg else kind, **options)
 
 
-#: Sink kind -> factory(argument): local pictures, or the wire protocol over a link (docs/links.md).
-SINK_KINDS: dict[str, Callable[[str], Any]] = {
-    "null": lambda arg: NullSink(),
-    "collect": lambda arg: CollectingSink(),
-    "png": _png,
+#: Sink kind -> factory(argument, **options): local pictures, or the wire protocol over a link
+#: (docs/links.md). Options (``wait_for_port``) reach the link factories only.
+SINK_KINDS: dict[str, Callable[..., Any]] = {
+    "null": lambda arg, **_: NullSink(),
+    "collect": lambda arg, **_: CollectingSink(),
+    "png": lambda arg, **_: _png(arg),
     "serial": _link("serial"),
     "tcp": _link("tcp"),
     "file": _link("file"),
@@ -221,9 +246,10 @@ SINK_KINDS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def sink_from_spec(spec: str) -> Any:
-    """A sink for ``spec`` (``kind[:argument]``), e.g. ``null``, ``png:/tmp/masks:10``."""
+def sink_from_spec(spec: str, *, wait_for_port: bool = False) -> Any:
+    """A sink for ``spec`` (``kind[:argument]``), e.g. ``null``, ``png:/tmp/masks:10``; checked now
+    (a PNG folder that cannot be made, a serial port that does not exist raise ``XenoedgeError``)."""
     kind, _, arg = spec.partition(":")
     if kind not in SINK_KINDS:
         raise UnknownNameError("output sink", kind, sorted(SINK_KINDS))
-    return SINK_KINDS[kind](arg)
+    return SINK_KINDS[kind](arg, wait_for_port=wait_for_port)

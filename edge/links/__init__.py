@@ -7,25 +7,32 @@
 from edge.links._base import (
     DEFAULT_BACKOFF_S,
     DEFAULT_BUFFER_BYTES,
+    DOWN,
+    UP,
+    WAITING,
     Backoff,
     Link,
     LinkError,
     LinkSpecError,
     LinkStats,
+    NoSuchPortError,
     OutboundBuffer,
     ReconnectingLink,
 )
 from edge.links.file_link import FileLink, NullLink
-from edge.links.serial_link import DEFAULT_BAUD, STABLE_DIRS, PtyLink, SerialLink, stable_alias
-from edge.links.spec import LINK_KINDS, LinkKind, make_link, open_link, parse_kind
+from edge.links.serial_link import DEFAULT_BAUD, STABLE_DIRS, PtyLink, SerialLink, serial_ports, stable_alias
+from edge.links.spec import LINK_KINDS, LinkKind, check_port, make_link, open_link, parse_kind, port_spec
 from edge.links.tcp_link import TcpLink
 
 __all__ = [
     "DEFAULT_BACKOFF_S",
     "DEFAULT_BAUD",
     "DEFAULT_BUFFER_BYTES",
+    "DOWN",
     "LINK_KINDS",
     "STABLE_DIRS",
+    "UP",
+    "WAITING",
     "Backoff",
     "FileLink",
     "Link",
@@ -33,14 +40,18 @@ __all__ = [
     "LinkKind",
     "LinkSpecError",
     "LinkStats",
+    "NoSuchPortError",
     "NullLink",
     "OutboundBuffer",
     "PtyLink",
     "ReconnectingLink",
     "SerialLink",
     "TcpLink",
+    "check_port",
     "make_link",
     "open_link",
     "parse_kind",
+    "port_spec",
+    "serial_ports",
     "stable_alias",
 ]

@@ -41,6 +41,15 @@ class LinkSpecError(LinkError, ValueError):
     """A link spec string (``serial:/dev/xenoedge@921600``, ``tcp:host:port`` ...) that does not parse."""
 
 
+class NoSuchPortError(LinkError):
+    """A serial port path that does not exist (the message lists the ports that do)."""
+
+
+#: Link states (``Link.state``): up now; lost after being up; never up yet (device not plugged in,
+#: receiver not listening yet).
+UP, DOWN, WAITING = "up", "down", "waiting"
+
+
 class LinkLost(Exception):
     """Internal signal: the peer is gone. ``sent`` bytes of the current message did go out."""
 
@@ -62,6 +71,8 @@ class LinkStats:
         disconnects: times the link was lost after being up.
         reconnects: successful reopens after a loss (the first open is not counted).
         connect_failures: failed open attempts.
+        down_s: seconds the link was down (or waiting for its first open) in finished outages;
+            ``Link.down_s()`` adds the outage going on now.
         last_error: the most recent reason the link went down or failed to open, or None.
     """
 
@@ -73,6 +84,7 @@ class LinkStats:
     disconnects: int = 0
     reconnects: int = 0
     connect_failures: int = 0
+    down_s: float = 0.0
     last_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -212,8 +224,10 @@ class Link(abc.ABC):
         """Open the link (idempotent)."""
 
     @abc.abstractmethod
-    def write(self, data: bytes) -> bool:
-        """Send ``data``; True when the OS took all of it, False when it was buffered or dropped."""
+    def write(self, data: bytes, *, keep: bool = True) -> bool:
+        """Send ``data``; True when the OS took all of it, False when it was buffered or dropped.
+        ``keep=False``: never buffer it: what the OS did not take now is dropped (counted)
+        (live data such as masks, worthless when late)."""
 
     @abc.abstractmethod
     def read(self, max_bytes: int = 4096, timeout_s: float = 0.0) -> bytes:
@@ -231,6 +245,15 @@ class Link(abc.ABC):
     @abc.abstractmethod
     def connected(self) -> bool:
         """Whether the link is up now (no I/O is done to find out)."""
+
+    @property
+    def state(self) -> str:
+        """``UP``, ``DOWN`` (lost after being up) or ``WAITING`` (never up yet); no I/O is done."""
+        return UP if self.connected else DOWN
+
+    def down_s(self) -> float:
+        """Seconds this link has been down or waiting since it was opened, the current outage included."""
+        return self.stats.down_s
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -284,6 +307,7 @@ class ReconnectingLink(Link, Generic[H], abc.ABC):
         self._buffer = OutboundBuffer(buffer_bytes if reconnect else 0)
         self._handle: H | None = None
         self._ever_up = False
+        self._down_since: float | None = None  # clock time the current outage began
         self._lock = threading.RLock()
 
     # -- handle operations supplied by subclasses -------------------------------------------
@@ -316,6 +340,16 @@ class ReconnectingLink(Link, Generic[H], abc.ABC):
     def connected(self) -> bool:
         return self._handle is not None
 
+    @property
+    def state(self) -> str:
+        if self._handle is not None:
+            return UP
+        return DOWN if self._ever_up else WAITING
+
+    def down_s(self) -> float:
+        since = self._down_since
+        return self.stats.down_s + (max(0.0, self._clock() - since) if since is not None else 0.0)
+
     def open(self) -> None:
         """Open the link. With ``reconnect`` a failed first open leaves it down and retrying;
         without, it raises :class:`LinkError` naming the address and the reason."""
@@ -325,27 +359,30 @@ class ReconnectingLink(Link, Generic[H], abc.ABC):
             if self._opened:
                 return
             self._opened = True
+            self._down_since = self._clock()
             if not self._try_connect() and not self.reconnect:
                 self._closed = True
                 raise LinkError(f"{self.description}: cannot open: {self.stats.last_error}")
 
-    def write(self, data: bytes) -> bool:
-        """Send ``data`` (bytes-like). Returns False when the link is down: data kept in the buffer or dropped."""
+    def write(self, data: bytes, *, keep: bool = True) -> bool:
+        """Send ``data`` (bytes-like). Returns False when the link is down: data kept in the buffer or
+        dropped (``keep=False``: always dropped, counted in ``dropped_bytes``)."""
+        view = memoryview(data).cast("B")
         with self._lock:
             self._check_usable()
             self._reconnect_if_due()
             if self._handle is not None and self._send_buffered():
                 try:
-                    self._send(self._handle, memoryview(data).cast("B"))
+                    self._send(self._handle, view)
                 except LinkLost as lost:
                     self._lost(lost)
-                    self._keep(memoryview(data).cast("B")[lost.sent :])
+                    self._keep(view[lost.sent :], keep)
                     self.stats.writes_failed += 1
                     return False
-                self.stats.bytes_written += len(memoryview(data).cast("B"))
+                self.stats.bytes_written += len(view)
                 self.stats.writes_ok += 1
                 return True
-            self._keep(memoryview(data).cast("B"))
+            self._keep(view, keep)
             self.stats.writes_failed += 1
             return False
 
@@ -400,6 +437,7 @@ class ReconnectingLink(Link, Generic[H], abc.ABC):
                 self._handle = None
             self.stats.dropped_bytes += self._buffer.clear()
             self.stats.buffered_bytes = 0
+            self._end_outage()
             self._closed = True
 
     # -- machinery ---------------------------------------------------------------------------
@@ -417,6 +455,7 @@ class ReconnectingLink(Link, Generic[H], abc.ABC):
             return False
         self._handle = handle
         self._backoff.reset()
+        self._end_outage()
         if self._ever_up:
             self.stats.reconnects += 1
             log.info("%s: reconnected", self.description)
@@ -434,11 +473,18 @@ class ReconnectingLink(Link, Generic[H], abc.ABC):
             self._disconnect(handle)
         self.stats.disconnects += 1
         self.stats.last_error = lost.reason
+        self._down_since = self._clock()
         self._backoff.failed()
         log.warning("%s: link down: %s", self.description, lost.reason)
 
-    def _keep(self, data: memoryview) -> None:
-        self.stats.dropped_bytes += self._buffer.push(data)
+    def _end_outage(self) -> None:
+        """Add the outage that ends now to ``stats.down_s``."""
+        if self._down_since is not None:
+            self.stats.down_s += max(0.0, self._clock() - self._down_since)
+            self._down_since = None
+
+    def _keep(self, data: memoryview, keep: bool = True) -> None:
+        self.stats.dropped_bytes += self._buffer.push(data) if keep else len(data)
         self.stats.buffered_bytes = len(self._buffer)
 
     def _send_buffered(self) -> bool:

@@ -89,7 +89,7 @@ class NullLink(Link):
             raise LinkError("null: link is closed")
         self._opened = True
 
-    def write(self, data: bytes) -> bool:
+    def write(self, data: bytes, *, keep: bool = True) -> bool:
         self._check_usable()
         self.stats.bytes_written += memoryview(data).nbytes
         self.stats.writes_ok += 1

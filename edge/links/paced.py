@@ -44,7 +44,7 @@ class PacedLink(Link):
         self.inner.open()
         self._opened = True
 
-    def write(self, data: bytes) -> bool:
+    def write(self, data: bytes, *, keep: bool = True) -> bool:
         """Wait until a UART would have shifted out the last byte of ``data``, then hand it on
         (so the peer sees a frame complete no earlier than on a real line)."""
         start = max(self._clock(), self._free_at)
@@ -52,7 +52,7 @@ class PacedLink(Link):
         wait = self._free_at - self._clock()
         if wait > 0:
             self._sleep(wait)
-        return self.inner.write(data)
+        return self.inner.write(data, keep=keep)
 
     def read(self, max_bytes: int = 4096, timeout_s: float = 0.0) -> bytes:
         return self.inner.read(max_bytes, timeout_s)
@@ -67,6 +67,13 @@ class PacedLink(Link):
     @property
     def connected(self) -> bool:
         return self.inner.connected
+
+    @property
+    def state(self) -> str:
+        return self.inner.state
+
+    def down_s(self) -> float:
+        return self.inner.down_s()
 
     def __getattr__(self, name: str) -> Any:  # slave_path and the like of the wrapped link
         if name == "inner":

@@ -28,6 +28,7 @@ from edge.links._base import (
     Link,
     LinkError,
     LinkLost,
+    NoSuchPortError,
     ReconnectingLink,
     Sleep,
     log,
@@ -55,6 +56,38 @@ def stable_alias(device: str | os.PathLike[str], search: Sequence[str] = STABLE_
     return None
 
 
+def serial_ports() -> list[str]:
+    """The serial ports present now: pyserial's ``comports()`` devices, then the stable names
+    (``/dev/xenoedge``, ``/dev/serial/by-id/...``) that point at them."""
+    from serial.tools import list_ports
+
+    try:
+        ports = sorted({p.device for p in list_ports.comports()})
+    except Exception:  # a sysfs oddity must not hide the real error
+        ports = []
+    stable: list[str] = []
+    for entry in STABLE_DIRS:
+        p = Path(entry)
+        try:
+            stable += sorted(str(c) for c in p.iterdir()) if p.is_dir() and not p.is_symlink() else []
+            stable += [str(p)] if p.is_symlink() and p.exists() else []
+        except OSError:
+            continue
+    return stable + ports
+
+
+def is_port_path(port: str) -> bool:
+    """A filesystem path (``/dev/ttyACM0``), as opposed to a pyserial URL (``loop://``, ``socket://``)."""
+    return "://" not in port and not port.startswith("loop:")
+
+
+def no_such_port(port: str, what: str = "serial") -> NoSuchPortError:
+    """The error for a missing port path: names it and lists the serial ports that exist."""
+    ports = serial_ports()
+    present = f"serial ports here: {', '.join(ports)}" if ports else "no serial ports are present on this machine"
+    return NoSuchPortError(f"{what}:{port}: no such port ({port} does not exist); {present}")
+
+
 @dataclasses.dataclass
 class _SerialHandle:
     port: Any  # a pyserial Serial (posix) or a URL-handler instance such as loop://
@@ -72,6 +105,9 @@ class SerialLink(ReconnectingLink[_SerialHandle]):
         write_timeout_s: longest time in seconds the port may accept no byte before the link
             counts as lost (a stalled or unplugged device).
         exclusive: take an exclusive ``flock`` so a second process cannot interleave bytes.
+        wait_for_port: a port path that does not exist at ``open`` is waited for (state
+            ``WAITING``, opened by the backoff as soon as it appears); without it, ``open`` raises
+            :class:`NoSuchPortError` naming the path and listing the ports that exist.
         reconnect, backoff, buffer_bytes, clock, sleep: see :class:`ReconnectingLink`.
         open_serial: factory with the signature of ``serial.serial_for_url`` (injectable).
 
@@ -87,6 +123,7 @@ class SerialLink(ReconnectingLink[_SerialHandle]):
         *,
         write_timeout_s: float = 0.5,
         exclusive: bool = True,
+        wait_for_port: bool = False,
         reconnect: bool = True,
         backoff: Sequence[float] = DEFAULT_BACKOFF_S,
         buffer_bytes: int = DEFAULT_BUFFER_BYTES,
@@ -101,12 +138,23 @@ class SerialLink(ReconnectingLink[_SerialHandle]):
             raise LinkError(f"serial:{port}: write_timeout_s must be > 0 seconds, got {write_timeout_s}")
         self.port, self.baud = str(port), int(baud)
         self.write_timeout_s, self.exclusive = float(write_timeout_s), exclusive
+        self.wait_for_port = wait_for_port
         self._open_serial = open_serial
         self.description = f"serial:{self.port}@{self.baud}"
         if _NUMBERED_NODE.match(self.port) and not os.path.islink(self.port):
             alias = stable_alias(self.port) if os.path.exists(self.port) else None
             hint = f"; use {alias}" if alias else "; use /dev/serial/by-id/... or the udev alias /dev/xenoedge"
             log.warning("%s: a ttyACM/ttyUSB number changes on replug%s", self.description, hint)
+
+    def open(self) -> None:
+        """Open the port. A path that does not exist raises :class:`NoSuchPortError` (naming it and
+        the ports that exist) unless ``wait_for_port``: then the link waits for it (``WAITING``)."""
+        if not self._opened and not self._closed and is_port_path(self.port) and not os.path.exists(self.port):
+            if not self.wait_for_port:
+                self._closed = True
+                raise no_such_port(self.port)
+            log.warning("%s: WAITING for the port to appear (%s does not exist yet)", self.description, self.port)
+        super().open()
 
     @property
     def device(self) -> str | None:
@@ -229,7 +277,7 @@ class PtyLink(Link):
         self.description = f"pty:{self.slave_path}"
         self._announce(f"pty link: receiver port is {self.slave_path}")
 
-    def write(self, data: bytes) -> bool:
+    def write(self, data: bytes, *, keep: bool = True) -> bool:
         self._check_usable()
         view = memoryview(data).cast("B")
         master = self._require_master()

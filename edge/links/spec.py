@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from calibration.errors import UnknownNameError
 from edge.links._base import Link, LinkSpecError
 from edge.links.file_link import FileLink, NullLink
-from edge.links.serial_link import DEFAULT_BAUD, PtyLink, SerialLink
+from edge.links.serial_link import DEFAULT_BAUD, PtyLink, SerialLink, is_port_path, no_such_port
 from edge.links.tcp_link import TcpLink
 
 
@@ -119,6 +121,32 @@ def parse_kind(spec: str) -> tuple[str, str]:
     """
     kind, _, rest = spec.strip().partition(":")
     return kind, rest
+
+
+def port_spec(port: str, baud: int = DEFAULT_BAUD) -> str:
+    """The one spelling of a device port for ``listen``, ``flash`` and ``device``: a bare path
+    (``/dev/ttyACM0``, ``./ttyX``) becomes ``serial:PATH@BAUD``; a link spec (``serial:...``,
+    ``tcp:...``, ``file:...``, ``loop://``) is kept as given.
+
+    >>> port_spec("/dev/ttyACM0", 115200), port_spec("serial:/dev/xenoedge@921600"), port_spec("loop://")
+    ('serial:/dev/ttyACM0@115200', 'serial:/dev/xenoedge@921600', 'loop://')
+    """
+    port = port.strip()
+    if port.startswith(("/", ".", "~")):
+        return f"serial:{Path(port).expanduser()}@{baud}"
+    return port
+
+
+def check_port(spec: str) -> None:
+    """Raise :class:`NoSuchPortError` (naming the path, listing the ports that exist) when ``spec``
+    is a serial port whose path does not exist; other kinds and malformed specs pass (``make_link``
+    reports those)."""
+    kind, rest = parse_kind(spec)
+    if kind != "serial":
+        return
+    path = rest.rpartition("@")[0] if "@" in rest and rest.rpartition("@")[2].isdigit() else rest
+    if path and is_port_path(path) and not os.path.exists(path):
+        raise no_such_port(path)
 
 
 def make_link(spec: str, **options: Any) -> Link:

@@ -403,6 +403,12 @@ def decode_hello(payload: bytes) -> dict[str, Any]:
 # ---------------------------------------------------------------- STATUS
 
 STATUS = struct.Struct("<IIQQ16sIIIII")  # 60 bytes, see StatusMessage
+#: Optional delivery fields after the first 60 bytes: masks_delivered u64 [60], masks_lost u64 [68],
+#: link_down_s u32 [76], link_state u8 [80] (81 bytes in all). A receiver that knows only the
+#: first 60 bytes ignores them (section 5 of docs/protocol.md).
+STATUS_DELIVERY = struct.Struct("<QQIB")
+#: ``link_state`` values: no link state known, up, down (lost after being up), waiting (never up yet)
+LINK_STATES = ("unknown", "up", "down", "waiting")
 
 
 @dataclass(frozen=True)
@@ -413,6 +419,10 @@ class StatusMessage:
     dropped_frames u64 [16], model_id 16 bytes [24], camera_errors u32 [40],
     frame_errors u32 [44], engine_errors u32 [48], link_errors u32 [52], latency_us u32 [56]
     (per-frame processing time). Counters saturate at their maximum.
+
+    Optional delivery fields (None when the payload is the 60-byte form): masks_delivered u64 [60]
+    (masks the link took), masks_lost u64 [68] (masks dropped because the link was down or full),
+    link_down_s u32 [76] (seconds down or waiting since start), link_state [80] (``LINK_STATES``).
     """
 
     uptime_s: int
@@ -425,6 +435,10 @@ class StatusMessage:
     engine_errors: int = 0
     link_errors: int = 0
     latency_us: int = 0
+    masks_delivered: int | None = None
+    masks_lost: int | None = None
+    link_down_s: int | None = None
+    link_state: str | None = None
 
 
 def _saturate(name: str, value: float, maximum: int) -> int:
@@ -452,9 +466,14 @@ def status_payload(
     engine_errors: int = 0,
     link_errors: int = 0,
     latency_us: float = 0,
+    masks_delivered: int | None = None,
+    masks_lost: int = 0,
+    link_down_s: float = 0,
+    link_state: str = "unknown",
 ) -> bytes:
-    """STATUS payload (60 bytes, see ``StatusMessage``); fps is sent as round(fps x 100)."""
-    return STATUS.pack(
+    """STATUS payload (see ``StatusMessage``); fps is sent as round(fps x 100). 60 bytes, or 81 with
+    the delivery fields when ``masks_delivered`` is given."""
+    base = STATUS.pack(
         _saturate("uptime_s", uptime_s, U32_MAX),
         _saturate("fps x 100", fps * 100 if isinstance(fps, numbers.Real) else fps, U32_MAX),
         _saturate("frames", frames, U64_MAX),
@@ -466,12 +485,27 @@ def status_payload(
         _saturate("link_errors", link_errors, U32_MAX),
         _saturate("latency_us", latency_us, U32_MAX),
     )
+    if masks_delivered is None:
+        return base
+    if link_state not in LINK_STATES:
+        raise ProtocolError(f"link_state must be one of {', '.join(LINK_STATES)}, got {link_state!r}")
+    return base + STATUS_DELIVERY.pack(
+        _saturate("masks_delivered", masks_delivered, U64_MAX),
+        _saturate("masks_lost", masks_lost, U64_MAX),
+        _saturate("link_down_s", link_down_s, U32_MAX),
+        LINK_STATES.index(link_state),
+    )
 
 
 def decode_status(payload: bytes) -> StatusMessage:
-    """Inverse of ``status_payload``. Longer payloads are accepted (later versions may append fields)."""
+    """Inverse of ``status_payload``. Longer payloads are accepted (later versions may append fields);
+    the delivery fields are read when the payload holds them (81 bytes or more)."""
     payload = _as_bytes("payload", payload)
     if len(payload) < STATUS.size:
         raise ProtocolError(f"STATUS payload of {len(payload)} bytes, expected {STATUS.size}")
     up, fps100, frames, dropped, model_id, cam, frame, engine, link, latency = STATUS.unpack_from(payload)
-    return StatusMessage(up, fps100 / 100, frames, dropped, model_id, cam, frame, engine, link, latency)
+    extra: tuple = ()
+    if len(payload) >= STATUS.size + STATUS_DELIVERY.size:
+        delivered, lost, down_s, state = STATUS_DELIVERY.unpack_from(payload, STATUS.size)
+        extra = (delivered, lost, down_s, LINK_STATES[state] if state < len(LINK_STATES) else "unknown")
+    return StatusMessage(up, fps100 / 100, frames, dropped, model_id, cam, frame, engine, link, latency, *extra)

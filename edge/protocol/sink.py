@@ -13,9 +13,14 @@ Mapping (docs/protocol.md section 5):
 - HELLO: ``device_id`` (the sink's), ``camera_id``, ``sensor_signature``, ``bundle_name`` =
   ``model_name``, ``bundle_version`` = ``model_version``, ``model_id`` (hex), plus every other
   JSON-serialisable field of the event (``labels``, ``width``, ``height``, ``engine`` ...).
+- MASK: written *live*: to a link that can (``write(data, keep=False)``, the ``edge.links``
+  links), a mask the link cannot take now (down, or full: a stalled reader) is dropped and
+  counted, never buffered to arrive late. ``send`` returns True when the link took the mask,
+  False when it was lost; ``masks_written`` and ``masks_dropped`` count them.
 - STATUS: ``error_counts`` by code: ``camera`` -> camera_errors, ``frame`` and ``references``
   -> frame_errors, ``engine`` -> engine_errors, ``sink`` (plus this sink's failed writes) ->
-  link_errors; ``latency_us`` is the last mask's ``latency_ms`` x 1000.
+  link_errors; ``latency_us`` is the last mask's ``latency_ms`` x 1000; the delivery fields are
+  this sink's ``masks_written`` / ``masks_dropped`` and the link's ``down_s()`` and ``state``.
 - ERROR: code by ``ERROR_CODES`` (unknown: INTERNAL); text ``"frame N: message"`` when a
   frame index is given.
 
@@ -32,6 +37,7 @@ Mapping (docs/protocol.md section 5):
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import socket
 import threading
@@ -86,6 +92,14 @@ def model_id_bytes(model_id: object = None, model_sha256: object = None) -> byte
     return hashlib.sha256(str(model_id).encode("utf-8")).digest()[:MODEL_ID_SIZE]
 
 
+def _takes_keep(link: Any) -> bool:
+    """Whether ``link.write`` accepts ``keep=`` (the ``edge.links`` links do)."""
+    try:
+        return "keep" in inspect.signature(link.write).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value, allow_nan=False)
@@ -113,6 +127,9 @@ class ProtocolSink:
         self.with_counts = with_counts
         self.write_failures = 0  # writes the link reported as not sent (down: buffered or dropped)
         self.frames_written = 0
+        self.masks_written = 0  # masks the link took
+        self.masks_dropped = 0  # masks lost: the link was down or full
+        self._live = _takes_keep(link)  # the link can drop a live mask instead of buffering it
         self._model_sha256: str | None = None
         self._latency_us = 0
         self._lock = threading.Lock()  # the daemon's control thread answers on the same link
@@ -121,23 +138,35 @@ class ProtocolSink:
         """Write one packet of any type (thread-safe; the daemon's flashing replies use it)."""
         self._write(ptype, payload)
 
-    def _write(self, ptype: PacketType, payload: bytes) -> None:
+    def _write(self, ptype: PacketType, payload: bytes, *, live: bool = False) -> bool:
         with self._lock:
             frame = self.encoder.encode(ptype, payload)
             try:
-                ok = self.link.write(frame)
+                ok = self.link.write(frame, keep=False) if live and self._live else self.link.write(frame)
             except OSError:
                 ok = False
             if ok is False:  # counted under the lock too: the frame loop and the reply thread both write
                 self.write_failures += 1
             else:
                 self.frames_written += 1
+            return ok is not False
+
+    def link_state(self) -> str:
+        """The link's state (``up``, ``down``, ``waiting``), ``unknown`` for a plain writer."""
+        state = getattr(self.link, "state", None)
+        return state if isinstance(state, str) else "unknown"
+
+    def link_down_s(self) -> float:
+        """Seconds the link has been down or waiting (0.0 for a plain writer)."""
+        down_s = getattr(self.link, "down_s", None)
+        return float(down_s()) if callable(down_s) else 0.0
 
     def _model_id(self, fields: dict[str, Any]) -> bytes:
         return model_id_bytes(fields.get("model_id"), fields.get("model_sha256") or self._model_sha256)
 
-    def send(self, kind: str, **fields: Any) -> None:
-        """Encode one daemon event and write it (see the module doc for the mapping)."""
+    def send(self, kind: str, **fields: Any) -> bool:
+        """Encode one daemon event and write it (see the module doc for the mapping); False when
+        the link did not take it (a mask is then lost, other packets wait in the link's buffer)."""
         if kind == "hello":
             self._model_sha256 = fields.get("model_sha256") or None
             info = {k: v for k, v in fields.items() if k != "model_id" and _jsonable(v)}
@@ -150,8 +179,8 @@ class ProtocolSink:
                 model_id=self._model_id(fields).hex(),
                 model=fields.get("model_id"),
             )
-            self._write(PacketType.HELLO, hello_payload(info))
-        elif kind == "mask":
+            return self._write(PacketType.HELLO, hello_payload(info))
+        if kind == "mask":
             latency_ms = fields.get("latency_ms")
             if isinstance(latency_ms, (int, float)) and latency_ms >= 0:
                 self._latency_us = int(latency_ms * 1000)
@@ -163,8 +192,14 @@ class ProtocolSink:
                 n_classes=int(fields.get("n_classes") or int(classes.max()) + 1),
                 with_counts=self.with_counts,
             )
-            self._write(PacketType.MASK, payload)
-        elif kind == "status":
+            delivered = self._write(PacketType.MASK, payload, live=True)
+            with self._lock:
+                if delivered:
+                    self.masks_written += 1
+                else:
+                    self.masks_dropped += 1
+            return delivered
+        if kind == "status":
             counters = dict.fromkeys(("camera_errors", "frame_errors", "engine_errors", "link_errors"), 0)
             for code, n in (fields.get("error_counts") or {}).items():
                 if code in STATUS_COUNTERS:
@@ -177,15 +212,20 @@ class ProtocolSink:
                 dropped_frames=int(fields.get("dropped") or 0),
                 model_id=self._model_id(fields),
                 latency_us=self._latency_us,
+                masks_delivered=self.masks_written,
+                masks_lost=self.masks_dropped,
+                link_down_s=self.link_down_s(),
+                link_state=self.link_state(),
                 **counters,
             )
-            self._write(PacketType.STATUS, payload)
-        elif kind == "error":
+            return self._write(PacketType.STATUS, payload)
+        if kind == "error":
             code = ERROR_CODES.get(str(fields.get("code")), ErrorCode.INTERNAL)
             message = str(fields.get("message", ""))
             index = fields.get("frame_index")
             text = f"frame {index}: {message}" if index is not None else message
-            self._write(PacketType.ERROR, error_payload(code, text))
+            return self._write(PacketType.ERROR, error_payload(code, text))
+        return True
 
     def flush(self) -> None:
         """Flush the link when it can."""

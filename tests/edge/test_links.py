@@ -22,9 +22,12 @@ import serial
 from calibration.errors import UnknownNameError, XenoedgeError
 from edge.links import (
     LINK_KINDS,
+    UP,
+    WAITING,
     FileLink,
     LinkError,
     LinkSpecError,
+    NoSuchPortError,
     NullLink,
     OutboundBuffer,
     PtyLink,
@@ -305,15 +308,22 @@ def test_serial_exclusive_access(by_id: Path, clock: FakeClock) -> None:
 
 def test_serial_first_open_failure(tmp_path: Path, clock: FakeClock) -> None:
     missing = tmp_path / "usb-none"
+    for reconnect in (False, True):  # a path that does not exist: refused at once, naming it
+        with pytest.raises(NoSuchPortError, match=rf"{missing}: no such port .*serial ports|no serial ports"):
+            serial_link(missing, clock, reconnect=reconnect).open()
+    broken = tmp_path / "usb-broken"
+    broken.mkdir()  # exists but is no port: the open fails, the link stays down and retries
     with pytest.raises(LinkError, match="cannot open"):
-        serial_link(missing, clock, reconnect=False).open()
-    link = serial_link(missing, clock)  # with reconnect: starts down and keeps trying
+        serial_link(broken, clock, reconnect=False).open()
+    link = serial_link(missing, clock, wait_for_port=True)  # waits for the device (WAITING)
     link.open()
-    assert not link.connected and link.write(b"early") is False
+    assert not link.connected and link.state == WAITING and link.write(b"early") is False
+    clock.advance(2.5)
+    assert link.down_s() == pytest.approx(2.5)
     pair = PtyPair()
     missing.symlink_to(pair.name)
-    clock.advance(1)
     assert link.write(b"!")
+    assert link.state == UP and link.stats.down_s == pytest.approx(2.5)
     assert pair.read(6) == b"early!"
     assert link.stats.reconnects == 0  # the first successful open is not a reconnect
     link.close()
@@ -321,7 +331,7 @@ def test_serial_first_open_failure(tmp_path: Path, clock: FakeClock) -> None:
 
 
 def test_read_on_down_link_waits_on_injected_clock(by_id: Path, clock: FakeClock) -> None:
-    link = serial_link(by_id, clock)  # nothing behind the path
+    link = serial_link(by_id, clock, wait_for_port=True)  # nothing behind the path
     link.open()
     start = clock()
     assert link.read(16, timeout_s=3.0) == b""
