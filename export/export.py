@@ -7,8 +7,10 @@ Steps (each reported through ``log``):
 2. export the FP32 graph with preprocessing folded in (``export.onnx_export``; the raw
    variant, or the reflectance variant for TensorRT, which has no uint16 tensors);
 3. make the artifacts the target table asks for (``export.targets.artifacts_for``):
-   ORT QDQ INT8, OpenVINO IR FP32/FP16, NNCF INT8, and check each against the target's
-   constraints;
+   ORT QDQ INT8 (Q/DQ placed for the runtime: ``Target.int8_placement``), FP16 ONNX for
+   TensorRT, OpenVINO IR FP32/FP16, NNCF INT8 (``Target.nncf_target_device``), and check each
+   against the target's constraints (``export.targets.check_artifact_for_target``, ONNX and IR
+   alike); a target that needs static shapes refuses ``dynamic`` before any of this;
 4. build calibration and validation frames from data set folders: reflectance cubes tiled to
    the frame size and turned into raw counts with the sensor's nominal dark level and white
    signal, so every artifact sees exactly what a camera would give it;
@@ -18,7 +20,7 @@ Steps (each reported through ``log``):
    accuracy, provenance), the artifacts, a golden self-test, and an Ed25519 signature.
 
 TensorRT engines are never built or shipped; the Jetson target's ONNX is scored with ONNX
-Runtime as a stand-in and carries the documented ``trtexec`` command.
+Runtime as a stand-in and carries the documented strongly typed ``trtexec`` command.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class ExportReport:
     artifacts: dict[str, dict] = field(default_factory=dict)  # bundle target name -> accuracy record
     sizes: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, str] = field(default_factory=dict)  # bundle target -> why the gate refused it
+    quant_reports: dict[str, Path] = field(default_factory=dict)  # bundle target -> per-layer error JSON
 
 
 def sensor_for(config: dict) -> SensorProfile:
@@ -226,6 +229,7 @@ def export_checkpoint(
     unsupported_ok: tuple[str, ...] = (),
     provenance: dict | None = None,
     drop_failing: bool = False,
+    quant_report: bool = False,
     log: Log = print,
 ) -> ExportReport:
     """Export ``checkpoint`` for ``target`` at ``precision`` into bundle ``out``; see the module doc.
@@ -236,12 +240,14 @@ def export_checkpoint(
     ``provenance``: extra entries for the manifest's provenance (e.g. the default-bundle recipe).
     ``drop_failing``: an artifact that fails the gate is left out of the bundle (reason in
     ``report.dropped`` and the manifest's ``provenance.export.gate_dropped``) instead of stopping
-    the export; the export still stops when nothing passes.
+    the export; the export still stops when nothing passes. ``quant_report``: for every ONNX INT8
+    artifact, a per-layer quantisation error report (``export.quantize.quantization_error_report``)
+    beside the bundle, ``<bundle stem>.<bundle target>.quant-report.json`` and ``.md``.
     """
     from export.accuracy import AccuracyGateError, compare_to_reference, gate
     from export.bundle import load_private_key, selftest_files, write_bundle
-    from export.onnx_export import export_onnx, metadata_from_config, model_pool, xenoedge_version
-    from export.targets import artifacts_for, check_model_for_target, get_target
+    from export.onnx_export import VARIANTS, export_onnx, metadata_from_config, model_pool, xenoedge_version
+    from export.targets import artifacts_for, check_artifact_for_target, get_target, refuse_dynamic_for_target
     from xeno.checkpoint import load_model
 
     spec = get_target(target)
@@ -251,14 +257,15 @@ def export_checkpoint(
     for one in precisions:
         if one not in spec.precisions:
             raise ExportError(f"target {target} takes precisions {', '.join(spec.precisions)}, not {one!r}")
+    planned = [(one, artifact) for one in precisions for artifact in artifacts_for(target, one)]
+    variant = "reflectance" if any(a.runtime == "tensorrt" for _, a in planned) else "raw"
+    refuse_dynamic_for_target(spec, dynamic=dynamic, inputs=[VARIANTS[variant][0]])  # before any work
     if "int8" in precisions and calib is None:
         raise ExportError("INT8 needs calibration data: give --calib DATA")
     model, config = load_model(checkpoint)
     pool = model_pool(model)
     sensor = sensor_for(config)
     height, width = shape or sensor.cube_shape[:2]
-    planned = [(one, artifact) for one in precisions for artifact in artifacts_for(target, one)]
-    variant = "reflectance" if any(a.runtime == "tensorrt" for _, a in planned) else "raw"
     label_names = [label["name"] for label in config["labels"]]
     # Images the checkpoint saw are left out of validation, when validation uses its training folder.
     trained_on = config.get("train", {}).get("data")
@@ -304,9 +311,16 @@ def export_checkpoint(
             folder.mkdir()
             main = folder / artifact.files[0]
             log(f"building {bundle_target}")
-            _build_artifact(artifact, fp32, main, calibration, validation, max_drop, method, keep_float)
-            if artifact.kind == "onnx":
-                check_model_for_target(main, target, precision)
+            report_path = None
+            if quant_report and artifact.kind == "onnx" and artifact.graph_precision == "int8":
+                report_path = Path(out).with_name(f"{Path(out).stem}.{bundle_target}.quant-report.json")
+            _build_artifact(
+                artifact, spec, fp32, main, calibration, validation, max_drop, method, keep_float, report_path
+            )
+            if report_path is not None:
+                report.quant_reports[bundle_target] = report_path
+                log(f"{bundle_target}: per-layer quantisation error in {report_path} (+ .md)")
+            check_artifact_for_target(main, target, precision)
             entry = {
                 "runtime": artifact.runtime,
                 "precision": precision,
@@ -347,13 +361,10 @@ def export_checkpoint(
             entry["effective_precision"] = runner.effective_precision
             if artifact.build_command:
                 entry["build_command"] = artifact.build_command
-            entry["device" if artifact.runtime == "openvino" else "providers"] = (
-                spec.name.replace("intel-", "").upper()
-                if artifact.runtime == "openvino" and "npu" in target
-                else "CPU"
-                if artifact.runtime == "openvino"
-                else ["CPUExecutionProvider"]
-            )
+            if artifact.runtime == "openvino":
+                entry["device"] = spec.openvino_device
+            else:  # what the device opens the ONNX with (the gate ran it on the CPU provider here)
+                entry["providers"] = list(spec.ort_providers)
             targets_manifest[bundle_target] = entry
             for file_name in artifact.files:
                 files[f"models/{bundle_target}/{file_name}"] = folder / file_name
@@ -467,13 +478,26 @@ def runtime_settings() -> dict:
     }
 
 
-def _build_artifact(artifact, fp32: Path, main: Path, calibration, validation, max_drop, method, keep_float) -> None:
+def _build_artifact(
+    artifact, spec, fp32: Path, main: Path, calibration, validation, max_drop, method, keep_float, report=None
+) -> None:
+    from export.fp16 import convert_fp16
     from export.openvino_export import convert_to_ir, quantize_ir_int8
     from export.quantize import quantize_int8
 
     if artifact.kind == "onnx":
         if artifact.graph_precision == "int8":
-            quantize_int8(fp32, main, calibration.inputs, method=method, keep_float=keep_float)
+            quantize_int8(
+                fp32,
+                main,
+                calibration.inputs,
+                method=method,
+                keep_float=keep_float,
+                placement=spec.int8_placement,
+                report=report,
+            )
+        elif artifact.graph_precision == "fp16":
+            convert_fp16(fp32, main)
         else:
             shutil.copy2(fp32, main)
         return
@@ -485,6 +509,7 @@ def _build_artifact(artifact, fp32: Path, main: Path, calibration, validation, m
             validation=list(zip(validation.inputs, validation.truth, strict=True)) if max_drop is not None else None,
             max_drop=max_drop,
             ignored_names=keep_float,
+            target_device=spec.nncf_target_device,
         )
     else:
         convert_to_ir(fp32, main, precision=artifact.graph_precision)

@@ -15,6 +15,22 @@ What TensorRT accepts and what ONNX Runtime's CPU kernels fuse (DESIGN.md sectio
    preprocessing, the spectral layer), ``"head"`` (the last convolution before ArgMax), or
    explicit node names.
 
+Two Q/DQ placements (``placement``, one per runtime that runs the graph):
+
+- ``"onnxruntime"`` (the ``cpu`` target, unchanged since the default bundles were gated):
+  Q/DQ on the inputs and outputs of :data:`QUANTIZED_OP_TYPES`, 7-bit weights (see
+  ``reduce_range``), the Q/DQ pair on ``logits`` removed afterwards (ONNX Runtime 1.32's quantiser
+  excludes output quantisation only per op type, ``OpTypesToExcludeOutputQuantization``, which
+  would move every other Q/DQ of these graphs; the one-node removal keeps them as gated);
+- ``"tensorrt"`` (Jetson): what NVIDIA's explicit-quantisation guidance asks for, all through
+  the quantiser's own options, no graph surgery: Q/DQ only on the inputs of the weighted layers
+  (``op_types_to_quantize`` = Conv, ConvTranspose, MatMul, Gemm, and
+  ``OpTypesToExcludeOutputQuantization`` = the same: their outputs stay float, so the logits
+  are float by construction), ``DedicatedQDQPair`` (one Q/DQ pair per consumer, as TensorRT
+  fuses them), per-channel weights on the output-channel axis (``QDQOpTypePerChannelSupportToAxis``
+  ``{"MatMul": 1}``), full 8-bit weights (TensorRT accumulates in int32; the 7-bit x86 workaround
+  does not apply), float biases (``QuantizeBias=False``).
+
 Calibration inputs are dicts of the graph's inputs (e.g. ``{"raw": (1, H, W, C) uint16,
 "dark": (H, W, C) float32, "gain": (H, W, C) float32}``), checked against the graph before use.
 """
@@ -36,8 +52,12 @@ from export.onnx_export import CLASSES_OUTPUT, LOGITS_TENSOR, POST_NODES, PRE_NO
 __all__ = [
     "CALIBRATION_METHODS",
     "KEEP_FLOAT_ALIASES",
+    "PLACEMENTS",
     "QUANTIZED_OP_TYPES",
+    "TENSORRT_QUANTIZED_OP_TYPES",
     "check_calibration_inputs",
+    "quantization_error_report",
+    "quantization_report_table",
     "quantize_int8",
     "resolve_keep_float",
 ]
@@ -57,6 +77,10 @@ QUANTIZED_OP_TYPES = (
     "Resize",
     "Concat",
 )
+#: The weighted layers, whose inputs TensorRT's guidance quantises (and only those).
+TENSORRT_QUANTIZED_OP_TYPES = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+#: Q/DQ placements: "onnxruntime" (cpu target) and "tensorrt" (Jetson); see the module doc.
+PLACEMENTS = ("onnxruntime", "tensorrt")
 #: Aliases accepted by ``keep_float``.
 KEEP_FLOAT_ALIASES = ("first", "head")
 COMPUTE_OP_TYPES = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -223,6 +247,9 @@ class _FrameReader:
     def rewind(self) -> None:
         self._i = 0
 
+    def __iter__(self):  # CalibrationDataReader's protocol, which qdq_loss_debug iterates
+        return iter(self.get_next, None)
+
 
 def _pre_process(fp32_path: Path, out_path: Path) -> None:
     """``quant_pre_process`` with ONNX shape inference and ORT's basic graph optimisation.
@@ -248,7 +275,9 @@ def quantize_int8(
     symmetric_activations: bool = True,
     quantize_bias: bool = False,
     percentile: float = 99.999,
-    reduce_range: bool = True,
+    reduce_range: bool | None = None,
+    placement: str = "onnxruntime",
+    report: Path | None = None,
 ) -> Path:
     """Quantise the FP32 graph at ``fp32_path`` to QDQ INT8 at ``out_path``; returns ``out_path``.
 
@@ -260,18 +289,30 @@ def quantize_int8(
     ``quantize_bias=True`` (int32 bias DequantizeLinear nodes, which TensorRT's ONNX parser has
     rejected; ONNX Runtime quantises float biases itself when it fuses QDQ Conv).
 
-    ``reduce_range`` (default on) keeps weights in 7 bits ([-64, 63], still symmetric int8
-    tensors). ONNX Runtime's x86 int8 kernels on CPUs without AVX512-VNNI multiply with
-    ``vpmaddubsw``, whose int16 pair sums saturate with full-range weights: on such a CPU
-    (an AVX2-only EPYC here) full-range INT8 agreed with FP32 on 5-50 % of pixels, 7-bit
-    weights on over 94 %. The accuracy gate runs these graphs in ONNX Runtime on the host,
-    so the graph that ships is the one that was gated, whatever CPU measured it.
+    ``placement``: ``"onnxruntime"`` or ``"tensorrt"`` (see the module doc). ``report``: a JSON
+    file to write the per-layer quantisation error report to (:func:`quantization_error_report`,
+    on the calibration frames).
+
+    ``reduce_range`` (default: on for ``"onnxruntime"``, off for ``"tensorrt"``) keeps weights in
+    7 bits ([-64, 63], still symmetric int8 tensors). ONNX Runtime's x86 int8 kernels on CPUs
+    without AVX512-VNNI multiply with ``vpmaddubsw``, whose int16 pair sums saturate with
+    full-range weights: on such a CPU (an AVX2-only EPYC here) full-range INT8 agreed with FP32
+    on 5-50 % of pixels, 7-bit weights on over 94 %. The accuracy gate runs these graphs in ONNX Runtime on the host,
+    so the graph that ships is the one that was gated, whatever CPU measured it. The TensorRT
+    placement leaves no Q/DQ on the weighted layers' outputs, so ONNX Runtime cannot fuse them
+    into its integer kernels: the host runs them as float convolutions on dequantised int8
+    values, TensorRT's int8 x int8 -> int32 arithmetic up to rounding, with no saturation.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if method not in CALIBRATION_METHODS:
         raise UnknownNameError("calibration method", str(method), list(CALIBRATION_METHODS))
+    if placement not in PLACEMENTS:
+        raise UnknownNameError("Q/DQ placement", str(placement), list(PLACEMENTS))
+    tensorrt = placement == "tensorrt"
+    if reduce_range is None:
+        reduce_range = not tensorrt
     if isinstance(keep_float, str):
         keep_float = (keep_float,)
     frames = list(calibration_inputs or [])
@@ -285,6 +326,16 @@ def quantize_int8(
     }
     if method == "percentile":
         extra_options["CalibPercentile"] = float(percentile)
+    op_types = list(QUANTIZED_OP_TYPES)
+    if tensorrt:
+        op_types = list(TENSORRT_QUANTIZED_OP_TYPES)
+        extra_options.update(
+            {
+                "OpTypesToExcludeOutputQuantization": list(TENSORRT_QUANTIZED_OP_TYPES),
+                "DedicatedQDQPair": True,
+                "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+            }
+        )
     with tempfile.TemporaryDirectory(prefix="xenoedge-int8-") as tmp:
         prepared_path = Path(tmp) / "prepared.onnx"
         _pre_process(fp32_path, prepared_path)
@@ -299,7 +350,7 @@ def quantize_int8(
                 str(out_path),
                 _FrameReader(frames),
                 quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(QUANTIZED_OP_TYPES),
+                op_types_to_quantize=op_types,
                 per_channel=per_channel,
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
@@ -308,9 +359,13 @@ def quantize_int8(
                 extra_options=extra_options,
                 reduce_range=reduce_range,
             )
-    quantized = onnx.load(str(out_path))
-    _float_logits(quantized)
-    onnx.checker.check_model(quantized)
+        quantized = onnx.load(str(out_path))
+        if not tensorrt:
+            _float_logits(quantized)
+        onnx.checker.check_model(quantized)
+        if report is not None:
+            onnx.save(quantized, str(Path(tmp) / "quantized.onnx"))
+            quantization_error_report(prepared_path, Path(tmp) / "quantized.onnx", frames, report)
     # keep provenance (quantize_static keeps metadata_props on current versions; make sure) and record the recipe
     props = {p.key: p.value for p in source.metadata_props}
     props.update({p.key: p.value for p in quantized.metadata_props})
@@ -324,7 +379,124 @@ def quantize_int8(
             "int8_weight_bits": "7" if reduce_range else "8",
         }
     )
+    if tensorrt:  # the onnxruntime graphs keep the metadata they were gated with
+        props["int8_placement"] = placement
     del quantized.metadata_props[:]
     onnx.helper.set_model_props(quantized, props)
     onnx.save(quantized, str(out_path))
     return out_path
+
+
+def quantization_error_report(
+    float_path: Path,
+    qdq_path: Path,
+    calibration_inputs: Sequence[Mapping[str, np.ndarray]],
+    out_json: Path,
+    *,
+    max_frames: int = 4,
+) -> dict:
+    """Per-layer quantisation error of a QDQ graph, from ONNX Runtime's ``qdq_loss_debug``; returns the report.
+
+    ``float_path`` is the float graph the QDQ graph was quantised from (the pre-processed one,
+    so tensor and weight names match). Both graphs run on up to ``max_frames`` of the inputs
+    (``collect_activations``, optimisations off); ``create_activation_matching`` /
+    ``compute_activation_error`` give, per quantised activation, the signal-to-quantisation-noise
+    ratio (SQNR, dB: higher is better) of its Q/DQ alone (``qdq_sqnr_db``) and of the QDQ model's
+    value against the float model's (``float_sqnr_db``, the error accumulated up to there);
+    ``create_weight_matching`` / ``compute_weight_error`` the SQNR of every quantised weight.
+    Rows are grouped by the layer (node) that reads the tensor, worst first. Writes ``out_json``
+    and a Markdown table beside it (same name, ``.md``).
+    """
+    import json
+
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        compute_weight_error,
+        create_activation_matching,
+        create_weight_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    frames = list(calibration_inputs)[: max(1, max_frames)]
+    if not frames:
+        raise ExportError("the quantisation error report needs calibration inputs; got none")
+    with tempfile.TemporaryDirectory(prefix="xenoedge-qdq-debug-") as tmp:
+        float_aug, qdq_aug = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
+        modify_model_output_intermediate_tensors(str(float_path), str(float_aug))
+        modify_model_output_intermediate_tensors(str(qdq_path), str(qdq_aug))
+        float_acts = collect_activations(str(float_aug), _FrameReader(frames))
+        qdq_acts = collect_activations(str(qdq_aug), _FrameReader(frames))
+    activation_error = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
+    weight_error = compute_weight_error(create_weight_matching(str(float_path), str(qdq_path)))
+
+    model = onnx.load(str(float_path))
+    readers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    layers: dict[str, dict] = {}
+    for node in model.graph.node:
+        inputs = [name for name in node.input if name in activation_error]
+        weights = [name for name in node.input if name in weight_error]
+        if not inputs and not weights:
+            continue
+        layers[node.name] = {
+            "op_type": node.op_type,
+            "activations": {
+                name: {
+                    "qdq_sqnr_db": _rounded(activation_error[name].get("qdq_err")),
+                    "float_sqnr_db": _rounded(activation_error[name].get("xmodel_err")),
+                }
+                for name in inputs
+            },
+            "weights": {name: {"sqnr_db": _rounded(weight_error[name])} for name in weights},
+        }
+
+    def worst(layer: dict) -> float:
+        values = [v["float_sqnr_db"] for v in layer["activations"].values() if v["float_sqnr_db"] is not None]
+        values += [v["sqnr_db"] for v in layer["weights"].values() if v["sqnr_db"] is not None]
+        return min(values, default=float("inf"))
+
+    ordered = dict(sorted(layers.items(), key=lambda item: worst(item[1])))
+    report = {
+        "float_model": Path(float_path).name,
+        "qdq_model": Path(qdq_path).name,
+        "frames": len(frames),
+        "metric": "SQNR in dB (20 log10 |x| / |x - x_q|; higher is better)",
+        "layers": ordered,
+        "activations": {name: {k: _rounded(v) for k, v in err.items()} for name, err in activation_error.items()},
+        "weights": {name: _rounded(value) for name, value in weight_error.items()},
+    }
+    out_json = Path(out_json)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(report, indent=2) + "\n")
+    out_json.with_suffix(".md").write_text(quantization_report_table(report))
+    return report
+
+
+def _rounded(value: float | None) -> float | None:
+    if value is None or not np.isfinite(value):
+        return None
+    return round(float(value), 2)
+
+
+def quantization_report_table(report: dict, *, limit: int | None = None) -> str:
+    """A short Markdown table of :func:`quantization_error_report`'s layers, worst first."""
+    lines = [
+        "| layer | op | input SQNR Q/DQ (dB) | input SQNR vs float (dB) | weight SQNR (dB) |",
+        "|---|---|---|---|---|",
+    ]
+
+    def text(values: list) -> str:
+        shown = [f"{v:.1f}" for v in values if v is not None]
+        return ", ".join(shown) or "-"
+
+    for name, layer in list(report["layers"].items())[:limit]:
+        acts, weights = layer["activations"].values(), layer["weights"].values()
+        lines.append(
+            f"| `{name}` | {layer['op_type']} | {text([a['qdq_sqnr_db'] for a in acts])} "
+            f"| {text([a['float_sqnr_db'] for a in acts])} | {text([w['sqnr_db'] for w in weights])} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ built on the device. Everything else here only reads the table:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +32,14 @@ __all__ = [
     "ArtifactSpec",
     "Target",
     "artifacts_for",
+    "check_artifact_for_target",
+    "check_ir_for_target",
     "check_model_for_target",
     "get_target",
+    "refuse_dynamic_for_target",
     "targets_markdown",
     "trt_engine_cache_path",
+    "trt_timing_cache_path",
     "trtexec_command",
 ]
 
@@ -49,7 +53,8 @@ class ArtifactRule:
 
     ``files``: name templates inside the target's folder of the bundle; ``{graph}`` becomes
     the precision stored in the file (``graph_precision[precision]``, default the precision
-    itself). TensorRT FP16 ships the FP32 graph and builds the engine with ``--fp16``.
+    itself). TensorRT FP16 ships an FP16-typed graph (the calibration arithmetic kept FP32) and
+    builds a strongly typed engine from it.
     """
 
     kind: str  # "onnx" | "openvino"
@@ -97,12 +102,22 @@ class Target:
     build_command: str | None  # template; see trtexec_command
     engine_cache: str | None  # template; see trt_engine_cache_path
     notes: str
+    #: ONNX Runtime execution providers the device opens the target's ONNX artifacts with, in order.
+    ort_providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    #: OpenVINO device name the target's IR is compiled for.
+    openvino_device: str = "CPU"
+    #: NNCF ``TargetDevice`` member name for OpenVINO INT8 (``quantize_ir_int8(target_device=...)``).
+    nncf_target_device: str = "ANY"
+    #: INT8 QDQ placement for ONNX artifacts (``export.quantize.PLACEMENTS``).
+    int8_placement: str = "onnxruntime"
+    timing_cache: str | None = None  # template; see trt_timing_cache_path
 
 
-#: ONNX ops TensorRT 10's ONNX parser takes (onnx-tensorrt ``docs/operators.md``) that xenoedge
-#: graphs use or may plausibly use: model layers, folded preprocessing, QDQ and bookkeeping.
-#: Deliberately a subset: an op added to a model must be checked against the parser's matrix
-#: (types and restrictions) and then added here.
+#: ONNX ops TensorRT 10's ONNX parser takes (onnx-tensorrt ``docs/operators.md``, the table ONNX
+#: Runtime's TensorRT execution provider defers to) that xenoedge graphs use or may plausibly use:
+#: model layers, folded preprocessing, QDQ and bookkeeping. This list is the check where TensorRT
+#: itself is not installed (the exporting host); where it is, ``check_model_for_target`` asks
+#: TensorRT's own parser through polygraphy (``polygraphy inspect capability``) instead.
 # fmt: off
 TENSORRT_OPS = frozenset(
     {
@@ -127,7 +142,8 @@ TENSORRT_OPS = frozenset(
 #: Graph input/output element types TensorRT 10 accepts (UINT8 only at inputs/outputs; no UINT16).
 TENSORRT_IO_DTYPES = frozenset({"FLOAT", "FLOAT16", "BFLOAT16", "INT32", "INT64", "INT8", "UINT8", "BOOL"})
 
-TRTEXEC_FLAGS = {"fp32": "", "fp16": " --fp16", "int8": " --int8 --fp16"}
+#: ONNX Runtime providers on a Jetson: TensorRT first, CUDA for what TensorRT does not take, CPU last.
+JETSON_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 TARGETS: dict[str, Target] = {
     target.name: target
@@ -168,22 +184,29 @@ TARGETS: dict[str, Target] = {
                     "tensorrt",
                     ("fp32", "fp16", "int8"),
                     ("model.{graph}.onnx",),
-                    graph_precision={"fp16": "fp32"},
                 ),
             ),
             requires_static_shapes=True,
             allowed_ops=TENSORRT_OPS,
             allowed_io_dtypes=TENSORRT_IO_DTYPES,
             symmetric_int8=True,
-            build_command="trtexec --onnx={onnx} --saveEngine={engine}{flags}",
+            build_command=(
+                "trtexec --onnx={onnx} --saveEngine={engine} --timingCacheFile={timing_cache} --stronglyTyped"
+            ),
             engine_cache="cache/{trt_version}-{gpu}/{model_sha256_16}.{precision}.engine",
+            timing_cache="cache/{trt_version}-{gpu}/timing.cache",
             notes=(
                 "Engines are built on the device, never shipped: an engine is valid only for the TensorRT "
-                "version and GPU it was built with. INT8 is explicit quantisation: symmetric signed INT8 "
-                "QDQ (zero points 0), per-channel weights. FP16 ships the FP32 graph; TensorRT picks FP16 "
-                "kernels with --fp16. TensorRT takes no UINT16 tensors: raw camera counts must be bound "
-                "as another type (e.g. the reflectance or an int32/float raw input)."
+                "version and GPU it was built with. The network is strongly typed (--stronglyTyped, no "
+                "--int8/--fp16 flags): the types written in the graph are the types TensorRT runs. INT8 is "
+                "explicit quantisation: symmetric signed INT8 Q/DQ on the inputs of the weighted layers only "
+                "(Conv, ConvTranspose, MatMul, Gemm), 8-bit per-channel weights, float biases. FP16 ships an "
+                "FP16-typed graph whose calibration arithmetic (reflectance clip, L1 normalisation) stays "
+                "FP32. TensorRT takes no UINT16 tensors: raw camera counts must be bound as another type "
+                "(e.g. the reflectance or an int32/float raw input)."
             ),
+            ort_providers=JETSON_PROVIDERS,
+            int8_placement="tensorrt",
         ),
         Target(
             name="intel-npu",
@@ -201,10 +224,13 @@ TARGETS: dict[str, Target] = {
             build_command=None,
             engine_cache=None,
             notes=(
-                "The NPU compiles only static shapes and computes in FP16/INT8 (no FP32). INT8 comes "
-                "from NNCF (target_device NPU). The NPU plugin compiles the IR at load; OpenVINO's model "
-                "cache (CACHE_DIR) keeps the compiled blob on the device."
+                "The NPU compiles only static shapes and computes in FP16/INT8 (no FP32): export refuses "
+                "--dynamic before any work. INT8 comes from NNCF (target_device NPU). The NPU plugin "
+                "compiles the IR at load; OpenVINO's model cache (CACHE_DIR) keeps the compiled blob on the "
+                "device."
             ),
+            openvino_device="NPU",
+            nncf_target_device="NPU",
         ),
     )
 }
@@ -239,7 +265,7 @@ def artifacts_for(target: str | Target, precision: str) -> list[ArtifactSpec]:
     >>> [(a.kind, a.files) for a in artifacts_for("cpu", "int8")]
     [('onnx', ('model.int8.onnx',)), ('openvino', ('model.int8.xml', 'model.int8.bin'))]
     >>> artifacts_for("jetson-orin", "fp16")[0].files
-    ('model.fp32.onnx',)
+    ('model.fp16.onnx',)
     """
     row = _as_target(target)
     problem = _check_precision(row, precision)
@@ -253,18 +279,31 @@ def artifacts_for(target: str | Target, precision: str) -> list[ArtifactSpec]:
         files = tuple(template.format(graph=graph) for template in rule.files)
         command = None
         if row.build_command:
-            command = trtexec_command(files[0], "<engine cache path>", precision, target=row)
+            command = trtexec_command(
+                files[0], "<engine cache path>", precision, timing_cache="<timing cache path>", target=row
+            )
         out.append(ArtifactSpec(row.name, rule.kind, rule.runtime, precision, graph, files, command))
     return out
 
 
 def trtexec_command(
-    onnx: str | Path, engine: str | Path, precision: str, *, target: str | Target = "jetson-orin"
+    onnx: str | Path,
+    engine: str | Path,
+    precision: str,
+    *,
+    timing_cache: str | Path = "<timing cache path>",
+    target: str | Target = "jetson-orin",
 ) -> str:
     """The documented on-device engine build for a TensorRT target.
 
-    >>> trtexec_command("model.int8.onnx", "cache/10.3-orin/x.int8.engine", "int8")
-    'trtexec --onnx=model.int8.onnx --saveEngine=cache/10.3-orin/x.int8.engine --int8 --fp16'
+    NVIDIA's guidance for explicitly quantised (Q/DQ) networks: build them strongly typed, with no
+    precision flags: every tensor runs in the type the graph gives it (INT8 where the Q/DQ nodes
+    say so, FP16 where the FP16 graph is FP16, FP32 for the calibration arithmetic). The same
+    command serves every precision; the graph decides. ``--timingCacheFile`` keeps the tactic
+    timings, so a rebuild (a new bundle, same TensorRT and GPU) takes a fraction of the first.
+
+    >>> trtexec_command("model.int8.onnx", "x.int8.engine", "int8", timing_cache="timing.cache")
+    'trtexec --onnx=model.int8.onnx --saveEngine=x.int8.engine --timingCacheFile=timing.cache --stronglyTyped'
     """
     row = _as_target(target)
     if row.build_command is None:
@@ -272,7 +311,7 @@ def trtexec_command(
     problem = _check_precision(row, precision)
     if problem:
         raise ExportError(problem)
-    return row.build_command.format(onnx=onnx, engine=engine, flags=TRTEXEC_FLAGS[precision])
+    return row.build_command.format(onnx=onnx, engine=engine, timing_cache=timing_cache)
 
 
 def trt_engine_cache_path(
@@ -304,6 +343,24 @@ def trt_engine_cache_path(
     return row.engine_cache.format(
         trt_version=safe(trt_version), gpu=safe(gpu), model_sha256_16=digest[:16], precision=precision
     )
+
+
+def _safe_key(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text.strip()) or "unknown"
+
+
+def trt_timing_cache_path(trt_version: str, gpu: str, *, target: str | Target = "jetson-orin") -> str:
+    """TensorRT timing cache of the device: one per TensorRT version and GPU, shared by every model.
+
+    >>> trt_timing_cache_path("10.3.0", "Orin (nvgpu)")
+    'cache/10.3.0-Orin__nvgpu_/timing.cache'
+    """
+    row = _as_target(target)
+    if row.timing_cache is None:
+        raise ExportError(f"target {row.name} keeps no TensorRT timing cache")
+    return row.timing_cache.format(trt_version=_safe_key(trt_version), gpu=_safe_key(gpu))
 
 
 # --- checks ----------------------------------------------------------------------------------
@@ -388,6 +445,29 @@ def _io_dtype_problems(graph, allowed: frozenset[str]) -> list[str]:
     return out
 
 
+def _tensorrt_parser_problems(path: Path) -> list[str] | None:
+    """TensorRT's own ONNX parser on ``path``, through polygraphy (``polygraphy inspect capability``'s
+    whole-graph parse): its errors ([] when it parses), or None where TensorRT or polygraphy is
+    not installed or cannot start (no GPU driver): the caller falls back to ``TENSORRT_OPS``."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("polygraphy") is None:
+        return None
+    try:
+        from polygraphy.tools.inspect.subtool.capability import parse
+
+        parsed, parser = parse(str(path))
+    except Exception:  # no CUDA driver, an old TensorRT without the API ...: use the list
+        return None
+    if parsed:
+        return []
+    out = []
+    for index in range(parser.num_errors):
+        error = parser.get_error(index)
+        out.append(f"{error.node_name() or error.node()}: {error.desc()}")
+    return out or ["no reason given"]
+
+
 def check_model_for_target(onnx_path: str | Path, target: str | Target, precision: str) -> None:
     """Raise :class:`ExportError` naming every constraint of ``target`` that the ONNX graph breaks.
 
@@ -417,7 +497,10 @@ def check_model_for_target(onnx_path: str | Path, target: str | Target, precisio
         dynamic = _dynamic_inputs(model.graph)
         if dynamic:
             problems.append(f"{row.name} needs static input shapes; dynamic: {', '.join(dynamic)}")
-    if row.allowed_ops is not None:
+    parser_problems = _tensorrt_parser_problems(path) if "tensorrt" in row.runtimes else None
+    if parser_problems:
+        problems.append(f"TensorRT's ONNX parser refuses the graph: {'; '.join(parser_problems)}")
+    if row.allowed_ops is not None and parser_problems is None:  # no TensorRT here: the operator list
         ops = {
             node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
             for node in _all_nodes(model.graph)
@@ -440,6 +523,70 @@ def check_model_for_target(onnx_path: str | Path, target: str | Target, precisio
                 problems.append(f"{row.name} needs symmetric signed INT8 QDQ; asymmetric: {shown}")
     if problems:
         raise ExportError(f"{path}: cannot target {row.name} at {precision}:\n  - " + "\n  - ".join(problems))
+
+
+def refuse_dynamic_for_target(target: str | Target, *, dynamic: bool, inputs: Sequence[str]) -> None:
+    """Refuse ``dynamic`` shapes for a target that needs static ones, before any work is done.
+
+    ``inputs``: the graph inputs whose H and W ``--dynamic`` would leave open (``raw`` or
+    ``reflectance``). The same rule is checked again on every artifact written
+    (:func:`check_artifact_for_target`), ONNX and OpenVINO IR alike.
+
+    >>> refuse_dynamic_for_target("cpu", dynamic=True, inputs=["raw"])
+    >>> refuse_dynamic_for_target("intel-npu", dynamic=True, inputs=["raw"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    export.errors.ExportError: target intel-npu needs static input shapes, ... 'raw' (1, height, width, C) open; ...
+    """
+    row = _as_target(target)
+    if not (dynamic and row.requires_static_shapes):
+        return
+    named = ", ".join(f"{name!r} (1, height, width, C)" for name in inputs)
+    plural = "s" * (len(inputs) > 1)
+    raise ExportError(
+        f"target {row.name} needs static input shapes, but --dynamic would leave H and W of input{plural} "
+        f"{named} open; export without --dynamic at the device's frame size (--shape HxW)"
+    )
+
+
+def check_ir_for_target(xml_path: str | Path, target: str | Target, precision: str) -> None:
+    """Raise :class:`ExportError` naming every constraint of ``target`` an OpenVINO IR breaks.
+
+    Checks the precision and, for targets that need them, static input shapes (every input of
+    the IR, read back with OpenVINO, ``PartialShape.is_static``).
+    """
+    import openvino as ov
+
+    row = _as_target(target)
+    path = Path(xml_path)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such OpenVINO IR")
+    try:
+        model = ov.Core().read_model(str(path))
+    except Exception as exc:  # OpenVINO raises RuntimeError with long messages
+        raise ExportError(f"{path}: not a readable OpenVINO IR ({str(exc).strip().splitlines()[0]})") from None
+    problems = []
+    precision_problem = _check_precision(row, precision)
+    if precision_problem:
+        problems.append(precision_problem)
+    if row.requires_static_shapes:
+        dynamic = [
+            f"{port.get_any_name()} ({', '.join(str(d) if d.is_static else '?' for d in port.get_partial_shape())})"
+            for port in model.inputs
+            if not port.get_partial_shape().is_static
+        ]
+        if dynamic:
+            problems.append(f"{row.name} needs static input shapes; dynamic: {', '.join(dynamic)}")
+    if problems:
+        raise ExportError(f"{path}: cannot target {row.name} at {precision}:\n  - " + "\n  - ".join(problems))
+
+
+def check_artifact_for_target(path: str | Path, target: str | Target, precision: str) -> None:
+    """:func:`check_model_for_target` for ``.onnx`` files, :func:`check_ir_for_target` for ``.xml`` IRs."""
+    if Path(path).suffix.lower() == ".xml":
+        check_ir_for_target(path, target, precision)
+    else:
+        check_model_for_target(path, target, precision)
 
 
 # --- docs ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from export.targets import (
     get_target,
     targets_markdown,
     trt_engine_cache_path,
+    trt_timing_cache_path,
     trtexec_command,
 )
 
@@ -206,8 +207,8 @@ def test_artifacts_for():
     }
     assert [a.kind for a in artifacts_for("cpu", "fp16")] == ["openvino"]
     (jetson,) = artifacts_for("jetson-orin", "fp16")
-    assert (jetson.files, jetson.graph_precision, jetson.runtime) == (("model.fp32.onnx",), "fp32", "tensorrt")
-    assert jetson.build_command.endswith("--fp16")
+    assert (jetson.files, jetson.graph_precision, jetson.runtime) == (("model.fp16.onnx",), "fp16", "tensorrt")
+    assert jetson.build_command.endswith("--stronglyTyped") and "--fp16" not in jetson.build_command
     (npu,) = artifacts_for("intel-npu", "int8")
     assert npu.files == ("model.int8.xml", "model.int8.bin") and npu.build_command is None
     with pytest.raises(ExportError, match="not allowed on intel-npu"):
@@ -218,9 +219,13 @@ def test_artifacts_for():
 
 def test_trtexec_command_and_cache_key():
     assert (
-        trtexec_command("model.fp32.onnx", "e.engine", "fp32") == "trtexec --onnx=model.fp32.onnx --saveEngine=e.engine"
+        trtexec_command("model.fp32.onnx", "e.engine", "fp32", timing_cache="t.cache")
+        == "trtexec --onnx=model.fp32.onnx --saveEngine=e.engine --timingCacheFile=t.cache --stronglyTyped"
     )
-    assert trtexec_command("m.onnx", "e", "int8").endswith("--int8 --fp16")
+    for precision in ("fp32", "fp16", "int8"):  # strongly typed: the graph's types decide, no precision flags
+        command = trtexec_command("m.onnx", "e", precision).split()
+        assert "--stronglyTyped" in command and not {"--int8", "--fp16", "--best"} & set(command)
+    assert trt_timing_cache_path("10.3.0", "Orin (nvgpu)") == "cache/10.3.0-Orin__nvgpu_/timing.cache"
     digest = "0123456789abcdef" * 4
     a = trt_engine_cache_path("10.3.0", "Orin", digest, "int8")
     assert a == "cache/10.3.0-Orin/0123456789abcdef.int8.engine"
