@@ -20,6 +20,7 @@ the one table that maps them, read by the loader and checked against ``docs/daem
     openvino_device = "CPU"                     # CPU | GPU | NPU | AUTO
     threads = 2
     warmup_runs = 3
+    cache_dir = "/var/lib/xenoedge/cache"       # optional: compiled models (OpenVINO/TensorRT); default below
 
     [references]
     path = "/var/lib/xenoedge/references.npz"
@@ -80,6 +81,10 @@ class DaemonConfig:
     openvino_device: str | None = None
     threads: int | None = None
     warmup_runs: int = 3
+    #: Compiled-model cache (OpenVINO CACHE_DIR, TensorRT engines): the first start compiles, later
+    #: starts import. None: ``<state_dir>/cache``, else ``$XDG_CACHE_HOME/xenoedge/models``
+    #: (``model_cache_dir``); docs/daemon.md, "Model cache".
+    cache_dir: Path | None = None
     references: Path | None = None
     capture_references: str = "auto"
     capture_frames: int = 8
@@ -120,6 +125,16 @@ class DaemonConfig:
         if self.upload_timeout_s <= 0:
             raise ConfigError(f"flashing.upload_timeout_s must be > 0, got {self.upload_timeout_s}")
 
+    def model_cache_dir(self) -> Path:
+        """Where compiled models are cached: ``cache_dir``, else ``<state_dir>/cache``, else the
+        user's cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``) ``/xenoedge/models``."""
+        if self.cache_dir is not None:
+            return self.cache_dir
+        if self.state_dir is not None:
+            return self.state_dir / "cache"
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return Path(base) / "xenoedge" / "models"
+
     def replace(self, **overrides: Any) -> DaemonConfig:
         """A copy with ``overrides`` (CLI options); None values are ignored, unknown names refused."""
         names = {f.name for f in dataclasses.fields(self)}
@@ -146,6 +161,7 @@ CONFIG_KEYS: dict[str, dict[str, str]] = {
         "openvino_device": "openvino_device",
         "threads": "threads",
         "warmup_runs": "warmup_runs",
+        "cache_dir": "cache_dir",
     },
     "references": {"path": "references", "capture": "capture_references", "capture_frames": "capture_frames"},
     "pipeline": {
@@ -163,7 +179,7 @@ CONFIG_KEYS: dict[str, dict[str, str]] = {
     },
 }
 
-_PATHS = {"bundle", "public_key", "references", "state_dir"}
+_PATHS = {"bundle", "public_key", "references", "state_dir", "cache_dir"}
 _TUPLES = {"prefer", "ort_providers"}
 _TYPES: dict[str, tuple[type, ...]] = {
     "camera": (str,),

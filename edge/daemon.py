@@ -480,6 +480,7 @@ class Daemon:
             openvino_device=self.config.openvino_device,
             threads=self.config.threads,
             confidence=self.config.confidence,
+            cache_dir=self.config.model_cache_dir(),
         )
         h, w, c = self.sensor.cube_shape
         shape = manifest["input"]["shape"]

@@ -169,6 +169,18 @@ def model_cache_folder(cache_dir: Path, model_path: Path, device: str) -> Path:
     return folder
 
 
+def _cache_folder_or_none(cache_dir: Path | None, model_path: Path, device: str) -> Path | None:
+    """``model_cache_folder``, or None with a warning when the cache cannot be written: a model
+    that compiles at every start is slower to start, not broken."""
+    if cache_dir is None:
+        return None
+    try:
+        return model_cache_folder(cache_dir, model_path, device)
+    except EngineError as exc:
+        log.warning("%s; compiling without a cache", exc)
+        return None
+
+
 def _remove_tree(folder: Path) -> None:
     for p in sorted(folder.rglob("*"), key=lambda q: len(q.parts), reverse=True):
         p.rmdir() if p.is_dir() else p.unlink()
@@ -459,8 +471,9 @@ class OrtEngine(Engine):
             if path.is_file():
                 self.model_path = path
         tensorrt = "TensorrtExecutionProvider" in self.providers
-        if tensorrt and options.cache_dir is not None:
-            self.cache_folder = model_cache_folder(options.cache_dir, self.model_path, "tensorrt")
+        if tensorrt:
+            self.cache_folder = _cache_folder_or_none(options.cache_dir, self.model_path, "tensorrt")
+        if self.cache_folder is not None:
             had_engine = any(self.cache_folder.glob("*.engine"))
             self.cache_state = "loaded" if had_engine else "built"
             if not had_engine:
@@ -587,8 +600,7 @@ class OpenVinoEngine(Engine):
         import openvino as ov
 
         super().__init__(folder, manifest, target, device, frame_hw)
-        if options.cache_dir is not None:
-            self.cache_folder = model_cache_folder(options.cache_dir, self.model_path, f"openvino-{device}")
+        self.cache_folder = _cache_folder_or_none(options.cache_dir, self.model_path, f"openvino-{device}")
         try:
             config = openvino_config(
                 self.precision,

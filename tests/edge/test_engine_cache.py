@@ -121,3 +121,43 @@ def test_tensorrt_engine_is_built_once_then_loaded(bundle, tmp_path):
     assert second.cache_state == "loaded"
     options_used = second.settings()["provider_options"]["TensorrtExecutionProvider"]
     assert options_used["trt_engine_cache_enable"] in ("1", "True")
+
+
+def test_a_daemon_started_twice_on_an_openvino_bundle_compiles_once(crop_bundle, tmp_path):
+    from daemon_fixtures import SENSOR
+
+    from calibration.sensors import get_sensor
+    from devices.simulated import SimulatedCamera
+    from edge.config import DaemonConfig
+    from edge.daemon import Daemon
+    from edge.sinks import CollectingSink
+
+    config = DaemonConfig(
+        bundle=crop_bundle, camera="sim:crop", capture_frames=2, prefer=("openvino",), cache_dir=tmp_path / "cache"
+    )
+    states = []
+    for _ in range(2):
+        camera = SimulatedCamera(get_sensor(SENSOR), domain="crop", species=("tomato", "wheat"), seed=2)
+        with Daemon(config, CollectingSink(), camera=camera) as daemon:
+            daemon.run(max_frames=2)
+            states.append((daemon.engine.runtime, daemon.engine.cache_state, daemon.engine.cache_folder))
+    assert [s[:2] for s in states] == [("openvino", "built"), ("openvino", "loaded")]
+    assert states[0][2] == states[1][2] and states[0][2].parent == tmp_path / "cache"
+
+
+def test_the_daemon_cache_defaults_to_the_state_folder_then_the_user_cache(tmp_path, monkeypatch):
+    from edge.config import DaemonConfig
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert DaemonConfig().model_cache_dir() == tmp_path / "xdg" / "xenoedge" / "models"
+    assert DaemonConfig(state_dir=tmp_path / "state").model_cache_dir() == tmp_path / "state" / "cache"
+    assert DaemonConfig(cache_dir=tmp_path / "c", state_dir=tmp_path / "s").model_cache_dir() == tmp_path / "c"
+
+
+def test_an_unwritable_cache_folder_only_costs_the_cache(bundle, tmp_path):
+    folder, manifest = bundle
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    engine = open_engine(folder, manifest, prefer=["openvino"], options=EngineOptions(threads=1, cache_dir=blocker))
+    assert engine.cache_state == "off" and engine.cache_folder is None
+    assert _run(engine, folder, manifest).shape == engine.cube_shape[:2]
