@@ -120,12 +120,20 @@ def export(
     max_drop: float = typer.Option(0.01, help="Largest DSC drop per class allowed against FP32 PyTorch."),
     sign: Path = typer.Option(None, help="Ed25519 private key (xenoedge bundle keygen) to sign the bundle."),
     shape: str = typer.Option(None, help="Frame HxW (default: the sensor's cube size)."),
-    dynamic: bool = typer.Option(False, help="Dynamic H and W (refused by NPU and Jetson targets)."),
+    dynamic: bool = typer.Option(
+        False, help="Dynamic H and W (refused before any work for targets that need static shapes: NPU, Jetson)."
+    ),
     method: str = typer.Option("minmax", help="INT8 calibration: minmax, entropy or percentile."),
     keep_float: str = typer.Option(None, help="Nodes kept in float for INT8: first, head or node names."),
     name: str = typer.Option(None, help="Bundle name (default: the checkpoint folder's name)."),
     version: str = typer.Option("0.1.0", help="Bundle version (semver)."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle file to write (.xeb)."),
+    quant_report: bool = typer.Option(
+        False,
+        "--quant-report",
+        help="Per-layer INT8 quantisation error (ONNX Runtime qdq_loss_debug, SQNR in dB) of each ONNX INT8 "
+        "artifact, written beside the bundle as <bundle>.<target>.quant-report.json and .md.",
+    ),
 ) -> None:
     """Checkpoint -> ONNX/OpenVINO artifacts -> accuracy gate -> one (signed) bundle."""
     import logging
@@ -157,6 +165,7 @@ def export(
         keep_float=split_csv(keep_float) or (),
         name=name or (str(checkpoint) if str(checkpoint) in RECIPES else None),
         version=version,
+        quant_report=quant_report,
         log=lambda message: console.print(f"[dim]{message}[/dim]"),
     )
     table = Table(title=f"{out}: {target} {precision}")
@@ -171,6 +180,13 @@ def export(
             f"{record['max_class_drop'] or 0:.3f}",
         )
     console.print(table)
+    for artifact, path in report.quant_reports.items():
+        import json
+
+        from export.quantize import quantization_report_table
+
+        console.print(f"{artifact}: worst layers first (all in {path}, table in {path.with_suffix('.md')})")
+        console.print(quantization_report_table(json.loads(path.read_text()), limit=5), markup=False, soft_wrap=True)
     console.print(f"bundle written: {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
 

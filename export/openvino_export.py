@@ -241,6 +241,12 @@ def quantize_ir_int8(
     operation names (ONNX node names; a Conv with bias becomes ``<name>/WithoutBiases``). The
     folded pre/post-processing (:data:`FLOAT_PATTERNS`) always stays in float.
     ``preset="performance"`` quantises weights and activations symmetrically.
+    ``target_device``: NNCF's ``TargetDevice`` for the target at hand (export passes the target
+    row's ``nncf_target_device``: ``NPU`` for ``intel-npu``, ``ANY`` for ``cpu``, which spans x86
+    and ARM and uses the same CPU hardware configuration in NNCF 3.4); recorded in the IR's
+    ``rt_info`` as ``model_info/int8_target_device`` when not ``ANY``. NNCF 3.4 quantises 8-bit
+    weights and activations for NPU with the CPU hardware configuration (its MinMax algorithm
+    switches GPU/NPU A8W8 to CPU), so the NPU choice is recorded more than it changes today.
 
     With ``max_drop`` (absolute, in the metric's units, e.g. 0.01 = 1 DSC point), runs
     ``nncf.quantize_with_accuracy_control`` on ``validation``: (inputs, expected classes
@@ -281,6 +287,8 @@ def quantize_ir_int8(
     }
     calibration = nncf.Dataset(list(calibration_inputs))
     info: dict[str, object] = {"precision": "int8", "source": Path(onnx_or_ir_path).name, "int8_preset": preset}
+    if target_device != "ANY":  # the cpu target's IRs keep the rt_info they were gated with
+        info["int8_target_device"] = target_device
     try:
         if max_drop is None:
             quantized = nncf.quantize(model, calibration, **common)
