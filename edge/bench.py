@@ -75,7 +75,9 @@ __all__ = [
 ]
 
 #: 2: inputs other than bundles, torch baseline, ratios, scenarios, stages, link, accuracy, rss_growth_mb.
-SCHEMA_VERSION = 2
+#: 3: load_ms is the runtime's compile / session creation, first_inference_ms one run on bound inputs (open_ms,
+#: bind_ms apart); per-result settings, model size, pass/fail, profile; host.cpu (model, ISA flags).
+SCHEMA_VERSION = 3
 #: --backend value -> runtimes it selects (``torch``: the PyTorch baseline of a checkpoint).
 BACKENDS: dict[str, tuple[str, ...]] = {
     "ort": ("onnxruntime", "tensorrt"),
@@ -96,8 +98,10 @@ CSV_COLUMNS = (
     "model", "mode", "scenario", "target", "runtime", "precision", "device", "status", "baseline", "shape",
     "nireq", "nstreams", "count", "duration_s", "throughput_fps", "fps_ratio",
     *(f"latency_{k}_ms" for k in LATENCY_KEYS), "latency_ratio", "latency_percentile", "latency_pct_ms",
-    "load_ms", "first_inference_ms", "cpu_util", "rss_mb", "rss_growth_mb", "peak_rss_mb", "peak_rss_alone_mb",
-    "selftest_agreement",
+    "load_ms", "open_ms", "bind_ms", "first_inference_ms", "start_ms", "first_mask_ms",
+    "cpu_util", "rss_mb", "rss_growth_mb", "peak_rss_mb", "peak_rss_alone_mb",
+    "selftest_agreement", "passed", "gate", "model_bytes", "effective_precision", "runtime_version", "threads",
+    "cache",
     *(f"stage_{k}_median_ms" for k in STAGE_KEYS), *(f"stage_{k}_p95_ms" for k in STAGE_KEYS),
     "bytes_per_mask", "link_bytes_per_s", "link_utilisation", "masks_received",
     "dsc_truth", "dsc_reference", "agreement_reference", "note",
@@ -137,6 +141,9 @@ class BenchSettings:
     dataset_frames: int = 8
     rss_alone: bool = False
     compare: str | None = None  # other bundles/graphs measured in the same rounds (engine mode)
+    profile: bool = False  # per-operator times by op type (engine mode, single stream)
+    cache_dir: str | None = None  # OpenVINO CACHE_DIR / TensorRT engine cache root (edge.engines.model_cache_folder)
+    max_drop: float = 0.01  # pass/fail: largest mean-DSC drop vs the baseline (--dataset), as the export's gate
 
 
 @dataclass
@@ -185,6 +192,8 @@ def check_settings(settings: BenchSettings) -> str:
             raise BenchError(f"{name} must be >= 1, got {value}")
     if settings.time_s is not None and settings.time_s <= 0:
         raise BenchError(f"-t must be > 0, got {settings.time_s}")
+    if not 0 <= settings.max_drop <= 1:
+        raise BenchError(f"--max-drop must be in [0, 1] (DSC; 0.01 = one point), got {settings.max_drop}")
     if not 0 <= settings.percentile <= 100:
         raise BenchError(f"--percentile must be in [0, 100], got {settings.percentile}")
     if settings.warmup < 0:
@@ -256,6 +265,11 @@ def select_configs(source, settings: BenchSettings) -> tuple[list[_Config], list
     runtimes = {r for b in backends for r in BACKENDS[b]}
     precisions = _split(settings.precision, PRECISIONS, "precision")
     options, only_target, only_runtime = _options(settings.device, settings.threads, manifest)
+    options = dataclasses.replace(
+        options,
+        profile=settings.profile and settings.mode == "engine",
+        cache_dir=Path(settings.cache_dir) if settings.cache_dir else None,
+    )
     targets = manifest["targets"]
     notes = list(source.notes)
     wanted = [
@@ -329,42 +343,92 @@ def _rss_mb() -> tuple[float | None, float | None]:
 # ---- engine mode ------------------------------------------------------------------------------
 
 
-def _open_config(source, cfg: _Config, options, hw: tuple[int, int], inputs: Mapping, selftest, threads) -> None:
-    """Load the configuration, fill its input, bind references, run it once (timed)."""
+def _ov_properties(settings: BenchSettings, scenario: str) -> dict[str, str] | None:
+    """OpenVINO properties asked for (``-hint``, ``-nstreams``; offline: hint THROUGHPUT by default), or None."""
+    if scenario != "offline" and not (settings.hint or settings.nstreams):
+        return None
+    props = {"PERFORMANCE_HINT": (settings.hint or ("throughput" if scenario == "offline" else "latency")).upper()}
+    if settings.nstreams:
+        props["NUM_STREAMS"] = str(settings.nstreams)
+    return props
+
+
+def _open_config(source, cfg: _Config, options, hw: tuple[int, int], inputs: Mapping, selftest,
+                 settings: BenchSettings, scenario: str) -> None:  # fmt: skip
+    """Open the configuration (compiled once, with its OpenVINO properties if any; timed: ``open_ms``, and
+    the runtime's own compile / session creation: ``load_ms``), fill its input and bind references
+    (``bind_ms``), then run it once on the bound buffers (``first_inference_ms``: that run alone)."""
+    from edge.bench_offline import HintedOpenVinoEngine, ort_offline_threads
+    from edge.bench_settings import model_files
     from edge.bench_torch import TorchEngine
     from edge.engines import ENGINES
     from export.bundle import check_selftest
 
     source = cfg.source or source
     manifest = source.manifest
+    properties = _ov_properties(settings, scenario) if cfg.runtime == "openvino" else None
+    if scenario == "offline" and cfg.runtime in ("onnxruntime", "tensorrt"):  # the offline requests' threads
+        options = dataclasses.replace(options, threads=ort_offline_threads(settings.nireq, settings.threads)[1])
     rss0, _ = _rss_mb()
-    t0 = time.perf_counter_ns()
+    clock = time.perf_counter_ns
+    t0 = clock()
     if cfg.runtime == "torch":
         shape = (1, hw[0], hw[1], int(manifest["input"]["shape"][3]))
-        engine = TorchEngine(cfg.checkpoint, shape, manifest["input"].get("variant", "raw"), threads)
+        engine = TorchEngine(cfg.checkpoint, shape, manifest["input"].get("variant", "raw"), settings.threads)
     else:
         target = cfg.target.split(":", 1)[1] if cfg.source is not None else cfg.target  # LABEL:TARGET
-        engine = ENGINES[cfg.runtime].open(source.folder, manifest, target, cfg.devices, options, hw)
-    t1 = time.perf_counter_ns()
+        if properties is not None:
+            engine = HintedOpenVinoEngine(source.folder, manifest, target, device=cfg.devices[0], options=options,
+                                          frame_hw=hw, properties=properties)  # fmt: skip
+        else:
+            engine = ENGINES[cfg.runtime].open(source.folder, manifest, target, cfg.devices, options, hw)
+    t1 = clock()
     engine.input_buffer[...] = inputs[engine.input_name]
     if engine.variant == "raw":
         engine.bind_references(inputs["dark"], inputs["gain"])
-    classes = engine.infer().classes
-    t2 = time.perf_counter_ns()
+    t2 = clock()
+    classes = engine.infer().classes  # the first inference, alone: load and input copies excluded
+    t3 = clock()
     cfg.engine = engine
+    open_ms = (t1 - t0) / 1e6
+    load_ms = open_ms if cfg.runtime == "torch" else float(engine.load_ms)
+    files, size = model_files(cfg.checkpoint if cfg.runtime == "torch" else engine.model_path)
     cfg.result.update(
         device=engine.device,
         engine=engine.name,
-        load_ms=round((t1 - t0) / 1e6, 3),
-        first_inference_ms=round((t2 - t0) / 1e6, 3),
+        load_ms=round(load_ms, 3),
+        open_ms=round(open_ms, 3),
+        bind_ms=round((t2 - t1) / 1e6, 3),
+        first_inference_ms=round((t3 - t2) / 1e6, 3),
+        model_files=files,
+        model_bytes=size,
+        settings=_engine_settings(engine, load_ms),
     )
     cfg.rss_before = rss0
     if cfg.source is None and selftest is not None and selftest.expected.shape[1:] == classes.shape:
         try:
             cfg.result["selftest_agreement"] = round(check_selftest(classes[None], selftest), 5)
+            cfg.result["selftest_passed"] = True
         except XenoedgeError as exc:
             cfg.result["selftest_agreement"] = None
+            cfg.result["selftest_passed"] = False
             cfg.result["note"] = str(exc)
+
+
+def _engine_settings(engine, load_ms: float) -> dict:
+    """``Engine.settings()`` (runtime version, providers and options or OpenVINO properties, threads,
+    effective precision, cache), and the same keys for the PyTorch baseline."""
+    if hasattr(engine, "settings"):
+        out = dict(engine.settings())
+        properties = getattr(engine, "properties", None)  # a HintedOpenVinoEngine: what it was compiled with
+        if properties:
+            out["compile_config"] = dict(properties)
+        return out
+    import torch
+
+    return {"target": engine.target, "runtime": "torch", "runtime_version": torch.__version__, "device": "cpu",
+            "precision": "fp32", "effective_precision": "f32 (eager)", "threads": torch.get_num_threads(),
+            "cache": "off", "cache_folder": None, "load_ms": round(load_ms, 3)}  # fmt: skip
 
 
 def _run_chunk(cfg: _Config, n_until: int, ns_until: int) -> None:
@@ -413,15 +477,11 @@ def bench_engine(source, configs: list[_Config], settings: BenchSettings, option
         inputs = synthetic_inputs(shape, variant, settings.seed)
         where = f"synthetic seeded frame (seed {settings.seed}; edge.bench_inputs.synthetic_inputs)"
     for cfg in list(configs):
-        _open_config(source, cfg, options, hw, inputs, selftest, settings.threads)
+        _open_config(source, cfg, options, hw, inputs, selftest, settings, scenario)
         cfg.engine.warm_up(settings.warmup)
-        # single-stream with OpenVINO properties: the target compiled with them, one request in flight
-        ov_single = scenario != "offline" and bool(settings.hint or settings.nstreams) and cfg.runtime == "openvino"
-        if scenario == "offline" or ov_single:
-            nireq, hint = (1, settings.hint or "latency") if ov_single else (settings.nireq, settings.hint)
-            cfg.offline = offline_runner(
-                cfg.engine, inputs, nireq=nireq, hint=hint, nstreams=settings.nstreams, threads=settings.threads
-            )
+        if scenario == "offline":
+            cfg.offline = offline_runner(cfg.engine, inputs, nireq=settings.nireq, hint=settings.hint,
+                                         threads=settings.threads)  # fmt: skip
             if cfg.offline is None:
                 notes.append(f"skipped {cfg.target} in the offline scenario: {cfg.runtime} is measured single-stream")
                 cfg.engine.close()
@@ -431,11 +491,17 @@ def bench_engine(source, configs: list[_Config], settings: BenchSettings, option
             cfg.result.update(cfg.offline.info)
             if cfg.runtime != "openvino" and settings.nstreams:
                 notes.append(f"{cfg.target}: -nstreams applies to OpenVINO only; ONNX Runtime runs -nireq threads")
-            if settings.warmup or ov_single:
+            if settings.warmup:
                 cfg.offline.run(cfg.offline.info["nireq"], 0, 0)  # one request per slot, untimed
             cfg.offline.lat_ns.clear()
         elif settings.hint or settings.nstreams:
-            notes.append(f"{cfg.target}: -hint/-nstreams are OpenVINO properties; not applied to {cfg.runtime}")
+            if cfg.runtime == "openvino":  # compiled with them (once), run one request at a time
+                st = cfg.result["settings"]
+                streams = str(st.get("streams", ""))
+                hint = (st.get("performance_hint") or "").lower() or None
+                cfg.result.update(nireq=1, hint=hint, nstreams=int(streams) if streams.isdigit() else None)
+            else:
+                notes.append(f"{cfg.target}: -hint/-nstreams are OpenVINO properties; not applied to {cfg.runtime}")
         rss, _ = _rss_mb()
         before = cfg.rss_before
         cfg.result["rss_growth_mb"] = rounded(rss - before) if rss is not None and before is not None else None
@@ -455,10 +521,39 @@ def bench_engine(source, configs: list[_Config], settings: BenchSettings, option
         cfg.result.update(summarize(cfg.lat_ns, cfg.wall_ns, cfg.cpu_s, settings.percentile))
         if cfg.offline is not None:
             cfg.offline.close()
+        if settings.profile:
+            _profile(cfg, settings, scenario, notes)
     rss, peak = _rss_mb()
     for cfg in configs:
         cfg.result.update(rss_mb=rounded(rss), peak_rss_mb=rounded(peak))
     return {"shape": list(shape), "dtype": manifest["input"].get("dtype"), "variant": variant, "source": where}
+
+
+def _profile(cfg: _Config, settings: BenchSettings, scenario: str, notes: list[str]) -> None:
+    """``--profile``: the configuration's operator times summed by op type (``edge.bench_settings.profile_by_type``):
+    ONNX Runtime's profiler (totals over every run since the engine opened: first, warm-up, timed; per frame
+    ÷ their number) or OpenVINO's performance counters (the last inference)."""
+    from edge.bench_settings import profile_by_type
+
+    if cfg.runtime == "torch":
+        notes.append("--profile: the PyTorch baseline is not profiled (torch.profiler is not wired in)")
+        return
+    if scenario == "offline":
+        notes.append(f"--profile: {cfg.target} not profiled in the offline scenario (profile single-stream)")
+        return
+    ops = cfg.engine.operator_profile()
+    if cfg.runtime == "openvino":
+        frames, source = 1, "OpenVINO performance counters (PERF_COUNT), the last inference"
+    else:
+        frames = 1 + settings.warmup + len(cfg.lat_ns)
+        source = f"ONNX Runtime profiler, totals over {frames} runs (first, warm-up, timed) / {frames}"
+    rows = profile_by_type(ops, frames)
+    cfg.result["profile"] = {
+        "source": source,
+        "frames": frames,
+        "total_ms_per_frame": round(sum(r["ms_per_frame"] for r in rows), 4),
+        "by_type": rows,
+    }
 
 
 # ---- accuracy ---------------------------------------------------------------------------------
@@ -548,6 +643,29 @@ def _ratios(results: list[dict], base: dict) -> None:
         r["latency_ratio"] = round(med / bmed, 4) if med and bmed and not math.isnan(med) and bmed > 0 else None
 
 
+def gate_results(results: list[dict], base: dict, max_drop: float) -> None:
+    """``passed`` and ``gate`` (why) per result: it ran (timed iterations, no frame errors), a bundle's
+    self-test passed on its first inference, and with ``--dataset`` its mean DSC vs the truth is at
+    most ``max_drop`` below the baseline's (``dsc_drop``; the export's accuracy gate uses 0.01, one
+    DSC point, per class)."""
+    for r in results:
+        failed, checked = [], []
+        if r.get("status") != "ok" or not r.get("count") or r.get("errors"):
+            failed.append("did not run" if not r.get("count") else f"frame errors {r.get('errors')}")
+        if r.get("selftest_passed") is False:
+            failed.append(r.get("note") or "self-test failed")
+        elif r.get("selftest_agreement") is not None:
+            checked.append(f"self-test {r['selftest_agreement']:.3f}")
+        ref, dsc = base.get("dsc_truth"), r.get("dsc_truth")
+        if r is not base and ref is not None and dsc is not None:
+            drop = ref - dsc
+            r["dsc_drop"] = round(drop, 5)
+            words = f"DSC {dsc:.3f} vs {base['target']} {ref:.3f} (drop {100 * drop:.1f} / {100 * max_drop:g} points)"
+            (failed if drop > max_drop else checked).append(words)
+        r["passed"] = not failed
+        r["gate"] = "; ".join(failed or checked) or "ran"
+
+
 # ---- the report -------------------------------------------------------------------------------
 
 
@@ -560,13 +678,20 @@ def _host() -> dict:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
+    from edge.bench_settings import cpu_info, openvino_cpu
+
+    cpu = cpu_info()
     return {
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "processor": platform.processor() or None,
+        "processor": cpu["model"] or platform.processor() or None,
+        "cpu": cpu,
+        "openvino_cpu": openvino_cpu() if versions.get("openvino") else None,
         "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "python": platform.python_version(),
         "versions": versions,
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS") if k in os.environ},
     }
 
 
@@ -611,6 +736,8 @@ def run_bench(settings: BenchSettings, latencies_ns: dict | None = None) -> dict
         if settings.mode == "pipeline":
             if settings.dataset:
                 notes.append("--dataset is scored in engine mode only; ignored in pipeline mode")
+            if settings.profile:
+                notes.append("--profile is measured in engine mode only; ignored in pipeline mode")
             info = _pipeline(source, configs, settings, notes)
         else:
             if not configs:
@@ -638,6 +765,7 @@ def run_bench(settings: BenchSettings, latencies_ns: dict | None = None) -> dict
         for c in configs
     ]  # fmt: skip
     _ratios(results, results[configs.index(baseline)])
+    gate_results(results, results[configs.index(baseline)], settings.max_drop)
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": "edge-bench",
@@ -730,6 +858,8 @@ def _pipeline(source, configs: list[_Config], settings: BenchSettings, notes: li
 
 def _csv_row(r: Mapping) -> dict:
     row = {k: r.get(k) for k in CSV_COLUMNS}
+    for k in ("effective_precision", "runtime_version", "threads", "cache"):
+        row[k] = (r.get("settings") or {}).get(k)
     for k in LATENCY_KEYS:
         row[f"latency_{k}_ms"] = r.get("latency_ms", {}).get(k)
     for k in STAGE_KEYS:
@@ -818,8 +948,89 @@ def _fmt(value, spec: str = ".1f", none: str = "-") -> str:
     return format(value, spec)
 
 
+def host_line(host: Mapping) -> str:
+    """One line on the machine: CPU model, cores, ISA extensions present and absent, runtime versions."""
+    cpu = host.get("cpu") or {}
+    isa = cpu.get("isa") or {}
+    present = ", ".join(cpu.get("flags_present") or []) or "unknown"
+    absent = [f for f in ("avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16") if isa.get(f) is False]
+    versions = ", ".join(f"{k} {v}" for k, v in (host.get("versions") or {}).items() if v)
+    ov = host.get("openvino_cpu") or {}
+    caps = f"; OpenVINO CPU capabilities {', '.join(ov['optimization_capabilities'])}" if ov else ""
+    return (f"CPU {cpu.get('model') or host.get('processor') or 'unknown'} ({host.get('cpu_count')} logical cores), "
+            f"ISA {present}{'; no ' + ', '.join(absent) if absent else ''}{caps}; {versions}")  # fmt: skip
+
+
+def print_summary(report: Mapping, console) -> None:
+    """One row per configuration: pass/fail, model size, accuracy, load, first inference, median, FPS."""
+    from rich.table import Table
+
+    s = report["settings"]
+    table = Table(title=f"summary: {report['model']['name']} ({s['mode']} mode, {s['scenario']})")
+    for i, col in enumerate(("configuration", "device", "precision (effective)", "pass", "size MB", "accuracy",
+                             "load ms", "first inf. ms", "p50 ms", "FPS", "× baseline")):  # fmt: skip
+        table.add_column(col, justify="left" if i < 4 else "right")
+    for r in report["results"]:
+        eff = (r.get("settings") or {}).get("effective_precision")
+        if r.get("dsc_truth") is not None:
+            acc = f"DSC {r['dsc_truth']:.3f}"
+        elif r.get("selftest_agreement") is not None:
+            acc = f"self-test {r['selftest_agreement']:.3f}"
+        else:
+            acc = "-"
+        size = r.get("model_bytes")
+        table.add_row(
+            r["target"], str(r.get("device")), f"{r.get('precision') or '-'} ({eff or '?'})",
+            "[green]pass[/]" if r.get("passed") else "[red]FAIL[/]", _fmt(size / 1e6 if size else None, ".2f"), acc,
+            _fmt(r.get("load_ms")), _fmt(r.get("first_inference_ms")),
+            _fmt((r.get("latency_ms") or {}).get("median"), ".2f"), _fmt(r.get("throughput_fps")),
+            _fmt(r.get("fps_ratio"), ".2f") + ("*" if r.get("baseline") else ""),
+        )  # fmt: skip
+    console.print(table)
+    failed = [f"{r['target']}: {r.get('gate')}" for r in report["results"] if not r.get("passed")]
+    for line in failed:
+        console.print(f"[red]failed[/]: {line}")
+
+
+def print_settings(report: Mapping, console) -> None:
+    """What each configuration ran with (``Engine.settings()``), the machine, and ``--profile`` tables."""
+    from rich.table import Table
+
+    console.print(host_line(report.get("host") or {}), soft_wrap=True)
+    table = Table(title="effective settings")
+    for col in ("configuration", "runtime", "device / providers", "threads", "hint / streams", "effective precision",
+                "cache", "model files"):  # fmt: skip
+        table.add_column(col)
+    for r in report["results"]:
+        st = r.get("settings") or {}
+        providers = st.get("providers")
+        where = ", ".join(providers) if providers else ", ".join(st.get("execution_devices") or []) or st.get("device")
+        options = {k: v for k, v in (st.get("provider_options") or {}).items() if v}
+        if options:
+            where += f" {options}"
+        hint = "-" if st.get("performance_hint") is None else f"{st['performance_hint']} / {st.get('streams')}"
+        table.add_row(r["target"], f"{st.get('runtime', r.get('runtime'))} {st.get('runtime_version') or ''}".strip(),
+                      str(where), str(st.get("threads") if st.get("threads") is not None else "default"), hint,
+                      str(st.get("effective_precision") or "-"), str(st.get("cache") or "-"),
+                      ", ".join(r.get("model_files") or []) or "-")  # fmt: skip
+    console.print(table)
+    for r in report["results"]:
+        prof = r.get("profile")
+        if not prof:
+            continue
+        t = Table(title=f"profile {r['target']}: {prof['total_ms_per_frame']:.2f} ms per frame ({prof['source']})")
+        for i, col in enumerate(("op type", "precision / kernel", "nodes", "ms per frame", "% of total")):
+            t.add_column(col, justify="left" if i < 2 else "right")
+        for row in prof["by_type"]:
+            t.add_row(row["op_type"], row["precision"], str(row["nodes"]), f"{row['ms_per_frame']:.3f}",
+                      f"{row['percent']:.1f}")  # fmt: skip
+        console.print(t)
+
+
 def print_table(report: Mapping) -> None:
-    """A summary (one row per configuration, ratio column), then pipeline stages when measured."""
+    """The summary (pass/fail, size, accuracy, load, first inference, median, FPS), the detailed table
+    (one row per configuration, ratio column), the effective settings and the machine, ``--profile``
+    tables, then pipeline stages when measured."""
     from rich.console import Console
     from rich.table import Table
 
@@ -827,6 +1038,7 @@ def print_table(report: Mapping) -> None:
 
     if not console.is_terminal:  # a pipe or a log: rich would wrap the columns at 80 characters
         console = Console(width=180, highlight=False)
+    print_summary(report, console)
     results = report["results"]
     pct = report["settings"]["percentile"]
     s = report["settings"]
@@ -862,6 +1074,7 @@ def print_table(report: Mapping) -> None:
             row += [_fmt(r.get("dsc_truth"), ".3f"), _fmt(r.get("dsc_reference"), ".3f")]
         table.add_row(*row)
     console.print(table)
+    print_settings(report, console)
     if any(r.get("stages_ms") for r in results):
         stages = Table(title="pipeline stages, ms per mask: median / p95")
         stages.add_column("configuration")
@@ -927,6 +1140,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine mode: other bundles/graphs (comma list) measured in the same rounds, "
         "e.g. the previous default kept in benchmarks/baselines",
     )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="per-operator time and precision summed by op type (ORT profiler, OpenVINO counters)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        help="compiled-model cache root (OpenVINO CACHE_DIR, TensorRT engines); "
+        "default none: every configuration compiles",
+    )
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=0.01,
+        help="pass/fail with --dataset: largest mean-DSC drop vs the baseline (default 0.01)",
+    )
     p.add_argument("--json", type=Path, help="write the JSON report here")
     p.add_argument("--csv", type=Path, help="write one CSV row per configuration here")
     p.add_argument("--plot", type=Path, help="write a PNG of latency distributions and throughput here")
@@ -945,7 +1174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenario=args.scenario, hint=args.hint, nireq=args.nireq, nstreams=args.nstreams, baseline=args.baseline,
         checkpoint=args.checkpoint, camera=args.camera, link=args.link, baud=args.baud, references=args.references,
         dataset=args.dataset, dataset_frames=args.dataset_frames, rss_alone=args.rss_alone,
-        compare=args.compare,
+        compare=args.compare, profile=args.profile, cache_dir=args.cache_dir, max_drop=args.max_drop,
     )  # fmt: skip
     lat: dict = {}
     try:

@@ -1,14 +1,21 @@
-"""``edge-bench --scenario offline``: several requests in flight, like benchmark_app's throughput mode.
+"""``edge-bench`` with OpenVINO properties and several requests in flight, like benchmark_app.
 
-- OpenVINO: the target's model compiled again with ``PERFORMANCE_HINT`` (``-hint``,
-  default THROUGHPUT), ``NUM_STREAMS`` (``-nstreams``) and ``INFERENCE_NUM_THREADS``
-  (``--threads``), run through an ``AsyncInferQueue`` of ``-nireq`` requests (default: the
-  plugin's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``), each request with its own input tensor.
-- ONNX Runtime (decision, docs/bench.md): ``-nireq`` threads (default: the CPU count) calling
-  ``InferenceSession.run`` on one shared session concurrently (thread-safe; it releases the
-  GIL), each with its own input arrays. Intra-op threads per run: ``--threads``, else
-  CPU count // nireq (at least 1), so the requests do not oversubscribe the cores.
-  ``-nstreams`` has no ONNX Runtime equivalent and is noted, not applied.
+One compile per configuration: a configuration that asks for OpenVINO properties (``-hint``,
+``-nstreams``, or the offline scenario, whose default hint is THROUGHPUT) is opened as a
+``HintedOpenVinoEngine``: the daemon's OpenVINO engine (same precision hint, threads, model
+cache, tensors bound once) compiled once with ``PERFORMANCE_HINT`` / ``NUM_STREAMS`` added. Its
+``load_ms`` times that compile, its first inference and single-stream runs use its request, and
+the offline queue runs on the same compiled model.
+
+- OpenVINO offline: an ``AsyncInferQueue`` of ``-nireq`` requests (default: the plugin's
+  ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``) on the engine's compiled model, each request with its
+  own input tensor.
+- ONNX Runtime offline (decision, docs/bench.md): ``-nireq`` threads (default: the CPU count)
+  calling the engine's own session concurrently (``Engine.run_once``: ``InferenceSession.run``
+  is thread-safe and releases the GIL), each with its own input arrays. Intra-op threads per
+  run: ``--threads``, else CPU count // nireq (at least 1; ``ort_offline_threads``), given to
+  the engine when it is opened, so the requests do not oversubscribe the cores. ``-nstreams``
+  has no ONNX Runtime equivalent and is noted, not applied.
 - PyTorch: not measured offline (the baseline is single-stream); skipped with a note.
 
 Latency of a request: its start (after waiting for a free request: queueing is not counted) to
@@ -26,8 +33,87 @@ from collections.abc import Mapping
 import numpy as np
 
 from edge.bench_common import cpu_seconds
+from edge.engines import EngineError, OpenVinoEngine, model_cache_folder
+from export.bundle.runtime import CLASSES_OUTPUT, CONFIDENCE_OUTPUT
 
-__all__ = ["OrtOffline", "OvOffline", "offline_runner"]
+__all__ = ["HintedOpenVinoEngine", "OrtOffline", "OvOffline", "offline_runner", "ort_offline_threads"]
+
+
+def ort_offline_threads(nireq: int | None, threads: int | None) -> tuple[int, int]:
+    """(requests, intra-op threads per request) of the ONNX Runtime offline scenario.
+
+    >>> ort_offline_threads(2, None)[1] == max(1, (os.cpu_count() or 1) // 2), ort_offline_threads(4, 3)
+    (True, (4, 3))
+    """
+    nireq = nireq or os.cpu_count() or 1
+    return nireq, threads or max(1, (os.cpu_count() or 1) // nireq)
+
+
+class HintedOpenVinoEngine(OpenVinoEngine):
+    """The daemon's OpenVINO engine for a target, compiled once with ``properties`` (``PERFORMANCE_HINT``,
+    ``NUM_STREAMS``) on top of the engine's own configuration (``export.bundle.runtime.openvino_config``:
+    precision hint, threads, ``CACHE_DIR``; ``PERF_COUNT`` with ``EngineOptions.profile``).
+
+    ``edge.engines.EngineOptions`` has no field for these properties, so this constructor repeats
+    ``OpenVinoEngine.__init__`` with them added; everything else (references, inference, settings,
+    operator profile) is the engine's own. ``compiled``: the compiled model (the offline queue's).
+    """
+
+    def __init__(self, folder, manifest, target, *, device, options, frame_hw=None, properties=None):
+        import openvino as ov
+
+        from export.bundle.runtime import effective_precision, openvino_config
+
+        super(OpenVinoEngine, self).__init__(folder, manifest, target, device, frame_hw)
+        if options.cache_dir is not None:
+            self.cache_folder = model_cache_folder(options.cache_dir, self.model_path, f"openvino-{device}")
+        try:
+            config = openvino_config(self.precision, device, hint=options.openvino_precision_hint,
+                                     threads=options.threads,
+                                     cache_dir=str(self.cache_folder) if self.cache_folder else None)  # fmt: skip
+        except ValueError as exc:
+            raise EngineError(f"{self.name}: {exc}") from None
+        config.update({k: str(v) for k, v in (properties or {}).items()})
+        if options.profile:
+            config["PERF_COUNT"] = "YES"
+        self.properties = dict(config)
+        self._profiling = options.profile
+        self._ov = ov
+        try:
+            core = ov.Core()
+            model = core.read_model(str(self.model_path))
+            if any(port.get_partial_shape().is_dynamic for port in model.inputs):
+                _, h, w, c = self.input_shape
+                shapes = {self.input_name: [1, h, w, c]}
+                if self.variant == "raw":
+                    shapes.update({"dark": list(self.reference_shape), "gain": list(self.reference_shape)})
+                model.reshape(shapes)
+            results = model.get_results()
+            if not options.confidence and any(CONFIDENCE_OUTPUT in r.output(0).get_names() for r in results):
+                keep = [r for r in results if CONFIDENCE_OUTPUT not in r.output(0).get_names()]
+                model = ov.Model(keep, model.get_parameters(), model.friendly_name)
+            t0 = time.perf_counter()
+            self._compiled = core.compile_model(model, device, config)
+            self.load_ms = (time.perf_counter() - t0) * 1e3
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise EngineError(f"{self.model_path}: OpenVINO cannot compile it for {device} ({first})") from None
+        names_out = {p.get_any_name() for p in self._compiled.outputs}
+        self._has_confidence = CONFIDENCE_OUTPUT in names_out
+        self.effective_precision = effective_precision("openvino", self._compiled)
+        if self.cache_folder is not None:
+            self.cache_state = "loaded" if self._property("LOADED_FROM_CACHE") is True else "built"
+        self._request = self._compiled.create_infer_request()
+        self._tensors = {self.input_name: ov.Tensor(self.input_buffer, shared_memory=True)}
+        for name, buf in ((CLASSES_OUTPUT, self._classes), (CONFIDENCE_OUTPUT, self._confidence)):
+            if name in names_out:
+                self._tensors[name] = ov.Tensor(buf, shared_memory=True)
+        for name, tensor in self._tensors.items():
+            self._request.set_tensor(name, tensor)
+
+    @property
+    def compiled(self):
+        return self._compiled
 
 
 class _Offline:
@@ -40,24 +126,13 @@ class _Offline:
 
 
 class OvOffline(_Offline):
-    """An AsyncInferQueue over the OpenVINO target of ``engine`` with ``inputs`` (graph name -> array)."""
+    """An AsyncInferQueue over a ``HintedOpenVinoEngine``'s compiled model; ``inputs``: graph name -> array."""
 
-    def __init__(self, engine, inputs: Mapping[str, np.ndarray], *, nireq, hint, nstreams, threads):
+    def __init__(self, engine: HintedOpenVinoEngine, inputs: Mapping[str, np.ndarray], *, nireq):
         import openvino as ov
 
         super().__init__()
-        core = ov.Core()
-        model = core.read_model(str(engine.model_path))
-        if any(port.get_partial_shape().is_dynamic for port in model.inputs):
-            model.reshape({k: list(v.shape) for k, v in inputs.items()})
-        config = {"PERFORMANCE_HINT": (hint or "throughput").upper()}
-        if nstreams:
-            config["NUM_STREAMS"] = str(nstreams)
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = str(threads)
-        if engine.precision == "fp32" and engine.device == "CPU":
-            config["INFERENCE_PRECISION_HINT"] = "f32"  # as the engine does (no bf16 on AMX CPUs)
-        self.compiled = core.compile_model(model, engine.device, config)
+        self.compiled = engine.compiled
         nireq = nireq or int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.queue = ov.AsyncInferQueue(self.compiled, nireq)
         self._keep = []
@@ -77,7 +152,7 @@ class OvOffline(_Offline):
 
         self.queue.set_callback(finished)
         self.info = {"nireq": nireq, "nstreams": int(self.compiled.get_property("NUM_STREAMS")),
-                     "hint": config["PERFORMANCE_HINT"].lower()}  # fmt: skip
+                     "hint": str(self.compiled.get_property("PERFORMANCE_HINT")).lower()}  # fmt: skip
 
     def run(self, n_until: int, ns_until: int, wall_ns: int) -> tuple[int, float]:
         """Submit until ``n_until`` completed and ``ns_until`` ns (with ``wall_ns`` already run);
@@ -111,20 +186,15 @@ class OvOffline(_Offline):
 
 
 class OrtOffline(_Offline):
-    """``nireq`` threads running one ONNX Runtime session concurrently (see the module docstring)."""
+    """``nireq`` threads running the engine's ONNX Runtime session concurrently (see the module docstring)."""
 
-    def __init__(self, engine, inputs: Mapping[str, np.ndarray], *, nireq, hint, nstreams, threads):
-        import onnxruntime as ort
-
+    def __init__(self, engine, inputs: Mapping[str, np.ndarray], *, nireq, hint, threads):
         super().__init__()
-        nireq = nireq or os.cpu_count() or 1
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or max(1, (os.cpu_count() or 1) // nireq)
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(engine.model_path), options, providers=engine.providers)
+        nireq, intra = ort_offline_threads(nireq, threads)
+        self.engine = engine
         self.feeds = [{k: np.array(v, copy=True) for k, v in inputs.items()} for _ in range(nireq)]
         self.nireq = nireq
-        self.info = {"nireq": nireq, "nstreams": None, "hint": hint, "intra_op_threads": options.intra_op_num_threads}
+        self.info = {"nireq": nireq, "nstreams": None, "hint": hint, "intra_op_threads": intra}
 
     def run(self, n_until: int, ns_until: int, wall_ns: int) -> tuple[int, float]:
         clock = time.perf_counter_ns
@@ -140,10 +210,10 @@ class OrtOffline(_Offline):
                 return False
 
         def worker(feeds) -> None:
-            run, lat = self.session.run, self.lat_ns
+            run, lat = self.engine.run_once, self.lat_ns
             while take():
                 t0 = clock()
-                run(["classes"], feeds)
+                run(feeds)
                 lat.append(clock() - t0)
 
         threads = [threading.Thread(target=worker, args=(f,), daemon=True) for f in self.feeds]
@@ -154,15 +224,16 @@ class OrtOffline(_Offline):
         return clock() - start, cpu_seconds() - cpu0
 
     def close(self) -> None:
-        self.session = None
+        self.engine = None
 
 
-def offline_runner(engine, inputs: Mapping[str, np.ndarray], **kw) -> _Offline | None:
-    """The offline runner for ``engine``'s runtime, or None (PyTorch: single-stream only)."""
+def offline_runner(engine, inputs: Mapping[str, np.ndarray], *, nireq, hint, threads) -> _Offline | None:
+    """The offline runner on ``engine`` (a ``HintedOpenVinoEngine`` or an ONNX Runtime engine opened with
+    ``ort_offline_threads``), or None (PyTorch: single-stream only)."""
     if engine.runtime != "torch":
         inputs = engine.graph_inputs(inputs)  # references pooled for an edge-first graph
-    if engine.runtime == "openvino":
-        return OvOffline(engine, inputs, **kw)
+    if isinstance(engine, HintedOpenVinoEngine):
+        return OvOffline(engine, inputs, nireq=nireq)
     if engine.runtime in ("onnxruntime", "tensorrt"):
-        return OrtOffline(engine, inputs, **kw)
+        return OrtOffline(engine, inputs, nireq=nireq, hint=hint, threads=threads)
     return None
