@@ -2,9 +2,12 @@
 
     python benchmarks/edge_bench_table.py benchmarks/results/crop.json [more.json ...]
 
-One table per report: configuration, device, precision, count, FPS, ratio to the baseline,
-latency p50/p99, first inference, CPU cores, RSS growth and, when measured, DSC and pipeline
-stages. Reads only the JSON (schema 2), so the table is exactly what the run measured.
+Per report: the machine (CPU model, ISA flags, runtime versions); the summary (pass/fail, model
+size, accuracy, load, first inference, p50, FPS, ratio); the detailed table (configuration,
+device, precision, count, FPS, ratio to the baseline, latency p50/p99, first inference, CPU
+cores, RSS growth and, when measured, DSC); the effective settings per configuration; pipeline
+stages; ``--profile`` tables. Reads only the JSON (schema 3; schema 2 reports print without the
+summary and settings), so the tables are exactly what the run measured.
 """
 
 from __future__ import annotations
@@ -13,14 +16,68 @@ import json
 import sys
 from pathlib import Path
 
-from edge.bench import STAGE_KEYS
-from edge.bench import _fmt as _f
+from edge.bench import host_line
+from edge.bench_common import STAGE_KEYS
+from edge.bench_common import fmt as _f
+
+
+def summary(report: dict) -> list[str]:
+    """The machine, then one row per configuration: pass/fail, size, accuracy, load, first inference, p50, FPS."""
+    lines = [f"Machine: {host_line(report.get('host') or {})}", ""]
+    lines += ["| Configuration | Precision (effective) | Pass | Size MB | Accuracy | Load ms | First inference ms | "
+              "p50 ms | FPS | × baseline |", "|---|---|---|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in report["results"]:
+        eff = (r.get("settings") or {}).get("effective_precision") or "?"
+        if r.get("dsc_truth") is not None:
+            acc = f"DSC {r['dsc_truth']:.3f}"
+        elif r.get("selftest_agreement") is not None:
+            acc = f"self-test {r['selftest_agreement']:.3f}"
+        else:
+            acc = "-"
+        size = r.get("model_bytes")
+        lines.append(
+            f"| `{r['target']}`{' (baseline)' if r.get('baseline') else ''} | {r.get('precision') or '-'} ({eff}) | "
+            f"{'pass' if r.get('passed') else '**fail**: ' + str(r.get('gate'))} | "
+            f"{_f(size / 1e6 if size else None, '.2f')} | {acc} | {_f(r.get('load_ms'), '.0f')} | "
+            f"{_f(r.get('first_inference_ms'), '.0f')} | {_f(r['latency_ms']['median'])} | "
+            f"{_f(r['throughput_fps'])} | {_f(r.get('fps_ratio'), '.2f')} |"
+        )
+    lines += ["", "| Configuration | Runtime | Device / providers | Threads | Hint / streams | Effective precision | "
+              "Cache |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in report["results"]:
+        st = r.get("settings") or {}
+        where = ", ".join(st.get("providers") or st.get("execution_devices") or [str(st.get("device"))])
+        hint = "-" if st.get("performance_hint") is None else f"{st['performance_hint']} / {st.get('streams')}"
+        version = str(st.get("runtime_version") or "").split("-")[0]
+        lines.append(f"| `{r['target']}` | {st.get('runtime')} {version} | {where} | "
+                     f"{st.get('threads') if st.get('threads') is not None else 'default'} | {hint} | "
+                     f"{st.get('effective_precision') or '-'} | {st.get('cache') or '-'} |")  # fmt: skip
+    return [*lines, ""]
+
+
+def profiles(report: dict) -> list[str]:
+    """``--profile``: per configuration, time per frame by operator type and precision/kernel."""
+    lines = []
+    for r in report["results"]:
+        prof = r.get("profile")
+        if not prof:
+            continue
+        lines += ["", f"Profile of `{r['target']}`: {prof['total_ms_per_frame']:.1f} ms per frame ({prof['source']})",
+                  "", "| Op type | Precision / kernel | Nodes | ms per frame | % of total |",
+                  "|---|---|---:|---:|---:|"]  # fmt: skip
+        for row in prof["by_type"]:
+            if row["percent"] >= 1.0:
+                lines.append(f"| {row['op_type']} | {row['precision']} | {row['nodes']} | "
+                             f"{row['ms_per_frame']:.2f} | {row['percent']:.1f} |")  # fmt: skip
+    return lines
 
 
 def table(report: dict) -> str:
     s = report["settings"]
     lines = [f"**{report['model']['name']}**, {s['mode']} mode, {s['scenario']}, input {report['input']['shape']}; "
              f"ratios to `{report['baseline']}`", ""]  # fmt: skip
+    if report.get("schema_version", 2) >= 3:
+        lines += summary(report)
     results = report["results"]
     dsc = any(r.get("dsc_truth") is not None for r in results)
     offline = s["scenario"] == "offline" and s["mode"] == "engine"
@@ -61,6 +118,7 @@ def table(report: dict) -> str:
         for r in results:
             fps = ", ".join(_f(x.get("fps")) for x in r.get("rounds") or [])
             lines.append(f"| `{r['target']}` | {fps} |")
+    lines += profiles(report)
     if report["notes"]:
         lines += ["", *(f"Note: {n}" for n in report["notes"])]
     return "\n".join(lines)

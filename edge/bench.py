@@ -57,6 +57,7 @@ from edge.bench_common import (
     STAGE_KEYS,
     BenchError,
     cpu_seconds,
+    fmt,
     rounded,
     run_length,
     summarize,
@@ -942,10 +943,7 @@ def write_plot(report: Mapping, path: Path, lat_by_config: Mapping[str, Sequence
     return None
 
 
-def _fmt(value, spec: str = ".1f", none: str = "-") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return none
-    return format(value, spec)
+_fmt = fmt
 
 
 def host_line(host: Mapping) -> str:

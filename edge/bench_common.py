@@ -21,6 +21,7 @@ __all__ = [
     "STAGE_KEYS",
     "BenchError",
     "cpu_seconds",
+    "fmt",
     "latency_stats",
     "rounded",
     "run_length",
@@ -88,3 +89,14 @@ def summarize(lat_ns: Sequence[int], wall_ns: int, cpu_s: float, percentile: flo
 def rounded(x: float | None, n: int = 1) -> float | None:
     """``round(x, n)``, None stays None."""
     return None if x is None else round(x, n)
+
+
+def fmt(value, spec: str = ".1f", none: str = "-") -> str:
+    """``format(value, spec)`` for tables; None and NaN print as ``none``.
+
+    >>> fmt(3.14159, ".2f"), fmt(None), fmt(float("nan"))
+    ('3.14', '-', '-')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return none
+    return format(value, spec)
