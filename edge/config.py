@@ -12,7 +12,8 @@ the one table that maps them, read by the loader and checked against ``docs/daem
 
     [bundle]
     path = "/var/lib/xenoedge/active.xeb"
-    public_key = "/etc/xenoedge/release.pub"   # optional; when set, only bundles it signed load
+    public_key = "/etc/xenoedge/release.pub"   # when set, only bundles it signed load and install
+    allow_unsigned = false                      # development only: without a key, install unsigned bundles
 
     [engine]
     prefer = ["openvino", "onnxruntime"]        # target or runtime names tried first
@@ -56,7 +57,7 @@ from typing import Any
 
 from calibration.errors import UnknownNameError, XenoedgeError
 
-__all__ = ["CONFIG_KEYS", "ConfigError", "DaemonConfig", "load_config"]
+__all__ = ["CONFIG_KEYS", "ConfigError", "DaemonConfig", "load_config", "signature_fields", "signature_line"]
 
 CAPTURE_MODES = ("auto", "always", "never")
 
@@ -76,6 +77,9 @@ class DaemonConfig:
     exposure_ms: float = 10.0
     max_fps: float | None = None
     public_key: Path | None = None
+    #: Without ``public_key``, install bundles nobody signed (over the link, the first install of
+    #: ``bundle``). Off: a device with no key refuses every install (docs/flashing.md).
+    allow_unsigned: bool = False
     prefer: tuple[str, ...] = ()
     ort_providers: tuple[str, ...] | None = None
     openvino_device: str | None = None
@@ -124,6 +128,11 @@ class DaemonConfig:
             raise ConfigError(f"flashing.max_bundle_bytes must be >= 1, got {self.max_bundle_bytes}")
         if self.upload_timeout_s <= 0:
             raise ConfigError(f"flashing.upload_timeout_s must be > 0, got {self.upload_timeout_s}")
+        if self.allow_unsigned and self.public_key is not None:
+            raise ConfigError(
+                "bundle.allow_unsigned = true and bundle.public_key exclude each other: with a key only bundles "
+                "it signed install; remove allow_unsigned"
+            )
 
     def model_cache_dir(self) -> Path:
         """Where compiled models are cached: ``cache_dir``, else ``<state_dir>/cache``, else the
@@ -154,7 +163,7 @@ CONFIG_KEYS: dict[str, dict[str, str]] = {
         "exposure_ms": "exposure_ms",
         "max_fps": "max_fps",
     },
-    "bundle": {"path": "bundle", "public_key": "public_key"},
+    "bundle": {"path": "bundle", "public_key": "public_key", "allow_unsigned": "allow_unsigned"},
     "engine": {
         "prefer": "prefer",
         "ort_providers": "ort_providers",
@@ -196,6 +205,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "status_interval_s": (int, float),
     "score_ground_truth": (bool,),
     "confidence": (bool,),
+    "allow_unsigned": (bool,),
     "sink": (str,),
     "probation_frames": (int,),
     "max_bundle_bytes": (int,),
@@ -219,6 +229,40 @@ def _coerce(name: str, value: Any, where: str = "") -> Any:
     if types and (not isinstance(value, types) or (bool not in types and isinstance(value, bool))):
         raise ConfigError(f"{label} must be {' or '.join(t.__name__ for t in types)}, got {value!r}")
     return float(value) if types == (int, float) else value
+
+
+def _public_key(config: DaemonConfig) -> Any:
+    """The config's trusted key (None without one, or when its file cannot be read now: the daemon
+    refused to start then; an announcement must not fail)."""
+    if config.public_key is None:
+        return None
+    from export.bundle import load_public_key
+
+    try:
+        return load_public_key(config.public_key)
+    except Exception:
+        return None
+
+
+def signature_fields(config: DaemonConfig) -> dict:
+    """What HELLO and INFO say about the bundles this device installs (``allow_unsigned``,
+    ``trusted_key_id``; see ``edge.flashing.install.signature_fields``)."""
+    from edge.flashing.install import signature_fields as fields
+
+    return fields(_public_key(config), config.allow_unsigned)
+
+
+def signature_line(config: DaemonConfig) -> str:
+    """The line the daemon logs at every start: which bundles it installs, and why."""
+    from edge.flashing.install import signature_line as line
+
+    key = _public_key(config)
+    if config.public_key is not None and key is None:
+        return f"bundle signatures: required, but the key {config.public_key} cannot be read; nothing installs"
+    if config.state_dir is None:  # no slot store, no flashing service: nothing is ever installed
+        checked = f"must be signed by key {signature_fields(config)['trusted_key_id']}" if key else "is not checked"
+        return f"bundle signatures: [bundle] path {checked}; no [flashing] state_dir, so nothing can be flashed"
+    return line(key, config.allow_unsigned, key_path=config.public_key)
 
 
 def _toml_loads(text: str, path: Path) -> dict:

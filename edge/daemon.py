@@ -37,7 +37,7 @@ from calibration.errors import CameraError, CameraExhaustedError, XenoedgeError
 from calibration.references import References
 from calibration.reflectance import signal_range
 from calibration.sensors import SensorProfile, get_sensor
-from edge.config import DaemonConfig
+from edge.config import DaemonConfig, signature_fields
 from edge.engines import DEFAULT_ORT_PROVIDERS, ENGINES, Engine, EngineError, EngineOptions, open_engine
 from edge.sdnotify import SdNotifier
 
@@ -405,6 +405,7 @@ class Daemon:
 
         return InstallPolicy(
             trusted_public_key=self.store.public_key,
+            allow_unsigned=self.config.allow_unsigned,
             sensor_signature=sensor_signature,
             max_bundle_bytes=self.config.max_bundle_bytes,
             prefer=tuple(self.config.prefer),
@@ -867,6 +868,7 @@ class Daemon:
                 "camera_id": None,
                 "engine": None,
                 "maintenance": {"reason": self.maintenance},
+                **signature_fields(self.config),
             }
         h, w, _ = self.sensor.cube_shape
         slot = {"model_sha256": self.slot.sha256, "slot": self.slot.slot} if self.slot is not None else {}
@@ -883,6 +885,7 @@ class Daemon:
             "height": h,
             "n_classes": len(self.manifest["labels"]),
             "labels": list(self.manifest["labels"]),
+            **signature_fields(self.config),
         }
 
     # ---- flashing: control channel, hot swap, probation (docs/upload.md) ----------------------
@@ -1167,13 +1170,14 @@ def daemon_main(
     cannot start or fails. ``sink_object``: a ready sink (e.g. a link) used instead of the spec."""
     import sys
 
-    from edge.config import load_config
+    from edge.config import load_config, signature_line
 
     log = log or (lambda line: print(line, file=sys.stderr))
     from edge.flashing.errors import EXIT_RESTART_LOOP, RestartLoopError
 
     try:
         config = load_config(config_path, **overrides)
+        log(f"xenoedge run: {signature_line(config)}")
         stats = run_daemon(config, sink_object, max_frames=max_frames)
     except RestartLoopError as exc:
         log(f"xenoedge run: {exc}")

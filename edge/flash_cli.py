@@ -49,13 +49,14 @@ def _open(port: str, baud: int) -> Any:
     return open_link(_link_spec(port, baud))
 
 
-def _policy(public_key: Path | None, sensor: str | None, max_bundle_bytes: int) -> Any:
+def _policy(public_key: Path | None, sensor: str | None, max_bundle_bytes: int, allow_unsigned: bool = False) -> Any:
     from calibration.sensors import get_sensor
     from edge.flashing.install import InstallPolicy
     from export.bundle import load_public_key
 
     return InstallPolicy(
         trusted_public_key=load_public_key(public_key) if public_key else None,
+        allow_unsigned=allow_unsigned,
         sensor_signature=get_sensor(sensor).signature if sensor else None,
         max_bundle_bytes=max_bundle_bytes,
     )
@@ -73,6 +74,9 @@ def flash(
     baud: int = typer.Option(921600, help="Line rate for a serial port (USB CDC ignores it)."),
     to: Path = typer.Option(None, "--to", help="Install into a mounted device storage (its root folder) instead."),
     public_key: Path = typer.Option(None, help="--to: only bundles this Ed25519 key signed are installed."),
+    allow_unsigned: bool = typer.Option(
+        False, "--allow-unsigned", help="--to, development only: without --public-key, install an unsigned bundle."
+    ),
     sensor: str = typer.Option(None, help="--to: the device camera's sensor profile; the bundle must match it."),
     chunk: int = typer.Option(4096, min=1, help="Bytes per upload chunk (capped by the device)."),
     window: int = typer.Option(8, min=1, help="Chunks in flight before waiting for an answer."),
@@ -88,17 +92,21 @@ def flash(
     """Flash a model bundle onto a device: over its link (--port) or into its storage (--to)."""
     if (port is None) == (to is None):
         raise typer.BadParameter("give exactly one of --port and --to")
+    if allow_unsigned and (public_key is not None or to is None):
+        raise typer.BadParameter("--allow-unsigned goes with --to and without --public-key")
     if to is not None:
         from edge.flashing.install import install_into_root
 
         started = time.monotonic()
-        report = install_into_root(to, bundle, _policy(public_key, sensor, 2 << 30))
+        report = install_into_root(to, bundle, _policy(public_key, sensor, 2 << 30, allow_unsigned))
         info = report.to_dict()
         if as_json:
             typer.echo(json.dumps(info, indent=2, default=str))
         console.print(
             f"installed {_slot(info['installed'])} into {to} (before: {_slot(info['previous'])}); "
-            f"self-test {_selftest_line(info['selftest'])}; {time.monotonic() - started:.1f} s"
+            f"self-test {_selftest_line(info['selftest'])}; "
+            f"signature {'verified, key ' + info['verified_key_id'] if info['verified_key_id'] else 'NOT checked'}; "
+            f"{time.monotonic() - started:.1f} s"
         )
         return
     from edge.flashing.host import FlashClient

@@ -3,6 +3,9 @@
 Order (docs/flashing.md), each failure raising a :class:`FlashError` subclass with the active
 slot untouched:
 
+0. the device's trust: with neither ``policy.trusted_public_key`` nor ``policy.allow_unsigned``
+   every install is refused at once (``BundleRejected(reason="signature")``, the one line of
+   :data:`NO_TRUST_HELP` saying what to configure); like RAUC without a keyring;
 1. copy the bundle into ``staging/bundle.xeb`` (mode 0600, a folder only the installer uses),
    hashing it on the way: the whole-bundle SHA-256 must equal ``expected_sha256`` when given,
    and the size stay under ``policy.max_bundle_bytes``; everything after reads only this copy;
@@ -45,11 +48,15 @@ from edge.flashing.slots import NO_SPACE_ERRNOS, SlotInfo, SlotStore, StepCallba
 
 __all__ = [
     "DEVICE_STATE_SUBDIR",
+    "NO_TRUST_HELP",
     "InstallPolicy",
     "InstallReport",
     "device_state_dir",
     "install_bundle",
     "install_into_root",
+    "refuse_without_trust",
+    "signature_fields",
+    "signature_line",
 ]
 
 #: Where the slot store lives on a device, relative to its root (systemd StateDirectory=xenoedge).
@@ -68,11 +75,21 @@ _REASONS = {
 }
 
 
+#: The one line a refused install says when the device trusts no key and did not opt in to unsigned bundles.
+NO_TRUST_HELP = (
+    "this device has no trusted public key and does not allow unsigned bundles: set [bundle] public_key "
+    "in its daemon config (flash --to: --public-key KEY), or for development only [bundle] allow_unsigned = true "
+    "(flash --to: --allow-unsigned)"
+)
+
+
 @dataclass
 class InstallPolicy:
     """What this device accepts; set by the device's configuration, never by the bundle.
 
-    ``trusted_public_key``: when set, only bundles this key signed install; ``sensor_signature``:
+    ``trusted_public_key``: when set, only bundles this key signed install; ``allow_unsigned``:
+    without a key, install bundles whose signature nobody checks (an explicit opt-in for
+    development; with neither, every install is refused: :data:`NO_TRUST_HELP`); ``sensor_signature``:
     the camera's (``SensorProfile.signature``; None: not checked, e.g. a host writing a device
     root without knowing its camera); ``runtimes``: engines available here (None: whatever the
     self-test can open); ``max_bundle_bytes``: largest bundle file (and unpacked total);
@@ -81,6 +98,7 @@ class InstallPolicy:
     """
 
     trusted_public_key: Ed25519PublicKey | None = None
+    allow_unsigned: bool = False
     sensor_signature: str | None = None
     runtimes: tuple[str, ...] | None = None
     max_bundle_bytes: int = 2 << 30
@@ -119,6 +137,39 @@ class InstallReport:
             "verified_key_id": self.verified_key_id,
             "bytes": self.bytes,
         }
+
+
+def signature_fields(public_key: Ed25519PublicKey | None, allow_unsigned: bool) -> dict:
+    """What INFO and HELLO say about the bundles this device installs: ``allow_unsigned`` (true
+    only without a key: unsigned bundles install) and ``trusted_key_id`` (the key's id, or null).
+    With neither, every install is refused."""
+    from export.bundle.signing import key_id
+
+    return {
+        "allow_unsigned": bool(allow_unsigned) and public_key is None,
+        "trusted_key_id": key_id(public_key) if public_key is not None else None,
+    }
+
+
+def signature_line(public_key: Ed25519PublicKey | None, allow_unsigned: bool, *, key_path: object = None) -> str:
+    """One line for the log at every start: which bundles this device installs."""
+    fields = signature_fields(public_key, allow_unsigned)
+    if fields["trusted_key_id"] is not None:
+        where = f" ({key_path})" if key_path else ""
+        return f"bundle signatures: required; only bundles signed by key {fields['trusted_key_id']}{where} install"
+    if fields["allow_unsigned"]:
+        return (
+            "bundle signatures: NOT checked ([bundle] allow_unsigned = true): any bundle sent over the link "
+            "installs, signed or not; for development only, set [bundle] public_key on a device in use"
+        )
+    return f"bundle signatures: every install is refused: {NO_TRUST_HELP}"
+
+
+def refuse_without_trust(policy: InstallPolicy) -> None:
+    """``BundleRejected(reason="signature")`` with :data:`NO_TRUST_HELP` when ``policy`` has no
+    trusted key and does not allow unsigned bundles (every install is refused then)."""
+    if getattr(policy, "trusted_public_key", None) is None and not getattr(policy, "allow_unsigned", False):
+        raise BundleRejected(f"bundle refused (signature): {NO_TRUST_HELP}", reason="signature")
 
 
 def device_state_dir(device_root: str | os.PathLike) -> Path:
@@ -219,6 +270,7 @@ def install_bundle(
         if on_step is not None:
             on_step(name)
 
+    refuse_without_trust(policy)  # before anything is read or written: like RAUC without a keyring
     source = Path(bundle_path)
     if store.staging_dir.resolve() in source.resolve().parents:
         raise FlashError(f"{source}: is inside the installer's staging folder; pass the bundle from elsewhere")

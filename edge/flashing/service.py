@@ -20,6 +20,7 @@ from typing import Any
 
 from edge.flashing.errors import (
     BundleRejected,
+    FlashError,
     InstallBusyError,
     NoSpaceError,
     RollbackError,
@@ -130,6 +131,12 @@ class FlashService:
 
     def _on_begin(self, packet: Packet) -> None:
         begin = decode_upload_begin(packet.payload)
+        refusal = self._untrusted()
+        if refusal is not None:  # no key, no opt-in: refused before a byte is sent, not after the upload
+            self._ack(FlashCode.SIGNATURE)
+            self._result(PacketType.UPLOAD_RESULT, FlashCode.SIGNATURE, f"BundleRejected: {refusal}")
+            self._log(f"upload of {begin.version or 'a bundle'} refused: {refusal}")
+            return
         if self.busy:
             self._ack(FlashCode.BUSY)
             self._result(PacketType.UPLOAD_RESULT, FlashCode.BUSY, "an install or rollback is running; try again")
@@ -242,9 +249,22 @@ class FlashService:
             reason="requested by the host",
         )
 
+    def _untrusted(self) -> str | None:
+        """Why every install is refused (no trusted key, no ``allow_unsigned``), or None."""
+        from edge.flashing.install import refuse_without_trust
+
+        try:
+            refuse_without_trust(self.policy)
+        except FlashError as exc:
+            return str(exc)
+        return None
+
     # ---- info -------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        """The INFO object (docs/protocol.md): slots, engines, sensor, free space, upload held, limits."""
+        """The INFO object (docs/protocol.md): slots, engines, sensor, free space, upload held, limits,
+        and which bundles install (``allow_unsigned``, ``trusted_key_id``: ``signature_fields``)."""
+        from edge.flashing.install import signature_fields
+
         active, inactive = self.store.active(), self.store.inactive()
         info = {
             "active": slot_dict(active) and {**slot_dict(active), "good": bool(active.good)},
@@ -254,6 +274,9 @@ class FlashService:
             "max_bundle_bytes": self.limits.max_bundle_bytes,
             "max_chunk": self.limits.max_chunk,
             "busy": self.busy,
+            **signature_fields(
+                getattr(self.policy, "trusted_public_key", None), getattr(self.policy, "allow_unsigned", False)
+            ),
         }
         info.update(self._device_info())
         return info

@@ -57,6 +57,8 @@ class DeviceUnderTest:
     def __init__(self, state_dir: Path, *, bundle: Path | None = CROP, max_fps: float = 4.0, **config):
         config.setdefault("capture_frames", 2)
         config.setdefault("status_interval_s", 0.5)
+        if config.get("public_key") is None:  # unsigned test bundles: the device's explicit opt-in
+            config.setdefault("allow_unsigned", True)
         self.config = DaemonConfig(
             bundle=bundle, camera="sim:crop", state_dir=state_dir, max_fps=max_fps, threads=1, **config
         )

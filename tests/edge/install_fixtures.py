@@ -28,8 +28,10 @@ ORT_ONLY = ("onnxruntime",)
 
 
 def policy(**changes) -> InstallPolicy:
-    """The policy of a device with the crop camera and ONNX Runtime (fast self-test)."""
-    base = dict(sensor_signature=CROP_SENSOR, runtimes=ORT_ONLY)
+    """The policy of a device with the crop camera and ONNX Runtime (fast self-test) that opted in to
+    unsigned bundles (``allow_unsigned``; ignored once ``trusted_public_key`` is given). Devices with
+    neither: tests/edge/test_secure_default.py."""
+    base = dict(sensor_signature=CROP_SENSOR, runtimes=ORT_ONLY, allow_unsigned=True)
     return InstallPolicy(**(base | changes))
 
 

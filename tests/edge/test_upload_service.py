@@ -35,7 +35,7 @@ def service(tmp_path):
 
     svc = FlashService(
         store,
-        InstallPolicy(),
+        InstallPolicy(allow_unsigned=True),  # uploads go through; tests/edge/test_secure_default.py: none
         send=lambda ptype, payload: replies.append((ptype, payload)),
         activate=activate,
         limits=UploadLimits(max_bundle_bytes=4096, max_chunk=512, reserve_bytes=0),
