@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from calibration.errors import XenoedgeError
-from edge import bundle_cli, calibrate_cli, device_cli, devices_cli, flash_cli, scan_cli, science_cli
+from edge import bundle_cli, calibrate_cli, device_cli, devices_cli, flash_cli, mender_cli, scan_cli, science_cli
 from edge.cli_common import console, progress_bar, split_csv
 
 app = typer.Typer(help="xenoedge: cross-species spectral segmentation from training to the edge.", no_args_is_help=True)
@@ -25,6 +25,7 @@ device_cli.register(app)
 devices_cli.register(app)
 scan_cli.register(app)
 flash_cli.register(app)
+mender_cli.register(app, bundle_cli.app)
 
 
 @app.command()
