@@ -189,9 +189,16 @@ class SessionStore:
         self._lock_fd = fd
 
     def unlock(self) -> None:
+        """Release the lock explicitly, not only by closing: a process forked meanwhile (a library's
+        helper) shares the lock's open file, and a close alone would leave the session locked."""
+        import fcntl
+
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     # ---- frames --------------------------------------------------------------------------
     def commit_frame(self, record: dict, picture_png: bytes, mask_png: bytes) -> None:
