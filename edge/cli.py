@@ -10,12 +10,18 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from calibration.errors import XenoedgeError
 from edge import bundle_cli, calibrate_cli, device_cli, devices_cli, flash_cli, mender_cli, scan_cli, science_cli
-from edge.cli_common import console, progress_bar, split_csv
+from edge.cli_common import (
+    console,
+    output_folder_option,
+    print_table,
+    progress_bar,
+    split_csv,
+    wide_table,
+)
 
 app = typer.Typer(help="xenoedge: cross-species spectral segmentation from training to the edge.", no_args_is_help=True)
 app.add_typer(calibrate_cli.app, name="calibrate")
@@ -30,7 +36,9 @@ mender_cli.register(app, bundle_cli.app)
 
 @app.command()
 def simulate(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the data set into."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", metavar="FOLDER", callback=output_folder_option, help="Folder to write the data set into."
+    ),
     domain: str = typer.Option("surgical", help="surgical (organs) or crop (leaves)."),
     species: str = typer.Option(
         None,
@@ -82,7 +90,14 @@ def simulate(
 
 @app.command("camera-preview")
 def camera_preview(
-    out: Path = typer.Option(Path("demo-output/live"), "--out", "-o", help="Folder for pictures and summary."),
+    out: Path = typer.Option(
+        Path("demo-output/live"),
+        "--out",
+        "-o",
+        metavar="FOLDER",
+        callback=output_folder_option,
+        help="Folder for pictures and summary.",
+    ),
     sensor: str = typer.Option("tivita", help="Sensor profile of the simulated camera."),
     domain: str = typer.Option("surgical", help="surgical or crop scenes."),
     species: str = typer.Option(None, help="Comma-separated species to rotate through. Default: all."),
@@ -127,7 +142,7 @@ def sensors() -> None:
     """List the sensor profiles."""
     from calibration.sensors import SENSORS
 
-    table = Table("name", "raw frame", "cube", "bands (nm)", "bit depth", "signature")
+    table = wide_table("name", "raw frame", "cube", "bands (nm)", "bit depth", "signature", names=("name",))
     for p in SENSORS.values():
         wl = p.wavelengths()
         table.add_row(
@@ -138,7 +153,7 @@ def sensors() -> None:
             str(p.bit_depth),
             p.signature,
         )
-    Console().print(table)
+    print_table(table)
 
 
 def main() -> None:
@@ -146,7 +161,7 @@ def main() -> None:
     try:
         app()
     except XenoedgeError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
         sys.exit(2)
 
 
