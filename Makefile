@@ -51,7 +51,8 @@ bench: $(VENV)/.dev-installed
 	$(MAKE) bench-edge VENV=$(VENV)
 
 # The results in docs/bench.md (a few minutes): compare mode with ratios to PyTorch eager FP32 and DSC on a
-# small simulated data set per bundle, the checkpoint's FP32 graphs, the offline scenario, the daemon pipeline.
+# small simulated data set per bundle, the checkpoint's FP32 graphs, the offline scenario, the daemon pipeline,
+# the previous (pixel-mlp) surgical bundle against its checkpoint, a --profile run, OpenVINO first and cached start.
 bench-edge:
 	mkdir -p $(BENCH_OUT)
 	test -f $(BENCH_DATA)/crop/index.json || $(VENV)/bin/xenoedge simulate --out $(BENCH_DATA)/crop --domain crop --sensor mosaic-5x5-nir --subjects 1 --images 2 --seed 7
@@ -61,6 +62,11 @@ bench-edge:
 	$(EDGE_BENCH) xeno/default_models/crop -t 5 --warmup 5 --json $(BENCH_OUT)/crop-checkpoint.json --csv $(BENCH_OUT)/crop-checkpoint.csv
 	$(EDGE_BENCH) crop --backend ort,openvino -hint throughput -nireq 2 -t 5 --warmup 5 --json $(BENCH_OUT)/crop-offline.json --csv $(BENCH_OUT)/crop-offline.csv
 	$(EDGE_BENCH) crop --mode pipeline --link pty --baud 921600 -t 8 --warmup 5 --json $(BENCH_OUT)/crop-pipeline.json --csv $(BENCH_OUT)/crop-pipeline.csv
+	$(EDGE_BENCH) $(BASELINES)/surgical.xeb --checkpoint $(BASELINES)/models/surgical -niter 6 --rounds 3 --warmup 1 --dataset $(BENCH_DATA)/surgical --json $(BENCH_OUT)/surgical-pixel-mlp.json --csv $(BENCH_OUT)/surgical-pixel-mlp.csv
+	$(EDGE_BENCH) surgical --backend ort,openvino -niter 5 --warmup 2 --rounds 1 --profile --json $(BENCH_OUT)/surgical-profile.json
+	rm -rf $(BENCH_DATA)/ov-cache
+	$(EDGE_BENCH) surgical --backend openvino -niter 3 --warmup 1 --rounds 1 --cache-dir $(BENCH_DATA)/ov-cache --json $(BENCH_OUT)/surgical-cache-first.json
+	$(EDGE_BENCH) surgical --backend openvino -niter 3 --warmup 1 --rounds 1 --cache-dir $(BENCH_DATA)/ov-cache --json $(BENCH_OUT)/surgical-cache-second.json
 	$(MAKE) bench-defaults VENV=$(VENV)
 
 # The shipped edge-first defaults against what they replaced (benchmarks/baselines) and the paper's

@@ -1007,7 +1007,8 @@ def print_settings(report: Mapping, console) -> None:
         if options:
             where += f" {options}"
         hint = "-" if st.get("performance_hint") is None else f"{st['performance_hint']} / {st.get('streams')}"
-        table.add_row(r["target"], f"{st.get('runtime', r.get('runtime'))} {st.get('runtime_version') or ''}".strip(),
+        version = str(st.get("runtime_version") or "").split("-")[0]  # OpenVINO: 2026.4.1-22982-<hash>-releases/...
+        table.add_row(r["target"], f"{st.get('runtime', r.get('runtime'))} {version}".strip(),
                       str(where), str(st.get("threads") if st.get("threads") is not None else "default"), hint,
                       str(st.get("effective_precision") or "-"), str(st.get("cache") or "-"),
                       ", ".join(r.get("model_files") or []) or "-")  # fmt: skip
