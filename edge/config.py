@@ -99,6 +99,9 @@ class DaemonConfig:
     #: read it (the handheld scan's mean confidence); the serial/TCP sinks never send it.
     confidence: bool = False
     sink: str = "null"
+    #: A serial sink whose port does not exist at start: wait for it (link state WAITING) instead
+    #: of refusing to start (docs/daemon.md, "Link states").
+    wait_for_port: bool = False
     state_dir: Path | None = None
     probation_frames: int = 30
     max_bundle_bytes: int = 64 * 2**20
@@ -179,7 +182,7 @@ CONFIG_KEYS: dict[str, dict[str, str]] = {
         "score_ground_truth": "score_ground_truth",
         "confidence": "confidence",
     },
-    "output": {"sink": "sink"},
+    "output": {"sink": "sink", "wait_for_port": "wait_for_port"},
     "flashing": {
         "state_dir": "state_dir",
         "probation_frames": "probation_frames",
@@ -207,6 +210,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "confidence": (bool,),
     "allow_unsigned": (bool,),
     "sink": (str,),
+    "wait_for_port": (bool,),
     "probation_frames": (int,),
     "max_bundle_bytes": (int,),
     "upload_timeout_s": (int, float),

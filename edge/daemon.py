@@ -20,6 +20,8 @@ SIGHUP: reload the references) and talks to systemd.
 from __future__ import annotations
 
 import collections
+import logging
+import os
 import queue
 import shutil
 import signal
@@ -41,7 +43,19 @@ from edge.config import DaemonConfig, signature_fields
 from edge.engines import DEFAULT_ORT_PROVIDERS, ENGINES, Engine, EngineError, EngineOptions, open_engine
 from edge.sdnotify import SdNotifier
 
-__all__ = ["Daemon", "DaemonError", "DaemonStats", "DropOldestQueue", "daemon_main", "run_daemon"]
+__all__ = [
+    "Daemon",
+    "DaemonError",
+    "DaemonStats",
+    "DropOldestQueue",
+    "StartupInterrupted",
+    "StopSignals",
+    "daemon_main",
+    "run_daemon",
+    "summary_line",
+]
+
+log = logging.getLogger("xenoedge.daemon")
 
 #: Camera retry back-off: first wait, factor, longest wait (seconds); reopen after this many failures.
 RETRY_INITIAL_S, RETRY_FACTOR, RETRY_MAX_S, REOPEN_AFTER = 0.05, 2.0, 5.0, 2
@@ -76,6 +90,34 @@ class _Loaded:
 
 class DaemonError(XenoedgeError):
     """The daemon cannot start (no bundle, no references, failed self-test) or was used wrongly."""
+
+
+class StartupInterrupted(DaemonError):
+    """``stop()`` (SIGTERM, Ctrl-C) arrived during start-up; the message names the steps done."""
+
+
+class _StopAware:
+    """A camera seen through a stop flag: ``read``/``read_reference`` raise ``StartupInterrupted``
+    once a stop is requested, so a reference capture of many frames ends within one frame."""
+
+    def __init__(self, camera: Any, stopped: Callable[[], str | None]):
+        self._camera, self._stopped = camera, stopped
+
+    def _check(self) -> None:
+        why = self._stopped()
+        if why is not None:
+            raise StartupInterrupted(why)
+
+    def read(self) -> Any:
+        self._check()
+        return self._camera.read()
+
+    def read_reference(self, kind: str) -> Any:
+        self._check()
+        return self._camera.read_reference(kind)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._camera, name)
 
 
 class DropOldestQueue:
@@ -124,13 +166,24 @@ class DropOldestQueue:
 
 @dataclass
 class DaemonStats:
-    """What a run did. ``frames``: frames taken off the queue; ``masks``: masks sent."""
+    """What a run did. ``frames``: frames taken off the queue; ``masks``: masks made (sent to the
+    sink); ``delivered``: masks the sink took (a link: written to it); ``lost``: masks the sink
+    did not take (a link down or full); ``dropped``: frames the capture queue dropped.
+    ``link``: the link's spec (None for a PNG/null sink), ``link_state`` (``up``, ``down``,
+    ``waiting``), ``link_down_s``: seconds the link was down or waiting; ``stopped_during``: the
+    start-up step a stop arrived in (None when start-up completed)."""
 
     frames: int = 0
     masks: int = 0
+    delivered: int = 0
+    lost: int = 0
     skipped: int = 0
     dropped: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    link: str | None = None
+    link_state: str | None = None
+    link_down_s: float = 0.0
+    stopped_during: str | None = None
     dsc: list[float] = field(default_factory=list)
     started_s: float = 0.0
     elapsed_s: float = 0.0
@@ -157,6 +210,25 @@ class DaemonStats:
     @property
     def mean_dsc(self) -> float | None:
         return float(np.mean(self.dsc)) if self.dsc else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as JSON-ready values (``xenoedge run --json``)."""
+        return {
+            "frames": self.frames,
+            "masks": self.masks,
+            "delivered": self.delivered,
+            "lost": self.lost,
+            "skipped": self.skipped,
+            "dropped": self.dropped,
+            "errors": dict(self.errors),
+            "fps": round(self.fps, 3),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "mean_dsc": self.mean_dsc,
+            "link": self.link,
+            "link_state": self.link_state,
+            "link_down_s": round(self.link_down_s, 3),
+            "stopped_during": self.stopped_during,
+        }
 
 
 def mean_dsc(predicted: np.ndarray, truth: np.ndarray, n_classes: int) -> float | None:
@@ -205,6 +277,9 @@ class Daemon:
         self._queue = DropOldestQueue(config.queue_size)
         self._events: collections.deque = collections.deque(maxlen=MAX_PENDING_EVENTS)
         self._stop = threading.Event()
+        self._stop_requested = threading.Event()  # stop(): kept until run() returns, start-up included
+        self._startup_steps: list[str] = []
+        self._link_state: str | None = None
         self._reload = threading.Event()
         self._capture_done = threading.Event()
         self._capture_beat = 0.0
@@ -244,17 +319,24 @@ class Daemon:
         """Load and check everything, self-test, then report ready. Idempotent."""
         if self.started:
             return
+        self._startup_steps = []
         try:
+            self._step(None)
             folder = self._load_bundle()
+            self._step("bundle")
             if folder is None:  # maintenance mode: the slot store cannot serve a model
                 self._start_maintenance()
                 return
             self._open_camera_object()
             self._check_sensor()
             self._open_engine(folder)
+            self._step("engine")
             self._self_test(folder)
+            self._step("self-test")
             self.camera.open()
+            self._step("camera")
             self._install_references(self._obtain_references())
+            self._step("references")
         except BaseException:
             self.close()
             raise
@@ -266,6 +348,21 @@ class Daemon:
         if self._ready_callback is not None:
             self._ready_callback()
         self.notifier.ready(f"running {self.model_id} on {self.engine.name}")
+
+    def _stopped_reason(self) -> str | None:
+        """Why start-up stops now (a stop was requested), or None to go on."""
+        if not self._stop_requested.is_set():
+            return None
+        done = ", ".join(self._startup_steps) or "nothing"
+        return f"stopped during start-up (done: {done})"
+
+    def _step(self, done: str | None) -> None:
+        """Record a finished start-up step; raise ``StartupInterrupted`` when a stop was requested."""
+        if done is not None:
+            self._startup_steps.append(done)
+        why = self._stopped_reason()
+        if why is not None:
+            raise StartupInterrupted(why)
 
     # ---- maintenance mode (docs/flashing.md): no model, no camera, flashing only -------------
     def _control_protocol(self) -> Any:
@@ -538,8 +635,9 @@ class Daemon:
         from calibration.capture import capture_reference
 
         n = self.config.capture_frames
-        dark = capture_reference(self.camera, "dark", n)
-        white = capture_reference(self.camera, "white", n)
+        camera = _StopAware(self.camera, self._stopped_reason)  # a stop ends the capture within a frame
+        dark = capture_reference(camera, "dark", n)
+        white = capture_reference(camera, "white", n)
         return References(
             self.camera.camera_id,
             self.sensor.name,
@@ -599,14 +697,31 @@ class Daemon:
 
     # ---- the frame loop -------------------------------------------------------------------------
     def stop(self) -> None:
-        """Ask ``run`` to return after the current frame (thread- and signal-safe)."""
+        """Ask ``run`` to return after the current frame, or ``start`` after its current step
+        (thread- and signal-safe). The request holds until ``run`` returns."""
+        self._stop_requested.set()
         self._stop.set()
 
     def run(self, max_frames: int | None = None) -> DaemonStats:
         """Start if needed, then process frames until ``stop()``, the camera's end, or ``max_frames``
-        frames taken off the queue; flushes the sink and returns the statistics."""
-        self.start()
+        frames taken off the queue; flushes the sink and returns the statistics. A stop during
+        start-up returns the statistics with ``stopped_during`` set (nothing served)."""
+        try:
+            return self._run(max_frames)
+        finally:
+            self._stop_requested.clear()
+
+    def _run(self, max_frames: int | None) -> DaemonStats:
+        try:
+            self.start()
+        except StartupInterrupted as exc:
+            self.stats.stopped_during = str(exc)
+            self._update_link_stats()
+            return self.stats
+        if self._stop_requested.is_set():
+            self.stats.stopped_during = "stopped as start-up ended (done: all)"
         self._stop.clear()
+        self._watch_link()
         if self.maintenance is not None and not self._maintenance_loop():
             self._drain_events()
             self.stats.elapsed_s = self._clock() - self.stats.started_s
@@ -627,7 +742,11 @@ class Daemon:
 
         self._looping = True
         try:
-            while not self._stop.is_set() and (max_frames is None or taken < max_frames):
+            while (
+                not self._stop.is_set()
+                and not self._stop_requested.is_set()
+                and (max_frames is None or taken < max_frames)
+            ):
                 if self._pending_swap is not None:
                     self._apply_swap()
                 if self._reload.is_set():
@@ -644,6 +763,7 @@ class Daemon:
                         break
                     if self._clock() - self._capture_beat < self.notifier.watchdog_period_s * 2:
                         self.notifier.watchdog()  # capture is alive (maybe retrying): not a stall
+                self._watch_link()
                 now = self._clock()
                 if now >= next_status:
                     self._send_status(window_masks / max(now - window_start, 1e-9))
@@ -665,6 +785,7 @@ class Daemon:
                     flush()
                 except Exception:
                     self._count("sink")
+            self._update_link_stats()
         return self.stats
 
     def _capture_loop(self) -> None:
@@ -744,7 +865,7 @@ class Daemon:
                 dsc = mean_dsc(result.classes, frame.labels, len(self.manifest["labels"]))
                 if dsc is not None:
                     self.stats.dsc.append(dsc)
-        self._send(
+        delivered = self._send(
             "mask",
             frame_index=frame.index,
             timestamp_us=frame.timestamp_us,
@@ -760,6 +881,10 @@ class Daemon:
             self.stats.record_stage("infer", t2 - t1)
             self.stats.record_stage("send", time.perf_counter_ns() - t2)
         self.stats.masks += 1
+        if delivered:
+            self.stats.delivered += 1
+        else:
+            self.stats.lost += 1
         if self._good_countdown > 0:
             self._good_countdown -= 1
             if self._good_countdown == 0:
@@ -812,14 +937,74 @@ class Daemon:
             np.copyto(engine.input_buffer[0], calibrated.reflectance, casting="same_kind")
 
     # ---- events ---------------------------------------------------------------------------------
-    def _send(self, kind: str, **fields: Any) -> None:
+    def _send(self, kind: str, **fields: Any) -> bool:
+        """Hand one event to the sink; False when it raised or said it did not deliver (a link down)."""
         try:
-            self.sink.send(kind, **fields)
+            return self.sink.send(kind, **fields) is not False
         except Exception as exc:  # a failing link must not stop the device
             if kind == "error":
                 self._count("sink")  # the report itself was lost
             else:  # counted once, when the worker reports it
                 self._events.append(("sink", f"sink failed on {kind!r}: {type(exc).__name__}: {exc}", None))
+            return False
+
+    # ---- link health (docs/daemon.md, "Link states") ------------------------------------------
+    def _link(self) -> Any:
+        """The link under the sink (None for a PNG/null/collecting sink)."""
+        protocol = self._control_protocol()
+        link = protocol.link if protocol is not None else getattr(self.sink, "link", None)
+        return link if isinstance(getattr(link, "state", None), str) else None
+
+    def _update_link_stats(self) -> None:
+        link = self._link()
+        if link is None:
+            return
+        self.stats.link = getattr(link, "description", None)
+        self.stats.link_state = link.state
+        self.stats.link_down_s = float(link.down_s())
+
+    def _watch_link(self) -> None:
+        """On a change of the link's state: log it, count an outage, tell systemd (STATUS=)."""
+        link = self._link()
+        if link is None:
+            return
+        state, before = link.state, self._link_state
+        if state == before:
+            return
+        self._link_state = state
+        self._update_link_stats()
+        if state == "down":
+            self._count("link")
+            reason = getattr(getattr(link, "stats", None), "last_error", None)
+            log.warning("xenoedge run: link %s DOWN (%s); masks are lost until it is back", link.description, reason)
+        elif state == "waiting":
+            log.warning("xenoedge run: link %s WAITING for its first connection", link.description)
+        elif before is not None:
+            log.warning(
+                "xenoedge run: link %s UP again (down %.1f s in all, %d masks lost so far)",
+                link.description,
+                link.down_s(),
+                self.stats.lost,
+            )
+        self.notifier.status(self._status_text(None))
+
+    def _status_text(self, fps: float | None) -> str:
+        """The systemd STATUS= line: rate, masks made / delivered / lost, and the link's state."""
+        rate = f"{fps:.1f} fps, " if fps is not None else ""
+        text = (
+            f"{rate}{self.stats.masks} masks, {self.stats.delivered} delivered, {self.stats.lost} lost, "
+            f"{self._queue.dropped} frames dropped"
+        )
+        link = self._link()
+        if link is None:
+            return text
+        state = link.state
+        if state == "up":
+            return f"{text}; link UP"
+        if state == "waiting":
+            return f"link WAITING for {link.description}; {text}"
+        reason = getattr(getattr(link, "stats", None), "last_error", None)
+        return f"link DOWN ({reason}), down {link.down_s():.0f} s in all; {text}"
 
     def _count(self, code: str) -> None:
         self.stats.errors[code] = self.stats.errors.get(code, 0) + 1
@@ -838,6 +1023,7 @@ class Daemon:
 
     def _send_status(self, fps: float) -> None:
         self.stats.dropped = self._queue.dropped
+        self._update_link_stats()
         self._statuses_sent += 1
         if self._statuses_sent % HELLO_EVERY_STATUSES == 0:
             self._send("hello", **self._hello())  # a receiver that attaches late learns labels and model
@@ -853,8 +1039,12 @@ class Daemon:
             model_id=self.model_id,
             queue_depth=len(self._queue),
             mean_dsc=self.stats.mean_dsc,
+            masks_delivered=self.stats.delivered,
+            masks_lost=self.stats.lost,
+            link_state=self.stats.link_state,
+            link_down_s=self.stats.link_down_s,
         )
-        self.notifier.status(f"{fps:.1f} fps, {self.stats.masks} masks, {self._queue.dropped} dropped")
+        self.notifier.status(self._status_text(fps))
 
     def _hello(self) -> dict:
         if self.maintenance is not None:
@@ -1113,6 +1303,66 @@ class Daemon:
         self.close()
 
 
+class StopSignals:
+    """SIGTERM/SIGINT ask for a stop, SIGHUP for a reference reload; installed as early as possible
+    (``daemon_main`` does it before loading anything) so that a Ctrl-C during start-up is never lost.
+
+    The first SIGINT or SIGTERM sets ``requested`` and calls the stop callbacks (the daemon stops
+    after its current step or frame). SIGINT then gets its default action back, so a second Ctrl-C
+    ends the process at once, even while the main thread is inside a long native call.
+    """
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.signal_name: str | None = None
+        self._on_stop: list[Callable[[], None]] = []
+        self._on_reload: list[Callable[[], None]] = []
+        self._previous: dict[int, Any] = {}
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on a stop signal (now, if one already came)."""
+        self._on_stop.append(callback)
+        if self.requested.is_set():
+            callback()
+
+    def on_reload(self, callback: Callable[[], None]) -> None:
+        self._on_reload.append(callback)
+
+    def install(self) -> bool:
+        """Install the handlers (main thread only; False elsewhere, nothing installed)."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        for sig, handler in (
+            (signal.SIGTERM, self._stop),
+            (signal.SIGINT, self._stop),
+            (signal.SIGHUP, self._reload),
+        ):
+            self._previous[sig] = signal.signal(sig, handler)
+        return True
+
+    def restore(self) -> None:
+        """Put the previous handlers back (idempotent)."""
+        for sig, old in self._previous.items():
+            signal.signal(sig, old)
+        self._previous.clear()
+
+    def _stop(self, signum: int, _frame: Any) -> None:
+        first = not self.requested.is_set()
+        self.requested.set()
+        if first:
+            self.signal_name = signal.Signals(signum).name
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends the process at once
+            if first:
+                os.write(2, b"xenoedge: stopping after the current step (Ctrl-C again ends at once)\n")
+        for callback in self._on_stop:
+            callback()
+
+    def _reload(self, _signum: int, _frame: Any) -> None:
+        for callback in self._on_reload:
+            callback()
+
+
 def run_daemon(
     config: DaemonConfig,
     sink: Any | None = None,
@@ -1120,40 +1370,70 @@ def run_daemon(
     max_frames: int | None = None,
     notifier: SdNotifier | None = None,
     camera: Any | None = None,
+    signals: StopSignals | None = None,
 ) -> DaemonStats:
     """The ``xenoedge run`` entry: build the sink from ``config.sink`` unless given, install
-    SIGTERM/SIGINT (stop after the current frame) and SIGHUP (reload references) handlers, talk to
-    systemd through ``NOTIFY_SOCKET``, run until stopped, flush, and return the statistics.
+    SIGTERM/SIGINT (stop after the current step or frame) and SIGHUP (reload references) handlers,
+    talk to systemd through ``NOTIFY_SOCKET``, run until stopped, flush, and return the statistics.
+    ``signals``: handlers the caller installed earlier (``daemon_main``); None installs them here
+    (main thread only) and restores the previous ones on return.
 
     Start-up failures raise ``XenoedgeError`` subclasses with a clear message (the CLI prints it
-    and exits 1); a clean stop returns normally (exit 0).
+    and exits 1); a clean stop returns normally (exit 0), a stop during start-up too, with
+    ``stats.stopped_during`` set.
     """
     from edge.sinks import sink_from_spec
 
+    own_signals = signals is None
+    if signals is None:
+        signals = StopSignals()
+        signals.install()
     owned = sink is None
-    sink = sink_from_spec(config.sink) if owned else sink
+    try:
+        sink = sink_from_spec(config.sink, wait_for_port=config.wait_for_port) if owned else sink
+    except BaseException:
+        if own_signals:
+            signals.restore()
+        raise
     notifier = notifier or SdNotifier.from_environ()
     daemon = Daemon(config, sink, notifier=notifier, camera=camera)
-    handlers = {}
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        for sig, handler in (
-            (signal.SIGTERM, lambda *_: daemon.stop()),
-            (signal.SIGINT, lambda *_: daemon.stop()),
-            (signal.SIGHUP, lambda *_: daemon.request_reload()),
-        ):
-            handlers[sig] = signal.signal(sig, handler)
+    signals.on_stop(daemon.stop)
+    signals.on_reload(daemon.request_reload)
     try:
         with daemon:
             stats = daemon.run(max_frames=max_frames)
             notifier.stopping()
             return stats
     finally:
-        for sig, old in handlers.items():
-            signal.signal(sig, old)
+        if own_signals:
+            signals.restore()
         notifier.close()
         if owned and hasattr(sink, "close"):
             sink.close()
+
+
+def summary_line(stats: DaemonStats) -> str:
+    """The end-of-run line: masks made, delivered and lost, the link's state and down time, errors.
+    Never says ``errors: none`` while masks were lost."""
+    errors = dict(stats.errors)
+    if stats.lost:
+        errors["masks lost"] = stats.lost
+    error_text = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"
+    link = ""
+    if stats.link is not None:
+        link = f" (link {stats.link} {str(stats.link_state).upper()}, down {stats.link_down_s:.1f} s)"
+    stopped = f"{stats.stopped_during}; " if stats.stopped_during else ""
+    return (
+        f"xenoedge run: {stopped}{stats.masks} masks, {stats.delivered} delivered, {stats.lost} lost{link}, "
+        f"{stats.fps:.1f} fps, {stats.dropped} frames dropped, errors: {error_text}"
+    )
+
+
+def _may_come_later(config: DaemonConfig, stats: DaemonStats) -> bool:
+    """A link whose receiver may appear later (TCP, a serial port waited for): no delivery warns
+    instead of failing the run."""
+    kind = str(config.sink).partition(":")[0]
+    return kind == "tcp" or (kind == "serial" and config.wait_for_port) or stats.link_state == "waiting"
 
 
 def daemon_main(
@@ -1162,29 +1442,49 @@ def daemon_main(
     sink_object: Any | None = None,
     max_frames: int | None = None,
     log: Callable[[str], None] | None = None,
+    stats_out: Callable[[DaemonStats], None] | None = None,
+    banner: str | None = None,
     **overrides: Any,
 ) -> int:
     """What ``xenoedge run`` does: load the config (``overrides`` are CLI options, None keeps the
     file's value; ``sink="png:DIR"`` is the config's sink spec), run until stopped, return the exit
-    code: 0 after a clean stop, 1 with the reason passed to ``log`` (default: stderr) when the daemon
-    cannot start or fails. ``sink_object``: a ready sink (e.g. a link) used instead of the spec."""
+    code: 0 after a clean stop (SIGTERM, Ctrl-C, ``max_frames``, start-up interrupted included);
+    1 with the reason passed to ``log`` (default: stderr) when the daemon cannot start or fails,
+    or when masks were made but none reached the link (a TCP receiver or a waited-for port may
+    come later: a warning then, exit 0). ``sink_object``: a ready sink (e.g. a link) used instead
+    of the spec. ``stats_out``: called with the final statistics (``run --json``); ``banner``:
+    logged once the signal handlers are in place (from then on a Ctrl-C is never lost)."""
     import sys
 
-    from edge.config import load_config, signature_line
-
     log = log or (lambda line: print(line, file=sys.stderr))
-    from edge.flashing.errors import EXIT_RESTART_LOOP, RestartLoopError
-
+    signals = StopSignals()
+    signals.install()  # first: a Ctrl-C while the config and the bundle load is not lost
+    if banner:
+        log(banner)
     try:
-        config = load_config(config_path, **overrides)
-        log(f"xenoedge run: {signature_line(config)}")
-        stats = run_daemon(config, sink_object, max_frames=max_frames)
-    except RestartLoopError as exc:
-        log(f"xenoedge run: {exc}")
-        return EXIT_RESTART_LOOP
-    except XenoedgeError as exc:
-        log(f"xenoedge run: {exc}")
+        from edge.config import load_config, signature_line
+        from edge.flashing.errors import EXIT_RESTART_LOOP, RestartLoopError
+
+        try:
+            config = load_config(config_path, **overrides)
+            log(f"xenoedge run: {signature_line(config)}")
+            stats = run_daemon(config, sink_object, max_frames=max_frames, signals=signals)
+        except RestartLoopError as exc:
+            log(f"xenoedge run: {exc}")
+            return EXIT_RESTART_LOOP
+        except XenoedgeError as exc:
+            log(f"xenoedge run: {exc}")
+            return 1
+    finally:
+        signals.restore()
+    log(summary_line(stats))
+    if stats_out is not None:
+        stats_out(stats)
+    if stats.masks and not stats.delivered:
+        where = stats.link or f"the sink {config.sink}"
+        if _may_come_later(config, stats):
+            log(f"xenoedge run: warning: no mask reached {where} (its receiver never connected)")
+            return 0
+        log(f"xenoedge run: no mask reached {where}; {stats.masks} masks were lost")
         return 1
-    errors = ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items())) or "none"
-    log(f"xenoedge run: {stats.masks} masks, {stats.fps:.1f} fps, {stats.dropped} dropped, errors: {errors}")
     return 0

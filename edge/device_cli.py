@@ -41,8 +41,19 @@ def run(
     state_dir: Path = typer.Option(
         None, help="A/B model slots and uploads (docs/flashing.md): serve the active slot, accept flashing."
     ),
+    wait_for_port: bool = typer.Option(
+        None,
+        "--wait-for-port/--no-wait-for-port",
+        help="A serial sink whose port does not exist yet: wait for the device (link WAITING) instead of failing.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the final statistics as JSON on stdout."),
 ) -> None:
-    """The device daemon: camera -> calibration -> inference -> masks on a link (docs/daemon.md)."""
+    """The device daemon: camera -> calibration -> inference -> masks on a link (docs/daemon.md).
+
+    Exit status: 0 after a clean stop; 1 when it cannot start, or when masks were made but none
+    reached the link; 78 after too many failed starts (docs/daemon.md)."""
+    import json
+
     from edge.daemon import daemon_main
 
     if config is None and bundle is None:
@@ -52,7 +63,11 @@ def run(
         camera = camera or "sim:surgical"
         sink = sink or "png:xenoedge-run:10"
         max_fps = max_fps or 30.0
-        console.print(f"bundle {bundle_path}, camera {camera}, output {sink}; Ctrl-C stops after the current frame")
+    banner = (
+        f"starting: bundle {bundle_path}, camera {camera}, output {sink}; Ctrl-C stops after the current step"
+        if config is None
+        else f"starting: config {config}; Ctrl-C stops after the current step"
+    )
     code = daemon_main(
         config,
         bundle=bundle_path,
@@ -61,24 +76,36 @@ def run(
         max_fps=max_fps,
         threads=threads,
         state_dir=state_dir,
+        wait_for_port=wait_for_port,
         max_frames=frames,
-        log=lambda line: console.print(line),
+        log=lambda line: console.print(line, soft_wrap=True, markup=False, highlight=False),
+        stats_out=(lambda stats: typer.echo(json.dumps(stats.as_dict(), indent=2))) if as_json else None,
+        banner=banner,
     )
     raise typer.Exit(code)
 
 
 def listen(
-    port: str = typer.Option(..., help="Link spec: serial:/dev/xenoedge@921600, tcp:HOST:PORT, file:RECORDING."),
+    port: str = typer.Option(
+        ...,
+        help="Device port: /dev/ttyACM0 (better /dev/serial/by-id/...), or a link spec: serial:PATH@BAUD, "
+        "file:RECORDING (the same spellings as flash --port).",
+    ),
+    baud: int = typer.Option(921600, help="Line rate for a bare serial port path (USB CDC ignores it)."),
     out: Path = typer.Option(Path("xenoedge-masks"), "--out", "-o", help="Folder for coloured mask pictures."),
     every: int = typer.Option(10, min=1, help="Write every N-th mask as a picture."),
     masks: int = typer.Option(None, help="Stop after this many masks."),
 ) -> None:
-    """Host receiver: decode the device's stream, write mask pictures, print live stats."""
-    from edge.links import open_link
+    """Host receiver: decode the device's stream, write mask pictures, print live stats.
+
+    A serial port that does not exist is an error at once, listing the ports that do."""
+    from edge.links import check_port, open_link, port_spec
     from edge.protocol.receiver import Receiver, link_chunks, run_listen
 
+    spec = port_spec(port, baud)
+    check_port(spec)  # "no such port", before any folder is made
     receiver = Receiver(out, None, every=every)
-    with open_link(port) as link:
+    with open_link(spec) as link:
         try:
             final = run_listen(link_chunks(link), receiver, lambda stats: console.print(stats.line()), max_masks=masks)
         except KeyboardInterrupt:
@@ -137,8 +164,10 @@ def demo(
         device_end.close()
     received = receiver.stats()
     dsc = "n/a" if stats.mean_dsc is None else f"{stats.mean_dsc:.3f}"
+    stopped = f"{stats.stopped_during}; " if stats.stopped_during else ""
     console.print(
-        f"daemon: {stats.masks} masks at {stats.fps:.1f} fps, {stats.dropped} dropped; mean DSC vs ground truth {dsc}"
+        f"daemon: {stopped}{stats.masks} masks at {stats.fps:.1f} fps, {stats.delivered} delivered, {stats.lost} lost, "
+        f"{stats.dropped} frames dropped; mean DSC vs ground truth {dsc}"
     )
     console.print(f"receiver: {received.line()}")
     console.print(f"mask pictures in {out}")

@@ -36,17 +36,22 @@ def _installed_state(root: Path) -> Path:
 
 
 def _link_spec(port: str, baud: int) -> str:
-    """A plain device path becomes ``serial:PATH@BAUD``; a link spec (``serial:...``, ``loop://``) is kept.
-    (Not ``tcp:``: over TCP the device is the client of a listening receiver, not a port to open.)"""
-    if port.startswith("/") or port.startswith("."):
-        return f"serial:{port}@{baud}"
-    return port
+    """A plain device path becomes ``serial:PATH@BAUD``; a link spec (``serial:...``, ``loop://``) is kept
+    (``edge.links.port_spec``, shared with ``listen``). (Not ``tcp:``: over TCP the device is the client
+    of a listening receiver, not a port to open.)"""
+    from edge.links import port_spec
+
+    return port_spec(port, baud)
 
 
 def _open(port: str, baud: int) -> Any:
-    from edge.links import open_link
+    """Open the device's port; a serial path that does not exist fails at once ("no such port",
+    listing the ports that exist) instead of waiting for answers that cannot come."""
+    from edge.links import check_port, open_link
 
-    return open_link(_link_spec(port, baud))
+    spec = _link_spec(port, baud)
+    check_port(spec)
+    return open_link(spec)
 
 
 def _policy(public_key: Path | None, sensor: str | None, max_bundle_bytes: int, allow_unsigned: bool = False) -> Any:

@@ -19,7 +19,7 @@ from edge.protocol import (
     status_payload,
 )
 from edge.protocol.masks import MASK_HEADER_SIZE, MAX_VARINT_BYTES
-from edge.protocol.packets import HELLO_KEYS, MAX_TEXT_BYTES, STATUS
+from edge.protocol.packets import HELLO_KEYS, MAX_TEXT_BYTES, STATUS, STATUS_DELIVERY, decode_status
 from edge.protocol.vectors import load_vectors, vectors_markdown
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
@@ -74,6 +74,20 @@ def test_mask_and_status_tables_match_the_structs():
     payload = status_payload(uptime_s=1, fps=29.97, frames=2, dropped_frames=3, model_id=bytes(16), latency_us=5)
     assert int.from_bytes(payload[4:8], "little") == 2997 and "(2997 = 29.97 fps)" in DOC
     assert int.from_bytes(payload[56:60], "little") == 5
+    delivery_rows = _table_rows("#### STATUS delivery fields")
+    offsets = [int(r[0]) for r in delivery_rows]
+    sizes = [int(r[1]) for r in delivery_rows]
+    assert offsets == list(np.cumsum([60, *sizes[:-1]])) and offsets[-1] + sizes[-1] == 60 + STATUS_DELIVERY.size
+    assert [r[2].strip("`") for r in delivery_rows] == ["masks_delivered", "masks_lost", "link_down_s", "link_state"]
+    long = status_payload(
+        uptime_s=1, fps=1.0, frames=2, dropped_frames=3, model_id=bytes(16), masks_delivered=7, masks_lost=4,
+        link_down_s=2.4, link_state="down",
+    )  # fmt: skip
+    assert len(long) == 81 and long[:60] == status_payload(uptime_s=1, fps=1.0, frames=2, dropped_frames=3,
+                                                            model_id=bytes(16))  # fmt: skip
+    status = decode_status(long)
+    assert (status.masks_delivered, status.masks_lost, status.link_down_s, status.link_state) == (7, 4, 2, "down")
+    assert "`2` down" in DOC and decode_status(long[:60]).masks_delivered is None
 
 
 def test_worked_examples_and_limits_in_the_doc():
