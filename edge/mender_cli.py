@@ -121,7 +121,7 @@ def bundle_mender(
     )
 
 
-def _settings(config: Path, restart_command: str, confirm_s: float):
+def settings_from_config(config: Path, restart_command: str = "", confirm_s: float = 0.0):
     """The module's settings from the daemon's configuration (its slot store, key, sensor, engines)."""
     from calibration.sensors import get_sensor
     from edge.config import load_config
@@ -170,7 +170,7 @@ def mender_module(
     """The device side of the xenoedge-model Mender Update Module (deploy/mender/xenoedge-model)."""
     from edge.flashing.mender_module import run_state
 
-    code = run_state(state, files, lambda: _settings(config, restart_command, confirm_s))
+    code = run_state(state, files, lambda: settings_from_config(config, restart_command, confirm_s))
     raise typer.Exit(code)
 
 
