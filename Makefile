@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test lint bench bench-edge bench-defaults experiment default-models default-bundles clean
+.PHONY: demo test test-debs lint bench bench-edge bench-defaults experiment default-models default-bundles clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,23 @@ demo: $(VENV)/.demo-installed
 # One OpenBLAS thread: NumPy's matrix products here are small, and OpenBLAS's own thread pool
 # was seen to spin forever (a test run hung in a 100x551 @ 551x100 product) once torch,
 # ONNX Runtime and OpenVINO thread pools shared the process.
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed test-debs
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q
+
+# Debian packages some tests run for real: the Mender client and artifact tool (tests/edge/test_mender.py,
+# docs/fleet.md). Installed when missing and allowed (root, or sudo without a password); otherwise
+# those tests skip and name the missing program. Idempotent: nothing happens once they are there.
+TEST_DEBS := mender:mender-client mender-artifact:mender-artifact
+test-debs:
+	@missing=""; for pair in $(TEST_DEBS); do command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then as=""; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then as="sudo -n"; \
+	else echo "test-debs:$$missing not installed (needs root or sudo; the tests that run them will skip)"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then echo "test-debs: no apt-get here; install$$missing by hand or those tests skip"; exit 0; fi; \
+	echo "test-debs: installing$$missing"; \
+	$$as env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null \
+	  || { $$as apt-get update -q >/dev/null && $$as env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; } \
+	  || echo "test-debs: apt-get could not install$$missing; the tests that run them will skip"
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
