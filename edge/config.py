@@ -265,7 +265,7 @@ def signature_line(config: DaemonConfig) -> str:
         return f"bundle signatures: required, but the key {config.public_key} cannot be read; nothing installs"
     if config.state_dir is None:  # no slot store, no flashing service: nothing is ever installed
         checked = f"must be signed by key {signature_fields(config)['trusted_key_id']}" if key else "is not checked"
-        return f"bundle signatures: [bundle] path {checked}; no [flashing] state_dir, so nothing can be flashed"
+        return f"bundle signatures: bundle.path {checked}; no flashing.state_dir, so nothing can be flashed"
     return line(key, config.allow_unsigned, key_path=config.public_key)
 
 

@@ -75,11 +75,11 @@ _REASONS = {
 }
 
 
-#: The one line a refused install says when the device trusts no key and did not opt in to unsigned bundles.
+#: The one line a refused install says when the device trusts no key and did not opt in to unsigned
+#: bundles. TOML's dotted keys (``bundle.public_key``), not ``[bundle]``: consoles with markup eat brackets.
 NO_TRUST_HELP = (
-    "this device has no trusted public key and does not allow unsigned bundles: set [bundle] public_key "
-    "in its daemon config (flash --to: --public-key KEY), or for development only [bundle] allow_unsigned = true "
-    "(flash --to: --allow-unsigned)"
+    "this device trusts no signing key: set bundle.public_key in its daemon.toml (flash --to: --public-key KEY), "
+    "or, for development only, bundle.allow_unsigned = true (flash --to: --allow-unsigned)"
 )
 
 
@@ -159,8 +159,8 @@ def signature_line(public_key: Ed25519PublicKey | None, allow_unsigned: bool, *,
         return f"bundle signatures: required; only bundles signed by key {fields['trusted_key_id']}{where} install"
     if fields["allow_unsigned"]:
         return (
-            "bundle signatures: NOT checked ([bundle] allow_unsigned = true): any bundle sent over the link "
-            "installs, signed or not; for development only, set [bundle] public_key on a device in use"
+            "bundle signatures: NOT checked (bundle.allow_unsigned = true): any bundle sent over the link "
+            "installs, signed or not; for development only, set bundle.public_key on a device in use"
         )
     return f"bundle signatures: every install is refused: {NO_TRUST_HELP}"
 

@@ -65,7 +65,7 @@ def serving(host, sha256: str) -> bool:
 
 
 def says_what_to_configure(text: str) -> bool:
-    return "[bundle] public_key" in text and "allow_unsigned = true" in text
+    return "bundle.public_key" in text and "bundle.allow_unsigned = true" in text
 
 
 def factory_flashed(state: Path) -> Path:
@@ -224,7 +224,7 @@ def test_every_start_logs_which_bundles_the_device_installs(tmp_path):
     common = dict(bundle=CROP, camera="sim:crop", max_frames=2, capture_frames=2, threads=1)
     lines: list[str] = []
     assert daemon_main(None, state_dir=tmp_path / "open", allow_unsigned=True, log=lines.append, **common) == 0
-    assert "NOT checked" in lines[0] and "allow_unsigned = true" in lines[0], lines
+    assert "NOT checked" in lines[0] and "bundle.allow_unsigned = true" in lines[0], lines
     lines.clear()
     assert daemon_main(None, state_dir=tmp_path / "closed", log=lines.append, **common) == 1  # null sink: exit
     assert "every install is refused" in lines[0] and says_what_to_configure(lines[-1]), lines
