@@ -247,7 +247,13 @@ def export_checkpoint(
     from export.accuracy import AccuracyGateError, compare_to_reference, gate
     from export.bundle import load_private_key, selftest_files, write_bundle
     from export.onnx_export import VARIANTS, export_onnx, metadata_from_config, model_pool, xenoedge_version
-    from export.targets import artifacts_for, check_artifact_for_target, get_target, refuse_dynamic_for_target
+    from export.targets import (
+        artifacts_for,
+        check_artifact_for_target,
+        get_target,
+        lint_onnx,
+        refuse_dynamic_for_target,
+    )
     from xeno.checkpoint import load_model
 
     spec = get_target(target)
@@ -321,6 +327,8 @@ def export_checkpoint(
                 report.quant_reports[bundle_target] = report_path
                 log(f"{bundle_target}: per-layer quantisation error in {report_path} (+ .md)")
             check_artifact_for_target(main, target, precision)
+            if artifact.runtime == "tensorrt" and lint_onnx(main) is not None:  # where polygraphy installs
+                log(f"{bundle_target}: polygraphy check lint passed")
             entry = {
                 "runtime": artifact.runtime,
                 "precision": precision,

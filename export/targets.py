@@ -36,6 +36,7 @@ __all__ = [
     "check_ir_for_target",
     "check_model_for_target",
     "get_target",
+    "lint_onnx",
     "refuse_dynamic_for_target",
     "targets_markdown",
     "trt_engine_cache_path",
@@ -466,6 +467,48 @@ def _tensorrt_parser_problems(path: Path) -> list[str] | None:
         error = parser.get_error(index)
         out.append(f"{error.node_name() or error.node()}: {error.desc()}")
     return out or ["no reason given"]
+
+
+def lint_onnx(path: str | Path, *, timeout: float = 600) -> dict | None:
+    """``polygraphy check lint`` on an ONNX graph: ONNX's checker plus ONNX Runtime node by node.
+
+    Returns polygraphy's JSON report (``summary``: passing / failing nodes; ``lint_entries``), or
+    None where polygraphy (with onnx-graphsurgeon, which lint needs) is not installed. Raises
+    :class:`ExportError` naming the failing nodes when the graph does not pass.
+    """
+    import importlib.util
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if importlib.util.find_spec("polygraphy") is None or importlib.util.find_spec("onnx_graphsurgeon") is None:
+        return None
+    tool = Path(sys.executable).with_name("polygraphy")
+    command = str(tool) if tool.is_file() else shutil.which("polygraphy")
+    if command is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="xenoedge-lint-") as tmp:
+        report_path = Path(tmp) / "lint.json"
+        result = subprocess.run(
+            [command, "check", "lint", str(path), "-o", str(report_path), "--silent"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    if result.returncode != 0:
+        failing = report.get("summary", {}).get("failing") or []
+        entries = [str(entry.get("message", "")) for entry in report.get("lint_entries", [])][:3]
+        detail = (
+            "; ".join(e.strip().splitlines()[0] for e in entries if e.strip())
+            or ((result.stderr or result.stdout).strip().splitlines() or ["no output"])[-1]
+        )
+        raise ExportError(
+            f"{path}: polygraphy check lint failed (failing nodes: {', '.join(failing) or 'none named'}): {detail}"
+        )
+    return report
 
 
 def check_model_for_target(onnx_path: str | Path, target: str | Target, precision: str) -> None:

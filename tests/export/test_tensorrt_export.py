@@ -56,6 +56,7 @@ def jetson(tmp_path_factory):
         ),
     )
     model_dir = default_model_dir("crop")
+    messages: list[str] = []
     report = export_checkpoint(
         model_dir,
         target="jetson-orin",
@@ -67,11 +68,11 @@ def jetson(tmp_path_factory):
         max_drop=MAX_DROP,
         unsupported_ok=absent_classes(data, model_dir),
         quant_report=True,
-        log=lambda _m: None,
+        log=messages.append,
     )
     manifest = verify_bundle(root / "jetson.xeb")
     folder = extract_bundle(root / "jetson.xeb", root / "bundle")
-    return {"root": root, "data": data, "report": report, "manifest": manifest, "folder": folder}
+    return {"root": root, "data": data, "report": report, "manifest": manifest, "folder": folder, "log": messages}
 
 
 def _model(jetson, precision: str):
@@ -231,3 +232,20 @@ def test_cpu_placement_is_unchanged(tmp_path):
     assert any(producers.get(name) == "DequantizeLinear" for name in consumers)  # Relu reads Q/DQ
     props = {p.key: p.value for p in cpu.metadata_props}
     assert props["int8_weight_bits"] == "7" and "int8_placement" not in props
+
+
+def test_jetson_graphs_pass_polygraphy_lint_and_a_broken_one_is_named(jetson, tmp_path):
+    pytest.importorskip("polygraphy", reason="polygraphy (dev extra) not installed")
+    pytest.importorskip("onnx_graphsurgeon", reason="onnx-graphsurgeon (dev extra) not installed")
+    from export.errors import ExportError
+    from export.targets import lint_onnx
+
+    linted = [m for m in jetson["log"] if m.endswith("polygraphy check lint passed")]
+    assert len(linted) == 3  # the export linted every Jetson graph
+    path = _model(jetson, "int8")
+    broken = onnx.load(str(path))
+    clip = next(n for n in broken.graph.node if n.name == PRE_NODES["clip"])
+    clip.op_type = "Det"  # Det takes one input; Clip had three
+    onnx.save(broken, str(tmp_path / "broken.onnx"))
+    with pytest.raises(ExportError, match=r"polygraphy check lint failed \(failing nodes: pre/clip\)"):
+        lint_onnx(tmp_path / "broken.onnx")
