@@ -270,7 +270,7 @@ def _rollback(files_dir: Path, settings: ModuleSettings) -> str | None:
     store.clean_leftovers()
     active, record, ours = _installed_slot(store, pending)
     if not ours:
-        _say(f"nothing to roll back: the install never switched; the device runs {_slot_line(record, active)}")
+        _say(f"nothing to roll back: this artifact's bundle is not active; it runs {_slot_line(record, active)}")
         return None
     previous = pending.get("previous")
     if previous is None:
@@ -326,6 +326,8 @@ def _act(action: Callable[[ModuleSettings], str | None], settings: ModuleSetting
             return 0, action(settings)
         except (_StateFailed, XenoedgeError, OSError) as exc:
             return 1, str(exc)
+        except Exception as exc:  # never a traceback in Mender's log: one line saying what broke
+            return 1, f"unexpected {type(exc).__name__}: {exc}"
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: drop to the owner, act, report through the pipe
@@ -339,6 +341,8 @@ def _act(action: Callable[[ModuleSettings], str | None], settings: ModuleSetting
                 switched, code = action(settings), 0
             except (_StateFailed, XenoedgeError, OSError) as exc:
                 switched = str(exc)
+            except Exception as exc:
+                switched = f"unexpected {type(exc).__name__}: {exc}"
             os.write(write, json.dumps({"code": code, "message": switched}).encode())
         except BaseException as exc:  # never return into the parent's code from the child
             with contextlib.suppress(Exception):

@@ -348,7 +348,7 @@ def test_mender_install_killed_mid_way_leaves_a_working_model(device, artifacts,
 
 def test_the_shell_entry_answers_the_queries_and_ignores_what_it_does_not_know(tmp_path):
     def run(state: str) -> subprocess.CompletedProcess:
-        env = dict(os.environ, XENOEDGE_BIN=str(tmp_path / "must-not-run"))
+        env = dict(os.environ, XENOEDGE_BIN=str(tmp_path / "must-not-run"), XENOEDGE_MENDER_ENV=str(tmp_path / "none"))
         return subprocess.run(["sh", str(MODULE), state, str(tmp_path)], capture_output=True, text=True, env=env)
 
     assert run("SupportsRollback").stdout == "Yes\n"
