@@ -133,6 +133,14 @@ def _read_file(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     if not path.is_file():
         raise FileFormatError(path, "no such references file" if not path.exists() else "not a file")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise FileFormatError(path, f"cannot read it ({e.strerror or e})") from None
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):  # np.load would try it as a pickle otherwise
+        what = "an empty file" if not magic else "not a zip archive"
+        raise FileFormatError(path, f"not a valid .npz references file ({what}; xenoedge calibrate writes them)")
+    try:
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
             if "meta" not in names:
@@ -145,7 +153,8 @@ def _read_file(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
             raise CalibrationError(f"{path}: checksum mismatch: file corrupted or edited ({e})") from None
         raise FileFormatError(path, f"not a valid .npz references file ({e})") from None
     except (OSError, ValueError, EOFError) as e:
-        raise FileFormatError(path, f"not a valid .npz references file ({e})") from None
+        reason = "holds pickled objects" if "pickle" in str(e) else str(e)
+        raise FileFormatError(path, f"not a valid .npz references file ({reason})") from None
     try:
         meta = json.loads(data.pop("meta").tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

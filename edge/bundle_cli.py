@@ -18,7 +18,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from edge.cli_common import console
+from edge.cli_common import console, input_file_option, output_file_option
 from export.bundle import (
     BundleError,
     generate_keypair,
@@ -57,10 +57,17 @@ def _read_password(path: Path | None, *, confirm: bool) -> str:
 @app.command()
 def keygen(
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Private key file (PEM, mode 0600); KEY.pub gets the public key."
+        ...,
+        "--out",
+        "-o",
+        metavar="FILE",
+        callback=output_file_option,
+        help="Private key file (PEM, mode 0600); KEY.pub gets the public key.",
     ),
     encrypt: bool = typer.Option(False, help="Encrypt the private key with a password (prompted)."),
-    password_file: Path = typer.Option(None, help="Read the password from this file instead of prompting."),
+    password_file: Path = typer.Option(
+        None, callback=input_file_option, help="Read the password from this file instead of prompting."
+    ),
     force: bool = typer.Option(False, help="Overwrite existing key files."),
 ) -> None:
     """Generate an Ed25519 signing key pair."""
@@ -76,10 +83,19 @@ def keygen(
 
 @app.command()
 def sign(
-    bundle: Path = typer.Argument(..., help="Bundle file (.xeb)."),
-    key: Path = typer.Option(..., "--key", "-k", help="Private key (PEM)."),
-    out: Path = typer.Option(None, "--out", "-o", help="Write the signed bundle here instead of in place."),
-    password_file: Path = typer.Option(None, help="Password of an encrypted key (prompted otherwise)."),
+    bundle: Path = typer.Argument(..., callback=input_file_option, help="Bundle file (.xeb)."),
+    key: Path = typer.Option(..., "--key", "-k", callback=input_file_option, help="Private key (PEM)."),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        metavar="FILE",
+        callback=output_file_option,
+        help="Write the signed bundle here instead of in place.",
+    ),
+    password_file: Path = typer.Option(
+        None, callback=input_file_option, help="Password of an encrypted key (prompted otherwise)."
+    ),
 ) -> None:
     """Sign a bundle (replaces an existing signature)."""
     try:

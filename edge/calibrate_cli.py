@@ -22,7 +22,17 @@ import typer
 from rich.table import Table
 
 from calibration.errors import CalibrationError
-from edge.cli_common import console, progress_bar
+from edge.cli_common import (
+    console,
+    input_file_option,
+    input_folder_option,
+    input_path_option,
+    output_file_option,
+    output_folder_option,
+    print_table,
+    progress_bar,
+    wide_table,
+)
 
 app = typer.Typer(help="White/dark references: capture, check, import, apply.", no_args_is_help=True)
 
@@ -79,7 +89,14 @@ def dark(
     camera: str = typer.Option("sim", help="Camera spec: sim, sim:crop, replay:FOLDER."),
     sensor: str = typer.Option("tivita", help="Sensor profile of the camera."),
     frames: int = typer.Option(16, min=1, help="Frames to average."),
-    out: Path = typer.Option(..., "--out", "-o", help="References file (.npz), created or updated."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        metavar="FILE",
+        callback=output_file_option,
+        help="References file (.npz), created or updated.",
+    ),
     exposure: float = typer.Option(10.0, help="Exposure in ms."),
     seed: int = typer.Option(0, help="Seed (serial) of a simulated camera."),
 ) -> None:
@@ -92,7 +109,14 @@ def white(
     camera: str = typer.Option("sim", help="Camera spec: sim, sim:crop, replay:FOLDER."),
     sensor: str = typer.Option("tivita", help="Sensor profile of the camera."),
     frames: int = typer.Option(16, min=1, help="Frames to average."),
-    out: Path = typer.Option(..., "--out", "-o", help="References file holding the dark reference."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        metavar="FILE",
+        callback=output_file_option,
+        help="References file holding the dark reference.",
+    ),
     exposure: float = typer.Option(10.0, help="Exposure in ms."),
     seed: int = typer.Option(0, help="Seed (serial) of a simulated camera."),
 ) -> None:
@@ -102,7 +126,7 @@ def white(
 
 @app.command()
 def check(
-    refs: Path = typer.Argument(..., help="References file."),
+    refs: Path = typer.Argument(..., callback=input_file_option, help="References file."),
     camera_id: str = typer.Option(None, help="Refuse references of another camera."),
     sensor: str = typer.Option(None, help="Refuse references of another sensor profile."),
     exposure: float = typer.Option(None, help="Warn when taken at another exposure (ms)."),
@@ -125,9 +149,11 @@ def check(
             max_age_s=None if max_age_hours is None else max_age_hours * 3600,
             strict=strict,
         )
-    table = Table(title=f"{refs}: camera {loaded.camera_id}, sensor {loaded.sensor_signature}")
-    for column in ("reference", "shape", "captured (UTC)", "exposure ms", "frames", "source", "level", "noise"):
-        table.add_column(column)
+    table = wide_table(
+        *("reference", "shape", "captured (UTC)", "exposure ms", "frames", "source", "level", "noise"),
+        names=("captured (UTC)", "source"),
+        title=f"{refs}: camera {loaded.camera_id}, sensor {loaded.sensor_signature}",
+    )
     for kind, array, meta in (("dark", loaded.dark, loaded.dark_meta), ("white", loaded.white, loaded.white_meta)):
         if array is None or meta is None:
             table.add_row(kind, "[red]missing[/red]", "", "", "", "", "", "")
@@ -143,7 +169,7 @@ def check(
             f"{stats.get('mean_level_counts', float(np.median(array))):.1f}",
             f"{stats['median_temporal_noise_counts']:.2f}" if "median_temporal_noise_counts" in stats else "-",
         )
-    console.print(table)
+    print_table(table, console)
     for w in caught:
         console.print(f"[yellow]warning:[/yellow] {w.message}")
     if not loaded.complete:
@@ -164,10 +190,14 @@ def _known_sensors() -> set[str]:
 
 @app.command("import")
 def import_references(
-    out: Path = typer.Option(..., "--out", "-o", help="References file to write."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", metavar="FILE", callback=output_file_option, help="References file to write."
+    ),
     camera_id: str = typer.Option(..., help="Camera the references belong to."),
-    dark_pattern: Path = typer.Option(None, help="Tivita DarkPattern.dpic (dark only)."),
-    specim: Path = typer.Option(None, help="Specim capture folder with DARKREF_/WHITEREF_ files."),
+    dark_pattern: Path = typer.Option(None, callback=input_file_option, help="Tivita DarkPattern.dpic (dark only)."),
+    specim: Path = typer.Option(
+        None, callback=input_folder_option, help="Specim capture folder with DARKREF_/WHITEREF_ files."
+    ),
     sensor: str = typer.Option("tivita", help="Sensor profile (for --dark-pattern)."),
 ) -> None:
     """Import existing references: a Tivita DarkPattern or a Specim capture's DARKREF/WHITEREF."""
@@ -223,9 +253,15 @@ def _rgb_and_saturation(reflectance: np.ndarray, saturated: np.ndarray, waveleng
 
 @app.command()
 def apply(
-    capture: Path = typer.Argument(..., help="Specim capture folder, or a raw .hdr/.npy/.npz cube."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    refs: Path = typer.Option(None, help="References file (required unless the capture carries its own)."),
+    capture: Path = typer.Argument(
+        ..., callback=input_path_option, help="Specim capture folder, or a raw .hdr/.npy/.npz cube."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", metavar="FOLDER", callback=output_folder_option, help="Output folder."
+    ),
+    refs: Path = typer.Option(
+        None, callback=input_file_option, help="References file (required unless the capture carries its own)."
+    ),
     sensor: str = typer.Option(None, help="Sensor profile of a raw cube without wavelengths (.npy)."),
 ) -> None:
     """Raw capture -> reflectance .npz, pseudo-RGB and saturation pictures, and a report."""

@@ -142,7 +142,7 @@ def sensors() -> None:
     """List the sensor profiles."""
     from calibration.sensors import SENSORS
 
-    table = wide_table("name", "raw frame", "cube", "bands (nm)", "bit depth", "signature", names=("name",))
+    table = wide_table("name", "raw frame", "cube", "bands (nm)", "bit depth", "signature", names=("name", "signature"))
     for p in SENSORS.values():
         wl = p.wavelengths()
         table.add_row(

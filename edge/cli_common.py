@@ -64,13 +64,16 @@ def wide_table(*columns: str, names: tuple[str, ...] = (), **kwargs) -> Table:
 
 def print_table(table: Table, out: Console | None = None) -> None:
     """Print ``table`` on ``out`` (stdout by default). On a terminal it takes the terminal's width
-    (name columns do not wrap, the others fold); to a pipe or a file it is printed as wide as it
-    needs, so that a name is never cut at 80 columns."""
+    (name columns do not wrap, the others fold); to a pipe or a file it is printed no narrower than
+    its name columns need, so that a name is never cut at 80 columns."""
     out = out or Console()
     if out.is_terminal:
         out.print(table)
         return
-    needed = out.measure(table, options=out.options.update(width=10_000)).maximum
+    # no narrower than what keeps every name column whole (the other columns fold to fit), with
+    # some room beyond that for the prose columns
+    measured = out.measure(table, options=out.options.update(width=10_000))
+    needed = min(measured.maximum, measured.minimum + 40)
     narrow = out.width
     if needed <= narrow:
         out.print(table)

@@ -14,9 +14,15 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from edge.cli_common import console, progress_bar
+from edge.cli_common import (
+    console,
+    input_file_option,
+    output_folder_option,
+    print_table,
+    progress_bar,
+    wide_table,
+)
 
 app = typer.Typer(help="Cameras: the kinds of camera string, the V4L2 devices present, read timing.")
 
@@ -30,15 +36,19 @@ def list_devices(
     from devices.opencv_camera import probe_v4l2_devices
 
     out = Console()
-    kinds = Table("kind", "form", "needs", "example", "options", title="camera strings", show_lines=True)
+    kinds = wide_table(
+        "kind", "form", "needs", "example", "options", names=("kind", "form", "example"), title="camera strings",
+        show_lines=True,
+    )  # fmt: skip
     for kind in CAMERA_KINDS.values():
         kinds.add_row(kind.name, kind.form, kind.needs, kind.example, ", ".join(kind.options))
-    out.print(kinds)
+    print_table(kinds, out)
     probes = probe_v4l2_devices(pattern)
     if not probes:
         out.print(f"V4L2 devices: none found ({pattern})")
         return
-    devices = Table("device", "usable", "detail", "camera string", title="V4L2 devices")
+    devices = wide_table("device", "usable", "detail", "camera string", names=("device", "camera string"))
+    devices.title = "V4L2 devices"
     for probe in probes:
         devices.add_row(
             probe.node,
@@ -46,7 +56,7 @@ def list_devices(
             probe.detail,
             f"v4l2:{probe.node}?profile=NAME" if probe.usable else "",
         )
-    out.print(devices)
+    print_table(devices, out)
 
 
 @app.command("read")
@@ -56,7 +66,9 @@ def read_frames(
     sensor: str = typer.Option(None, help="Sensor profile the camera must deliver (default: from the string)."),
     demosaic: bool = typer.Option(False, help="Also demosaic each frame to the cube (calibration.mosaic)."),
     refs: Path = typer.Option(
-        None, help="References file: also calibrate each frame to reflectance (demosaic, crosstalk, dark/white)."
+        None,
+        callback=input_file_option,
+        help="References file: also calibrate each frame to reflectance (demosaic, crosstalk, dark/white).",
     ),
 ) -> None:
     """Read frames as fast as the camera delivers and print frames/s (the capture loop's speed)."""
@@ -104,7 +116,14 @@ def read_frames(
 
 
 def camera_record(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the frames, labels and camera.json."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        metavar="FOLDER",
+        callback=output_folder_option,
+        help="Folder for the frames, labels and camera.json.",
+    ),
     camera: str = typer.Option("sim:crop", help="Camera string to record from (a simulated one by default)."),
     frames: int = typer.Option(20, min=1, help="Frames to record."),
     size: str = typer.Option(None, help="Sensor window HxW, e.g. 100x130 (adds size= to the camera string)."),

@@ -14,11 +14,18 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from edge.cli_common import console, split_csv
+from edge.cli_common import check_input_file, console, input_file_option, output_folder_option, split_csv
 
 
 def scan(
-    session: Path = typer.Option(..., "--session", "-s", help="Session folder: created, or resumed when it holds one."),
+    session: Path = typer.Option(
+        ...,
+        "--session",
+        "-s",
+        metavar="FOLDER",
+        callback=output_folder_option,
+        help="Session folder: created, or resumed when it holds one.",
+    ),
     field: str = typer.Option(None, help="Field name (needed for a new session)."),
     plot: str = typer.Option(None, help="Plot of the next frames (default: P1, or the resumed session's last plot)."),
     note: str = typer.Option(None, help="Operator note, kept in the session."),
@@ -36,7 +43,9 @@ def scan(
     frames: int = typer.Option(None, min=1, help="End after this many frames."),
     gps: str = typer.Option(None, help="GPS serial port sending NMEA 0183: PORT or PORT@BAUD, e.g. /dev/ttyACM0@9600."),
     gps_max_age: float = typer.Option(5.0, min=0.0, help="A GPS fix older than this (s) counts as missing."),
-    references: Path = typer.Option(None, help="Use this references file (xenoedge calibrate) instead of capturing."),
+    references: Path = typer.Option(
+        None, callback=input_file_option, help="Use this references file (xenoedge calibrate) instead of capturing."
+    ),
     recalibrate: bool = typer.Option(False, help="Capture new references (white-tile step) in a resumed session."),
     reference_frames: int = typer.Option(8, min=1, help="Frames averaged per reference in the white-tile step."),
     max_reference_age: float = typer.Option(60.0, min=0.0, help="Refuse references older than this (minutes)."),
@@ -54,6 +63,8 @@ def scan(
 ) -> None:
     """Scan crop plots: white-tile step, then frames on Enter (or at an interval) with the crop model;
     per-frame and per-plot CSV/GeoJSON, pictures and summaries in the session folder."""
+    if bundle != "crop":
+        check_input_file(Path(bundle), "bundle file")
     from edge.scan import ScanOptions, run_scan
     from edge.scan.gps import rejected_text
     from edge.scan.measure import SHARE_NAMES, percent_text

@@ -10,12 +10,26 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from edge.cli_common import console, progress_bar, split_csv
+from edge.cli_common import (
+    check_input_file,
+    check_input_folder,
+    console,
+    input_file_option,
+    input_folder_option,
+    output_file_option,
+    output_folder_option,
+    progress_bar,
+    split_csv,
+)
 
 
 def train(
-    data: Path = typer.Option(..., help="Data set folder (simulator layout or metadata.csv)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder."),
+    data: Path = typer.Option(
+        ..., callback=input_folder_option, help="Data set folder (simulator layout or metadata.csv)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", metavar="FOLDER", callback=output_folder_option, help="Checkpoint folder."
+    ),
     model: str = typer.Option("unet-small", help="Model name (see docs/models.md)."),
     species: str = typer.Option("human", help="Comma-separated species to train on."),
     states: str = typer.Option(
@@ -31,6 +45,8 @@ def train(
     resume: bool = typer.Option(True, help="Continue from a checkpoint of the same config in --out."),
 ) -> None:
     """Train a segmentation model (CE + Dice, Adam) with optional xeno augmentation."""
+    for projection in split_csv(projections) or ():
+        check_input_file(Path(projection), "projection file")
     from xeno.train import TrainConfig
     from xeno.train import train as run_training
 
@@ -59,9 +75,16 @@ def train(
 
 
 def evaluate(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint folder."),
-    data: Path = typer.Option(..., help="Data set folder to evaluate on."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for evaluation.json, confusion.png and overlays."),
+    checkpoint: Path = typer.Argument(..., callback=input_folder_option, help="Checkpoint folder."),
+    data: Path = typer.Option(..., callback=input_folder_option, help="Data set folder to evaluate on."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        metavar="FOLDER",
+        callback=output_folder_option,
+        help="Folder for evaluation.json, confusion.png and overlays.",
+    ),
     species: str = typer.Option(None, help="Only these species (comma-separated)."),
     exclude_training: bool = typer.Option(True, help="Skip images the checkpoint trained or validated on."),
 ) -> None:
@@ -98,12 +121,23 @@ experiment_app = typer.Typer(help="Reproducible experiments that write results d
 @experiment_app.command("xeno")
 def experiment_xeno(
     preset: str = typer.Option("quick", help="tiny (seconds, for tests), quick (minutes) or full."),
-    work: Path = typer.Option(Path("experiments/xeno"), help="Working folder: simulated data, runs, results.json."),
-    report: Path = typer.Option(Path("docs/experiments/xeno.md"), help="Results document to write."),
+    work: Path = typer.Option(
+        Path("experiments/xeno"),
+        metavar="FOLDER",
+        callback=output_folder_option,
+        help="Working folder: simulated data, runs, results.json and the report.",
+    ),
+    report: Path = typer.Option(
+        None,
+        metavar="FILE",
+        callback=output_file_option,
+        help="Results document to write (default: WORK/xeno.md; the committed one is docs/experiments/xeno.md).",
+    ),
 ) -> None:
     """In-species vs cross-species transfer, xeno augmentation for human pathology, and crops."""
     from xeno.experiment import get_preset, run, write_report
 
+    report = report if report is not None else work / "xeno.md"
     chosen = get_preset(preset)
     results = run(chosen, work, log=lambda message: console.print(f"[dim]{message}[/dim]"))
     command = f"xenoedge experiment xeno --preset {preset} --work {work} --report {report}"
@@ -115,10 +149,14 @@ def export(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder, or a default model name: surgical, crop."),
     target: str = typer.Option("cpu", help="Target profile: cpu, jetson-orin, intel-npu (docs/targets.md)."),
     precision: str = typer.Option("int8", help="fp32, fp16 or int8 (what the target allows)."),
-    calib: Path = typer.Option(None, help="Data set folder for INT8 calibration frames."),
-    val: Path = typer.Option(..., help="Data set folder for the accuracy gate (labelled)."),
+    calib: Path = typer.Option(None, callback=input_folder_option, help="Data set folder for INT8 calibration frames."),
+    val: Path = typer.Option(
+        ..., callback=input_folder_option, help="Data set folder for the accuracy gate (labelled)."
+    ),
     max_drop: float = typer.Option(0.01, help="Largest DSC drop per class allowed against FP32 PyTorch."),
-    sign: Path = typer.Option(None, help="Ed25519 private key (xenoedge bundle keygen) to sign the bundle."),
+    sign: Path = typer.Option(
+        None, callback=input_file_option, help="Ed25519 private key (xenoedge bundle keygen) to sign the bundle."
+    ),
     shape: str = typer.Option(None, help="Frame HxW (default: the sensor's cube size)."),
     dynamic: bool = typer.Option(
         False, help="Dynamic H and W (refused before any work for targets that need static shapes: NPU, Jetson)."
@@ -127,7 +165,9 @@ def export(
     keep_float: str = typer.Option(None, help="Nodes kept in float for INT8: first, head or node names."),
     name: str = typer.Option(None, help="Bundle name (default: the checkpoint folder's name)."),
     version: str = typer.Option("0.1.0", help="Bundle version (semver)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Bundle file to write (.xeb)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", metavar="FILE", callback=output_file_option, help="Bundle file to write (.xeb)."
+    ),
     quant_report: bool = typer.Option(
         False,
         "--quant-report",
@@ -138,8 +178,11 @@ def export(
     """Checkpoint -> ONNX/OpenVINO artifacts -> accuracy gate -> one (signed) bundle."""
     import logging
 
-    from export.export import export_checkpoint
     from xeno.default_models import RECIPES, default_model_dir
+
+    if str(checkpoint) not in RECIPES:
+        check_input_folder(checkpoint, "checkpoint folder")
+    from export.export import export_checkpoint
 
     logging.getLogger("nncf").setLevel(logging.WARNING)
 

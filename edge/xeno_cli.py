@@ -16,7 +16,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from edge.cli_common import console, progress_bar, split_csv
+from edge.cli_common import (
+    console,
+    input_file_option,
+    input_folder_option,
+    output_file_option,
+    progress_bar,
+    split_csv,
+)
 
 app = typer.Typer(help="Xeno-learning projections: learn per-organ maps, inspect files.", no_args_is_help=True)
 
@@ -46,10 +53,19 @@ def _summary_table(ps, title: str) -> Table:
 
 @app.command()
 def learn(
-    data: Path = typer.Option(..., "--data", help="Data set folder (xenoedge simulate layout)."),
+    data: Path = typer.Option(
+        ..., "--data", callback=input_folder_option, help="Data set folder (xenoedge simulate layout)."
+    ),
     species: str = typer.Option(..., help="Source species, e.g. pig or rat."),
     state: str = typer.Option(..., help="Pathological state to learn, e.g. malperfused_venous or icg."),
-    out: Path = typer.Option(..., "--out", "-o", help="Projection file (.npz) to write; a .png goes beside it."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        metavar="FILE",
+        callback=output_file_option,
+        help="Projection file (.npz) to write; a .png goes beside it.",
+    ),
     organs: str = typer.Option(None, help="Comma-separated organs (labels). Default: every organ with pairs."),
     physiological: str = typer.Option(None, help="The healthy state. Default: the data set's first state."),
     steps: int = typer.Option(100, min=0, help="Adam steps per map."),
@@ -108,7 +124,7 @@ def learn(
 
 
 @app.command()
-def show(path: Path = typer.Argument(..., help="Projection file (.npz).")) -> None:
+def show(path: Path = typer.Argument(..., callback=input_file_option, help="Projection file (.npz).")) -> None:
     """Print what a projection file holds: source, bands, maps per organ and their losses."""
     from xeno.projections import load_projections
 

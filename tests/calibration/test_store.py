@@ -159,8 +159,14 @@ def test_missing_and_foreign_files_name_the_file(tmp_path):
         load_references(missing)
     text = tmp_path / "notes.npz"
     text.write_text("hello")
-    with pytest.raises(FileFormatError, match=r"notes\.npz: not a valid \.npz"):
+    with pytest.raises(FileFormatError, match=r"notes\.npz: not a valid \.npz") as refused:
         load_references(text)
+    assert "pickle" not in str(refused.value)  # never a hint to load it unsafely
+    for content in (b"", b"\x80\x04K\x01."):  # empty; a real pickle
+        text.write_bytes(content)
+        with pytest.raises(FileFormatError, match=r"notes\.npz: not a valid \.npz") as refused:
+            load_references(text)
+        assert "pickle" not in str(refused.value)
     other = tmp_path / "other.npz"
     np.savez(other, cube=np.zeros(3))
     with pytest.raises(FileFormatError, match=r"other\.npz: not a xenoedge references file"):
