@@ -32,7 +32,7 @@ from edge.flashing.mender_module import PENDING_NAME, ModuleSettings, run_state
 from edge.flashing.selftest import selftest_slot
 from edge.mender_cli import artifact_command
 from export.bundle import generate_keypair, load_public_key, read_manifest, save_private_key, save_public_key
-from tests.edge.install_fixtures import CROP_SENSOR, ORT_ONLY, variant
+from tests.edge.install_fixtures import CROP_SENSOR, ORT_ONLY, failing_selftest_files, variant
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "deploy" / "mender" / "xenoedge-model"
@@ -95,6 +95,8 @@ def release(tmp_path_factory):
     data[member.offset_data + member.size // 2] ^= 0x01  # one bit of the model, after signing
     tampered.write_bytes(bytes(data))
     bundles["tampered"] = tampered
+    wrong = failing_selftest_files(bundles["1.1.0"], out)  # signed and intact, but its golden mask is wrong
+    bundles["selftest"] = variant(out / "crop-1.3.0-selftest.xeb", version="1.3.0", files=wrong, signing_key=key)
     return {"dir": out, "public_key": out / "release.pub", "bundles": bundles}
 
 
@@ -265,7 +267,15 @@ def test_a_second_install_then_mender_rollback_returns_to_the_previous_slot(devi
     assert _serves(device.state_dir) == "1.1.0"
 
 
-@pytest.mark.parametrize(("bundle", "reason"), [("tampered", "integrity"), ("other-key", "signature")])
+@pytest.mark.parametrize(
+    ("bundle", "reason"),
+    [
+        ("tampered", "bundle refused (integrity)"),
+        ("other-key", "bundle refused (signature)"),
+        ("selftest", "self-test failed"),
+    ],
+    ids=["tampered", "other-key", "failing-selftest"],
+)
 def test_a_refused_bundle_fails_the_artifact_and_the_device_keeps_its_model(device, artifacts, bundle, reason):
     assert device.mender("install", str(artifacts["1.1.0"])).returncode == 0
     assert device.mender("commit").returncode == 0
@@ -273,7 +283,7 @@ def test_a_refused_bundle_fails_the_artifact_and_the_device_keeps_its_model(devi
 
     refused = device.mender("install", str(artifacts[bundle]))
     assert refused.returncode != 0, _log(refused)
-    assert f"bundle refused ({reason})" in refused.stderr
+    assert reason in refused.stderr
     assert "the device keeps crop 1.1.0 (slot a)" in refused.stderr
     assert device.snapshot() == before  # nothing changed, byte for byte
     assert not any((device.state_dir / "staging").iterdir())
