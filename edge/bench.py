@@ -22,8 +22,10 @@ Modes and scenarios:
   alternating rounds too (``edge.bench_pipeline``).
 
 Metrics (docs/bench.md): count, duration_s, throughput_fps, latency min/median/mean/p90/p95/p99/max
-and a chosen percentile (ms, ``time.perf_counter_ns``), warm-up excluded; load_ms and
-first_inference_ms reported apart; cpu_util (cores); rss_growth_mb (RSS added by loading and
+and a chosen percentile (ms, ``time.perf_counter_ns``), warm-up excluded; load_ms (the runtime's compile /
+session creation, one per configuration) and first_inference_ms (one run on bound inputs) reported apart;
+the effective settings (``Engine.settings()``), model size, pass/fail, ``--profile`` by op type, and the
+host's CPU model and ISA flags (``edge.bench_settings``); cpu_util (cores); rss_growth_mb (RSS added by loading and
 warming up this configuration) and peak_rss_mb (the process's); fps_ratio / latency_ratio to the
 baseline; with ``--dataset``: DSC vs ground truth and vs the baseline's masks.
 
