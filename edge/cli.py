@@ -156,10 +156,11 @@ def sensors() -> None:
     print_table(table)
 
 
-def main() -> None:
-    """Entry point: our errors become one red line and exit code 2, never a traceback."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: our errors become one red line and exit code 2, never a traceback.
+    ``argv``: the arguments (default: the command line's)."""
     try:
-        app()
+        app(args=argv, prog_name="xenoedge")
     except XenoedgeError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
         sys.exit(2)
