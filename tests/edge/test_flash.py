@@ -46,18 +46,38 @@ def serving(host, sha256: str, seconds: float = 4.0) -> bool:
     return len(masks) == 2 and all(m.model_id == model_id_from_sha256(sha256) for m in masks)
 
 
+def hold_until_masks_sent(dut: DeviceUnderTest, n: int, timeout_s: float = 60.0) -> None:
+    """Wait until the daemon has written ``n`` more masks to its link. Called from a flash's progress
+    callback, it holds the host mid-upload (no chunk sent, nothing read), so those masks are in the
+    link when the upload goes on: "masks kept coming during the flash" holds by construction, not
+    by the machine's speed against the upload's."""
+    import time
+
+    start = dut.daemon.stats.delivered
+    deadline = time.monotonic() + timeout_s
+    while dut.daemon.stats.delivered < start + n:
+        assert time.monotonic() < deadline, f"the daemon sent no {n} masks in {timeout_s} s"
+        time.sleep(0.01)
+
+
 def test_flash_hot_swaps_the_model_reports_and_rolls_back_on_request(tmp_path, v2):
     with DeviceUnderTest(tmp_path / "state") as dut:
         host = dut.host_link()
         assert serving(host, CROP_SHA)
         client = FlashClient(host)
         seen = []
-        report = client.flash(v2, progress=lambda done, total: seen.append(done))
+
+        def progress(done: int, total: int) -> None:
+            if not seen:  # the first chunk is acknowledged: the upload is under way
+                hold_until_masks_sent(dut, 2)
+            seen.append(done)
+
+        report = client.flash(v2, progress=progress)
         assert report.before["version"] == "1.0.0" and report.after["version"] == "1.1.0"
         assert report.selftest["passed"] and report.selftest["daemon_agreement"] >= 0.98
         assert report.resumed_from == 0 and report.sent_bytes == report.total_bytes == v2.stat().st_size
         assert seen[-1] == report.total_bytes and seen == sorted(seen)
-        assert report.masks_seen >= 2  # masks kept coming while the bundle went up and installed
+        assert report.masks_seen >= 2  # masks kept coming while the bundle went up (held for 2) and installed
         v2_sha = hashlib.sha256(v2.read_bytes()).hexdigest()
         assert serving(host, v2_sha)  # hot-swapped, the daemon never stopped
         info = client.info()
