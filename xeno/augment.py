@@ -35,6 +35,10 @@ class PhysiologyAugmentation:
     ``relabel_threshold`` (None: never): pixels blended with weight >= this take the map's
     target label (``ProjectionSet.target_labels``) in ``with_labels``; useful where labels name
     the state (crops), not where they name the organ (surgery, the default).
+    ``target_labels`` (None: every label that has maps): apply maps only to pixels of these
+    labels, as the paper's code does (``htc`` ``ProjectionTransform(target_labels=...)``: the
+    human target gets malperfusion maps for kidney only). Not to be confused with
+    ``ProjectionSet.target_labels``, the label the pathological pixels carry.
     """
 
     def __init__(
@@ -45,9 +49,19 @@ class PhysiologyAugmentation:
         p: float = 0.8,
         generator: torch.Generator | None = None,
         relabel_threshold: float | None = None,
+        target_labels: Sequence[str] | None = None,
     ):
         if not 0.0 <= p <= 1.0:
             raise ProjectionError(f"augmentation probability must be in [0, 1], got {p}")
+        self.target_labels = None if target_labels is None else tuple(target_labels)
+        if self.target_labels is not None:
+            unknown = sorted(set(self.target_labels) - set(label_names))
+            if unknown:
+                raise ProjectionError(
+                    f"target_labels name labels that are not in the label set: {', '.join(unknown)}; "
+                    f"labels: {', '.join(label_names)}"
+                )
+            projections = projections.restricted_to(self.target_labels)
         self.projections = projections
         self.label_names = list(label_names)
         self.p = float(p)
@@ -110,6 +124,44 @@ class PhysiologyAugmentation:
                 if self.relabel_threshold is not None and blend >= self.relabel_threshold:
                     labels[b][mask] = self._target_ids[index].to(labels.device, labels.dtype)
         return out, labels
+
+
+def organ_transplantation(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    p: float = 0.8,
+    generator: torch.Generator | None = None,
+    ignore_label: int = FILL_LABEL,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Organ transplantation (Seidlitz et al., the paper's code ``htc`` ``OrganTransplantation``).
+
+    The first ``int(p * B)`` images of the batch are donors (the batch is already random); donor
+    ``d`` gives one of its labels (drawn uniformly among the labels it shows, ``ignore_label``
+    excluded) to image ``(d - 1) mod B``: the acceptor's spectra and labels at the donor's pixels
+    of that label become the donor's. Donors give what they held before any transplantation.
+    ``x`` (B, C, H, W), ``y`` (B, H, W) int64; returns new tensors (the inputs are not changed).
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"organ transplantation probability must be in [0, 1], got {p}")
+    if x.ndim != 4 or y.shape != (x.shape[0], *x.shape[2:]):
+        raise ValueError(f"expected x (B, C, H, W) and y (B, H, W); got {tuple(x.shape)} and {tuple(y.shape)}")
+    batch = x.shape[0]
+    donors = int(p * batch)
+    if batch < 2 or donors == 0:
+        return x, y
+    x_out, y_out = x.clone(), y.clone()
+    for donor in range(donors):
+        labels = torch.unique(y[donor])
+        labels = labels[labels != ignore_label]
+        if labels.numel() == 0:
+            continue
+        chosen = labels[torch.randint(labels.numel(), (), generator=generator)]
+        mask = y[donor] == chosen
+        acceptor = (donor - 1) % batch
+        y_out[acceptor][mask] = chosen
+        x_out[acceptor][:, mask] = x[donor][:, mask]
+    return x_out, y_out
 
 
 def _rand(generator: torch.Generator | None, *shape: int) -> torch.Tensor:

@@ -755,6 +755,53 @@ def split_by_subject(
     )
 
 
+def subject_folds(
+    records: Iterable[ImageRecord], k: int, *, seed: int = 0, stratify_species: bool = True
+) -> list[tuple[tuple[str, str], ...]]:
+    """``k`` disjoint folds of subject keys that together hold every subject exactly once.
+
+    Per species (``stratify_species``) the subjects are shuffled (seeded per species, as in
+    ``split_by_subject``) and dealt round-robin, so fold sizes differ by at most one per
+    species. Raises ``DatasetError`` when a species has fewer than ``k`` subjects.
+    """
+    from xeno.seeds import stable_seed
+
+    if k < 2:
+        raise DatasetError(f"cross-validation needs at least 2 folds, got {k}")
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for key in sorted({r.subject_key for r in records}):
+        groups.setdefault(key[0] if stratify_species else "", []).append(key)
+    folds: list[list[tuple[str, str]]] = [[] for _ in range(k)]
+    for group, keys in sorted(groups.items()):
+        if len(keys) < k:
+            raise DatasetError(f"{group or 'the data set'} has {len(keys)} subjects, fewer than {k} folds")
+        rng = np.random.default_rng(stable_seed("folds", seed, group) % 2**63)
+        for i, j in enumerate(rng.permutation(len(keys))):
+            folds[i % k].append(keys[j])
+    return [tuple(sorted(f)) for f in folds]
+
+
+def fold_split(records: Iterable[ImageRecord], k: int, fold: int, *, val_subjects: int = 1, seed: int = 0) -> Split:
+    """Subject-level k-fold cross-validation: fold ``fold`` (0..k-1) of ``subject_folds`` is the
+    test side; ``val_subjects`` subjects per species of the next fold ((fold + 1) mod k) are the
+    validation side (for checkpoint choice and stopping); the rest trains. Sides keep input order.
+    """
+    records = tuple(records)
+    if not 0 <= fold < k:
+        raise DatasetError(f"fold {fold} is not in 0..{k - 1}")
+    folds = subject_folds(records, k, seed=seed)
+    test = set(folds[fold])
+    val: set[tuple[str, str]] = set()
+    following = folds[(fold + 1) % k]
+    for species in sorted({key[0] for key in following}):
+        val.update([key for key in following if key[0] == species][:val_subjects])
+    return Split(
+        train=tuple(r for r in records if r.subject_key not in test | val),
+        val=tuple(r for r in records if r.subject_key in val),
+        test=tuple(r for r in records if r.subject_key in test),
+    )
+
+
 __all__ = [
     "DEFAULT_MEMORY_BUDGET_BYTES",
     "NO_STATE",
@@ -764,9 +811,11 @@ __all__ = [
     "Sample",
     "SpectralDataset",
     "Split",
+    "fold_split",
     "probe_cube",
     "records_with_only_state",
     "records_with_state",
     "select",
     "split_by_subject",
+    "subject_folds",
 ]

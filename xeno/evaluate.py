@@ -65,7 +65,15 @@ class Evaluation:
     rows: list[dict] = field(default_factory=list)  # one per (image, class present in truth)
     confusion: np.ndarray | None = None  # (K, K) pixel counts, rows = truth, columns = prediction
 
-    def add_image(self, image_id: str, species: str, pred: np.ndarray, truth: np.ndarray, states: np.ndarray) -> None:
+    def add_image(
+        self,
+        image_id: str,
+        species: str,
+        pred: np.ndarray,
+        truth: np.ndarray,
+        states: np.ndarray,
+        subject: str | None = None,
+    ) -> None:
         k = len(self.label_names)
         if self.confusion is None:
             self.confusion = np.zeros((k, k), dtype=np.int64)
@@ -86,6 +94,7 @@ class Evaluation:
                     "label": self.label_names[int(label)],
                     "state": state,
                     "dsc": dice(pred, truth, int(label)),
+                    **({} if subject is None else {"subject": subject}),
                 }
             )
 
@@ -122,6 +131,97 @@ class Evaluation:
         }
 
 
+def class_mean_dsc(rows: list[dict]) -> float:
+    """Mean over classes of the per-class mean DSC of ``rows`` (NaN without rows)."""
+    per_class: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        per_class[row["label"]].append(row["dsc"])
+    return float(np.mean([np.mean(v) for v in per_class.values()])) if per_class else float("nan")
+
+
+def select_rows(rows: list[dict], *, labels=None, exclude=("background",), **where: str) -> list[dict]:
+    """Rows matching ``where`` (key = value), with a label in ``labels`` (None: any) and not in ``exclude``."""
+    return [
+        r
+        for r in rows
+        if r["label"] not in exclude
+        and (labels is None or r["label"] in labels)
+        and all(r.get(k) == v for k, v in where.items())
+    ]
+
+
+def bootstrap_interval(
+    rows: list[dict],
+    statistic=class_mean_dsc,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    unit: str = "subject",
+) -> dict:
+    """Point estimate and percentile bootstrap interval over ``unit`` (default: subjects).
+
+    Subjects are drawn with replacement (as many as there are), each bringing all of its rows;
+    ``statistic(rows)`` is computed on each resample; the interval is the central ``level`` of
+    those values. Returns ``{"value", "low", "high", "n" (rows = organ instances), "subjects"}``;
+    NaN bounds without rows. Seeded: the same rows and seed give the same interval.
+    """
+    value = float(statistic(rows)) if rows else float("nan")
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[str(row.get(unit, row.get("image_id")))].append(row)
+    keys = sorted(groups)
+    out = {"value": value, "low": float("nan"), "high": float("nan"), "n": len(rows), "subjects": len(keys)}
+    if not keys:
+        return out
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        drawn = rng.integers(len(keys), size=len(keys))
+        values.append(statistic([row for i in drawn for row in groups[keys[i]]]))
+    tail = 100 * (1 - level) / 2
+    out["low"], out["high"] = (float(v) for v in np.nanpercentile(values, [tail, 100 - tail]))
+    return out
+
+
+def paired_bootstrap(
+    rows_a: list[dict],
+    rows_b: list[dict],
+    combine,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    unit: str = "subject",
+) -> dict:
+    """Bootstrap interval of ``combine(rows_a, rows_b)`` resampling the same subjects on both sides
+    (e.g. a DSC difference between two models on the same test subjects)."""
+    groups_a: dict[str, list[dict]] = defaultdict(list)
+    groups_b: dict[str, list[dict]] = defaultdict(list)
+    for row in rows_a:
+        groups_a[str(row.get(unit))].append(row)
+    for row in rows_b:
+        groups_b[str(row.get(unit))].append(row)
+    keys = sorted(set(groups_a) | set(groups_b))
+    value = float(combine(rows_a, rows_b))
+    out = {"value": value, "low": float("nan"), "high": float("nan"), "subjects": len(keys)}
+    if not keys:
+        return out
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        drawn = rng.integers(len(keys), size=len(keys))
+        values.append(
+            combine(
+                [r for i in drawn for r in groups_a.get(keys[i], [])],
+                [r for i in drawn for r in groups_b.get(keys[i], [])],
+            )
+        )
+    tail = 100 * (1 - level) / 2
+    out["low"], out["high"] = (float(v) for v in np.nanpercentile(values, [tail, 100 - tail]))
+    return out
+
+
 def evaluate_model(model, dataset, indices: list[int], *, pictures: Path | None = None, max_pictures: int = 8):
     """Evaluate ``model`` on ``dataset`` images ``indices``; with ``pictures``, the first
     ``max_pictures`` images as ``<image id>_truth_vs_pred.png`` (``truth_vs_pred_picture``)."""
@@ -133,7 +233,14 @@ def evaluate_model(model, dataset, indices: list[int], *, pictures: Path | None 
         sample = dataset.load(i)
         pred = predict(model, sample.cube)
         first_row = len(result.rows)
-        result.add_image(sample.record.image_id, sample.record.species, pred, sample.labels, sample.states)
+        result.add_image(
+            sample.record.image_id,
+            sample.record.species,
+            pred,
+            sample.labels,
+            sample.states,
+            subject=f"{sample.record.species}/{sample.record.subject}",
+        )
         if pictures is not None and n < max_pictures:
             from devices.formats import write_rgb_png
 

@@ -31,6 +31,7 @@ Method, pairing rule and format: docs/projections.md.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -152,6 +153,28 @@ class ProjectionSet:
         """Organs that have at least one map, sorted."""
         return sorted(set(self.organs))
 
+    def restricted_to(self, organs: Sequence[str]) -> ProjectionSet:
+        """The maps of ``organs`` only (the paper's ``target_labels``), provenance kept.
+
+        Raises ``ProjectionError`` when none of the maps is of those organs.
+        """
+        keep = [i for i, o in enumerate(self.organs) if o in set(organs)]
+        if not keep:
+            raise ProjectionError(
+                f"no map of {', '.join(sorted(organs))} among the maps of {', '.join(self.organ_names())}"
+            )
+        return dataclasses.replace(
+            self,
+            matrices=self.matrices[keep],
+            organs=[self.organs[i] for i in keep],
+            states=[self.states[i] for i in keep],
+            pairs=[self.pairs[i] for i in keep],
+            losses=self.losses[keep],
+            initial_losses=self.initial_losses[keep],
+            species=[self.species[i] for i in keep],
+            target_labels=[self.target_labels[i] for i in keep],
+        )
+
     def maps_for(self, organ: str) -> np.ndarray:
         """Indices (int64) of the maps of ``organ`` (empty if it has none)."""
         return np.asarray([i for i, o in enumerate(self.organs) if o == organ], dtype=np.int64)
@@ -207,26 +230,52 @@ def identity_projections(organs: Sequence[str], wavelengths_nm: np.ndarray, *, s
 # ----------------------------------------------------------------------------- pairing
 
 
+PAIRINGS = ("same-subject", "all")
+
+
 def pairs_for(
     samples: Sequence[OrganSample],
     physiological: str,
     pathological: str,
     *,
     max_partners: int | None = DEFAULT_MAX_PARTNERS,
+    pairing: str = "same-subject",
 ) -> list[tuple[OrganSample, OrganSample]]:
     """(physiological, pathological) sample pairs of the same organ, one map to learn per pair.
 
-    Rule: every pathological sample of state ``pathological`` is paired with physiological
-    samples of the same organ (and same species where both are known), preferring the same
-    subject: if that subject has physiological samples of the organ, it gets those (sorted by
-    image id); otherwise it gets physiological samples of that organ from other subjects of the
-    species, in an order fixed by a stable hash of the two image ids (so the choice spreads
-    over subjects and is reproducible). At most ``max_partners`` partners each (None: all).
+    ``pairing="all"`` (the paper's code, ``htc``): every physiological sample of an organ with
+    every pathological sample of that organ (same species where both are known), whatever the
+    subject: n_phys x n_path pairs per organ; ``max_partners`` does not apply. Pairs come sorted
+    by (organ, pathological image id, physiological image id).
+
+    ``pairing="same-subject"`` (default, the project's earlier rule): every pathological sample
+    of state ``pathological`` is paired with physiological samples of the same organ (and same
+    species where both are known), preferring the same subject: if that subject has
+    physiological samples of the organ, it gets those (sorted by image id); otherwise it gets
+    physiological samples of that organ from other subjects of the species, in an order fixed
+    by a stable hash of the two image ids (so the choice spreads over subjects and is
+    reproducible). At most ``max_partners`` partners each (None: all).
     A sample is never paired with itself. Pairs come sorted by (organ, pathological image id).
     """
+    if pairing not in PAIRINGS:
+        raise ProjectionError(f"unknown pairing {pairing!r}; choose one of {', '.join(PAIRINGS)}")
     phys = [s for s in samples if s.state == physiological]
     paths = sorted((s for s in samples if s.state == pathological), key=lambda s: (s.organ, s.image_id))
     pairs = []
+    if pairing == "all":
+        for target in paths:
+            partners = sorted(
+                (
+                    s
+                    for s in phys
+                    if s.organ == target.organ
+                    and s is not target
+                    and (s.species is None or target.species is None or s.species == target.species)
+                ),
+                key=lambda s: s.image_id,
+            )
+            pairs.extend((source, target) for source in partners)
+        return pairs
     for target in paths:
         candidates = [
             s
@@ -284,13 +333,15 @@ def learn_projections(
     max_pixels: int | None = 20000,
     max_partners: int | None = DEFAULT_MAX_PARTNERS,
     min_pixels: int = MIN_PIXELS,
+    pairing: str = "same-subject",
     progress: Callable[[int, int], None] | None = None,
 ) -> ProjectionSet:
     """Learn one map per (physiological, pathological) pair of ``source_species`` (see module doc).
 
     ``samples``: organ pixels (``OrganSample``, spectra (N, C) L1-normalised); samples of
     another species (``species`` set and different) are ignored, as are samples with fewer
-    than ``min_pixels`` pixels and organs outside ``organs`` (None: all). Pairs: ``pairs_for``.
+    than ``min_pixels`` pixels and organs outside ``organs`` (None: all). Pairs: ``pairs_for``
+    with ``pairing`` ("same-subject" or "all", the paper's every physiological x pathological pair).
     ``max_pixels`` randomly chosen pixels per sample (seeded by ``seed`` and the image id)
     enter the statistics. ``progress(step, steps)`` is called after each Adam step.
     Raises ``ProjectionError`` when no pair can be formed, naming what the samples hold.
@@ -310,7 +361,7 @@ def learn_projections(
     ]
     for s in usable:
         _check_sample(s, c)
-    pairs = pairs_for(usable, physiological, state, max_partners=max_partners)
+    pairs = pairs_for(usable, physiological, state, max_partners=max_partners, pairing=pairing)
     if not pairs:
         have = sorted({(s.organ, s.state) for s in usable})
         raise ProjectionError(
@@ -371,8 +422,9 @@ def learn_projections(
             "lr": lr,
             "seed": seed,
             "max_pixels": max_pixels,
-            "max_partners": max_partners,
+            "max_partners": None if pairing == "all" else max_partners,
             "min_pixels": min_pixels,
+            "pairing": pairing,
             "optimiser": "Adam",
             "loss": "MSE(mean) + MSE(std) over channels",
         },

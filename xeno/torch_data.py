@@ -76,6 +76,10 @@ class RandomCrops(Dataset):
     (non-background) pixel, so most crops show tissue; otherwise anywhere. Images smaller than
     the crop are padded: cube 0, label ``pad_label`` (0 = background; pass the loss's ignore
     index to leave padding out), state ``NO_STATE``.
+    ``label_balanced`` (default False): each crop is instead placed around a pixel of a label drawn
+    uniformly among the foreground labels the pool shows (then a subject showing it, then one of
+    its images), as the paper's label-balanced sampling; ``foreground_probability`` does not
+    apply then.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class RandomCrops(Dataset):
         seed: int = 0,
         foreground_probability: float = 0.9,
         pad_label: int = 0,
+        label_balanced: bool = False,
     ):
         if len(indices) == 0:
             raise XenoedgeError("RandomCrops needs at least one image index")
@@ -102,7 +107,20 @@ class RandomCrops(Dataset):
         self.seed = int(seed)
         self.foreground_probability = float(foreground_probability)
         self.pad_label = int(pad_label)
+        self.label_balanced = bool(label_balanced)
         self.epoch = 0
+        #: label balancing: label id -> subject key -> image indices showing that label
+        self._label_images: dict[int, dict[tuple[str, str], list[int]]] = {}
+        if self.label_balanced:
+            for i in self.indices:
+                labels = np.asarray(dataset.load(i).labels)
+                subject = dataset.record(i).subject_key
+                for label in np.unique(labels):
+                    if label not in (0, self.pad_label):
+                        self._label_images.setdefault(int(label), {}).setdefault(subject, []).append(i)
+            if not self._label_images:
+                raise XenoedgeError("label-balanced sampling needs images with labelled (non-background) pixels")
+            self._label_images = {k: dict(sorted(v.items())) for k, v in sorted(self._label_images.items())}
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch: crops differ between epochs and repeat for the same epoch."""
@@ -115,6 +133,8 @@ class RandomCrops(Dataset):
         """(image index, top, left) of item ``k`` in the current epoch; top/left may be negative
         or run past the image when it is smaller than the crop (that part is padded)."""
         rng = np.random.default_rng([self.seed, self.epoch, k])
+        if self.label_balanced:
+            return self._balanced_box(rng)
         index = self.indices[int(rng.integers(len(self.indices)))]
         labels = self.dataset.load(index).labels
         h, w = labels.shape
@@ -128,6 +148,38 @@ class RandomCrops(Dataset):
             return index, top, left
         y, x = centre
         return index, _place(int(y), ch, h, rng), _place(int(x), cw, w, rng)
+
+    def _balanced_box(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        """Label-balanced draw (the paper's ``hierarchical_sampling: "label"``): a label uniformly
+        among the labels of the pool, a subject uniformly among the subjects showing it, an image of
+        that subject showing it, and a crop around a random pixel of that label."""
+        labels = list(self._label_images)
+        label = labels[int(rng.integers(len(labels)))]
+        subjects = list(self._label_images[label].values())
+        images = subjects[int(rng.integers(len(subjects)))]
+        index = images[int(rng.integers(len(images)))]
+        label_map = self.dataset.load(index).labels
+        h, w = label_map.shape
+        ys, xs = np.nonzero(np.asarray(label_map) == label)
+        pick = int(rng.integers(ys.size))
+        ch, cw = self.crop_size
+        return index, _place(int(ys[pick]), ch, h, rng), _place(int(xs[pick]), cw, w, rng)
+
+    def label_frequencies(self, epochs: int = 1) -> dict[int, float]:
+        """Share of crops centred on each label over ``epochs`` epochs (label-balanced mode only)."""
+        if not self.label_balanced:
+            raise XenoedgeError("label_frequencies needs label_balanced=True")
+        counts = dict.fromkeys(self._label_images, 0)
+        saved = self.epoch
+        for e in range(epochs):
+            self.set_epoch(e)
+            for k in range(self.samples_per_epoch):
+                rng = np.random.default_rng([self.seed, self.epoch, k])
+                labels = list(self._label_images)
+                counts[labels[int(rng.integers(len(labels)))]] += 1
+        self.set_epoch(saved)
+        total = sum(counts.values())
+        return {k: v / total for k, v in counts.items()}
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not 0 <= k < self.samples_per_epoch:

@@ -46,9 +46,26 @@ class TrainConfig:
     checkpoint_every: int = 100
     threads: int = 2
     cache_dir: str | None = None  # preprocessed cubes as .npy, read with mmap (large images: crops stay cheap)
+    # The paper's protocol (docs/training.md "Protocol options"); the defaults keep the earlier training.
+    augment_labels: tuple[str, ...] | None = None  # physiology maps only on these labels (htc target_labels)
+    organ_transplantation: float = 0.0  # share of each batch that donates one organ (htc: 0.8)
+    label_balanced: bool = False  # crops around a label drawn uniformly (htc hierarchical_sampling "label")
+    # Stopping rule on a validation split (docs/training.md "Training to convergence"); off when 0.
+    val_image_ids: tuple[str, ...] | None = None  # explicit validation images (overrides val_fraction)
+    val_every: int = 0  # evaluate validation mean DSC every this many steps; 0: no validation, train `steps`
+    patience: int = 4  # stop after this many evaluations without an improvement of at least min_delta
+    min_delta: float = 0.002  # validation mean DSC gain that counts as an improvement
+    min_steps: int = 0  # never stop before this step
+    lr_schedule: str = "cosine"  # cosine decay over `steps`, or constant (with early stopping)
 
     def to_json(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """Plain JSON; the protocol and stopping options appear only when set, so configs (and
+        checkpoints) of trainings that do not use them read exactly as before they existed."""
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        for name in OPTIONAL_FIELDS:
+            if data[name] == _DEFAULTS[name]:
+                del data[name]
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
@@ -57,11 +74,26 @@ class TrainConfig:
         if unknown:
             raise XenoedgeError(f"unknown training options: {', '.join(sorted(unknown))}")
         values = dict(data)
-        for name in ("species", "states", "image_ids", "projections"):
+        for name in ("species", "states", "image_ids", "projections", "augment_labels", "val_image_ids"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
         return cls(**values)
 
+
+OPTIONAL_FIELDS = (
+    "augment_labels",
+    "organ_transplantation",
+    "label_balanced",
+    "val_image_ids",
+    "val_every",
+    "patience",
+    "min_delta",
+    "min_steps",
+    "lr_schedule",
+)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in OPTIONAL_FIELDS}
+LR_SCHEDULES = ("cosine", "constant")
+VALIDATION_BN_BATCHES = 8  # BatchNorm recalibration batches before each validation (on a copy)
 
 ProgressCallback = Callable[[int, int, float], None]
 
@@ -138,8 +170,8 @@ def train(
     """Train per ``config`` into checkpoint folder ``out``; returns ``out``."""
     import torch
 
-    from xeno.augment import PhysiologyAugmentation, geometric_augment
-    from xeno.dataset import SpectralDataset, split_by_subject
+    from xeno.augment import PhysiologyAugmentation, geometric_augment, organ_transplantation
+    from xeno.dataset import SpectralDataset, Split, split_by_subject
     from xeno.losses import IGNORE_INDEX, ce_dice_loss
     from xeno.models import build_model, model_config
     from xeno.projections import combine, load_projections
@@ -155,10 +187,25 @@ def train(
     dataset = SpectralDataset.open(Path(config.data), sensor=sensor, cache_dir=config.cache_dir)
     pool = select_training_pool(dataset, config)
     records = [dataset.records[i] for i in pool]
-    split = split_by_subject(records, val_fraction=config.val_fraction, test_fraction=0.0, seed=config.seed)
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise XenoedgeError(f"unknown lr_schedule {config.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+    if config.val_image_ids is not None:
+        chosen = set(config.val_image_ids)
+        missing = sorted(chosen - {r.image_id for r in dataset.records})
+        if missing:
+            raise XenoedgeError(f"{config.data}: validation images not in the data set: {', '.join(missing[:5])}")
+        split = Split(
+            train=tuple(r for r in records if r.image_id not in chosen),
+            val=tuple(r for r in dataset.records if r.image_id in chosen),
+            test=(),
+        )
+    else:
+        split = split_by_subject(records, val_fraction=config.val_fraction, test_fraction=0.0, seed=config.seed)
     index_of = {r.image_id: i for i, r in enumerate(dataset.records)}
     train_idx = [index_of[r.image_id] for r in split.train]
     val_ids = [r.image_id for r in split.val]
+    if config.val_every and not val_ids:
+        raise XenoedgeError("val_every needs validation images (val_image_ids or val_fraction > 0)")
 
     n_bands = dataset.n_bands
     label_names = dataset.label_set.names
@@ -175,6 +222,7 @@ def train(
             p=config.augment_p,
             generator=generator,
             relabel_threshold=config.relabel_threshold,
+            target_labels=config.augment_labels,
         )
 
     run_config = {
@@ -189,6 +237,8 @@ def train(
         "split": {"train": [r.image_id for r in split.train], "val": val_ids},
     }
     step, history = 0, []
+    # Stopping rule state: the curve (step, validation mean DSC), the best step, and why training ended.
+    validation: dict = {"curve": [], "best_step": None, "best_dsc": None, "stopped": None}
     state = ckpt.read_state(out) if resume else None
     if state is not None:
         saved = ckpt.read_config(out)
@@ -198,6 +248,9 @@ def train(
         optimizer.load_state_dict(ckpt.load_tensors(out / "optimizer.pt"))
         generator.set_state(ckpt.load_tensors(out / "rng.pt"))
         step, history = int(state["step"]), list(state["history"])
+        validation = dict(state.get("validation") or validation)
+        if validation.get("stopped"):
+            return out
 
     # An edge-first model trains its core at the working size: images are pooled once (as the
     # model and the exported graph do), crops cut, augmented and scored there (block-majority labels).
@@ -213,31 +266,79 @@ def train(
         samples_per_epoch=config.batch_size,
         seed=config.seed,
         pad_label=IGNORE_INDEX,
+        label_balanced=config.label_balanced,
     )
 
-    def save(at_step: int) -> None:
+    def save(at_step: int, weights=None) -> None:
+        finished = at_step >= config.steps or bool(validation["stopped"])
+        state = {"step": at_step, "history": history, "finished": finished}
+        if config.val_every:
+            state["validation"] = validation
         ckpt.save_checkpoint(
             out,
-            model=model,
+            model=model if weights is None else weights,
             optimizer=optimizer,
             config=run_config,
-            state={"step": at_step, "history": history, "finished": at_step >= config.steps},
+            state=state,
             rng_state=generator.get_state(),
         )
 
+    best_dir = out / "best"  # the best validation weights so far (a checkpoint folder of its own)
+    val_indices = [index_of[i] for i in val_ids]
+
+    def validate(at_step: int) -> bool:
+        """Score a BatchNorm-recalibrated copy on the validation images; True when the rule says stop."""
+        import copy
+
+        from xeno.evaluate import evaluate_model
+
+        candidate = copy.deepcopy(model)
+        recalibrate_batchnorm(candidate, crops, config.batch_size, VALIDATION_BN_BATCHES, forward=_working(candidate))
+        candidate.eval()
+        dsc = evaluate_model(candidate, dataset, val_indices).mean_dsc()
+        crops.set_epoch(at_step)
+        validation["curve"].append([at_step, round(float(dsc), 5)])
+        if validation["best_dsc"] is None or dsc >= validation["best_dsc"] + config.min_delta:
+            validation["best_dsc"], validation["best_step"] = round(float(dsc), 5), at_step
+            ckpt.save_checkpoint(
+                best_dir,
+                model=candidate,
+                optimizer=None,
+                config=run_config,
+                state={"step": at_step, "validation_dsc": validation["best_dsc"]},
+                rng_state=generator.get_state(),
+            )
+        since = sum(1 for s_, _ in validation["curve"] if s_ > validation["best_step"])
+        return at_step >= config.min_steps and since >= config.patience
+
+    def _working(m):
+        return m.forward_working if input_pool > 1 else m
+
     model.train()
     while step < config.steps:
-        # Cosine decay to zero: the final weights settle, so BatchNorm statistics can match them.
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
+        if config.lr_schedule == "cosine":
+            # Cosine decay to zero: the final weights settle, so BatchNorm statistics can match them.
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
         crops.set_epoch(step)  # batch `step` is the same whether or not the run was resumed
         batch = [crops[k] for k in range(config.batch_size)]
         x = torch.stack([b[0] for b in batch])
         y = torch.stack([b[1] for b in batch])
-        if augmentation is not None:
-            x, y = augmentation.with_labels(x, y)
         if config.geometric:
-            x, y = geometric_augment(x, y, generator=generator)[:2]
+            # Without the protocol options the order stays as it was (physiology maps first).
+            if config.organ_transplantation or config.label_balanced:
+                x, y = geometric_augment(x, y, generator=generator)[:2]
+                if augmentation is not None:
+                    x, y = augmentation.with_labels(x, y)
+            else:
+                if augmentation is not None:
+                    x, y = augmentation.with_labels(x, y)
+                x, y = geometric_augment(x, y, generator=generator)[:2]
+        elif augmentation is not None:
+            x, y = augmentation.with_labels(x, y)
+        if config.organ_transplantation:
+            # htc order: geometric transforms, physiology maps, then organ transplantation.
+            x, y = organ_transplantation(x, y, p=config.organ_transplantation, generator=generator)
         loss = ce_dice_loss(network(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -246,6 +347,20 @@ def train(
         history.append(round(float(loss.detach()), 5))
         if progress:
             progress(step, config.steps, history[-1])
+        if config.val_every:
+            if step % config.val_every == 0 or step == config.steps:
+                stop = validate(step)
+                if stop or step == config.steps:
+                    validation["stopped"] = "converged" if stop else "budget"
+                    # The checkpoint holds the best validation weights (recalibrated when they were scored).
+                    model.load_state_dict(ckpt.load_tensors(best_dir / "model.pt"))
+                    model.eval()
+                    save(step)
+                    return out
+                model.train()
+            if step % config.checkpoint_every == 0:
+                save(step)
+            continue
         if step == config.steps:
             recalibrate_batchnorm(model, crops, config.batch_size, BN_RECALIBRATION_BATCHES, forward=network)
         if step % config.checkpoint_every == 0 or step == config.steps:
