@@ -43,8 +43,10 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +58,8 @@ from edge.flashing.install import InstallPolicy, install_bundle
 from edge.flashing.slots import SlotStore, StepCallback
 
 __all__ = [
+    "ACTING_STATES",
+    "INCOMING_PREFIX",
     "MODULE_TYPE",
     "PENDING_NAME",
     "QUERY_ANSWERS",
@@ -67,6 +71,8 @@ __all__ = [
 MODULE_TYPE = "xenoedge-model"
 #: Answers to Mender's queries (stdout); the shell entry answers these without starting Python.
 QUERY_ANSWERS = {"SupportsRollback": "Yes", "NeedsArtifactReboot": "No", "ProvidePayloadFileSizes": "No"}
+#: The states that act (the shell entry hands only these to ``xenoedge mender-module``).
+ACTING_STATES = ("ArtifactInstall", "ArtifactCommit", "ArtifactRollback", "ArtifactFailure")
 #: What ArtifactInstall notes in ``FILES/tmp`` before it touches anything (kept until Mender's cleanup).
 PENDING_NAME = "xenoedge-install.json"
 _CHUNK = 1 << 20
@@ -177,38 +183,83 @@ def _store(settings: ModuleSettings) -> SlotStore:
     return SlotStore(settings.state_dir, public_key=settings.public_key)
 
 
-def _install(files_dir: Path, settings: ModuleSettings, on_step: StepCallback | None) -> str | None:
+def _recorded_active(state_dir: Path) -> dict | None:
+    """The active slot as ``state.json`` records it, read without creating anything (None: none)."""
+    try:
+        state = json.loads((Path(state_dir) / "state.json").read_text(encoding="utf-8"))
+        return _brief(state["active"], state["slots"][state["active"]] if state["active"] else None)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _StateFailed(f"{state_dir}/state.json: unreadable ({exc})") from None
+
+
+def _note_install(files_dir: Path, settings: ModuleSettings) -> tuple[Path, dict]:
+    """Before anything changes: which bundle this artifact installs and which slot is active now,
+    noted in ``FILES/tmp`` (a rollback after a cut, power or kill, must know what was active)."""
     bundle = _payload(files_dir)
-    store = _store(settings)
-    store.clean_leftovers()  # an earlier install cut short: its half-written slot goes first
-    active, record = _active(store)
-    sha256 = _sha256(bundle)
-    artifact = _header_value(files_dir, "artifact_name")
-    # Noted before anything changes: a rollback after a cut (power, kill) must know what was active.
     pending = {
-        "artifact_name": artifact,
+        "artifact_name": _header_value(files_dir, "artifact_name"),
         "bundle": bundle.name,
-        "bundle_sha256": sha256,
-        "previous": None
-        if record is None
-        else {"slot": active, **{k: record[k] for k in ("name", "version", "sha256")}},
+        "bundle_sha256": _sha256(bundle),
+        "previous": _recorded_active(settings.state_dir),
         "state_dir": str(settings.state_dir),
     }
     (files_dir / "tmp").mkdir(exist_ok=True)
     _write_json(files_dir / "tmp" / PENDING_NAME, pending)
-    _say(f"installing {bundle.name} (artifact {artifact or '?'}, sha256 {sha256[:12]}…) into {settings.state_dir}")
+    return bundle, pending
+
+
+INCOMING_PREFIX = ".mender-incoming-"
+
+
+@contextlib.contextmanager
+def _readable_by(bundle: Path, settings: ModuleSettings, owner: tuple[int, int] | None):
+    """``bundle``, or (acting as ``owner``, who cannot enter Mender's root-only file tree) a copy
+    of it in a 0700 folder of the owner's inside the state folder, removed afterwards."""
+    if owner is None:
+        yield bundle
+        return
+    state_dir = Path(settings.state_dir)
+    if not state_dir.exists():
+        state_dir.mkdir(parents=True)
+        os.chown(state_dir, *owner)
+    folder = Path(tempfile.mkdtemp(prefix=INCOMING_PREFIX, dir=state_dir))
+    try:
+        copy = folder / bundle.name
+        shutil.copyfile(bundle, copy)
+        for path in (folder, copy):
+            os.chown(path, *owner)
+        yield copy
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_incoming(settings: ModuleSettings) -> None:
+    """Copies a cut-short install left behind (see :func:`_readable_by`)."""
+    for leftover in Path(settings.state_dir).glob(INCOMING_PREFIX + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _install(bundle: Path, pending: dict, settings: ModuleSettings, on_step: StepCallback | None) -> str | None:
+    store = _store(settings)
+    store.clean_leftovers()  # an earlier install cut short: its half-written slot goes first
+    previous = pending["previous"]
+    artifact = pending["artifact_name"]
+    sha256 = pending["bundle_sha256"]
+    _say(f"installing {pending['bundle']} (artifact {artifact or '?'}, sha256 {sha256[:12]}…) into {store.root}")
     try:
         report = install_bundle(store, bundle, settings.policy, expected_sha256=sha256, on_step=on_step)
     except FlashError as exc:
         now, now_record = _active(store)
         raise _StateFailed(f"{exc}; the device keeps {_slot_line(now_record, now)}") from None
-    _write_json(files_dir / "tmp" / PENDING_NAME, dict(pending, installed=report.slot))
     selftest = report.selftest
     verdict = "skipped" if selftest.get("passed") is None else f"passed, agreement {selftest.get('agreement')}"
     key = f"signature verified (key {report.verified_key_id})" if report.verified_key_id else "signature NOT checked"
+    before = _slot_line(previous, previous and previous["slot"])
     _say(
         f"installed {report.installed.name} {report.installed.version} into slot {report.slot} "
-        f"(before: {_slot_line(pending['previous'], active)}); self-test {verdict}; {key}; {report.seconds:.2f} s"
+        f"(before: {before}); self-test {verdict}; {key}; {report.seconds:.2f} s"
     )
     return "model switched"
 
@@ -225,8 +276,7 @@ def _installed_slot(store: SlotStore, pending: dict) -> tuple[str | None, dict |
     return active, record, ours
 
 
-def _commit(files_dir: Path, settings: ModuleSettings, sleep: Callable[[float], None]) -> None:
-    pending = _pending(files_dir)
+def _commit(pending: dict | None, settings: ModuleSettings, sleep: Callable[[float], None]) -> None:
     if pending is None:
         raise _StateFailed("nothing to commit: ArtifactInstall left no note in tmp/ (did it run?)")
     store = _store(settings)
@@ -261,8 +311,7 @@ def _commit(files_dir: Path, settings: ModuleSettings, sleep: Callable[[float], 
         sleep(settings.poll_s)
 
 
-def _rollback(files_dir: Path, settings: ModuleSettings) -> str | None:
-    pending = _pending(files_dir)
+def _rollback(pending: dict | None, settings: ModuleSettings) -> str | None:
     if pending is None:
         _say("nothing to roll back: this artifact's install never started")
         return None
@@ -290,7 +339,7 @@ def _rollback(files_dir: Path, settings: ModuleSettings) -> str | None:
     return "model switched back"
 
 
-def _failure(files_dir: Path, settings: ModuleSettings) -> None:
+def _failure(settings: ModuleSettings) -> None:
     store = _store(settings)
     for note in store.clean_leftovers():
         _say(note)
@@ -317,10 +366,11 @@ def _owner(settings: ModuleSettings) -> tuple[int, int] | None:
     return (st.st_uid, st.st_gid) if st.st_uid != 0 else None
 
 
-def _act(action: Callable[[ModuleSettings], str | None], settings: ModuleSettings) -> tuple[int, str | None]:
-    """Run ``action`` (as the state folder's owner, in a child process, when that is not root);
-    (exit status, what switched or None)."""
-    owner = _owner(settings)
+def _act(
+    action: Callable[[ModuleSettings], str | None], settings: ModuleSettings, owner: tuple[int, int] | None
+) -> tuple[int, str | None]:
+    """Run ``action`` (as ``owner``, the state folder's, in a child process, when given); (exit
+    status, what switched or None). Mender's file tree is root's alone: the child never touches it."""
     if owner is None:
         try:
             return 0, action(settings)
@@ -388,18 +438,27 @@ def run_state(
     if state in QUERY_ANSWERS:
         print(QUERY_ANSWERS[state], flush=True)
         return 0
-    files = Path(files_dir)
-    actions: dict[str, Callable[[ModuleSettings], str | None]] = {
-        "ArtifactInstall": lambda s: _install(files, s, on_step),
-        "ArtifactCommit": lambda s: _commit(files, s, sleep),
-        "ArtifactRollback": lambda s: _rollback(files, s),
-        "ArtifactFailure": lambda s: _failure(files, s),
-    }
-    if state not in actions:
+    if state not in ACTING_STATES:
         return 0
+    files = Path(files_dir)
     try:
         resolved = settings() if callable(settings) else settings
-        code, message = _act(actions[state], resolved)
+        owner = _owner(resolved)
+        # Mender's file tree is root's alone: the note and the payload are handled here, before acting
+        if state == "ArtifactInstall":
+            _remove_incoming(resolved)
+            bundle, pending = _note_install(files, resolved)
+            with _readable_by(bundle, resolved, owner) as source:
+                code, message = _act(lambda s: _install(source, pending, s, on_step), resolved, owner)
+        else:
+            pending = _pending(files)
+            if state == "ArtifactCommit":
+                code, message = _act(lambda s: _commit(pending, s, sleep), resolved, owner)
+            elif state == "ArtifactRollback":
+                code, message = _act(lambda s: _rollback(pending, s), resolved, owner)
+            else:
+                _remove_incoming(resolved)
+                code, message = _act(_failure, resolved, owner)
         if code == 0 and message:
             _restart(resolved, message)
     except (_StateFailed, XenoedgeError, OSError) as exc:

@@ -291,6 +291,25 @@ def test_a_refused_bundle_fails_the_artifact_and_the_device_keeps_its_model(devi
     assert _serves(device.state_dir) == "1.1.0"
 
 
+def _wait_until_unlocked(lock: Path) -> None:
+    """Until no process holds ``lock`` (a killed process's threads may take a moment to go, and
+    its zombie leader already shows before they have)."""
+    import fcntl
+
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                time.sleep(0.05)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return
+    finally:
+        os.close(fd)
+
+
 PAUSING_MODULE = """#!{python}
 import os, sys, time
 sys.path.insert(0, {repo!r})
@@ -336,8 +355,7 @@ def test_mender_install_killed_mid_way_leaves_a_working_model(device, artifacts,
         os.killpg(mender.pid, signal.SIGKILL)  # mender, then its module (Mender runs it in its own group)
         mender.wait()
     os.kill(module_pid, signal.SIGKILL)
-    while Path(f"/proc/{module_pid}").exists() and "zombie" not in Path(f"/proc/{module_pid}/status").read_text():
-        time.sleep(0.05)
+    _wait_until_unlocked(device.state_dir / ".install.lock")  # the killed module's threads are all gone
 
     assert device.active()[1] == serving
     assert _serves(device.state_dir) == serving  # the device starts on a working model
@@ -441,7 +459,7 @@ def test_restart_command_runs_after_each_switch_and_a_payload_is_one_xeb(tmp_pat
     settings = _settings(state_dir, release, restart_command=restart)
     first = _tree(tmp_path, release["bundles"]["1.1.0"], "crop-1.1.0")
     assert run_state("ArtifactInstall", first, settings) == 0
-    assert json.loads((first / "tmp" / PENDING_NAME).read_text())["installed"] == "a"
+    assert json.loads((first / "tmp" / PENDING_NAME).read_text())["previous"] is None
     second = _tree(tmp_path, release["bundles"]["1.2.0"], "crop-1.2.0")
     assert run_state("ArtifactInstall", second, settings) == 0
     assert run_state("ArtifactRollback", second, settings) == 0
@@ -472,11 +490,16 @@ def test_as_root_the_install_acts_as_the_state_folders_owner(tmp_path, release):
         os.chown(state_dir, 65534, 65534)
         settings = _settings(state_dir, release)
         files = _tree(base, release["bundles"]["1.1.0"], "crop-1.1.0")
-        for path in [files, *files.rglob("*")]:
-            path.chmod(0o777 if path.is_dir() else 0o644)
+        for path in [files, *files.rglob("*")]:  # as Mender leaves its file tree: root's alone
+            path.chmod(0o700 if path.is_dir() else 0o600)
         assert run_state("ArtifactInstall", files, settings) == 0
         owners = {p.stat().st_uid for p in [state_dir, *state_dir.rglob("*")]}
         assert owners == {65534}
         assert SlotStore(state_dir).active().version == "1.1.0"
+        assert not list(state_dir.glob(".mender-incoming-*"))  # the owner's copy of the bundle is gone
+        assert json.loads((files / "tmp" / PENDING_NAME).read_text())["previous"] is None
+        assert run_state("ArtifactCommit", files, settings) == 0
+        assert SlotStore(state_dir).known_good().version == "1.1.0"
+        assert {p.stat().st_uid for p in [state_dir, *state_dir.rglob("*")]} == {65534}
     finally:
         shutil.rmtree(base, ignore_errors=True)
