@@ -40,8 +40,9 @@ def v2(tmp_path_factory) -> Path:
     return bundle_variant(tmp_path_factory.mktemp("v2") / "crop-1.1.0.xeb", version="1.1.0")
 
 
-def serving(host, sha256: str, seconds: float = 4.0) -> bool:
-    """Masks keep coming, made by the model with this bundle SHA-256."""
+def serving(host, sha256: str, seconds: float = 30.0) -> bool:
+    """Masks keep coming, made by the model with this bundle SHA-256 (waits for 2 masks, at most
+    ``seconds``: generous, so that a busy machine's slow frames do not read as a stopped daemon)."""
     masks = masks_from(host, seconds=seconds, n=2)
     return len(masks) == 2 and all(m.model_id == model_id_from_sha256(sha256) for m in masks)
 

@@ -60,7 +60,7 @@ def hello_from(link, seconds: float = 6.0) -> dict:
 
 
 def serving(host, sha256: str) -> bool:
-    masks = masks_from(host, seconds=4.0, n=2)
+    masks = masks_from(host, seconds=30.0, n=2)
     return len(masks) == 2 and all(m.model_id == model_id_from_sha256(sha256) for m in masks)
 
 
