@@ -18,7 +18,7 @@ from pathlib import Path
 
 import typer
 
-from edge.cli_common import console
+from edge.cli_common import console, input_file_option, output_file_option
 
 #: The daemon configuration the module reads its slot store, trusted key and sensor from.
 DEFAULT_DAEMON_CONFIG = Path("/etc/xenoedge/daemon.toml")
@@ -56,17 +56,26 @@ def artifact_command(
 
 
 def bundle_mender(
-    bundle: Path = typer.Argument(..., help="The bundle file (.xeb)."),
+    bundle: Path = typer.Argument(..., callback=input_file_option, help="The bundle file (.xeb)."),
     device_type: list[str] = typer.Option(
         ..., "--device-type", "-t", help="Mender device type(s) the artifact installs on (repeat for several)."
     ),
-    out: Path = typer.Option(None, "--out", "-o", help="Artifact to write (default: BUNDLE with .mender)."),
+    out: Path = typer.Option(
+        None, "--out", "-o", callback=output_file_option, help="Artifact to write (default: BUNDLE with .mender)."
+    ),
     artifact_name: str = typer.Option(None, "--artifact-name", "-n", help="Default: NAME-VERSION of the bundle."),
     public_key: Path = typer.Option(
-        None, "--public-key", "-k", help="Check the bundle's signature with this key first (what devices will do)."
+        None,
+        "--public-key",
+        "-k",
+        callback=input_file_option,
+        help="Check the bundle's signature with this key first (what devices will do).",
     ),
     mender_key: Path = typer.Option(
-        None, "--mender-key", help="Also sign the Mender artifact (mender-artifact -k; devices: ArtifactVerifyKey)."
+        None,
+        "--mender-key",
+        callback=input_file_option,
+        help="Also sign the Mender artifact (mender-artifact -k; devices: ArtifactVerifyKey).",
     ),
     mender_artifact: str = typer.Option("mender-artifact", help="The mender-artifact program."),
 ) -> None:
