@@ -29,12 +29,12 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
 from edge.bench_common import cpu_seconds
-from edge.engines import EngineError, OpenVinoEngine, model_cache_folder
-from export.bundle.runtime import CLASSES_OUTPUT, CONFIDENCE_OUTPUT
+from edge.engines import OpenVinoEngine
 
 __all__ = ["HintedOpenVinoEngine", "OrtOffline", "OvOffline", "offline_runner", "ort_offline_threads"]
 
@@ -52,68 +52,15 @@ def ort_offline_threads(nireq: int | None, threads: int | None) -> tuple[int, in
 class HintedOpenVinoEngine(OpenVinoEngine):
     """The daemon's OpenVINO engine for a target, compiled once with ``properties`` (``PERFORMANCE_HINT``,
     ``NUM_STREAMS``) on top of the engine's own configuration (``export.bundle.runtime.openvino_config``:
-    precision hint, threads, ``CACHE_DIR``; ``PERF_COUNT`` with ``EngineOptions.profile``).
-
-    ``edge.engines.EngineOptions`` has no field for these properties, so this constructor repeats
-    ``OpenVinoEngine.__init__`` with them added; everything else (references, inference, settings,
-    operator profile) is the engine's own. ``compiled``: the compiled model (the offline queue's).
+    precision hint, threads, ``CACHE_DIR``; ``PERF_COUNT`` with ``EngineOptions.profile``), through
+    ``EngineOptions.openvino_properties``. ``properties``: what it was compiled with; ``compiled``: the
+    compiled model (the offline queue's).
     """
 
     def __init__(self, folder, manifest, target, *, device, options, frame_hw=None, properties=None):
-        import openvino as ov
-
-        from export.bundle.runtime import effective_precision, openvino_config
-
-        super(OpenVinoEngine, self).__init__(folder, manifest, target, device, frame_hw)
-        if options.cache_dir is not None:
-            self.cache_folder = model_cache_folder(options.cache_dir, self.model_path, f"openvino-{device}")
-        try:
-            config = openvino_config(self.precision, device, hint=options.openvino_precision_hint,
-                                     threads=options.threads,
-                                     cache_dir=str(self.cache_folder) if self.cache_folder else None)  # fmt: skip
-        except ValueError as exc:
-            raise EngineError(f"{self.name}: {exc}") from None
-        config.update({k: str(v) for k, v in (properties or {}).items()})
-        if options.profile:
-            config["PERF_COUNT"] = "YES"
-        self.properties = dict(config)
-        self._profiling = options.profile
-        self._ov = ov
-        try:
-            core = ov.Core()
-            model = core.read_model(str(self.model_path))
-            if any(port.get_partial_shape().is_dynamic for port in model.inputs):
-                _, h, w, c = self.input_shape
-                shapes = {self.input_name: [1, h, w, c]}
-                if self.variant == "raw":
-                    shapes.update({"dark": list(self.reference_shape), "gain": list(self.reference_shape)})
-                model.reshape(shapes)
-            results = model.get_results()
-            if not options.confidence and any(CONFIDENCE_OUTPUT in r.output(0).get_names() for r in results):
-                keep = [r for r in results if CONFIDENCE_OUTPUT not in r.output(0).get_names()]
-                model = ov.Model(keep, model.get_parameters(), model.friendly_name)
-            t0 = time.perf_counter()
-            self._compiled = core.compile_model(model, device, config)
-            self.load_ms = (time.perf_counter() - t0) * 1e3
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise EngineError(f"{self.model_path}: OpenVINO cannot compile it for {device} ({first})") from None
-        names_out = {p.get_any_name() for p in self._compiled.outputs}
-        self._has_confidence = CONFIDENCE_OUTPUT in names_out
-        self.effective_precision = effective_precision("openvino", self._compiled)
-        if self.cache_folder is not None:
-            self.cache_state = "loaded" if self._property("LOADED_FROM_CACHE") is True else "built"
-        self._request = self._compiled.create_infer_request()
-        self._tensors = {self.input_name: ov.Tensor(self.input_buffer, shared_memory=True)}
-        for name, buf in ((CLASSES_OUTPUT, self._classes), (CONFIDENCE_OUTPUT, self._confidence)):
-            if name in names_out:
-                self._tensors[name] = ov.Tensor(buf, shared_memory=True)
-        for name, tensor in self._tensors.items():
-            self._request.set_tensor(name, tensor)
-
-    @property
-    def compiled(self):
-        return self._compiled
+        extra = tuple((name, str(value)) for name, value in (properties or {}).items())
+        options = replace(options, openvino_properties=(*options.openvino_properties, *extra))
+        super().__init__(folder, manifest, target, device=device, options=options, frame_hw=frame_hw)
 
 
 class _Offline:

@@ -120,6 +120,8 @@ class EngineOptions:
     ``classes`` and ``Inference.confidence`` is None. ``cache_dir``: root of the compiled-model
     caches on the device's storage (None: no cache, every start compiles). ``profile``: record
     per-operator times (``Engine.operator_profile``; slows inference a little).
+    ``openvino_properties``: (name, value) compile properties added to the engine's own
+    configuration (edge-bench's ``PERFORMANCE_HINT``/``NUM_STREAMS``).
     """
 
     ort_providers: tuple[str, ...] = DEFAULT_ORT_PROVIDERS
@@ -129,6 +131,7 @@ class EngineOptions:
     confidence: bool = False
     cache_dir: Path | None = None
     profile: bool = False
+    openvino_properties: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -613,6 +616,9 @@ class OpenVinoEngine(Engine):
             raise EngineError(f"{self.name}: {exc}") from None
         if options.profile:
             config["PERF_COUNT"] = "YES"
+        config.update({name: str(value) for name, value in options.openvino_properties})
+        #: The configuration the model was compiled with.
+        self.properties = dict(config)
         self._profiling = options.profile
         self._ov = ov
         try:
@@ -677,6 +683,11 @@ class OpenVinoEngine(Engine):
     def _run_unbound(self, inputs):
         result = self._compiled(dict(inputs))
         return {port.get_any_name(): np.asarray(value) for port, value in result.items()}
+
+    @property
+    def compiled(self):
+        """The OpenVINO CompiledModel (e.g. for an AsyncInferQueue)."""
+        return self._compiled
 
     def _property(self, name: str):
         try:
