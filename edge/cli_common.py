@@ -95,14 +95,19 @@ def _nearest_existing(path: Path) -> Path:
     return Path(absolute.anchor)
 
 
-def _probe_folder(path: Path, folder: Path, what: str) -> None:
-    """Create (and remove) a temporary entry in ``folder``: the only honest writability test (root
-    passes ``os.access`` on read-only and virtual file systems)."""
+def _probe_folder(path: Path, target: Path, base: Path) -> None:
+    """Create (and remove) a temporary folder in ``base``, the closest existing ancestor of the
+    folder ``target`` that ``path`` needs: the only honest test of writability (root passes
+    ``os.access`` on read-only and virtual file systems)."""
     try:
-        probe = tempfile.mkdtemp(prefix=".xenoedge-probe-", dir=folder)
+        probe = tempfile.mkdtemp(prefix=".xenoedge-probe-", dir=base)
     except OSError as exc:
-        where = "in this folder" if folder == Path(os.path.abspath(path)) else f"in {folder}"
-        raise PathError(path, f"cannot create {what} {where} ({exc.strerror or exc})") from None
+        reason = exc.strerror or str(exc)
+        absolute = Path(os.path.abspath(target))
+        if base == absolute:
+            raise PathError(path, f"cannot write in {target} ({reason})") from None
+        missing = base / absolute.relative_to(base).parts[0]
+        raise PathError(path, f"cannot create the folder {missing} ({reason})") from None
     os.rmdir(probe)
 
 
@@ -117,7 +122,7 @@ def check_output_folder(path: Path, what: str = "the folder") -> Path:
             raise PathError(path, f"cannot create {what}: {base} is a file, not a folder")
     except OSError as exc:
         raise PathError(path, f"cannot be used ({exc.strerror or exc})") from None
-    _probe_folder(path, base, "files" if base == Path(os.path.abspath(path)) else what)
+    _probe_folder(path, path, base)
     return path
 
 
@@ -136,7 +141,7 @@ def check_output_file(path: Path, what: str = "the file") -> Path:
             raise PathError(path, f"cannot create {what}: {base} is a file, not a folder")
     except OSError as exc:
         raise PathError(path, f"cannot be used ({exc.strerror or exc})") from None
-    _probe_folder(path, base, what)
+    _probe_folder(path, parent, base)
     return path
 
 
