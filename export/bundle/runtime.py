@@ -96,24 +96,24 @@ def openvino_config(
 def tensorrt_provider_options(precision: str, cache_dir: str | None = None) -> dict[str, str]:
     """ONNX Runtime TensorRT provider options for a TensorRT target of ``precision``.
 
-    fp16: ``trt_fp16_enable`` (else TensorRT builds FP32 kernels for the FP16 target); int8: the
-    graph is explicitly quantised (Q/DQ), ``trt_int8_enable`` lets the builder use the INT8
-    kernels those nodes ask for (no calibration table: the scales are in the graph).
-    ``cache_dir``: TensorRT engine and timing caches there, so that only the first start builds
-    the engine (minutes on a Jetson); the caller keys the folder by the model file, so a new
-    bundle never reads an old engine.
+    No precision flags, for every precision: the exported graphs are explicitly typed (the FP16
+    target is an FP16 graph whose calibration stays FP32; the INT8 target carries its Q/DQ
+    nodes), and NVIDIA's explicit-quantisation guidance builds such graphs strongly typed, with no
+    builder precision flags. ONNX Runtime's TensorRT provider obeys the precision the ONNX file
+    gives unless ``trt_fp16_enable``/``trt_int8_enable`` override it (microsoft/onnxruntime#18707),
+    and ``trt_fp16_enable`` would let TensorRT run the FP32 calibration arithmetic in FP16.
+    ``precision`` is accepted so that callers need not know this. ``cache_dir``: TensorRT engine
+    and timing caches there, so that only the first start builds the engine (minutes on a
+    Jetson); the caller keys the folder by the model file, so a new bundle never reads an old
+    engine.
 
     >>> tensorrt_provider_options("fp16")
-    {'trt_fp16_enable': 'True'}
+    {}
     >>> sorted(tensorrt_provider_options("int8", "/c"))  # doctest: +NORMALIZE_WHITESPACE
-    ['trt_engine_cache_enable', 'trt_engine_cache_path', 'trt_int8_enable', 'trt_timing_cache_enable',
-     'trt_timing_cache_path']
+    ['trt_engine_cache_enable', 'trt_engine_cache_path', 'trt_timing_cache_enable', 'trt_timing_cache_path']
     """
+    del precision  # the graph's own types decide (see above)
     options: dict[str, str] = {}
-    if precision == "fp16":
-        options["trt_fp16_enable"] = "True"
-    elif precision == "int8":
-        options["trt_int8_enable"] = "True"
     if cache_dir is not None:
         options.update(
             trt_engine_cache_enable="True",

@@ -93,12 +93,14 @@ def test_onnxruntime_settings_name_providers_and_threads(bundle):
     assert settings["runtime"] == "onnxruntime" and settings["runtime_version"]
 
 
-def test_tensorrt_options_follow_the_target_precision(tmp_path):
-    assert tensorrt_provider_options("fp32") == {}
-    assert tensorrt_provider_options("fp16")["trt_fp16_enable"] == "True"
-    int8 = tensorrt_provider_options("int8", str(tmp_path))
-    assert int8["trt_int8_enable"] == "True" and "trt_fp16_enable" not in int8
-    assert int8["trt_engine_cache_path"] == int8["trt_timing_cache_path"] == str(tmp_path)
+def test_tensorrt_options_set_no_precision_flags_and_cache_where_asked(tmp_path):
+    # explicitly typed graphs (FP16-typed, Q/DQ INT8): built as typed, no builder precision flags
+    for precision in ("fp32", "fp16", "int8"):
+        options = tensorrt_provider_options(precision)
+        assert options == {} and not any(k in options for k in ("trt_fp16_enable", "trt_int8_enable"))
+    cached = tensorrt_provider_options("int8", str(tmp_path))
+    assert cached["trt_engine_cache_path"] == cached["trt_timing_cache_path"] == str(tmp_path)
+    assert cached["trt_engine_cache_enable"] == cached["trt_timing_cache_enable"] == "True"
 
 
 def _tensorrt_available() -> bool:
