@@ -18,8 +18,10 @@ from edge.cli_common import (
     input_folder_option,
     output_file_option,
     output_folder_option,
+    print_table,
     progress_bar,
     split_csv,
+    wide_table,
 )
 
 
@@ -211,9 +213,11 @@ def export(
         quant_report=quant_report,
         log=lambda message: console.print(f"[dim]{message}[/dim]"),
     )
-    table = Table(title=f"{out}: {target} {precision}")
-    for column in ("artifact", "pixel agreement", "mean DSC FP32", "mean DSC artifact", "largest class drop"):
-        table.add_column(column)
+    table = wide_table(
+        *("artifact", "pixel agreement", "mean DSC FP32", "mean DSC artifact", "largest class drop"),
+        names=("artifact",),
+        title=f"{out}: {target} {precision}",
+    )
     for artifact, record in report.artifacts.items():
         table.add_row(
             artifact,
@@ -222,7 +226,7 @@ def export(
             f"{record['mean_dsc_artifact'] or 0:.3f}",
             f"{record['max_class_drop'] or 0:.3f}",
         )
-    console.print(table)
+    print_table(table, console)
     for artifact, path in report.quant_reports.items():
         import json
 
