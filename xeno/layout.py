@@ -28,6 +28,43 @@ SURGICAL_ARRANGEMENTS: tuple[tuple[str, ...], ...] = (
 )
 
 
+# Where each organ lies in the abdomen, as (cranio-caudal, patient's right-left) in [0, 1]
+# (0, 0 = cranial, patient's right): liver right upper, spleen left upper, stomach between
+# them, pancreas behind and below the stomach, kidney retroperitoneal and lateral, bowel
+# and omentum below, parietal peritoneum at the lateral wall; lung above the diaphragm.
+# A scene places the organs it shows in this order, then turns and shifts the whole group
+# (the camera looks from any side), so neighbours follow anatomy.
+ANATOMY_POSITION: dict[str, tuple[float, float]] = {
+    "lung": (0.0, 0.5),
+    "liver": (0.2, 0.25),
+    "stomach": (0.3, 0.6),
+    "spleen": (0.25, 0.9),
+    "pancreas": (0.45, 0.55),
+    "kidney": (0.5, 0.15),
+    "omentum": (0.55, 0.5),
+    "small_bowel": (0.7, 0.5),
+    "colon": (0.7, 0.2),
+    "peritoneum": (0.6, 0.95),
+    "skin": (0.5, 0.5),
+}
+
+# Relative area an organ takes in the field (the weight of its warped Voronoi cell): the
+# liver and lung fill a view, pancreas and kidney are small and partly hidden.
+ORGAN_SIZE: dict[str, float] = {
+    "liver": 1.45,
+    "lung": 1.4,
+    "stomach": 1.2,
+    "small_bowel": 1.15,
+    "omentum": 1.1,
+    "colon": 1.0,
+    "peritoneum": 1.0,
+    "spleen": 0.85,
+    "kidney": 0.8,
+    "pancreas": 0.7,
+    "skin": 1.0,
+}
+
+
 @dataclass
 class RegionSpec:
     """One region of a layout.
@@ -71,6 +108,20 @@ def _warped_voronoi(
         best[closer] = d[closer]
         index[closer] = i
     return index
+
+
+def _anatomical_seeds(organs: list[str], height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2) cell centres (y, x) in pixels: the organs' ``ANATOMY_POSITION`` centred, spread to
+    fill the field, turned by a random angle, with a little jitter."""
+    pos = np.array([ANATOMY_POSITION.get(o, (0.5, 0.5)) for o in organs], dtype=np.float64)
+    pos -= pos.mean(axis=0)
+    extent = np.abs(pos).max()
+    pos = pos / extent * 0.32 if extent > 0 else pos
+    angle = rng.uniform(0, 2 * np.pi)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    pos = pos @ rot.T + rng.normal(0.0, 0.06, pos.shape) + 0.5 + rng.uniform(-0.08, 0.08, 2)
+    pos = np.clip(pos, 0.08, 0.92)
+    return np.column_stack([pos[:, 0] * height, pos[:, 1] * width])
 
 
 def _draw_instrument(region_map: np.ndarray, region_id: int, rng: np.random.Generator) -> None:
@@ -120,9 +171,10 @@ def surgical_layout(
         regions.append(RegionSpec("skin", "tissue", "skin"))
         region_map[r < window_radius + 0.18] = len(regions) - 1
 
-    # Organs: warped Voronoi cells, the target organ (first) somewhat larger.
-    seeds = np.column_stack([rng.uniform(0.1, 0.9, n_organs) * height, rng.uniform(0.1, 0.9, n_organs) * width])
-    weights = rng.uniform(0.75, 1.25, n_organs)
+    # Organs: warped Voronoi cells around their anatomical places (the group turned by a
+    # random angle and jittered), sized by anatomy; the target organ (first) somewhat larger.
+    seeds = _anatomical_seeds(organs, height, width, rng)
+    weights = rng.uniform(0.85, 1.15, n_organs) * np.array([ORGAN_SIZE.get(o, 1.0) for o in organs])
     weights[0] *= 1.3
     cells = _warped_voronoi(height, width, seeds, weights, rng)
     inside = r < window_radius

@@ -11,6 +11,18 @@ Model (DESIGN.md section 2):
     R        = diffuse reflectance of a semi-infinite turbid medium for
                albedo a' = mu_s' / (mu_a + mu_s') (diffusion theory, Farrell
                et al. 1992 / Kim & Wilson), refractive index 1.4.
+
+Two layers (``layer_mm`` > 0): the tissue above is a slab of that thickness over an
+under-layer (``under_*`` parameters: a serosa or capsule over parenchyma, a bowel wall
+over its content, a membrane over fat and muscle). The slab is combined with the
+under-layer's reflectance R_g by Kubelka's layer formula, written with the slab's
+semi-infinite reflectance R_inf (the diffusion formula above) and the round-trip
+attenuation exp(−2·mu_eff·d), mu_eff = √(3·mu_a·(mu_a + mu_s')):
+
+    R = [((R_g − R_inf)/R_inf)·e − R_inf·(R_g − 1/R_inf)] / [(R_g − R_inf)·e − (R_g − 1/R_inf)],
+    e = exp(−2·mu_eff·d),
+
+which is R_g for d = 0 and R_inf for a thick slab.
 """
 
 from __future__ import annotations
@@ -33,7 +45,11 @@ BOUNDARY_A = (1.0 + _R_ID) / (1.0 - _R_ID)
 # ICG bound to plasma proteins: main band at ~805 nm with an aggregate shoulder near
 # 740 nm and little absorption below 650 or above 900 nm. Approximated by two Gaussians,
 # normalised to 1 at the peak (published in-plasma spectra: e.g. Landsman et al. 1976).
-ICG_BANDS_NM = ((805.0, 28.0, 1.0), (740.0, 32.0, 0.35))
+ICG_PEAK_NM, ICG_WIDTH_NM, ICG_SHOULDER_OFFSET_NM, ICG_SHOULDER_WIDTH_NM, ICG_SHOULDER = 805.0, 28.0, -65.0, 32.0, 0.35
+ICG_BANDS_NM = (
+    (ICG_PEAK_NM, ICG_WIDTH_NM, 1.0),
+    (ICG_PEAK_NM + ICG_SHOULDER_OFFSET_NM, ICG_SHOULDER_WIDTH_NM, ICG_SHOULDER),
+)
 # Bilirubin: one broad band peaking at 460 nm, negligible beyond ~550 nm.
 BILIRUBIN_BANDS_NM = ((460.0, 35.0, 1.0),)
 
@@ -91,6 +107,24 @@ class TissueParams:
     melanin: float = 0.0  # melanosome volume fraction (skin)
     bilirubin: float = 0.0  # bilirubin absorption at its 460 nm peak, cm^-1
     icg: float = 0.0  # ICG absorption at its 805 nm peak, cm^-1
+    # How this tissue's ICG spectrum departs from the plasma shape (species-specific binding
+    # and aggregation, xeno.species state responses): peak shift in nm, and the 740 nm
+    # aggregate shoulder's height relative to the peak (0.35 = the plasma shape).
+    icg_shift_nm: float = 0.0
+    icg_shoulder: float = ICG_SHOULDER
+    # Two-layer tissue: this tissue is a slab of ``layer_mm`` over an under-layer (0: one
+    # semi-infinite layer, the under_* values are unused). The under-layer may be perfused
+    # tissue (under_blood > 0: states change it too) or content without blood (chyme, stool).
+    layer_mm: float = 0.0
+    under_blood: float = 0.0
+    under_sto2: float = 0.0
+    under_water: float = 0.0
+    under_fat: float = 0.0
+    under_scatter_a: float = 0.0
+    under_scatter_b: float = 0.0
+    under_melanin: float = 0.0  # brown pigment (stool), approximated by melanin's spectrum
+    under_bilirubin: float = 0.0  # bile pigment (chyme), cm^-1 at 460 nm
+    under_icg: float = 0.0
 
     def replace(self, **changes: float) -> TissueParams:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -106,25 +140,54 @@ def stack_params(params: list[TissueParams]) -> dict[str, np.ndarray]:
     return {name: np.array([getattr(p, name) for p in params], dtype=np.float64) for name in PARAM_NAMES}
 
 
-def absorption(columns: dict[str, np.ndarray]) -> np.ndarray:
-    """(K, L) mu_a in cm^-1 on ``GRID_NM`` for K parameter sets given as (K,) columns."""
+def icg_shape(shift_nm: np.ndarray, shoulder: np.ndarray) -> np.ndarray:
+    """(K, L) ICG absorption shape on ``GRID_NM``, 1 at the main peak: the plasma shape for
+    shift 0 and shoulder ``ICG_SHOULDER``; otherwise both bands move by ``shift_nm``."""
+    shift = np.asarray(shift_nm, dtype=np.float64).reshape(-1, 1)
+    shoulder = np.asarray(shoulder, dtype=np.float64).reshape(-1, 1)
+    if np.all(shift == 0.0) and np.all(shoulder == ICG_SHOULDER):
+        return np.broadcast_to(chromophores().icg, (shift.shape[0], GRID_NM.size))
+    peak = ICG_PEAK_NM + shift
+    main = np.exp(-0.5 * ((GRID_NM - peak) / ICG_WIDTH_NM) ** 2)
+    side = shoulder * np.exp(-0.5 * ((GRID_NM - peak - ICG_SHOULDER_OFFSET_NM) / ICG_SHOULDER_WIDTH_NM) ** 2)
+    shape = main + side
+    return shape / shape.max(axis=1, keepdims=True)
+
+
+def absorption(columns: dict[str, np.ndarray], prefix: str = "") -> np.ndarray:
+    """(K, L) mu_a in cm^-1 on ``GRID_NM`` for K parameter sets given as (K,) columns.
+
+    ``prefix`` "under_" reads the under-layer's columns (no bilirubin shape shift, ICG with
+    the tissue's shape)."""
     c = chromophores()
-    col = {k: np.asarray(v, dtype=np.float64)[:, None] for k, v in columns.items()}
-    sto2 = np.clip(col["sto2"], 0.0, 1.0)
-    return (
-        col["blood"] * (sto2 * c.hbo2 + (1.0 - sto2) * c.hb)
-        + col["water"] * c.water
-        + col["fat"] * c.fat
-        + col["melanin"] * c.melanin
-        + col["bilirubin"] * c.bilirubin
-        + col["icg"] * c.icg
+    n = len(next(iter(columns.values())))
+
+    def col(name: str, default: float = 0.0) -> np.ndarray:
+        value = columns.get(prefix + name)
+        if value is None:
+            return np.full((n, 1), default)
+        return np.asarray(value, dtype=np.float64)[:, None]
+
+    sto2 = np.clip(col("sto2"), 0.0, 1.0)
+    mu_a = (
+        col("blood") * (sto2 * c.hbo2 + (1.0 - sto2) * c.hb)
+        + col("water") * c.water
+        + col("fat") * c.fat
+        + col("melanin") * c.melanin
+        + col("bilirubin") * c.bilirubin
     )
+    icg = col("icg")
+    if np.any(icg != 0.0):
+        shift = columns.get("icg_shift_nm", np.zeros(n))
+        shoulder = columns.get("icg_shoulder", np.full(n, ICG_SHOULDER))
+        mu_a = mu_a + icg * icg_shape(shift, shoulder)
+    return mu_a
 
 
-def reduced_scattering(columns: dict[str, np.ndarray]) -> np.ndarray:
+def reduced_scattering(columns: dict[str, np.ndarray], prefix: str = "") -> np.ndarray:
     """(K, L) mu_s' in cm^-1 on ``GRID_NM``: a·(λ/500 nm)^(−b)."""
-    a = np.asarray(columns["scatter_a"], dtype=np.float64)[:, None]
-    b = np.asarray(columns["scatter_b"], dtype=np.float64)[:, None]
+    a = np.asarray(columns[prefix + "scatter_a"], dtype=np.float64)[:, None]
+    b = np.asarray(columns[prefix + "scatter_b"], dtype=np.float64)[:, None]
     return a * (GRID_NM / 500.0) ** (-b)
 
 
@@ -138,7 +201,28 @@ def diffuse_reflectance(mu_a: np.ndarray, mu_s_prime: np.ndarray) -> np.ndarray:
     return 0.5 * albedo * (1.0 + np.exp(-(4.0 / 3.0) * BOUNDARY_A * root)) * np.exp(-root)
 
 
+def layer_over(r_inf: np.ndarray, r_g: np.ndarray, attenuation: np.ndarray) -> np.ndarray:
+    """Kubelka's reflectance of a slab over a background, all arrays broadcastable.
+
+    ``r_inf``: the slab's reflectance if it were infinitely thick; ``r_g``: the background's;
+    ``attenuation``: exp(−2·mu_eff·d) of the slab (1: no slab, returns r_g; 0: returns r_inf).
+    """
+    e = attenuation
+    num = (r_g - r_inf) / r_inf * e - r_inf * (r_g - 1.0 / r_inf)
+    den = (r_g - r_inf) * e - (r_g - 1.0 / r_inf)
+    return num / den
+
+
 def tissue_reflectance(params: list[TissueParams]) -> np.ndarray:
-    """(K, L) float64 diffuse reflectance on ``GRID_NM`` for K tissues."""
+    """(K, L) float64 diffuse reflectance on ``GRID_NM`` for K tissues (one or two layers)."""
     columns = stack_params(params)
-    return diffuse_reflectance(absorption(columns), reduced_scattering(columns))
+    mu_a, mu_s = absorption(columns), reduced_scattering(columns)
+    r = diffuse_reflectance(mu_a, mu_s)
+    layered = columns["layer_mm"] > 0.0
+    if np.any(layered):
+        sub = {k: v[layered] for k, v in columns.items()}
+        r_g = diffuse_reflectance(absorption(sub, "under_"), reduced_scattering(sub, "under_"))
+        mu_eff = np.sqrt(3.0 * mu_a[layered] * (mu_a[layered] + mu_s[layered]))
+        attenuation = np.exp(-2.0 * mu_eff * (0.1 * sub["layer_mm"][:, None]))
+        r[layered] = layer_over(r[layered], r_g, attenuation)
+    return r

@@ -68,6 +68,12 @@ class SceneConfig:
     states: tuple[str, ...] | None = None  # None: all states of the domain
     pathological_probability: float = 0.5
     specular: bool = True
+    # How far each species' states depart from the shared relative change
+    # (xeno.species.state_change); None: the species' documented default.
+    state_deviation: float | None = None
+    # Surgical: the organ group to show (first = target organ); None: drawn from
+    # xeno.layout.SURGICAL_ARRANGEMENTS.
+    arrangement: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -87,18 +93,32 @@ def _variant_latent() -> np.ndarray:
     return np.linspace(-1.0, 1.0, VARIANTS_PER_REGION)
 
 
-def _tissue_table(region: RegionSpec, species: str, subject: int, strength: dict) -> tuple[np.ndarray, dict]:
-    base = tissue_tables.subject_params(species, region.what, _subject_seed(species, subject))
-    p = tissue_tables.apply_state(base, region.state, strength)
+def _tissue_table(
+    region: RegionSpec, species: str, subject: int, strength: dict, deviation: float | None = None
+) -> tuple[np.ndarray, dict]:
+    """K physiological variants along the organ's texture latent, then the state's relative
+    change (xeno.species.state_change) applied to all of them."""
+    organ = region.what
+    base = tissue_tables.subject_params(species, organ, _subject_seed(species, subject))
+    amp = tissue_tables.ORGAN_TEXTURE[organ][1]
     variants = [
-        p.replace(
-            sto2=float(np.clip(p.sto2 + 0.04 * t, 0.02, 0.98)),
-            blood=p.blood * (1 + 0.15 * t),
-            scatter_a=p.scatter_a * (1 + 0.05 * t),
+        base.replace(
+            sto2=float(np.clip(base.sto2 + 0.04 * amp * t, 0.02, 0.98)),
+            blood=base.blood * (1 + 0.15 * amp * t),
+            scatter_a=base.scatter_a * (1 + 0.05 * amp * t),
+            layer_mm=base.layer_mm * (1 + 0.25 * amp * t),
+            under_blood=base.under_blood * (1 + 0.15 * amp * t),
         )
         for t in _variant_latent()
     ]
-    return tissue_reflectance(variants), dataclasses.asdict(p)
+    table = tissue_reflectance(variants)
+    d = tissue_tables.state_deviation(species) if deviation is None else float(deviation)
+    if region.state != "physiological":
+        change = tissue_tables.state_change(base, organ, region.state, strength, species, d)
+        table = tissue_tables.apply_change(table, change)
+    params = dataclasses.asdict(tissue_tables.apply_state(base, region.state, strength, species))
+    params["state_deviation"] = d
+    return table, params
 
 
 def _leaf_table(region: RegionSpec, subject: int, strength: float) -> tuple[np.ndarray, dict]:
@@ -180,7 +200,7 @@ def simulate_scene(
     h, w = config.height, config.width
 
     if domain.name == "surgical":
-        layout = surgical_layout(h, w, rng)
+        layout = surgical_layout(h, w, rng, config.arrangement)
         _assign_states(layout, domain, states, config.pathological_probability, rng)
     else:
         layout = crop_layout(
@@ -197,7 +217,7 @@ def simulate_scene(
     for i, region in enumerate(layout.regions):
         if region.kind == "tissue":
             strength = tissue_tables.draw_state_strength(region.state, rng)
-            table, params = _tissue_table(region, config.species, config.subject, strength)
+            table, params = _tissue_table(region, config.species, config.subject, strength, config.state_deviation)
         elif region.kind in ("leaf", "lesion"):
             strength = {"strength": float(rng.uniform(0.6, 1.0))} if region.state != "healthy" else {}
             table, params = _leaf_table(region, config.subject, strength.get("strength", 0.0))
@@ -223,6 +243,12 @@ def simulate_scene(
     band_table = (np.concatenate(tables, axis=0) @ band_matrix).astype(np.float32)  # (R*K, C)
 
     variant = smooth_field(h, w, 0.15 * min(h, w), rng)
+    # Tissue varies at its organ's own texture scale (xeno.species.ORGAN_TEXTURE).
+    for i, region in enumerate(layout.regions):
+        if region.kind == "tissue":
+            inside = layout.region_map == i
+            cell = tissue_tables.ORGAN_TEXTURE[region.what][0] * min(h, w)
+            variant[inside] = smooth_field(h, w, max(cell, 1.0), rng)[inside]
     variant_index = np.clip(np.rint((variant * 0.3 + 0.5) * (VARIANTS_PER_REGION - 1)), 0, VARIANTS_PER_REGION - 1)
     table_index = layout.region_map * VARIANTS_PER_REGION + variant_index.astype(np.int32)
     reflectance = np.take(band_table, table_index, axis=0)  # (H, W, C)

@@ -64,8 +64,13 @@ def test_malperfused_tissue_shows_deoxyhaemoglobin_band_near_760(organ, state):
 
 def test_icg_darkens_near_805_nm():
     healthy, icg = spectra_for("pig", "liver", "physiological"), spectra_for("pig", "liver", "icg")
-    assert at(icg, 805) < 0.7 * at(healthy, 805)
+    # Issue 18 calibrated ICG down to tissue-level absorption (typical 0.35 cm^-1 instead of
+    # 3.25): the band costs ~15 % at 805 nm now (it was < 0.7x), and still only there.
+    assert at(icg, 805) < 0.9 * at(healthy, 805)
+    ratio = {nm: at(icg, nm) / at(healthy, nm) for nm in (700, 740, 805)}
+    assert ratio[805] < ratio[740] < ratio[700]  # the main band, then the aggregate shoulder
     assert at(icg, 600) == pytest.approx(at(healthy, 600), rel=0.02)
+    assert at(icg, 950) == pytest.approx(at(healthy, 950), rel=0.02)
 
 
 def l1(r: np.ndarray) -> np.ndarray:
@@ -84,27 +89,35 @@ def test_species_differ_more_than_subjects():
 
 
 def test_pathological_change_is_more_similar_across_species_than_across_states():
+    # Issue 18 changed this test: states now act through xeno.species.state_change with each
+    # species' own response at the default state_deviation (1.0), so species depart from the
+    # shared change on purpose (tests/xeno/test_state_deviation.py covers deviation 0 and
+    # raised). Arterial and venous malperfusion are both mainly desaturation, and with species
+    # responding differently their changes can be as alike as one state across species (e.g.
+    # small bowel, whose wall is thin in rat), so the old "every state, min across species >
+    # max across states" no longer holds for that pair. What must still hold: ICG's change
+    # is unlike either malperfusion, in every organ, and each state's change stays alike
+    # across species (cosine > 0.8).
     def change(sp, organ, state):
-        return l1(spectra_for(sp, organ, state)) - l1(spectra_for(sp, organ, "physiological"))
+        params = tables.species_baseline(sp, organ)
+        phys = tissue_reflectance([params])[0]
+        sick = tables.apply_change(phys, tables.state_change(params, organ, state, tables.typical_strength(state), sp))
+        return l1(sick) - l1(phys)
 
     def cos(a, b):
         return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
     pathological = [s for s in tables.STATES if s != "physiological"]
-    for organ in ("kidney", "liver", "small_bowel"):
-        same_state = [
-            cos(change(a, organ, st), change(b, organ, st))
-            for st in pathological
-            for i, a in enumerate(tables.SPECIES)
-            for b in tables.SPECIES[i + 1 :]
-        ]
-        across_states = [
-            cos(change(sp, organ, s1), change(sp, organ, s2))
-            for sp in tables.SPECIES
-            for i, s1 in enumerate(pathological)
-            for s2 in pathological[i + 1 :]
-        ]
-        assert min(same_state) > max(across_states), organ
+    pairs = [(a, b) for i, a in enumerate(tables.SPECIES) for b in tables.SPECIES[i + 1 :]]
+    for organ in tables.ORGANS:
+        for state in pathological:
+            same_state = min(cos(change(a, organ, state), change(b, organ, state)) for a, b in pairs)
+            assert same_state > 0.8, (organ, state, same_state)
+        icg_across_species = min(cos(change(a, organ, "icg"), change(b, organ, "icg")) for a, b in pairs)
+        icg_vs_malperfusion = max(
+            cos(change(sp, organ, "icg"), change(sp, organ, s)) for sp in tables.SPECIES for s in pathological[:2]
+        )
+        assert icg_across_species > icg_vs_malperfusion + 0.5, organ
 
 
 def test_subject_draw_is_reproducible_and_seed_dependent():
