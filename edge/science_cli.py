@@ -45,12 +45,15 @@ def train(
     lr: float = typer.Option(1e-3),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(True, help="Continue from a checkpoint of the same config in --out."),
+    nproc: int = typer.Option(
+        1, min=1, help="Processes (DistributedDataParallel, gloo) sharing each batch; under torchrun leave it out."
+    ),
 ) -> None:
     """Train a segmentation model (CE + Dice, Adam) with optional xeno augmentation."""
     for projection in split_csv(projections) or ():
         check_input_file(Path(projection), "projection file")
+    from xeno.distributed import is_main_process, train_processes
     from xeno.train import TrainConfig
-    from xeno.train import train as run_training
 
     config = TrainConfig(
         data=str(data),
@@ -65,11 +68,15 @@ def train(
         lr=lr,
         seed=seed,
     )
+    if not is_main_process():  # a torchrun rank other than 0: rank 0 reports and writes
+        train_processes(config, out, resume=resume)
+        return
     with progress_bar() as bar:
         task = bar.add_task("training", total=steps)
-        run_training(
+        train_processes(
             config,
             out,
+            nproc=nproc,
             resume=resume,
             progress=lambda step, total, loss: bar.update(task, completed=step, description=f"loss {loss:.3f}"),
         )
@@ -135,14 +142,19 @@ def experiment_xeno(
         callback=output_file_option,
         help="Results document to write (default: WORK/xeno.md; the committed one is docs/experiments/xeno.md).",
     ),
+    protocol: str = typer.Option(
+        "paper",
+        help="paper: the paper's protocol (kidney-only malperfusion maps, ICG with pig/rat targets, organ "
+        "transplantation, label-balanced sampling, all-pairs projections); legacy: the earlier one.",
+    ),
 ) -> None:
-    """In-species vs cross-species transfer, xeno augmentation for human pathology, and crops."""
+    """In-species vs cross-species transfer, xeno augmentation for pathology, and crops (k-fold, bootstrap CIs)."""
     from xeno.experiment import get_preset, run, write_report
 
     report = report if report is not None else work / "xeno.md"
     chosen = get_preset(preset)
-    results = run(chosen, work, log=lambda message: console.print(f"[dim]{message}[/dim]"))
-    command = f"xenoedge experiment xeno --preset {preset} --work {work} --report {report}"
+    results = run(chosen, work, protocol=protocol, log=lambda message: console.print(f"[dim]{message}[/dim]"))
+    command = f"xenoedge experiment xeno --preset {preset} --protocol {protocol} --work {work} --report {report}"
     write_report(results, report, command)
     console.print(f"results in {report} and {work / 'results.json'} ({results['seconds']:.0f} s)")
 

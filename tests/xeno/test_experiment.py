@@ -1,6 +1,4 @@
-"""The xeno experiment end to end on the tiny preset (seconds), and its report."""
-
-import json
+"""The xeno experiment end to end on the tiny preset (one shared run), and its report."""
 
 import pytest
 
@@ -8,26 +6,37 @@ from calibration.errors import UnknownNameError
 from xeno.experiment import get_preset, run, write_report
 
 
-def test_tiny_experiment_runs_every_part_and_writes_a_report(tmp_path):
-    results = run(get_preset("tiny"), tmp_path / "work", log=lambda _m: None)
+def test_tiny_experiment_runs_every_part_and_writes_a_report(tiny_results, tmp_path):
+    results, work = tiny_results
     assert set(results["part1_transfer"]) == {"human", "pig", "rat"}
-    assert set(results["part2_human_pathology"]) == {"baseline", "+pig", "+rat", "+pig+rat"}
-    assert set(results["part2_human_pathology"]["+pig"]) >= {"physiological", "malperfused_venous", "icg"}
-    assert set(results["part3_crops"]) == {"baseline", "+wheat"}
-    saved = json.loads((tmp_path / "work" / "results.json").read_text())
-    assert saved["preset"]["name"] == "tiny"
+    assert set(results["part2_human"]) == {"human", "human+pig", "human+rat", "human+pig+rat"}
+    assert set(results["part2_human"]["human+pig"]) == {"physiological", "malperfused_arterial", "malperfused_venous"}
+    assert set(results["part2_icg"]) == {"pig", "rat"}
+    assert set(results["part3_crops"]["target"]) == {"maize", "maize+wheat"}
+    assert results["preset"]["name"] == "tiny" and results["protocol"] == "paper"
     report = write_report(results, tmp_path / "docs" / "xeno.md", "xenoedge experiment xeno --preset tiny")
     text = report.read_text()
-    assert "xenoedge experiment xeno --preset tiny" in text and "| +pig+rat |" in text
+    assert "xenoedge experiment xeno --preset tiny" in text and "| human+pig+rat |" in text
+    assert " n=" in text  # every cell prints its n
     assert (tmp_path / "docs" / "xeno.png").stat().st_size > 10_000
-    # Test subjects never train: the training pools of part 2 hold no held-out human subject.
+    # Test subjects never train: per fold, the training pool holds no subject of the fold's test side.
     from xeno.checkpoint import read_config
+    from xeno.dataset import SpectralDataset, fold_split
 
-    config = read_config(tmp_path / "work" / "runs" / "p2-baseline-seed0")
-    trained = set(config["train"]["image_ids"])
-    assert trained and all(i.startswith("human_") for i in trained)
+    data = SpectralDataset.open(work / "data" / "surgical_physiological")
+    preset = get_preset("tiny")
+    for fold in range(preset.folds):
+        config = read_config(work / "runs" / f"human+pig-fold{fold}-seed0")
+        trained = set(config["train"]["image_ids"])
+        split = fold_split(data.records, preset.folds, fold, seed=0)
+        assert trained and all(i.startswith("human_") for i in trained)
+        assert not trained & {r.image_id for r in split.test}
+        assert config["train"]["augment_labels"] == ["kidney"] and config["train"]["organ_transplantation"] == 0.8
+        assert config["train"]["label_balanced"] is True
 
 
-def test_unknown_preset():
+def test_unknown_preset_and_protocol(tmp_path):
     with pytest.raises(UnknownNameError, match="quick"):
         get_preset("huge")
+    with pytest.raises(UnknownNameError, match="paper"):
+        run(get_preset("tiny"), tmp_path, protocol="other")
