@@ -9,6 +9,7 @@ the non-background classes, as the xeno-learning paper reports organ DSC.
 from __future__ import annotations
 
 import json
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,6 +220,66 @@ def paired_bootstrap(
         )
     tail = 100 * (1 - level) / 2
     out["low"], out["high"] = (float(v) for v in np.nanpercentile(values, [tail, 100 - tail]))
+    return out
+
+
+def subject_bootstrap(
+    groups: dict[str, list[dict]],
+    combine=None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """Seed-averaged class-mean DSC of each group of rows, combined, with a bootstrap over subjects.
+
+    ``groups`` maps a name to rows (``subject``, ``label``, ``dsc``, optional ``seed``). A group's
+    statistic is the mean over training seeds of the mean over classes of the per-class mean
+    DSC. Every resample draws the subjects (all groups' subjects together) with replacement and
+    applies the same draw to every group, so paired quantities (a difference between two models
+    on the same subjects, a gap-recovery ratio) keep their pairing. ``combine(values)`` gets a
+    dict of arrays (one value per resample, the first being the data as they are) and returns
+    one array; without it there must be one group. Vectorised: thousands of resamples of tens of
+    thousands of rows take well under a second. Returns ``{"value", "low", "high", "n" (fewest
+    organ instances per seed in any group), "subjects"}``.
+    """
+    subjects = sorted({str(r.get("subject", r.get("image_id"))) for rows in groups.values() for r in rows})
+    out = {"value": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0, "subjects": len(subjects)}
+    if not subjects or any(not rows for rows in groups.values()):
+        return out
+    where = {s: i for i, s in enumerate(subjects)}
+    rng = np.random.default_rng(seed)
+    n = len(subjects)
+    weights = np.vstack([np.ones(n)] + [np.bincount(rng.integers(n, size=n), minlength=n) for _ in range(n_boot)])
+    values, counts = {}, []
+    for name, rows in groups.items():
+        seeds = sorted({r.get("seed", 0) for r in rows})
+        labels = sorted({r["label"] for r in rows})
+        total = np.zeros((n, len(seeds), len(labels)))
+        count = np.zeros_like(total)
+        si, li = {v: i for i, v in enumerate(seeds)}, {v: i for i, v in enumerate(labels)}
+        for r in rows:
+            key = (where[str(r.get("subject", r.get("image_id")))], si[r.get("seed", 0)], li[r["label"]])
+            total[key] += r["dsc"]
+            count[key] += 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.einsum("bs,skl->bkl", weights, total) / np.einsum("bs,skl->bkl", weights, count)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                values[name] = np.nanmean(np.nanmean(mean, axis=2), axis=1)
+        counts.append(len(rows) / len(seeds))
+    if combine is None:
+        if len(values) != 1:
+            raise ValueError("subject_bootstrap needs combine for more than one group")
+        combined = next(iter(values.values()))
+    else:
+        combined = np.asarray(combine(values), dtype=float)
+    tail = 100 * (1 - level) / 2
+    boots = combined[1:][np.isfinite(combined[1:])]
+    out["value"] = float(combined[0])
+    if boots.size:
+        out["low"], out["high"] = (float(v) for v in np.percentile(boots, [tail, 100 - tail]))
+    out["n"] = round(min(counts))
     return out
 
 
