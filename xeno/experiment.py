@@ -92,8 +92,9 @@ PRESETS = {
         model_options=(("pool", 2),), pixel_arms=("human",), val_every=3, patience=1, min_steps=0,
     ),
     "quick": Preset(
-        "quick", 48, 64, 10, 5, 6, 24, "unet-edge", 300, 8, 32, (0, 1, 2), 100,
-        model_options=(("pool", 2),), projection_images=4, skip_arms=("human+rat",), patience=2,
+        "quick", 48, 64, 10, 5, 6, 32, "unet-edge", 240, 8, 32, (0, 1, 2), 100,
+        model_options=(("pool", 2),), projection_images=4, skip_arms=("human+rat",), val_every=40, patience=2,
+        min_steps=80,
     ),
     "full": Preset(
         "full", 96, 128, 12, 5, 6, 20, "unet-effb5", 3000, 8, 64, (0, 1, 2), 100,
@@ -324,16 +325,47 @@ def _score(checkpoint: Path, dataset, records, **tags) -> list[dict]:
     ]
 
 
+def _run_one(work, preset, arm, model, model_options, folders, fold, seed, files) -> tuple[dict, list[dict]]:
+    """Train one (arm, model, fold, seed) and score it on its fold's test subjects: (run record, rows)."""
+    from xeno.dataset import SpectralDataset, fold_split
+
+    started, cpu = time.perf_counter(), time.process_time()
+    train_folder = "surgical_physiological" if arm.domain == "surgical" else "crop_seen"
+    train_data = SpectralDataset.open(folders[train_folder])
+    split = fold_split(train_data.records, preset.folds, fold, val_subjects=1, seed=0)
+    test = {r.subject_key for r in split.test}
+    checkpoint = _train_arm(work, preset, arm, model, model_options, folders[train_folder], split, seed, fold, files)
+    state = json.loads((checkpoint / "state.json").read_text())
+    tags = {"arm": arm.name, "model": model, "fold": fold, "seed": seed}
+    rows: list[dict] = []
+    if arm.domain == "surgical":
+        for species in SPECIES if not arm.sources else (arm.target,):
+            rows += _score(checkpoint, train_data, _records_of(train_data, test, species), data="physiological", **tags)
+        for state_name in SURGICAL_PATHOLOGICAL:
+            folder = folders.get(f"surgical_{state_name}")
+            if folder is not None:
+                ds = SpectralDataset.open(folder)
+                rows += _score(checkpoint, ds, _records_of(ds, test, arm.target), data=state_name, **tags)
+    else:
+        for species in (preset.source_crop, preset.target_crop) if not arm.sources else (arm.target,):
+            rows += _score(checkpoint, train_data, _records_of(train_data, test, species), data="seen", **tags)
+        for state_name in CROP_TRANSFERRED:
+            ds = SpectralDataset.open(folders[f"crop_{state_name}"])
+            rows += _score(checkpoint, ds, _records_of(ds, test, arm.target), data=state_name, **tags)
+    record = {"arm": arm.name, "model": model, "fold": fold, "seed": seed, "steps": state["step"],
+              "seconds": round(time.perf_counter() - started, 1), "cpu_seconds": round(time.process_time() - cpu, 1),
+              **state.get("validation", {})}  # fmt: skip
+    return record, rows
+
+
 def run(preset: Preset, work: Path, *, protocol: str = "paper", log: Log = print) -> dict:
     """Run every part; returns the results (also written to work/results.json)."""
-    from xeno.dataset import SpectralDataset, fold_split
 
     if protocol not in PROTOCOLS:
         raise UnknownNameError("protocol", protocol, PROTOCOLS)
     started, cpu_started = time.perf_counter(), time.process_time()
     work.mkdir(parents=True, exist_ok=True)
     folders = _simulate(work, preset, protocol, log)
-    data = {name: SpectralDataset.open(folder) for name, folder in folders.items()}
     paper = protocol == "paper"
     pairing = "all" if paper else "same-subject"
 
@@ -372,46 +404,39 @@ def run(preset: Preset, work: Path, *, protocol: str = "paper", log: Log = print
     ]
     jobs = [(arm, preset.model, options, preset.seeds) for arm in arms]
     jobs += [(arm, "pixel-mlp", {}, preset.seeds[:1]) for arm in arms if arm.name in preset.pixel_arms]
+    tasks = []
     for arm, model, model_options, seeds in jobs:
-        train_folder = "surgical_physiological" if arm.domain == "surgical" else "crop_seen"
-        train_data = data[train_folder]
         for fold in range(preset.folds):
-            split = fold_split(train_data.records, preset.folds, fold, val_subjects=1, seed=0)
-            test = {r.subject_key for r in split.test}
-            files = tuple(projections[(s, arm.task)] for s in arm.sources)
             for seed in seeds:
-                log(f"{arm.name} ({model}): fold {fold + 1}/{preset.folds}, seed {seed}")
-                run_started = time.perf_counter()
-                checkpoint = _train_arm(work, preset, arm, model, model_options, folders[train_folder], split, seed,
-                                        fold, files)  # fmt: skip
-                state = json.loads((checkpoint / "state.json").read_text())
-                runs.append({"arm": arm.name, "model": model, "fold": fold, "seed": seed,
-                             "steps": state["step"], "seconds": round(time.perf_counter() - run_started, 1),
-                             **state.get("validation", {})})  # fmt: skip
-                tags = {"arm": arm.name, "model": model, "fold": fold, "seed": seed}
-                if arm.domain == "surgical":
-                    tested = SPECIES if not arm.sources else (arm.target,)
-                    for species in tested:
-                        rows += _score(checkpoint, train_data, _records_of(train_data, test, species),
-                                       data="physiological", **tags)  # fmt: skip
-                    for state in SURGICAL_PATHOLOGICAL:
-                        name = f"surgical_{state}"
-                        if name in data:
-                            rows += _score(checkpoint, data[name], _records_of(data[name], test, arm.target),
-                                           data=state, **tags)  # fmt: skip
-                else:
-                    tested = (preset.source_crop, preset.target_crop) if not arm.sources else (arm.target,)
-                    for species in tested:
-                        rows += _score(checkpoint, train_data, _records_of(train_data, test, species), data="seen",
-                                       **tags)  # fmt: skip
-                    for state in CROP_TRANSFERRED:
-                        ds = data[f"crop_{state}"]
-                        rows += _score(checkpoint, ds, _records_of(ds, test, arm.target), data=state, **tags)
+                tasks.append((work, preset, arm, model, model_options, folders, fold, seed,
+                              tuple(projections[(s, arm.task)] for s in arm.sources)))  # fmt: skip
+    workers = max(1, int(os.environ.get("XENO_WORKERS", "1")))
+    if workers == 1:
+        done = []
+        for task in tasks:
+            log(f"{task[2].name} ({task[3]}): fold {task[6] + 1}/{preset.folds}, seed {task[7]}")
+            done.append(_run_one(*task))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        log(f"{len(tasks)} training runs on {workers} processes")
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_run_one, *task) for task in tasks]
+            done = []
+            for task, future in zip(tasks, futures, strict=True):
+                done.append(future.result())
+                log(f"done: {task[2].name} ({task[3]}) fold {task[6] + 1}, seed {task[7]}")
+    for record, scored in done:  # task order: the same results whatever the number of processes
+        runs.append(record)
+        rows += scored
+    cpu_children = sum(r["cpu_seconds"] for r in runs) if workers > 1 else 0.0
 
     results: dict = {"preset": asdict(preset), "protocol": protocol, "runs": runs}
     results.update(analyse(rows, preset, protocol, runs))
     results["seconds"] = round(time.perf_counter() - started, 1)
-    results["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
+    results["cpu_seconds"] = round(time.process_time() - cpu_started + cpu_children, 1)
+    results["workers"] = workers
     results["summary"]["seconds"] = results["seconds"]
     results["summary"]["cpu_seconds"] = results["cpu_seconds"]
     with gzip.open(work / "rows.json.gz", "wt") as f:
