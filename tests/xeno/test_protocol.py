@@ -136,3 +136,35 @@ def test_label_balanced_sampler_balances(tmp_path):
     assert hits[1] > hits[0]
     # Defaults unchanged: the plain sampler's crops are what they were before the option existed.
     assert plain.crop_box(0) == RandomCrops(ds, range(len(ds)), crop_size=(8, 8), samples_per_epoch=300).crop_box(0)
+
+
+def test_stopping_rule_keeps_the_best_validation_weights(tmp_path):
+    import json
+
+    from xeno.dataset import SpectralDataset
+    from xeno.simulate_dataset import DatasetSpec, write_dataset
+    from xeno.train import TrainConfig, train
+
+    root = tmp_path / "d"
+    write_dataset(root, DatasetSpec(species=("human",), states=("physiological",), subjects_per_species=3,
+                                    images_per_subject=1, height=24, width=32, seed=2))  # fmt: skip
+    ids = [r.image_id for r in SpectralDataset.open(root).records]
+    base = {"data": str(root), "model": "pixel-mlp", "image_ids": tuple(ids), "steps": 20, "batch_size": 2,
+            "crop": 16, "threads": 1, "checkpoint_every": 100}  # fmt: skip
+    # min_delta 1.0: no check can improve on the first one, so patience 1 stops at the second check.
+    config = TrainConfig(**base, val_image_ids=(ids[0],), val_every=2, patience=1, min_delta=1.0,
+                         lr_schedule="constant", organ_transplantation=0.8, label_balanced=True)  # fmt: skip
+    out = train(config, tmp_path / "run")
+    state = json.loads((out / "state.json").read_text())
+    validation = state["validation"]
+    assert validation["stopped"] == "converged" and state["step"] == 4
+    assert [s for s, _ in validation["curve"]] == [2, 4] and validation["best_step"] == 2
+    from xeno.checkpoint import load_tensors
+
+    best, final = load_tensors(out / "best" / "model.pt"), load_tensors(out / "model.pt")
+    assert all(torch.equal(best[k], final[k]) for k in best)  # the checkpoint is the best check's weights
+    assert train(config, tmp_path / "run") == out  # a finished run returns at once
+    # Without the options a config serialises as before they existed.
+    plain = TrainConfig(**base).to_json()
+    assert not {"val_every", "organ_transplantation", "label_balanced", "augment_labels", "lr_schedule"} & set(plain)
+    assert TrainConfig.from_json(config.to_json()) == config
