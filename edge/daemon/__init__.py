@@ -21,6 +21,7 @@ start-up order, maintenance mode's end and the order of shutdown):
 - ``edge.daemon.control``: the control channel (flashing requests and replies over the link,
   HELLO and INFO).
 
+``edge.daemon.events`` holds what they share (errors, ``DaemonStats``, ``Events`` to the sink);
 ``edge.daemon.main`` holds the entry points: ``run_daemon``, ``daemon_main``, ``StopSignals``.
 
 Public entry points: ``Daemon(config, sink)`` (``start``, ``run(max_frames)``, ``stop``,
@@ -40,19 +41,10 @@ from calibration.references import References
 from calibration.sensors import SensorProfile
 from edge.config import DaemonConfig
 from edge.daemon.control import ControlChannel
+from edge.daemon.events import DaemonError, DaemonStats, Events, StartupInterrupted, mean_dsc
 from edge.daemon.main import StopSignals, daemon_main, run_daemon, summary_line
 from edge.daemon.models import SWAP_TIMEOUT_S, ModelManager
-from edge.daemon.pipeline import (
-    HELLO_EVERY_STATUSES,
-    DaemonError,
-    DaemonStats,
-    DropOldestQueue,
-    Events,
-    FramePipeline,
-    StartupInterrupted,
-    can_flash_over_link,
-    mean_dsc,
-)
+from edge.daemon.pipeline import HELLO_EVERY_STATUSES, DropOldestQueue, FramePipeline, can_flash_over_link
 from edge.engines import Engine
 from edge.sdnotify import SdNotifier
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from calibration.errors import XenoedgeError
 from edge.config import DaemonConfig, signature_fields
-from edge.daemon.pipeline import Events, protocol_sink
+from edge.daemon.events import Events
+from edge.daemon.pipeline import protocol_sink
 from edge.engines import ENGINES
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import Any
 
 from calibration.errors import XenoedgeError
 from edge.config import DaemonConfig
-from edge.daemon.pipeline import DaemonStats
+from edge.daemon.events import DaemonStats
 from edge.sdnotify import SdNotifier
 
 __all__ = ["StopSignals", "daemon_main", "run_daemon", "summary_line"]

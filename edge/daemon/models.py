@@ -34,7 +34,7 @@ from calibration.references import References
 from calibration.reflectance import signal_range
 from calibration.sensors import SensorProfile, get_sensor
 from edge.config import DaemonConfig
-from edge.daemon.pipeline import DaemonError, Events
+from edge.daemon.events import DaemonError, Events
 from edge.engines import DEFAULT_ORT_PROVIDERS, Engine, EngineOptions, open_engine
 
 __all__ = ["SWAP_TIMEOUT_S", "LoadedModel", "ModelManager"]
