@@ -45,12 +45,16 @@ def train(
     lr: float = typer.Option(1e-3),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(True, help="Continue from a checkpoint of the same config in --out."),
+    nproc: int = typer.Option(
+        1, min=1, help="Processes (DistributedDataParallel, gloo) sharing each batch; under torchrun leave it out."
+    ),
+    threads: int = typer.Option(2, min=1, help="torch threads on this machine, shared among the processes."),
 ) -> None:
     """Train a segmentation model (CE + Dice, Adam) with optional xeno augmentation."""
     for projection in split_csv(projections) or ():
         check_input_file(Path(projection), "projection file")
+    from xeno.distributed import is_main_process, train_processes
     from xeno.train import TrainConfig
-    from xeno.train import train as run_training
 
     config = TrainConfig(
         data=str(data),
@@ -64,12 +68,17 @@ def train(
         crop=crop,
         lr=lr,
         seed=seed,
+        threads=threads,
     )
+    if not is_main_process():  # a torchrun rank other than 0: rank 0 reports and writes
+        train_processes(config, out, resume=resume)
+        return
     with progress_bar() as bar:
         task = bar.add_task("training", total=steps)
-        run_training(
+        train_processes(
             config,
             out,
+            nproc=nproc,
             resume=resume,
             progress=lambda step, total, loss: bar.update(task, completed=step, description=f"loss {loss:.3f}"),
         )

@@ -20,6 +20,7 @@ from pathlib import Path
 from calibration.errors import XenoedgeError
 from calibration.normalise import L1_EPS
 from xeno import checkpoint as ckpt
+from xeno.distributed import SINGLE, Rank
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,12 @@ def train(
     *,
     resume: bool = True,
     progress: ProgressCallback | None = None,
+    dist: Rank = SINGLE,
 ) -> Path:
-    """Train per ``config`` into checkpoint folder ``out``; returns ``out``."""
+    """Train per ``config`` into checkpoint folder ``out``; returns ``out``.
+
+    ``dist``: this process's rank in a DistributedDataParallel group (``xeno.distributed``);
+    the default is the single-process training."""
     import torch
 
     from xeno.augment import PhysiologyAugmentation, geometric_augment, organ_transplantation
@@ -178,7 +183,7 @@ def train(
     from xeno.torch_data import PooledImages, RandomCrops
 
     out = Path(out)
-    generator = _seed_everything(config.seed, config.threads)
+    generator = _seed_everything(config.seed, dist.threads or config.threads)
     sensor = None
     if config.sensor:
         from calibration.sensors import get_sensor
@@ -236,13 +241,15 @@ def train(
         "train": config.to_json(),
         "split": {"train": [r.image_id for r in split.train], "val": val_ids},
     }
+    if dist.distributed:
+        run_config["distributed"] = dist.run_config()
     step, history = 0, []
     # Stopping rule state: the curve (step, validation mean DSC), the best step, and why training ended.
     validation: dict = {"curve": [], "best_step": None, "best_dsc": None, "stopped": None}
     state = ckpt.read_state(out) if resume else None
     if state is not None:
         saved = ckpt.read_config(out)
-        if saved.get("train") != config.to_json():
+        if saved.get("train") != config.to_json() or saved.get("distributed") != dist.run_config():
             raise XenoedgeError(f"{out}: holds a checkpoint of another training config; use another folder")
         model.load_state_dict(ckpt.load_tensors(out / "model.pt"))
         optimizer.load_state_dict(ckpt.load_tensors(out / "optimizer.pt"))
@@ -270,6 +277,8 @@ def train(
     )
 
     def save(at_step: int, weights=None) -> None:
+        if not dist.is_main:
+            return
         finished = at_step >= config.steps or bool(validation["stopped"])
         state = {"step": at_step, "history": history, "finished": finished}
         if config.val_every:
@@ -314,6 +323,7 @@ def train(
     def _working(m):
         return m.forward_working if input_pool > 1 else m
 
+    forward = dist.wrap(model, input_pool)  # `network`, or DDP around it with N processes
     model.train()
     while step < config.steps:
         if config.lr_schedule == "cosine":
@@ -321,7 +331,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
         crops.set_epoch(step)  # batch `step` is the same whether or not the run was resumed
-        batch = [crops[k] for k in range(config.batch_size)]
+        dist.seed_step(generator, config.seed, step)
+        batch = [crops[k] for k in dist.shard(config.batch_size)]
         x = torch.stack([b[0] for b in batch])
         y = torch.stack([b[1] for b in batch])
         if config.geometric:
@@ -339,17 +350,17 @@ def train(
         if config.organ_transplantation:
             # htc order: geometric transforms, physiology maps, then organ transplantation.
             x, y = organ_transplantation(x, y, p=config.organ_transplantation, generator=generator)
-        loss = ce_dice_loss(network(x), y)
+        loss = ce_dice_loss(forward(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         step += 1
-        history.append(round(float(loss.detach()), 5))
+        history.append(round(dist.mean(loss.detach()), 5))
         if progress:
             progress(step, config.steps, history[-1])
         if config.val_every:
             if step % config.val_every == 0 or step == config.steps:
-                stop = validate(step)
+                stop = dist.agree(validate(step) if dist.is_main else False)
                 if stop or step == config.steps:
                     validation["stopped"] = "converged" if stop else "budget"
                     # The checkpoint holds the best validation weights (recalibrated when they were scored).
@@ -361,7 +372,7 @@ def train(
             if step % config.checkpoint_every == 0:
                 save(step)
             continue
-        if step == config.steps:
+        if step == config.steps and dist.is_main:
             recalibrate_batchnorm(model, crops, config.batch_size, BN_RECALIBRATION_BATCHES, forward=network)
         if step % config.checkpoint_every == 0 or step == config.steps:
             save(step)
