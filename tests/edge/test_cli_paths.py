@@ -151,8 +151,8 @@ def test_experiment_report_defaults_to_its_work_folder(tmp_path, monkeypatch, ca
 
     written = []
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(xeno.experiment, "run", lambda preset, work, log: {"seconds": 1.0})
-    monkeypatch.setattr(xeno.experiment, "write_report", lambda results, path, command: written.append(path))
+    monkeypatch.setattr(xeno.experiment, "run", lambda preset, work, **kwargs: {"seconds": 1.0})
+    monkeypatch.setattr(xeno.experiment, "write_report", lambda results, path, *args, **kw: written.append(path))
     code, output = _run(["experiment", "xeno", "--preset", "tiny", "--work", "w"], capsys)
     assert code == 0, output
     assert written == [Path("w") / "xeno.md"]
