@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from edge.cli_common import console
+from edge.cli_common import console, output_folder_option
 
 DEFAULT_BUNDLES = {"surgical": ("sim:surgical", "tivita"), "crop": ("sim:crop", "mosaic-5x5-nir")}
 
@@ -92,7 +92,14 @@ def listen(
         "file:RECORDING (the same spellings as flash --port).",
     ),
     baud: int = typer.Option(921600, help="Line rate for a bare serial port path (USB CDC ignores it)."),
-    out: Path = typer.Option(Path("xenoedge-masks"), "--out", "-o", help="Folder for coloured mask pictures."),
+    out: Path = typer.Option(
+        Path("xenoedge-masks"),
+        "--out",
+        "-o",
+        metavar="FOLDER",
+        callback=output_folder_option,
+        help="Folder for coloured mask pictures.",
+    ),
     every: int = typer.Option(10, min=1, help="Write every N-th mask as a picture."),
     masks: int = typer.Option(None, help="Stop after this many masks."),
 ) -> None:
@@ -116,7 +123,14 @@ def listen(
 def demo(
     frames: int = typer.Option(60, min=1, help="Frames to run."),
     bundle: str = typer.Option("surgical", help="Packaged default (surgical, crop) or a bundle file."),
-    out: Path = typer.Option(Path("demo-output/demo"), "--out", "-o", help="Folder for the received mask pictures."),
+    out: Path = typer.Option(
+        Path("demo-output/demo"),
+        "--out",
+        "-o",
+        metavar="FOLDER",
+        callback=output_folder_option,
+        help="Folder for the received mask pictures.",
+    ),
     every: int = typer.Option(5, min=1, help="Write every N-th received mask as a picture."),
     max_fps: float = typer.Option(
         30.0, help="Pace the simulated camera (frames per second; a snapshot camera's rate, above what the CPU infers)."
