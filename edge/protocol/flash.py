@@ -30,7 +30,16 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from edge.protocol.packets import ProtocolError, _as_bytes, _check_uint, _json_bytes, _json_object, sha256_bytes
+from edge.protocol.packets import (
+    PacketType,
+    ProtocolError,
+    as_bytes,
+    check_uint,
+    json_bytes,
+    json_object,
+    register_payload_decoder,
+    sha256_bytes,
+)
 
 SHA256_SIZE = 32
 MAX_VERSION_BYTES = 64
@@ -109,11 +118,11 @@ def upload_begin_payload(total_size: int, sha256: bytes | str, version: str) -> 
     text = str(version).encode("utf-8")
     if len(text) > MAX_VERSION_BYTES:
         raise ProtocolError(f"version of {len(text)} UTF-8 bytes exceeds {MAX_VERSION_BYTES}")
-    return BEGIN.pack(_check_uint("total_size", total_size, U64_MAX), sha256_bytes(sha256)) + text
+    return BEGIN.pack(check_uint("total_size", total_size, U64_MAX), sha256_bytes(sha256)) + text
 
 
 def decode_upload_begin(payload: bytes) -> UploadBegin:
-    payload = _as_bytes("payload", payload)
+    payload = as_bytes("payload", payload)
     if not BEGIN.size <= len(payload) <= BEGIN.size + MAX_VERSION_BYTES:
         raise ProtocolError(f"UPLOAD_BEGIN payload of {len(payload)} bytes, expected 40 to 104")
     total, sha = BEGIN.unpack_from(payload)
@@ -126,11 +135,11 @@ def decode_upload_begin(payload: bytes) -> UploadBegin:
 
 def upload_chunk_payload(offset: int, data: bytes) -> bytes:
     """UPLOAD_CHUNK: offset u64, then the data bytes."""
-    return CHUNK_HEADER.pack(_check_uint("offset", offset, U64_MAX)) + _as_bytes("data", data)
+    return CHUNK_HEADER.pack(check_uint("offset", offset, U64_MAX)) + as_bytes("data", data)
 
 
 def decode_upload_chunk(payload: bytes) -> UploadChunk:
-    payload = _as_bytes("payload", payload)
+    payload = as_bytes("payload", payload)
     if len(payload) <= CHUNK_HEADER.size:
         raise ProtocolError(f"UPLOAD_CHUNK payload of {len(payload)} bytes carries no data")
     (offset,) = CHUNK_HEADER.unpack_from(payload)
@@ -143,7 +152,7 @@ def upload_end_payload(sha256: bytes | str) -> bytes:
 
 
 def decode_upload_end(payload: bytes) -> bytes:
-    payload = _as_bytes("payload", payload)
+    payload = as_bytes("payload", payload)
     if len(payload) != SHA256_SIZE:
         raise ProtocolError(f"UPLOAD_END payload of {len(payload)} bytes, expected {SHA256_SIZE}")
     return payload
@@ -152,16 +161,16 @@ def decode_upload_end(payload: bytes) -> bytes:
 def upload_ack_payload(code: int, next_offset: int, total_size: int, max_chunk: int) -> bytes:
     """UPLOAD_ACK (22 bytes): code u16, next_offset u64, total_size u64, max_chunk u32."""
     return ACK.pack(
-        _check_uint("code", int(code), 0xFFFF),
-        _check_uint("next_offset", next_offset, U64_MAX),
-        _check_uint("total_size", total_size, U64_MAX),
-        _check_uint("max_chunk", max_chunk, 2**32 - 1),
+        check_uint("code", int(code), 0xFFFF),
+        check_uint("next_offset", next_offset, U64_MAX),
+        check_uint("total_size", total_size, U64_MAX),
+        check_uint("max_chunk", max_chunk, 2**32 - 1),
     )
 
 
 def decode_upload_ack(payload: bytes) -> UploadAck:
     """Inverse of ``upload_ack_payload``; longer payloads are accepted (room for later fields)."""
-    payload = _as_bytes("payload", payload)
+    payload = as_bytes("payload", payload)
     if len(payload) < ACK.size:
         raise ProtocolError(f"UPLOAD_ACK payload of {len(payload)} bytes, expected {ACK.size}")
     code, next_offset, total, max_chunk = ACK.unpack_from(payload)
@@ -170,21 +179,33 @@ def decode_upload_ack(payload: bytes) -> UploadAck:
 
 def result_payload(code: int, details: dict[str, Any]) -> bytes:
     """UPLOAD_RESULT / ROLLBACK_RESULT: code u16, then one compact UTF-8 JSON object (keys sorted)."""
-    return RESULT_HEADER.pack(_check_uint("code", int(code), 0xFFFF)) + _json_bytes(details, "result details")
+    return RESULT_HEADER.pack(check_uint("code", int(code), 0xFFFF)) + json_bytes(details, "result details")
 
 
 def decode_result(payload: bytes) -> FlashResult:
-    payload = _as_bytes("payload", payload)
+    payload = as_bytes("payload", payload)
     if len(payload) < RESULT_HEADER.size:
         raise ProtocolError(f"result payload of {len(payload)} bytes, expected at least 2")
     (code,) = RESULT_HEADER.unpack_from(payload)
-    return FlashResult(_code(code), _json_object(payload[RESULT_HEADER.size :], "result details"))
+    return FlashResult(_code(code), json_object(payload[RESULT_HEADER.size :], "result details"))
 
 
 def info_payload(info: dict[str, Any]) -> bytes:
     """INFO: one compact UTF-8 JSON object, keys sorted (keys: docs/protocol.md)."""
-    return _json_bytes(info, "INFO")
+    return json_bytes(info, "INFO")
 
 
 def decode_info(payload: bytes) -> dict[str, Any]:
-    return _json_object(_as_bytes("payload", payload), "INFO payload")
+    return json_object(as_bytes("payload", payload), "INFO payload")
+
+
+for _type, _decode in (
+    (PacketType.UPLOAD_BEGIN, decode_upload_begin),
+    (PacketType.UPLOAD_CHUNK, decode_upload_chunk),
+    (PacketType.UPLOAD_END, decode_upload_end),
+    (PacketType.UPLOAD_ACK, decode_upload_ack),
+    (PacketType.UPLOAD_RESULT, decode_result),
+    (PacketType.INFO, decode_info),
+    (PacketType.ROLLBACK_RESULT, decode_result),
+):
+    register_payload_decoder(_type, _decode)

@@ -38,7 +38,14 @@ from enum import IntEnum
 
 import numpy as np
 
-from edge.protocol.packets import ProtocolError, _as_bytes, _check_uint, _model_id
+from edge.protocol.packets import (
+    PacketType,
+    ProtocolError,
+    as_bytes,
+    check_uint,
+    checked_model_id,
+    register_payload_decoder,
+)
 
 MASK_HEADER = struct.Struct("<IHHBBBx16s")  # 28 bytes
 MASK_HEADER_SIZE = MASK_HEADER.size
@@ -127,7 +134,7 @@ def _check_classes(classes: np.ndarray, n_classes: int) -> np.ndarray:
     h, w = classes.shape
     if not (1 <= h <= 0xFFFF and 1 <= w <= 0xFFFF):
         raise ProtocolError(f"mask size {h}x{w} is outside 1..65535")
-    _check_uint("n_classes", n_classes, 255)
+    check_uint("n_classes", n_classes, 255)
     if n_classes < 1:
         raise ProtocolError("n_classes must be at least 1")
     if int(classes.max()) >= n_classes:
@@ -163,7 +170,13 @@ def mask_payload(
         chosen = MaskEncoding(encoding)
     flags = FLAG_COUNTS if with_counts else 0
     header = MASK_HEADER.pack(
-        _check_uint("frame_index", frame_index, 2**32 - 1), w, h, n_classes, int(chosen), flags, _model_id(model_id)
+        check_uint("frame_index", frame_index, 2**32 - 1),
+        w,
+        h,
+        n_classes,
+        int(chosen),
+        flags,
+        checked_model_id(model_id),
     )
     counts = np.bincount(classes.ravel(), minlength=n_classes).astype("<u4").tobytes() if with_counts else b""
     return header + counts + candidates[chosen]
@@ -185,7 +198,7 @@ def _inflate(data: bytes, limit: int) -> bytes:
 def decode_mask(payload: bytes, *, max_pixels: int = MAX_MASK_PIXELS) -> MaskMessage:
     """Inverse of ``mask_payload``. Raises ``ProtocolError`` (only) for any malformed payload,
     including masks of more than ``max_pixels`` pixels (a guard against memory exhaustion)."""
-    payload = _as_bytes("payload", payload)
+    payload = as_bytes("payload", payload)
     if len(payload) < MASK_HEADER_SIZE:
         raise ProtocolError(f"MASK payload of {len(payload)} bytes is shorter than its {MASK_HEADER_SIZE}-byte header")
     frame_index, w, h, class_count, encoding, flags, model_id = MASK_HEADER.unpack_from(payload)
@@ -223,3 +236,6 @@ def decode_mask(payload: bytes, *, max_pixels: int = MAX_MASK_PIXELS) -> MaskMes
     if counts is not None and not np.array_equal(counts, np.bincount(flat, minlength=class_count)):
         raise ProtocolError("MASK per-class counts do not match the pixels")
     return MaskMessage(frame_index, classes, model_id, class_count, counts, kind)
+
+
+register_payload_decoder(PacketType.MASK, decode_mask)

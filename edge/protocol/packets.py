@@ -43,6 +43,24 @@ from edge.protocol.crc import crc32c
 if TYPE_CHECKING:  # pragma: no cover
     from edge.protocol.masks import MaskMessage
 
+#: Decoders of the payload types defined in other modules (MASK in ``masks``, the flashing types
+#: in ``flash``), registered there with ``register_payload_decoder``: this module imports neither,
+#: so the protocol's modules have no import circle. ``edge.protocol`` imports all of them.
+PAYLOAD_DECODERS: dict[int, Callable[[bytes], object]] = {}
+
+
+def register_payload_decoder(ptype: int, decode: Callable[[bytes], object]) -> None:
+    """Make ``Packet.message()`` decode packets of ``ptype`` with ``decode(payload)``."""
+    PAYLOAD_DECODERS[int(ptype)] = decode
+
+
+def _registered(ptype: int) -> Callable[[bytes], object]:
+    try:
+        return PAYLOAD_DECODERS[int(ptype)]
+    except KeyError:
+        raise ProtocolError(f"no decoder registered for packet type {ptype} (import edge.protocol)") from None
+
+
 MAGIC = b"XE"
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<2sBBBIQI")  # magic, version, type, flags, sequence, timestamp_us, payload_length
@@ -111,7 +129,7 @@ def sha256_bytes(sha256: str | bytes) -> bytes:
             sha256 = bytes.fromhex(sha256)
         except ValueError:
             raise ProtocolError(f"not a hex SHA-256: {sha256!r}") from None
-    sha256 = _as_bytes("sha256", sha256)
+    sha256 = as_bytes("sha256", sha256)
     if len(sha256) != 32:
         raise ProtocolError(f"a SHA-256 has 32 bytes, got {len(sha256)}")
     return sha256
@@ -128,13 +146,13 @@ def monotonic_us() -> int:
     return time.monotonic_ns() // 1000
 
 
-def _check_uint(name: str, value: int, maximum: int) -> int:
+def check_uint(name: str, value: int, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= maximum:
         raise ProtocolError(f"{name} must be an integer in [0, {maximum}], got {value!r}")
     return int(value)
 
 
-def _as_bytes(name: str, data: object) -> bytes:
+def as_bytes(name: str, data: object) -> bytes:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ProtocolError(f"{name} must be bytes, got {type(data).__name__}")
     return bytes(data)
@@ -142,16 +160,16 @@ def _as_bytes(name: str, data: object) -> bytes:
 
 def build_packet(ptype: int, payload: bytes, *, sequence: int, timestamp_us: int, flags: int = 0) -> bytes:
     """The unframed packet: 21-byte header + payload + CRC-32C (4 bytes), little-endian."""
-    payload = _as_bytes("payload", payload)
+    payload = as_bytes("payload", payload)
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ProtocolError(f"payload of {len(payload)} bytes exceeds MAX_PAYLOAD_BYTES={MAX_PAYLOAD_BYTES}")
     header = HEADER.pack(
         MAGIC,
         PROTOCOL_VERSION,
-        _check_uint("type", ptype, 255),
-        _check_uint("flags", flags, 255),
-        _check_uint("sequence", sequence, U32_MAX),
-        _check_uint("timestamp_us", timestamp_us, U64_MAX),
+        check_uint("type", ptype, 255),
+        check_uint("flags", flags, 255),
+        check_uint("sequence", sequence, U32_MAX),
+        check_uint("timestamp_us", timestamp_us, U64_MAX),
         len(payload),
     )
     body = header + payload
@@ -178,7 +196,7 @@ class PacketEncoder:
 
     def __init__(self, *, clock_us: Callable[[], int] = monotonic_us, start_sequence: int = 0):
         self.clock_us = clock_us
-        self.sequence = _check_uint("start_sequence", start_sequence, U32_MAX)
+        self.sequence = check_uint("start_sequence", start_sequence, U32_MAX)
 
     def encode(self, ptype: int, payload: bytes) -> bytes:
         """The next frame (COBS + 0x00); advances the sequence number."""
@@ -203,10 +221,8 @@ class Packet:
 
     def mask(self) -> MaskMessage:
         """The MASK payload decoded (raises ``ProtocolError`` for another type or a malformed payload)."""
-        from edge.protocol.masks import decode_mask
-
         self._expect(PacketType.MASK)
-        return decode_mask(self.payload)
+        return _registered(PacketType.MASK)(self.payload)  # type: ignore[return-value]
 
     def status(self) -> StatusMessage:
         self._expect(PacketType.STATUS)
@@ -227,24 +243,17 @@ class Packet:
     def message(self) -> object:
         """The payload decoded according to ``type`` (MaskMessage, StatusMessage, dict, LogMessage,
         ErrorMessage; the flashing types as in ``edge.protocol.flash``; None for the empty requests)."""
-        from edge.protocol import flash
-
-        return {
+        own = {
             PacketType.HELLO: self.hello,
-            PacketType.MASK: self.mask,
             PacketType.STATUS: self.status,
             PacketType.LOG: self.log,
             PacketType.ERROR: self.error,
-            PacketType.UPLOAD_BEGIN: lambda: flash.decode_upload_begin(self.payload),
-            PacketType.UPLOAD_CHUNK: lambda: flash.decode_upload_chunk(self.payload),
-            PacketType.UPLOAD_END: lambda: flash.decode_upload_end(self.payload),
-            PacketType.UPLOAD_ACK: lambda: flash.decode_upload_ack(self.payload),
-            PacketType.UPLOAD_RESULT: lambda: flash.decode_result(self.payload),
             PacketType.INFO_REQUEST: lambda: None,
-            PacketType.INFO: lambda: flash.decode_info(self.payload),
             PacketType.ROLLBACK_REQUEST: lambda: None,
-            PacketType.ROLLBACK_RESULT: lambda: flash.decode_result(self.payload),
-        }[self.type]()
+        }
+        if self.type in own:
+            return own[self.type]()
+        return _registered(self.type)(self.payload)
 
 
 class ChecksumError(ProtocolError):
@@ -258,7 +267,7 @@ class UnsupportedPacket(ProtocolError):
 def parse_packet(data: bytes) -> Packet:
     """Verify and parse one unframed packet (COBS already removed). Raises ``ProtocolError``
     (``UnsupportedPacket`` for a CRC-valid packet of an unknown version or type)."""
-    data = _as_bytes("packet", data)
+    data = as_bytes("packet", data)
     if len(data) < OVERHEAD:
         raise ProtocolError(f"packet of {len(data)} bytes is shorter than the {OVERHEAD}-byte minimum")
     magic, version, ptype, flags, sequence, timestamp_us, length = HEADER.unpack_from(data)
@@ -304,12 +313,12 @@ class ErrorMessage:
 
 def log_payload(level: int, text: str) -> bytes:
     """LOG payload: level u8 (Python logging level) + UTF-8 text (at most 4096 bytes, cut at a character)."""
-    return bytes([_check_uint("level", level, 255)]) + _text_bytes(text)
+    return bytes([check_uint("level", level, 255)]) + _text_bytes(text)
 
 
 def decode_log(payload: bytes) -> LogMessage:
     """Inverse of ``log_payload``; invalid UTF-8 is replaced by U+FFFD."""
-    payload = _as_bytes("payload", payload)
+    payload = as_bytes("payload", payload)
     if len(payload) < 1:
         raise ProtocolError("LOG payload needs at least 1 byte (level)")
     return LogMessage(payload[0], payload[1:].decode("utf-8", errors="replace"))
@@ -317,12 +326,12 @@ def decode_log(payload: bytes) -> LogMessage:
 
 def error_payload(code: int, text: str) -> bytes:
     """ERROR payload: code u16 LE + UTF-8 text (at most 4096 bytes, cut at a character)."""
-    return _check_uint("code", code, 0xFFFF).to_bytes(2, "little") + _text_bytes(text)
+    return check_uint("code", code, 0xFFFF).to_bytes(2, "little") + _text_bytes(text)
 
 
 def decode_error(payload: bytes) -> ErrorMessage:
     """Inverse of ``error_payload``; invalid UTF-8 is replaced by U+FFFD."""
-    payload = _as_bytes("payload", payload)
+    payload = as_bytes("payload", payload)
     if len(payload) < 2:
         raise ProtocolError("ERROR payload needs at least 2 bytes (code)")
     return ErrorMessage(int.from_bytes(payload[:2], "little"), payload[2:].decode("utf-8", errors="replace"))
@@ -363,10 +372,10 @@ def hello_payload(info: dict[str, Any]) -> bytes:
         isinstance(model_id, str) and len(model_id) == 2 * MODEL_ID_SIZE and _is_hex(model_id)
     ):
         raise ProtocolError(f"model_id must be {2 * MODEL_ID_SIZE} lowercase hex digits or null, got {model_id!r}")
-    return _json_bytes(info, "HELLO info")
+    return json_bytes(info, "HELLO info")
 
 
-def _json_bytes(obj: dict[str, Any], what: str) -> bytes:
+def json_bytes(obj: dict[str, Any], what: str) -> bytes:
     """One compact UTF-8 JSON object, keys sorted (HELLO, INFO, flashing results)."""
     if not isinstance(obj, dict):
         raise ProtocolError(f"{what} must be a dict, got {type(obj).__name__}")
@@ -377,8 +386,8 @@ def _json_bytes(obj: dict[str, Any], what: str) -> bytes:
     return text.encode("utf-8")
 
 
-def _json_object(data: bytes, what: str) -> dict[str, Any]:
-    """Inverse of ``_json_bytes``: the decoded JSON object; ``ProtocolError`` for anything else."""
+def json_object(data: bytes, what: str) -> dict[str, Any]:
+    """Inverse of ``json_bytes``: the decoded JSON object; ``ProtocolError`` for anything else."""
     try:
         obj = json.loads(bytes(data).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -394,7 +403,7 @@ def _is_hex(text: str) -> bool:
 
 def decode_hello(payload: bytes) -> dict[str, Any]:
     """Inverse of ``hello_payload``: the JSON object (it must carry an integer ``protocol_version``)."""
-    info = _json_object(_as_bytes("payload", payload), "HELLO payload")
+    info = json_object(as_bytes("payload", payload), "HELLO payload")
     if not isinstance(info.get("protocol_version"), int):
         raise ProtocolError("HELLO payload must be a JSON object with an integer protocol_version")
     return info
@@ -447,8 +456,8 @@ def _saturate(name: str, value: float, maximum: int) -> int:
     return maximum if value >= maximum else min(round(float(value)), maximum)
 
 
-def _model_id(model_id: bytes) -> bytes:
-    model_id = _as_bytes("model_id", model_id)
+def checked_model_id(model_id: bytes) -> bytes:
+    model_id = as_bytes("model_id", model_id)
     if len(model_id) != MODEL_ID_SIZE:
         raise ProtocolError(f"model_id must be {MODEL_ID_SIZE} bytes, got {len(model_id)}")
     return model_id
@@ -478,7 +487,7 @@ def status_payload(
         _saturate("fps x 100", fps * 100 if isinstance(fps, numbers.Real) else fps, U32_MAX),
         _saturate("frames", frames, U64_MAX),
         _saturate("dropped_frames", dropped_frames, U64_MAX),
-        _model_id(model_id),
+        checked_model_id(model_id),
         _saturate("camera_errors", camera_errors, U32_MAX),
         _saturate("frame_errors", frame_errors, U32_MAX),
         _saturate("engine_errors", engine_errors, U32_MAX),
@@ -500,7 +509,7 @@ def status_payload(
 def decode_status(payload: bytes) -> StatusMessage:
     """Inverse of ``status_payload``. Longer payloads are accepted (later versions may append fields);
     the delivery fields are read when the payload holds them (81 bytes or more)."""
-    payload = _as_bytes("payload", payload)
+    payload = as_bytes("payload", payload)
     if len(payload) < STATUS.size:
         raise ProtocolError(f"STATUS payload of {len(payload)} bytes, expected {STATUS.size}")
     up, fps100, frames, dropped, model_id, cam, frame, engine, link, latency = STATUS.unpack_from(payload)

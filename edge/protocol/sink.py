@@ -30,6 +30,7 @@ Mapping (docs/protocol.md section 5):
 >>> wire = Wire()
 >>> sink = ProtocolSink(wire, device_id="dev", clock_us=lambda: 0)
 >>> sink.send("error", code="frame", message="NaNs", frame_index=4)
+True
 >>> [p.error() for p in StreamDecoder().feed(b"".join(wire))]
 [ErrorMessage(code=3, text='frame 4: NaNs')]
 """
