@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.links import _fdio
+from edge.links import fdio
 from edge.links._base import (
     DEFAULT_BACKOFF_S,
     DEFAULT_BUFFER_BYTES,
@@ -52,10 +52,10 @@ class FileLink(ReconnectingLink[int]):
             os.fsync(handle)
         except OSError:
             pass
-        _fdio.close_quietly(handle)
+        fdio.close_quietly(handle)
 
     def _send(self, handle: int, data: memoryview) -> None:
-        _fdio.send_all(handle, data, stall_timeout_s=1.0, clock=self._clock)
+        fdio.send_all(handle, data, stall_timeout_s=1.0, clock=self._clock)
 
     def _recv_nowait(self, handle: int, max_bytes: int) -> bytes:
         return b""

@@ -20,7 +20,7 @@ from typing import Any
 
 import serial
 
-from edge.links import _fdio
+from edge.links import fdio
 from edge.links._base import (
     DEFAULT_BACKOFF_S,
     DEFAULT_BUFFER_BYTES,
@@ -178,13 +178,13 @@ class SerialLink(ReconnectingLink[_SerialHandle]):
             handle.port.close()
         except Exception:  # a vanished device may fail close(); release every descriptor anyway
             for name in ("fd", "pipe_abort_read_r", "pipe_abort_read_w", "pipe_abort_write_r", "pipe_abort_write_w"):
-                _fdio.close_quietly(getattr(handle.port, name, None))
+                fdio.close_quietly(getattr(handle.port, name, None))
                 setattr(handle.port, name, None)
             handle.port.is_open = False
 
     def _send(self, handle: _SerialHandle, data: memoryview) -> None:
         if handle.fd is not None:
-            _fdio.send_all(handle.fd, data, stall_timeout_s=self.write_timeout_s, clock=self._clock)
+            fdio.send_all(handle.fd, data, stall_timeout_s=self.write_timeout_s, clock=self._clock)
             return
         sent = 0
         while sent < len(data):
@@ -197,7 +197,7 @@ class SerialLink(ReconnectingLink[_SerialHandle]):
 
     def _recv_nowait(self, handle: _SerialHandle, max_bytes: int) -> bytes:
         if handle.fd is not None:
-            return _fdio.recv_nowait(handle.fd, max_bytes)
+            return fdio.recv_nowait(handle.fd, max_bytes)
         try:
             return handle.port.read(min(max_bytes, handle.port.in_waiting))
         except (serial.SerialException, OSError) as exc:
@@ -205,7 +205,7 @@ class SerialLink(ReconnectingLink[_SerialHandle]):
 
     def _wait_readable(self, handle: _SerialHandle, timeout_s: float) -> None:
         if handle.fd is not None:
-            _fdio.wait_readable(handle.fd, timeout_s)
+            fdio.wait_readable(handle.fd, timeout_s)
             return
         deadline = time.monotonic() + timeout_s  # loop:// only: poll its queue in real time
         try:
@@ -282,7 +282,7 @@ class PtyLink(Link):
         view = memoryview(data).cast("B")
         master = self._require_master()
         try:
-            _fdio.send_all(master, view, stall_timeout_s=self.write_timeout_s, clock=self._clock)
+            fdio.send_all(master, view, stall_timeout_s=self.write_timeout_s, clock=self._clock)
         except LinkLost as lost:
             self.stats.bytes_written += lost.sent
             self.stats.dropped_bytes += len(view) - lost.sent
@@ -297,10 +297,10 @@ class PtyLink(Link):
         self._check_usable()
         master = self._require_master()
         try:
-            data = _fdio.recv_nowait(master, max_bytes)
+            data = fdio.recv_nowait(master, max_bytes)
             if not data and timeout_s > 0:
-                _fdio.wait_readable(master, timeout_s)
-                data = _fdio.recv_nowait(master, max_bytes)
+                fdio.wait_readable(master, timeout_s)
+                data = fdio.recv_nowait(master, max_bytes)
         except LinkLost:
             return b""
         return data
@@ -318,7 +318,7 @@ class PtyLink(Link):
     def close(self) -> None:
         if self._closed:
             return
-        _fdio.close_quietly(self._master)
-        _fdio.close_quietly(self._slave)
+        fdio.close_quietly(self._master)
+        fdio.close_quietly(self._slave)
         self._master = self._slave = None
         self._closed = True

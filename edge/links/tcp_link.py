@@ -8,7 +8,7 @@ import socket
 import time
 from collections.abc import Sequence
 
-from edge.links import _fdio
+from edge.links import fdio
 from edge.links._base import (
     DEFAULT_BACKOFF_S,
     DEFAULT_BUFFER_BYTES,
@@ -76,7 +76,7 @@ class TcpLink(ReconnectingLink[socket.socket]):
     def _check_peer(self, handle: socket.socket) -> None:
         """Raise LinkLost if the peer closed the connection (readable, but a peek returns nothing)."""
         try:
-            readable = _fdio.poll_one(handle.fileno(), select.POLLIN, 0)
+            readable = fdio.poll_one(handle.fileno(), select.POLLIN, 0)
             if readable and handle.recv(1, socket.MSG_PEEK) == b"":
                 raise LinkLost("peer closed the connection")
         except BlockingIOError:
@@ -86,10 +86,10 @@ class TcpLink(ReconnectingLink[socket.socket]):
 
     def _send(self, handle: socket.socket, data: memoryview) -> None:
         self._check_peer(handle)
-        _fdio.send_all(handle.fileno(), data, stall_timeout_s=self.write_timeout_s, clock=self._clock)
+        fdio.send_all(handle.fileno(), data, stall_timeout_s=self.write_timeout_s, clock=self._clock)
 
     def _recv_nowait(self, handle: socket.socket, max_bytes: int) -> bytes:
-        return _fdio.recv_nowait(handle.fileno(), max_bytes)
+        return fdio.recv_nowait(handle.fileno(), max_bytes)
 
     def _wait_readable(self, handle: socket.socket, timeout_s: float) -> None:
         try:
@@ -97,7 +97,7 @@ class TcpLink(ReconnectingLink[socket.socket]):
         except OSError:
             return
         if fd >= 0:
-            _fdio.wait_readable(fd, timeout_s)
+            fdio.wait_readable(fd, timeout_s)
 
     def _default_flush_timeout_s(self) -> float:
         return self.write_timeout_s
