@@ -84,6 +84,9 @@ class Preset:
     source_crop: str = "wheat"
     target_crop: str = "maize"
     projection_images: int | None = None  # per subject, state and source species (None: all)
+    # ICG and crop maps act on many organs/leaves, so all pairs of all subjects would be thousands of
+    # maps: learn them from this many source subjects (htc: 4 pigs, 2 rats for ICG). None: all.
+    projection_subjects: int | None = None
 
 
 PRESETS = {
@@ -94,8 +97,8 @@ PRESETS = {
     ),
     "quick": Preset(
         "quick", 48, 64, 10, 5, 6, 32, "unet-edge", 240, 8, 32, (0, 1, 2), 100,
-        model_options=(("pool", 2),), projection_images=4, skip_arms=("human+rat",), val_every=40, patience=2,
-        min_steps=80,
+        model_options=(("pool", 2),), projection_images=4, projection_subjects=4, skip_arms=("human+rat",),
+        val_every=40, patience=2, min_steps=80,
     ),
     "full": Preset(
         "full", 96, 128, 12, 5, 6, 20, "unet-effb5", 3000, 8, 64, (0, 1, 2), 100,
@@ -215,6 +218,7 @@ def learn_projection_file(
     organs: tuple[str, ...] | None = None,
     pairing: str = "same-subject",
     max_images: int | None = None,
+    max_subjects: int | None = None,
 ) -> Path:
     """Maps healthy -> each state in ``species``; states without any image pair are skipped (logged).
 
@@ -236,6 +240,9 @@ def learn_projection_file(
     for folder in folders:
         found, wavelengths = organ_samples_from_folder(folder, species)
         samples.extend(found)
+    if max_subjects is not None:
+        chosen = sorted({s.subject for s in samples}, key=lambda v: (len(str(v)), str(v)))[:max_subjects]
+        samples = [s for s in samples if s.subject in chosen]
     if max_images is not None:
         kept: dict[tuple[str, str], list[str]] = {}
         for s in sorted(samples, key=lambda s: s.image_id):
@@ -383,7 +390,7 @@ def run(preset: Preset, work: Path, *, protocol: str = "paper", log: Log = print
             projections[(species, "icg")] = learn_projection_file(
                 [folders["surgical_physiological"], folders["surgical_icg"]], species, ("icg",), "physiological",
                 preset.projection_steps, work / f"projections-{species}-icg.npz", log, organs=ICG_LABELS,
-                pairing=pairing, max_images=preset.projection_images,
+                pairing=pairing, max_images=preset.projection_images, max_subjects=preset.projection_subjects,
             )  # fmt: skip
         else:
             projections[(species, "all")] = learn_projection_file(
@@ -394,7 +401,7 @@ def run(preset: Preset, work: Path, *, protocol: str = "paper", log: Log = print
     projections[(preset.source_crop, "crop")] = learn_projection_file(
         [folders["crop_seen"], *(folders[f"crop_{s}"] for s in CROP_TRANSFERRED)], preset.source_crop,
         CROP_TRANSFERRED, "healthy", preset.projection_steps, work / f"projections-{preset.source_crop}.npz", log,
-        pairing=pairing, max_images=preset.projection_images,
+        pairing=pairing, max_images=preset.projection_images, max_subjects=preset.projection_subjects,
     )  # fmt: skip
 
     options = dict(preset.model_options)
