@@ -3,7 +3,7 @@
 Two ways in (docs/training.md "Training across processes"):
 
 - ``xenoedge train --nproc N`` / ``launch(config, out, nproc=N)``: N processes on this machine,
-  started with ``torch.multiprocessing`` (spawn). They meet through a file in a fresh temporary
+  spawned with the standard library's ``multiprocessing``. They meet through a file in a fresh temporary
   folder (``file://`` init method), so there is no TCP port to choose and parallel runs never
   collide.
 - ``torchrun --nproc-per-node N --no-python xenoedge train ...`` or
@@ -194,7 +194,10 @@ def run_rank(config, out: Path, rank: Rank, *, init_method: str = "env://", resu
 
 
 def _worker(local_rank: int, nproc: int, init_file: str, config_json: dict, out: str, resume: bool, threads, events):
-    """One process of ``launch``: errors the user should read travel back as text."""
+    """One process of ``launch``; its errors travel back as text (a XenoedgeError's message, or
+    any other exception's traceback)."""
+    import traceback
+
     from xeno.train import TrainConfig
 
     rank = Rank(local_rank, nproc, local_rank, threads=threads)
@@ -214,6 +217,9 @@ def _worker(local_rank: int, nproc: int, init_file: str, config_json: dict, out:
     except XenoedgeError as exc:
         events.put(("error", local_rank, str(exc)))
         raise SystemExit(1) from None
+    except BaseException:
+        events.put(("crash", local_rank, traceback.format_exc()))
+        raise SystemExit(1) from None
 
 
 def launch(
@@ -227,27 +233,31 @@ def launch(
 ) -> Path:
     """Train ``config`` into ``out`` with ``nproc`` processes on this machine; returns ``out``.
 
-    ``nproc=1`` is ``xeno.train.train`` itself. Otherwise processes are spawned, meet through a
-    file rendezvous in a temporary folder, and run ``train`` with their ``Rank``; ``progress``
-    gets rank 0's steps (with the loss averaged over ranks). ``threads`` per process defaults to
-    ``config.threads // nproc`` (at least 1). An error in any rank stops all of them: a
-    ``XenoedgeError`` comes back as one, anything else as a RuntimeError with the rank's traceback.
+    ``nproc=1`` is ``xeno.train.train`` itself. Otherwise processes are spawned (the standard
+    library's ``multiprocessing``, so this process does not import torch), meet through a file
+    rendezvous in a temporary folder, and run ``train`` with their ``Rank``; ``progress`` gets
+    rank 0's steps (with the loss averaged over ranks). ``threads`` per process defaults to
+    ``config.threads // nproc`` (at least 1). When a rank fails the others are stopped: a
+    ``XenoedgeError`` in a rank comes back as one, anything else as a RuntimeError with the rank's
+    traceback.
     """
-    from xeno.train import train
+    import multiprocessing
+    from multiprocessing.connection import wait
 
     nproc = int(nproc)
     if nproc < 1:
         raise XenoedgeError(f"--nproc must be at least 1, got {nproc}")
     if nproc == 1:
+        from xeno.train import train
+
         return train(config, Path(out), resume=resume, progress=progress)
     Rank(0, nproc).shard(config.batch_size)  # a clear error before any process starts
-    import torch.multiprocessing as mp
-
     out = Path(out)
     threads = per_process_threads(config.threads, nproc) if threads is None else int(threads)
-    context = mp.get_context("spawn")
+    context = multiprocessing.get_context("spawn")
     events = context.Queue()
     errors: list[str] = []
+    crashes: list[str] = []
 
     def drain() -> None:
         while True:
@@ -259,27 +269,39 @@ def launch(
                 progress(*event[1:])
             elif event[0] == "error":
                 errors.append(f"rank {event[1]}: {event[2]}")
+            elif event[0] == "crash":
+                crashes.append(f"rank {event[1]}:\n{event[2]}")
 
     with tempfile.TemporaryDirectory(prefix="xenoedge-rendezvous-") as folder:
-        processes = mp.start_processes(
-            _worker,
-            args=(nproc, str(Path(folder) / "rendezvous"), config.to_json(), str(out), resume, threads, events),
-            nprocs=nproc,
-            join=False,
-            start_method="spawn",
-        )
+        init_file = str(Path(folder) / "rendezvous")
+        processes = [
+            context.Process(
+                target=_worker,
+                args=(rank, nproc, init_file, config.to_json(), str(out), resume, threads, events),
+                name=f"xenoedge-train-rank{rank}",
+            )
+            for rank in range(nproc)
+        ]
         try:
-            while not processes.join(timeout=0.2):
+            for process in processes:
+                process.start()
+            while any(p.exitcode is None for p in processes) and all(p.exitcode in (None, 0) for p in processes):
+                wait([p.sentinel for p in processes if p.exitcode is None], timeout=0.2)
                 drain()
-        except mp.ProcessRaisedException as exc:
+        finally:  # a failed rank (or Ctrl-C here) stops the others, which would wait for it
+            for process in processes:
+                if process.exitcode is None and process.pid is not None:
+                    process.terminate()
+            for process in processes:
+                if process.pid is not None:
+                    process.join()
             drain()
-            raise RuntimeError(f"training process failed:\n{exc}") from None
-        except mp.ProcessExitedException as exc:
-            drain()
-            if errors:
-                raise XenoedgeError("; ".join(errors)) from None
-            raise RuntimeError(f"training process failed: {exc}") from None
-        drain()
+    failed = {rank: p.exitcode for rank, p in enumerate(processes) if p.exitcode != 0}
+    if errors:
+        raise XenoedgeError("; ".join(errors))
+    if failed:
+        detail = "\n".join(crashes) or ", ".join(f"rank {r} exit code {c}" for r, c in failed.items())
+        raise RuntimeError(f"training process failed: {detail}")
     return out
 
 
