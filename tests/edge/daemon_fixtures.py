@@ -75,6 +75,10 @@ class FaultyCamera(Camera):
     def read_reference(self, kind):
         return self.inner.read_reference(kind)
 
+    @property
+    def on_demand(self) -> bool:
+        return self.inner.on_demand
+
     def read(self):
         from calibration.errors import CameraError
 

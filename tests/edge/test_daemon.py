@@ -188,7 +188,9 @@ def test_camera_errors_are_reported_and_the_camera_is_reopened(crop_bundle):
 
 
 def test_nan_and_wrong_shape_frames_are_skipped_with_an_error_and_the_daemon_goes_on(crop_bundle):
-    cam = FaultyCamera(camera(fps=20), {1: "nan", 3: "shape"})
+    # an on-demand camera: the daemon reads a frame only when its queue has room, so no frame (and
+    # no fault) is dropped however slow inference is on a busy machine
+    cam = FaultyCamera(camera(), {1: "nan", 3: "shape"})
     sink = CollectingSink()
     with Daemon(config(crop_bundle, capture_references="always", queue_size=8), sink, camera=cam) as daemon:
         stats = daemon.run(max_frames=6)
@@ -381,7 +383,8 @@ def test_a_failing_sink_does_not_stop_the_daemon(crop_bundle):
             super().send(kind, **fields)
 
     sink = Flaky()
-    with Daemon(config(crop_bundle, queue_size=8), sink, camera=camera(fps=30)) as daemon:
+    # on-demand camera: frames 0..5 all reach the sink (none dropped on a busy machine), 3 of them odd
+    with Daemon(config(crop_bundle, queue_size=8), sink, camera=camera()) as daemon:
         stats = daemon.run(max_frames=6)
     assert stats.frames == 6 and stats.errors["sink"] == len(sink.of("error")) >= 2
     assert "link down" in sink.of("error")[0]["message"] and sink.of("mask")
