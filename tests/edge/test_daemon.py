@@ -413,7 +413,7 @@ def test_reflectance_bundle_calibrates_in_numpy_and_matches_the_raw_bundle(crop_
     masks = []
     for bundle in (crop_bundle, stand_in):
         sink = CollectingSink()
-        with Daemon(config(bundle, queue_size=16), sink, camera=camera(fps=10)) as daemon:
+        with Daemon(config(bundle, queue_size=16), sink, camera=camera()) as daemon:
             daemon.run(max_frames=3)
             assert daemon.engine.variant == ("raw" if bundle == crop_bundle else "reflectance")
         masks.append({m["frame_index"]: m["classes"] for m in sink.of("mask")})
