@@ -77,6 +77,7 @@ class Preset:
     projection_steps: int
     model_options: tuple[tuple[str, object], ...] = ()
     pixel_arms: tuple[str, ...] = ("human", "human+pig")  # also trained with the per-pixel model (first seed)
+    edge_arms: tuple[str, ...] = ()  # also trained with unet-edge (pool 2) when the main model is another one
     skip_arms: tuple[str, ...] = ()  # arms left out of this preset (compute budget)
     val_every: int = 50
     patience: int = 3
@@ -108,7 +109,7 @@ PRESETS = {
     ),
     "full": Preset(
         "full", 96, 128, 12, 5, 6, 20, "unet-effb5", 3000, 8, 64, (0, 1, 2), 100,
-        model_options=(("pool", 2),), pixel_arms=("human", "human+pig", "human+unet-edge"), val_every=100,
+        model_options=(("pool", 2),), edge_arms=("human", "human+pig", "human+pig+rat"), val_every=100,
         patience=5,
     ),
 }  # fmt: skip
@@ -426,6 +427,8 @@ def run(preset: Preset, work: Path, *, protocol: str = "paper", log: Log = print
     ]
     jobs = [(arm, preset.model, options, preset.seeds) for arm in arms]
     jobs += [(arm, "pixel-mlp", {}, preset.seeds[:1]) for arm in arms if arm.name in preset.pixel_arms]
+    if preset.model != "unet-edge":
+        jobs += [(arm, "unet-edge", {"pool": 2}, preset.seeds) for arm in arms if arm.name in preset.edge_arms]
     tasks = []
     for arm, model, model_options, seeds in jobs:
         for fold in range(preset.folds):
@@ -619,16 +622,16 @@ def analyse(rows: list[dict], preset: Preset, protocol: str, runs: list[dict]) -
     )
     drop["arm"] = best
 
-    # Per-pixel row: the same arms with pixel-mlp.
-    pixel = [r for r in rows if r["model"] == "pixel-mlp"]
-    out["pixel_rows"] = {
-        arm: {
-            "physiological": _cell(_select(pixel, arm=arm, data="physiological", species="human")),
-            **{s: _cell(_select(pixel, arm=arm, data=s, labels=scored[s])) for s in MALPERFUSION},
-        }
-        for arm in preset.pixel_arms
-        if _select(pixel, arm=arm)
-    }
+    # Rows of the other models: the per-pixel model, and unet-edge where the main model is another.
+    out["extra_rows"] = {}
+    for model, arms_of in (("pixel-mlp", preset.pixel_arms), ("unet-edge", preset.edge_arms)):
+        scored_rows = [r for r in rows if r["model"] == model and model != preset.model]
+        for arm in arms_of:
+            if _select(scored_rows, arm=arm):
+                out["extra_rows"][f"{arm} ({model})"] = {
+                    "physiological": _cell(_select(scored_rows, arm=arm, data="physiological", species="human")),
+                    **{s: _cell(_select(scored_rows, arm=arm, data=s, labels=scored[s])) for s in MALPERFUSION},
+                }
 
     # Part 3: crops.
     src, tgt = preset.source_crop, preset.target_crop
@@ -824,8 +827,8 @@ def write_report(results: dict, path: Path, command: str) -> Path:
     ]
     for arm, row in part2.items():
         lines.append(f"| {arm} | " + " | ".join(_fmt(row[c]) for c in columns) + " |")
-    for arm, row in results.get("pixel_rows", {}).items():
-        lines.append(f"| {arm} (pixel-mlp) | " + " | ".join(_fmt(row.get(c, {})) for c in columns) + " |")
+    for name, row in results.get("extra_rows", {}).items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(c, {})) for c in columns) + " |")
     lines += ["", "Gap recovery per arm, (xeno − baseline) ÷ (baseline on physiological − baseline), same classes:", ""]
     lines += [
         "| arm | " + " | ".join(results["gap_recovery_by_arm"][next(iter(results["gap_recovery_by_arm"]))]) + " |"
