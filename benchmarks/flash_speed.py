@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibration.sensors import get_sensor
 from devices.simulated import SimulatedCamera
+from edge.builtin_bundles import DEFAULT_BUNDLES, default_bundle
 from edge.config import DaemonConfig
 from edge.daemon import Daemon
-from edge.device_cli import DEFAULT_BUNDLES, default_bundle
 from edge.flashing.host import FlashClient
 from edge.links import PtyLink, SerialLink
 from edge.links.paced import PacedLink

@@ -37,7 +37,7 @@ from calibration.reflectance import signal_range
 from calibration.sensors import get_sensor
 from devices.open_camera import camera_from_spec
 from devices.recording import record
-from edge.device_cli import default_bundle
+from edge.builtin_bundles import default_bundle
 from edge.engines import open_engine
 from edge.scan import ScanOptions, ScanSession
 from export.bundle import extract_bundle, read_manifest

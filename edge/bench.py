@@ -454,9 +454,11 @@ def _run_chunk(cfg: _Config, n_until: int, ns_until: int) -> None:
 
 def bench_engine(source, configs: list[_Config], settings: BenchSettings, options, scenario: str, notes) -> dict:
     """Alternating rounds over ``configs`` (engines left open for accuracy); returns the input description."""
+    from edge.bench_common import bench_console
     from edge.bench_inputs import bundle_inputs, frame_hw, synthetic_inputs
     from edge.bench_offline import offline_runner
-    from edge.cli_common import console
+
+    console = bench_console()
 
     multiple = 1
     torch_cfg = next((c for c in configs if c.runtime == "torch"), None)
@@ -817,8 +819,10 @@ def compared_configs(settings: BenchSettings, tmp: Path, source, notes: list[str
 
 
 def _pipeline(source, configs: list[_Config], settings: BenchSettings, notes: list[str]) -> dict:
+    from edge.bench_common import bench_console
     from edge.bench_pipeline import bench_pipeline, pipeline_rounds
-    from edge.cli_common import console
+
+    console = bench_console()
 
     if source.kind != "bundle":
         raise BenchError(f"--mode pipeline runs the daemon, which takes a bundle; {settings.model} is a {source.kind}")
@@ -1035,7 +1039,9 @@ def print_table(report: Mapping) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from edge.cli_common import console
+    from edge.bench_common import bench_console
+
+    console = bench_console()
 
     if not console.is_terminal:  # a pipe or a log: rich would wrap the columns at 80 characters
         console = Console(width=180, highlight=False)
@@ -1165,7 +1171,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``edge-bench`` console script; returns the exit code (1: bad input or failure)."""
-    from edge.cli_common import console
+    from edge.bench_common import bench_console
+
+    console = bench_console()
 
     args = build_parser().parse_args(argv)
     settings = BenchSettings(

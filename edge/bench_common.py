@@ -20,6 +20,7 @@ __all__ = [
     "LATENCY_KEYS",
     "STAGE_KEYS",
     "BenchError",
+    "bench_console",
     "cpu_seconds",
     "fmt",
     "latency_stats",
@@ -100,3 +101,16 @@ def fmt(value, spec: str = ".1f", none: str = "-") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return none
     return format(value, spec)
+
+
+def bench_console():
+    """The console edge-bench prints its tables and progress on (stderr: stdout stays for --json)."""
+    global _CONSOLE
+    if _CONSOLE is None:
+        from rich.console import Console
+
+        _CONSOLE = Console(stderr=True)
+    return _CONSOLE
+
+
+_CONSOLE = None

@@ -321,7 +321,7 @@ def _checkpoint_source(path: Path, tmp: Path, shape: str | None, want_graphs: bo
 
 def open_source(arg: str, tmp: Path, *, shape: str | None = None, want_graphs: bool = True) -> Source:
     """Resolve MODEL_OR_BUNDLE (see the module docstring); ``tmp``: a folder for extracted files."""
-    from edge.device_cli import DEFAULT_BUNDLES, default_bundle
+    from edge.builtin_bundles import DEFAULT_BUNDLES, default_bundle
     from export.bundle import extract_bundle, read_manifest
 
     path = Path(arg)

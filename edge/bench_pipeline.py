@@ -252,8 +252,8 @@ def stage_summary(values_ns) -> dict | None:
 
 
 def default_camera(manifest: Mapping, camera: str | None) -> str:
-    """``camera`` or the simulated camera of the bundle's sensor (``edge.device_cli.DEFAULT_BUNDLES``)."""
-    from edge.device_cli import DEFAULT_BUNDLES
+    """``camera`` or the simulated camera of the bundle's sensor (``edge.builtin_bundles.DEFAULT_BUNDLES``)."""
+    from edge.builtin_bundles import DEFAULT_BUNDLES
 
     sensor = manifest["sensor"]["name"]
     sim_cameras = {sensor_name: cam for cam, sensor_name in DEFAULT_BUNDLES.values()}

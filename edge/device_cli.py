@@ -10,16 +10,8 @@ from pathlib import Path
 
 import typer
 
+from edge.builtin_bundles import DEFAULT_BUNDLES, default_bundle
 from edge.cli_common import console, output_folder_option
-
-DEFAULT_BUNDLES = {"surgical": ("sim:surgical", "tivita"), "crop": ("sim:crop", "mosaic-5x5-nir")}
-
-
-def default_bundle(name: str) -> Path:
-    """Path of a bundle shipped in the package (``edge/default_bundles``)."""
-    from importlib import resources
-
-    return Path(str(resources.files("edge").joinpath("default_bundles", f"{name}.xeb")))
 
 
 def _bundle_and_camera(bundle: str | None, camera: str | None) -> tuple[Path | None, str | None]:

@@ -226,7 +226,7 @@ class ScanSession:
     def _bundle_path(self) -> Path:
         if self.options.bundle is not None:
             return Path(self.options.bundle)
-        from edge.device_cli import default_bundle
+        from edge.builtin_bundles import default_bundle
 
         return default_bundle("crop")
 

@@ -28,7 +28,7 @@ BASELINE_CROP = REPO / "benchmarks" / "baselines" / "pixel-mlp-2026-11" / "crop.
 
 def _bundle_targets(name: str) -> dict[str, dict]:
     """A packaged bundle's targets, in manifest order (edge-bench measures them in that order)."""
-    from edge.device_cli import default_bundle
+    from edge.builtin_bundles import default_bundle
     from export.bundle import read_manifest
 
     return read_manifest(default_bundle(name))["targets"]
@@ -61,7 +61,7 @@ def _single_stream(r: dict) -> None:
 def crop_files(tmp_path_factory):
     """The crop bundle's ONNX file and OpenVINO IR, and the previous crop bundle's INT8 (QDQ) ONNX file,
     extracted and renamed (no precision in the name)."""
-    from edge.device_cli import default_bundle
+    from edge.builtin_bundles import default_bundle
     from export.bundle import extract_bundle
 
     tmp = tmp_path_factory.mktemp("crop-files")

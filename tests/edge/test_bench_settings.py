@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime")
 
 
 def _targets(name: str) -> dict:
-    from edge.device_cli import default_bundle
+    from edge.builtin_bundles import default_bundle
     from export.bundle import read_manifest
 
     return read_manifest(default_bundle(name))["targets"]

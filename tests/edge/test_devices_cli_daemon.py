@@ -14,7 +14,7 @@ from calibration.references import References
 from calibration.store import save_references
 from devices.open_camera import camera_from_spec
 from devices.recording import record
-from edge.device_cli import default_bundle
+from edge.builtin_bundles import default_bundle
 
 
 def _run_recorded(tmp_path, frames: int, options: str = "") -> tuple[subprocess.CompletedProcess, str]:

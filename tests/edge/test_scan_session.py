@@ -28,8 +28,8 @@ from calibration.store import load_references
 from devices.formats.label_png import read_label_png
 from devices.open_camera import camera_from_spec
 from devices.recording import record
+from edge.builtin_bundles import default_bundle
 from edge.daemon import mean_dsc
-from edge.device_cli import default_bundle
 from edge.scan import ScanCalibrationError, ScanError, ScanOptions, ScanOutputError, ScanSession, run_scan
 from edge.scan.measure import LeafClasses, measure
 from edge.scan.pictures import FramePictures
