@@ -255,3 +255,47 @@ def test_200_close_reopen_cycles_leak_no_descriptor_or_thread(tmp_path):
     link.close()
     assert link.stats.reconnects == 199 and link.stats.disconnects == 200
     assert open_fds() == fds and threading.active_count() == threads
+
+
+def test_systemd_status_says_the_link_is_down_while_the_watchdog_keeps_coming(crop_bundle, tmp_path):
+    """With the host end gone, the unit's STATUS= line says DOWN, and WATCHDOG=1 still arrives after
+    it: the frame loop is alive (docs/daemon.md, "Link states")."""
+    import socket
+
+    from edge.sdnotify import SdNotifier
+
+    notify_path = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(notify_path)
+    server.settimeout(0.2)
+    received: list[str] = []
+
+    def drain() -> list[str]:
+        while True:
+            try:
+                received.append(server.recv(65536).decode())
+            except (TimeoutError, BlockingIOError):
+                return received
+
+    notifier = SdNotifier.from_environ({"NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "200000"})
+    by_id = tmp_path / "usb-Xenoedge_0002-if00"
+    host = Host(by_id)
+    sink = LinkSink(f"serial:{by_id}@921600")
+    config = DaemonConfig(bundle=crop_bundle, camera="sim:crop", capture_frames=2, status_interval_s=0.1)
+    with Daemon(config, sink, camera=crop_camera(fps=20), notifier=notifier) as daemon:
+        thread, _ = run_in_thread(daemon)
+        wait_for(lambda: host.masks >= 2, "masks before the unplug")
+        host.unplug()
+
+        def down_then_watchdog() -> bool:
+            messages = drain()
+            down = [i for i, m in enumerate(messages) if "STATUS=link DOWN" in m]
+            return bool(down) and any(m == "WATCHDOG=1" for m in messages[down[0] + 1 :])
+
+        wait_for(down_then_watchdog, "STATUS=link DOWN, then a watchdog ping")
+        daemon.stop()
+        thread.join(WAIT_S)
+    sink.close()
+    server.close()
+    down = next(m for m in received if "STATUS=link DOWN" in m)
+    assert "lost" in down and "delivered" in down
