@@ -1,7 +1,8 @@
 """State-strength calibration probe: a human physiological-only model on human pathological tissue.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/state_calibration.py --work DIR \
-        [--model pixel-mlp] [--steps 1000] [--seeds 0 1] [--variants '{"name": {state: {key: [lo, hi]}}}']
+        [--model pixel-mlp] [--model-options '{"pool": 2}'] [--steps 1000] [--seeds 0 1] \
+        [--variants '{"name": {state: {key: [lo, hi]}}}']
 
 Simulates (48x64, Tivita bands, data set seed 7) human physiological images of 10 subjects x 6
 (training: subjects 0-5; physiological test: 6-9), trains ``--model`` on the training subjects
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--model", default="pixel-mlp")
+    parser.add_argument("--model-options", default="{}", help="JSON, e.g. '{\"pool\": 2}' for unet-edge")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variants", default='{"shipped": {}}', help="JSON: name -> {state: {key: [lo, hi]}}")
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig(
             data=str(args.work / "phys"),
             model=args.model,
+            model_options=json.loads(args.model_options),
             image_ids=train_ids,
             steps=args.steps,
             batch_size=8,
