@@ -58,7 +58,7 @@ lint: $(VENV)/.dev-installed
 # `make bench-edge VENV=/path/to/venv` reruns only the edge-bench part with an existing environment.
 BENCH_OUT ?= benchmarks/results
 BENCH_DATA ?= $(DEMO_OUT)/bench-data
-EDGE_BENCH = OPENBLAS_NUM_THREADS=1 $(PY) -m edge.bench
+EDGE_BENCH = OPENBLAS_NUM_THREADS=1 $(PY) -m xenoedge.bench.main
 
 bench: $(VENV)/.dev-installed
 	$(PY) benchmarks/simulator_fps.py
@@ -100,11 +100,11 @@ experiment: $(VENV)/.dev-installed
 	$(VENV)/bin/xenoedge experiment xeno --preset quick --work experiments/xeno --report docs/experiments/xeno.md
 
 default-models: $(VENV)/.dev-installed
-	$(PY) -m xeno.default_models all --work experiments/default-models
+	$(PY) -m xenoedge.xeno.default_models all --work experiments/default-models
 
 # Export the default models into the bundles the device install ships (edge/default_bundles).
 default-bundles: $(VENV)/.dev-installed
-	$(PY) -m export.default_bundles --work experiments/default-bundles
+	$(PY) -m xenoedge.export.default_bundles --work experiments/default-bundles
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)

@@ -19,11 +19,11 @@ import os
 import time
 
 import numpy as np
+from xenoedge.calibration.calibrator import FrameCalibrator
+from xenoedge.calibration.mosaic import cube_from_mosaic
+from xenoedge.calibration.references import References
 
-from calibration.calibrator import FrameCalibrator
-from calibration.mosaic import cube_from_mosaic
-from calibration.references import References
-from calibration.sensors import get_sensor
+from xenoedge.sensors import get_sensor
 
 
 def _refs(sensor, rng):

@@ -8,7 +8,7 @@ alternating rounds (medians):
 - ONNX Runtime, the same session fetching ``classes`` + ``confidence`` vs ``classes`` only,
   and whether a Softmax node still runs in the profile when only ``classes`` is fetched;
 - OpenVINO, the compiled model with both outputs vs the model with the ``confidence`` result
-  dropped before compiling (what ``edge.engines`` does when no consumer asks for confidence).
+  dropped before compiling (what ``xenoedge.edge.engines`` does when no consumer asks for confidence).
 
 Prints one JSON object. docs/export.md ("Confidence") quotes a run.
 """
@@ -37,9 +37,8 @@ def main() -> None:
     import onnxruntime as ort
     import openvino as ov
     import torch
-
-    from export.onnx_export import export_onnx
-    from xeno.models import build_model
+    from xenoedge.export.onnx_export import export_onnx
+    from xenoedge.xeno.models import build_model
 
     h, w, c = (int(v) for v in args.size.split("x"))
     torch.manual_seed(0)

@@ -16,9 +16,9 @@ import json
 import sys
 from pathlib import Path
 
-from edge.bench import host_line
-from edge.bench_common import STAGE_KEYS
-from edge.bench_common import fmt as _f
+from xenoedge.bench.common import STAGE_KEYS
+from xenoedge.bench.common import fmt as _f
+from xenoedge.bench.main import host_line
 
 
 def summary(report: dict) -> list[str]:

@@ -25,8 +25,8 @@ import numpy as np
 
 
 def simulated_frames(n: int, sensor):
-    from export.export import camera_references
-    from xeno.scene import SceneConfig, simulate_scene
+    from xenoedge.export.export import camera_references
+    from xenoedge.xeno.scene import SceneConfig, simulate_scene
 
     h, w, _ = sensor.cube_shape
     dark, gain = camera_references(sensor, h, w)
@@ -42,16 +42,16 @@ def simulated_frames(n: int, sensor):
 
 
 def mean_dsc(pred, truth) -> float:
-    from xeno.evaluate import dice
+    from xenoedge.xeno.evaluate import dice
 
     return float(np.mean([dice(p, t, int(c)) for p, t in zip(pred, truth, strict=True) for c in np.unique(t) if c]))
 
 
 def build_artifacts(model, sensor, work: Path, calibration, keep_float):
-    from export.onnx_export import export_onnx
-    from export.openvino_export import convert_to_ir, quantize_ir_int8
-    from export.quantize import quantize_int8
-    from export.runners import OpenVinoRunner, OrtRunner
+    from xenoedge.export.onnx_export import export_onnx
+    from xenoedge.export.openvino_export import convert_to_ir, quantize_ir_int8
+    from xenoedge.export.quantize import quantize_int8
+    from xenoedge.export.runners import OpenVinoRunner, OrtRunner
 
     h, w, c = sensor.cube_shape
     fp32 = export_onnx(model, height=h, width=w, n_bands=c, path=work / "model.fp32.onnx")
@@ -70,9 +70,8 @@ def build_artifacts(model, sensor, work: Path, calibration, keep_float):
 
 def bench_model(name, model, sensor, frames, truth, repeats, keep_float) -> dict:
     import torch
-
-    from export.onnx_export import preprocess_reference
-    from xeno.evaluate import predict
+    from xenoedge.export.onnx_export import preprocess_reference
+    from xenoedge.xeno.evaluate import predict
 
     torch.set_num_threads(2)
     work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
@@ -123,10 +122,11 @@ def main() -> None:
     import logging
 
     logging.getLogger("nncf").setLevel(logging.WARNING)
-    from calibration.sensors import get_sensor
-    from xeno.checkpoint import load_model
-    from xeno.default_models import default_model_dir
-    from xeno.models import build_model
+    from xenoedge.xeno.checkpoint import load_model
+    from xenoedge.xeno.default_models import default_model_dir
+    from xenoedge.xeno.models import build_model
+
+    from xenoedge.sensors import get_sensor
 
     sensor = get_sensor("tivita")
     frames, truth = simulated_frames(args.frames, sensor)

@@ -23,16 +23,17 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibration.sensors import get_sensor
-from devices.simulated import SimulatedCamera
-from edge.builtin_bundles import DEFAULT_BUNDLES, default_bundle
-from edge.config import DaemonConfig
-from edge.daemon import Daemon
-from edge.flashing.host import FlashClient
-from edge.links import PtyLink, SerialLink
-from edge.links.paced import PacedLink
-from edge.protocol.sink import ProtocolSink
-from export.bundle import extract_bundle, write_bundle
+from xenoedge.devices.simulated import SimulatedCamera
+from xenoedge.edge.builtin_bundles import DEFAULT_BUNDLES, default_bundle
+from xenoedge.edge.config import DaemonConfig
+from xenoedge.edge.daemon import Daemon
+from xenoedge.edge.flashing.host import FlashClient
+from xenoedge.edge.links import PtyLink, SerialLink
+from xenoedge.edge.links.paced import PacedLink
+from xenoedge.edge.protocol.sink import ProtocolSink
+from xenoedge.export.bundle import extract_bundle, write_bundle
+
+from xenoedge.sensors import get_sensor
 
 
 def reversioned(source: Path, dest: Path, version: str) -> Path:

@@ -27,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from anywhere
-from edge.protocol import (
+from xenoedge.edge.protocol import (
     PacketType,
     ProtocolError,
     StreamDecoder,

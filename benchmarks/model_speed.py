@@ -2,7 +2,7 @@
 
     python benchmarks/model_speed.py [--threads 2] [--rounds 5] [--warmup 2] [--onnxruntime] [--json F] [--csv F]
 
-For each model in ``xeno.models.MODELS``: PyTorch eager FP32, ``torch.set_num_threads(threads)``,
+For each model in ``xenoedge.xeno.models.MODELS``: PyTorch eager FP32, ``torch.set_num_threads(threads)``,
 ``torch.inference_mode()``, batch 1, input (1, 100, 480, 640) of L1-normalised random spectra,
 10 classes. The first inference (build excluded) is reported on its own; then ``warmup`` more
 runs are discarded and ``rounds`` timed runs follow. Rounds alternate between models (A, B, C,
@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-
-from xeno.models import MODELS, build_model, count_parameters
+from xenoedge.xeno.models import MODELS, build_model, count_parameters
 
 REFERENCE = "unet-effb5"
 PAPER_REFERENCE_S = 1.8

@@ -27,14 +27,14 @@ import sys
 from itertools import combinations
 
 import numpy as np
+from xenoedge.calibration.normalise import l1_normalise
+from xenoedge.calibration.reflectance import reflectance_from_raw
+from xenoedge.xeno import camera_model
+from xenoedge.xeno.labels import SURGICAL
+from xenoedge.xeno.scene import SceneConfig, simulate_scene
+from xenoedge.xeno.seeds import stable_seed
 
-from calibration.normalise import l1_normalise
-from calibration.reflectance import reflectance_from_raw
-from calibration.sensors import get_sensor
-from xeno import camera_model
-from xeno.labels import SURGICAL
-from xeno.scene import SceneConfig, simulate_scene
-from xeno.seeds import stable_seed
+from xenoedge.sensors import get_sensor
 
 MAX_PIXELS_PER_SCENE_ORGAN = 1500
 

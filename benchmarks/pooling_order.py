@@ -3,14 +3,14 @@
     python benchmarks/pooling_order.py [--checkpoint xeno/default_models/surgical] [--frames 6] [--json OUT]
 
 An edge-first bundle pools the raw frame p x p inside its graph and calibrates the pooled counts
-with references pooled the same way (``calibration.pooling``). The exact order would calibrate
+with references pooled the same way (``xenoedge.calibration.pooling``). The exact order would calibrate
 every pixel first and pool the reflectance. This script simulates Tivita frames through the
 camera model (vignetted white reference, shot and read noise, saturation), takes both orders
 and reports:
 
 - reflectance: mean and 99th-percentile absolute difference of the pooled reflectance, and of
   the L1 spectra the model sees (relative to the mean spectrum value);
-- masks: the checkpoint's (H, W) masks from the graph's order (``xeno.evaluate.predict_working``)
+- masks: the checkpoint's (H, W) masks from the graph's order (``xenoedge.xeno.evaluate.predict_working``)
   and from the exact order (the PyTorch model on full-size spectra), their pixel agreement, and
   the mean DSC of each against the simulated ground truth.
 """
@@ -22,12 +22,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+from xenoedge.calibration.normalise import l1_normalise
+from xenoedge.calibration.pooling import pool_blocks, pooled_references
+from xenoedge.calibration.reflectance import MAX_REFLECTANCE
+from xenoedge.export.onnx_export import preprocess_reference, reference_gain
 
-from calibration.normalise import l1_normalise
-from calibration.pooling import pool_blocks, pooled_references
-from calibration.reflectance import MAX_REFLECTANCE
-from calibration.sensors import get_sensor
-from export.onnx_export import preprocess_reference, reference_gain
+from xenoedge.sensors import get_sensor
 
 EXPOSURE_MS = 10.0
 
@@ -40,10 +40,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from xeno.camera_model import expected_counts, make_camera_model, noise_sigma, reference_counts, sample_raw
-    from xeno.checkpoint import load_model
-    from xeno.evaluate import dice, predict, predict_working
-    from xeno.scene import SceneConfig, simulate_scene
+    from xenoedge.xeno.camera_model import expected_counts, make_camera_model, noise_sigma, reference_counts, sample_raw
+    from xenoedge.xeno.checkpoint import load_model
+    from xenoedge.xeno.evaluate import dice, predict, predict_working
+    from xenoedge.xeno.scene import SceneConfig, simulate_scene
 
     model, config = load_model(args.checkpoint)
     pool = int(getattr(model, "input_pool", 1))

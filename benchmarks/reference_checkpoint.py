@@ -6,7 +6,7 @@
 preprocessing, so ``edge-bench OUT`` measures it as the paper runs it (full 480 x 640 frame,
 ``--pool 1``) in PyTorch eager FP32 and as FP32 ONNX Runtime / OpenVINO graphs, the numbers the
 edge-first default is compared with in docs/bench.md. Latency does not depend on the weights; a
-trained reference (``python -m xeno.default_models surgical --reference``) is ~120 MB and stays
+trained reference (``python -m xenoedge.xeno.default_models surgical --reference``) is ~120 MB and stays
 out of the repository.
 """
 
@@ -17,10 +17,9 @@ import json
 from pathlib import Path
 
 import torch
-
-from xeno.checkpoint import save_checkpoint
-from xeno.default_models import default_model_dir
-from xeno.models import build_model, model_config
+from xenoedge.xeno.checkpoint import save_checkpoint
+from xenoedge.xeno.default_models import default_model_dir
+from xenoedge.xeno.models import build_model, model_config
 
 
 def main() -> None:

@@ -3,9 +3,9 @@
     python benchmarks/scan_speed.py [--frames 40] [--threads 1] [--prefer onnxruntime] [--json out.json]
 
 1. The simulated crop camera (``sim:crop``, seed 0) is recorded as a 16-bit PNG mosaic sequence
-   (2048x1088, 5x5 pattern) with dark and white reference frames (``devices.recording``); not timed.
+   (2048x1088, 5x5 pattern) with dark and white reference frames (``xenoedge.devices.recording``); not timed.
 2. Bare engine: the packaged crop bundle's target that the daemon picks (same ``--prefer`` and
-   ``--threads``), loaded with ``edge.engines.open_engine``; the recorded frames are demosaiced
+   ``--threads``), loaded with ``xenoedge.edge.engines.open_engine``; the recorded frames are demosaiced
    into cubes beforehand and each inference is timed alone (``engine.infer()`` on its bound
    buffers, warm-up excluded): what the model costs.
 3. Scan loop: ``xenoedge scan`` on ``file:REC/%05d.png`` (the OpenCV driver reading the PNGs),
@@ -31,16 +31,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from xenoedge.calibration.mosaic import cube_from_mosaic
+from xenoedge.calibration.reflectance import signal_range
+from xenoedge.devices.open_camera import camera_from_spec
+from xenoedge.devices.recording import record
+from xenoedge.edge.builtin_bundles import default_bundle
+from xenoedge.edge.engines import open_engine
+from xenoedge.edge.scan import ScanOptions, ScanSession
+from xenoedge.export.bundle import extract_bundle, read_manifest
 
-from calibration.mosaic import cube_from_mosaic
-from calibration.reflectance import signal_range
-from calibration.sensors import get_sensor
-from devices.open_camera import camera_from_spec
-from devices.recording import record
-from edge.builtin_bundles import default_bundle
-from edge.engines import open_engine
-from edge.scan import ScanOptions, ScanSession
-from export.bundle import extract_bundle, read_manifest
+from xenoedge.sensors import get_sensor
 
 
 def _stats_ms(values: list[float]) -> dict:

@@ -24,10 +24,10 @@ import sys
 import time
 
 import numpy as np
+from xenoedge.devices.simulated import SimulatedCamera
+from xenoedge.xeno.scene import SceneConfig, simulate_scene
 
-from calibration.sensors import get_sensor
-from devices.simulated import SimulatedCamera
-from xeno.scene import SceneConfig, simulate_scene
+from xenoedge.sensors import get_sensor
 
 
 def _stats(times_ns: list[int]) -> dict:

@@ -6,8 +6,8 @@
 
 Simulates (48x64, Tivita bands, data set seed 7) human physiological images of 10 subjects x 6
 (training: subjects 0-5; physiological test: 6-9), trains ``--model`` on the training subjects
-with ``xeno.train`` (no augmentation beyond the geometric one, no validation split), and for
-each strength variant (``xeno.species.STATE_RANGES`` overridden in this process only; "{}" =
+with ``xenoedge.xeno.train`` (no augmentation beyond the geometric one, no validation split), and for
+each strength variant (``xenoedge.xeno.species.STATE_RANGES`` overridden in this process only; "{}" =
 the shipped ranges) simulates and scores:
 
 * human pathological images (10 subjects x 4, every organ pathological, states drawn evenly)
@@ -27,14 +27,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from xeno import layout
-from xeno import species as tables
-from xeno.checkpoint import load_model
-from xeno.dataset import SpectralDataset
-from xeno.evaluate import evaluate_model
-from xeno.simulate_dataset import DatasetSpec, write_dataset
-from xeno.train import TrainConfig, train
+from xenoedge.xeno import layout
+from xenoedge.xeno import species as tables
+from xenoedge.xeno.checkpoint import load_model
+from xenoedge.xeno.dataset import SpectralDataset
+from xenoedge.xeno.evaluate import evaluate_model
+from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+from xenoedge.xeno.train import TrainConfig, train
 
 PATHOLOGICAL = ("malperfused_arterial", "malperfused_venous", "icg")
 KIDNEY_GROUP = ("kidney", "peritoneum", "colon", "small_bowel")

@@ -2,10 +2,10 @@
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/state_deviation_transfer.py [--deviations 0 0.5 1 2]
 
-For each state deviation d (``xeno.species.state_deviation_override``) the script simulates a
+For each state deviation d (``xenoedge.xeno.species.state_deviation_override``) the script simulates a
 small data set (human, pig, rat; ``--subjects`` x ``--images`` per species, 48x64, Tivita
 bands, each organ pathological with probability 0.6, seed ``--seed``), learns pig and rat maps
-per pathological state (``xeno.projections.learn_projections``, 100 Adam steps), applies them
+per pathological state (``xenoedge.xeno.projections.learn_projections``, 100 Adam steps), applies them
 to *human* physiological pixels, and reports, summed over the organs that have maps and both
 states, the L1 distance between median L1 spectra: human physiological -> human pathological
 (what a physiological-only model faces) and mapped -> human pathological (what the maps leave),
@@ -22,10 +22,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from xeno import species as tables
-from xeno.projections import learn_projections, median_spectra, organ_samples_from_folder
-from xeno.simulate_dataset import DatasetSpec, write_dataset
+from xenoedge.xeno import species as tables
+from xenoedge.xeno.projections import learn_projections, median_spectra, organ_samples_from_folder
+from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
 STATES = ("malperfused_arterial", "malperfused_venous", "icg")
 

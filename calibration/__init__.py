@@ -1,15 +1,10 @@
-"""Calibration: the numpy-only base layer (errors, sensor profiles, band response, references).
+"""Calibration: white/dark references, reflectance, band response and resampling, mosaics (NumPy only).
 
-Importing this package must stay cheap and must never import torch, onnx or nncf. It turns
-the telemetry of every library off first (``calibration.telemetry``): every entry point
-imports this base layer before OpenVINO or NNCF.
+Importing this package must stay cheap and must never import torch, onnx or nncf. The error
+classes live in ``xenoedge.errors`` and are re-exported here for the calibration API.
 """
 
-from calibration.telemetry import disable_telemetry  # first: before anything imports OpenVINO or NNCF
-
-disable_telemetry()
-
-from calibration.errors import (  # noqa: E402
+from xenoedge.errors import (
     CalibrationError,
     CameraError,
     CameraExhaustedError,

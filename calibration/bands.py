@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from calibration.errors import InvalidCubeError
+from xenoedge.errors import InvalidCubeError
 
 # A band whose Gaussian response falls mostly outside the source grid cannot be formed.
 MIN_COVERED_FRACTION = 0.4

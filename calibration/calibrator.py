@@ -7,11 +7,11 @@ docs/calibration.md). With ``threads=2`` the blocks are split between two thread
 (NumPy releases the GIL inside its loops).
 
 Policy per frame:
-  1. mosaic sensors: demosaic to the cube (``calibration.mosaic``);
+  1. mosaic sensors: demosaic to the cube (``xenoedge.calibration.mosaic``);
   2. saturation: a pixel with any band >= the sensor's saturation count is saturated;
   3. reflectance = (raw − dark) · 1/(white − dark), with the optional band-crosstalk matrix
      applied to the dark-subtracted signal (and to the white signal once at start-up);
-  4. clip to [0, ``MAX_REFLECTANCE``] (see ``calibration.reflectance``);
+  4. clip to [0, ``MAX_REFLECTANCE``] (see ``xenoedge.calibration.reflectance``);
   5. valid = not saturated and not a dead/hot pixel of the references.
 """
 
@@ -21,12 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from xenoedge.calibration.mosaic import cube_from_mosaic
+from xenoedge.calibration.references import References
+from xenoedge.calibration.reflectance import MAX_REFLECTANCE, signal_range
 
-from calibration.errors import CalibrationError
-from calibration.mosaic import cube_from_mosaic
-from calibration.references import References
-from calibration.reflectance import MAX_REFLECTANCE, signal_range
-from calibration.sensors import SensorProfile
+from xenoedge.errors import CalibrationError
+from xenoedge.sensors import SensorProfile
 
 BLOCK_BYTES = 1 << 20
 
@@ -47,7 +47,7 @@ class FrameCalibrator:
     ``crosstalk`` is an optional (C, C) matrix M with corrected = M @ measured (per pixel,
     dark-subtracted), e.g. the inverse of a mosaic sensor's measured band mixing.
     ``defects`` is an (h, w) bool map of dead/hot pixels; by default it is derived from
-    the references (``calibration.validation.defect_map``). ``saturation_mask=False``
+    the references (``xenoedge.calibration.validation.defect_map``). ``saturation_mask=False``
     skips the saturation test (about a third of the per-frame time); ``valid`` then only
     excludes defective pixels and ``saturated`` stays all False.
     """
@@ -93,7 +93,7 @@ class FrameCalibrator:
         self._inv_signal = self._inv_signal.reshape((1,) * (3 - self._inv_signal.ndim) + self._inv_signal.shape)
         self._crosstalk_t = None if crosstalk is None else np.ascontiguousarray(crosstalk.T)
         if defects is None:
-            from calibration.validation import defect_map
+            from xenoedge.calibration.validation import defect_map
 
             defects = defect_map(dark, white, self.shape)
         self.defects = np.asarray(defects, dtype=bool)

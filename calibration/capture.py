@@ -21,11 +21,11 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 import numpy as np
+from xenoedge.calibration.mosaic import cube_from_mosaic
+from xenoedge.calibration.references import ReferenceMeta
 
-from calibration.errors import CalibrationError, CameraError, InvalidCubeError
-from calibration.mosaic import cube_from_mosaic
-from calibration.references import ReferenceMeta
-from calibration.sensors import SensorProfile
+from xenoedge.errors import CalibrationError, CameraError, InvalidCubeError
+from xenoedge.sensors import SensorProfile
 
 ReferenceKind = Literal["dark", "white"]
 #: ``progress(frames_done, frames_total)``, called after every frame.

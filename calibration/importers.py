@@ -1,6 +1,6 @@
 """Turn references made by other software into ``References``.
 
-Array level only: the CLI reads the files with ``devices.formats`` (``read_dark_pattern``,
+Array level only: the CLI reads the files with ``xenoedge.devices.formats`` (``read_dark_pattern``,
 ``read_specim_capture``) and passes the arrays here, so ``calibration`` reads no camera
 formats itself.
 
@@ -20,11 +20,11 @@ import math
 from datetime import datetime
 
 import numpy as np
+from xenoedge.calibration.capture import ReferenceCapture, capture_from_lines, iso_utc, utc_now
+from xenoedge.calibration.references import ReferenceMeta, References
 
-from calibration.capture import ReferenceCapture, capture_from_lines, iso_utc, utc_now
-from calibration.errors import CalibrationError
-from calibration.references import ReferenceMeta, References
-from calibration.sensors import SensorProfile
+from xenoedge.errors import CalibrationError
+from xenoedge.sensors import SensorProfile
 
 #: Largest difference (nm) between a file's band centres and the sensor profile's.
 WAVELENGTH_TOLERANCE_NM = 1.0

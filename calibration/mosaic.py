@@ -4,7 +4,7 @@ Each p×p block of the raw frame becomes one cube pixel with C = p² bands (supe
 demosaicing: no spatial interpolation, so the cube is p times smaller than the frame and
 every band of a cube pixel comes from one block). Band crosstalk, where a filter also passes
 light of its neighbours' bands, is undone by an optional correction matrix (``load_crosstalk``
-reads one from a file; ``calibration.calibrator.FrameCalibrator`` applies it).
+reads one from a file; ``xenoedge.calibration.calibrator.FrameCalibrator`` applies it).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.errors import FileFormatError, InvalidCubeError
-from calibration.sensors import SensorProfile
+from xenoedge.errors import FileFormatError, InvalidCubeError
+from xenoedge.sensors import SensorProfile
 
 
 def cube_from_mosaic(frame: np.ndarray, sensor: SensorProfile, out: np.ndarray | None = None) -> np.ndarray:

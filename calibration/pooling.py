@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from calibration.errors import XenoedgeError
+from xenoedge.errors import XenoedgeError
 
 __all__ = ["pool_blocks", "pooled_references", "working_shape"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from calibration.errors import InvalidCubeError
+from xenoedge.errors import InvalidCubeError
 
 MIN_SIGNAL_COUNTS = 1.0
 MAX_REFLECTANCE = 2.0

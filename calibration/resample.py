@@ -1,7 +1,7 @@
 """Band resampling between sensor profiles.
 
 Each target band is the source spectrum integrated over the target band's Gaussian response
-(``calibration.bands.band_response_matrix``), so a model trained for one sensor can run on
+(``xenoedge.calibration.bands.band_response_matrix``), so a model trained for one sensor can run on
 another's data, and training data can be made for any sensor. Target bands that lie outside
 the source range are refused (the error lists them).
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from xenoedge.calibration.bands import band_response_matrix
 
-from calibration.bands import band_response_matrix
-from calibration.errors import InvalidCubeError
-from calibration.sensors import SensorProfile
+from xenoedge.errors import InvalidCubeError
+from xenoedge.sensors import SensorProfile
 
 
 @lru_cache(maxsize=32)

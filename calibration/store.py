@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from xenoedge.calibration.capture import ReferenceCapture, parse_iso_utc, utc_now
+from xenoedge.calibration.references import ReferenceMeta, References
 
-from calibration.atomic import atomic_write
-from calibration.capture import ReferenceCapture, parse_iso_utc, utc_now
-from calibration.errors import CalibrationError, FileFormatError
-from calibration.references import ReferenceMeta, References
-from calibration.sensors import SensorProfile
+from xenoedge.atomic import atomic_write
+from xenoedge.errors import CalibrationError, FileFormatError
+from xenoedge.sensors import SensorProfile
 
 FORMAT_NAME = "xenoedge-references"
 FORMAT_VERSION = 1

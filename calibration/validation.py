@@ -36,10 +36,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from xenoedge.calibration.capture import ReferenceCapture
 
-from calibration.capture import ReferenceCapture
-from calibration.errors import CalibrationError, ReferenceValidationError
-from calibration.sensors import SensorProfile
+from xenoedge.errors import CalibrationError, ReferenceValidationError
+from xenoedge.sensors import SensorProfile
 
 #: How many failing bands a check's detail names before it says "and N more".
 MAX_BANDS_LISTED = 30

@@ -17,8 +17,8 @@ from typing import Literal
 
 import numpy as np
 
-from calibration.errors import CameraError
-from calibration.sensors import SensorProfile
+from xenoedge.errors import CameraError
+from xenoedge.sensors import SensorProfile
 
 FrameKind = Literal["raw", "mosaic_raw", "reflectance"]
 ReferenceKind = Literal["dark", "white"]

@@ -4,7 +4,7 @@ The kind names a driver (``sim``, ``replay``, ``v4l2``, ``file``), the target is
 opens (a scene domain, a folder, a device node, a file or ``%05d`` image pattern) and the
 options tune it (``profile=mosaic-5x5-nir&fps=10``). The target is taken as written: it is
 never percent-decoded, so ``file:seq/%05d.png`` keeps its printf pattern. Option values are
-URL-decoded. Which kinds and options exist is the table in ``devices.open_camera``.
+URL-decoded. Which kinds and options exist is the table in ``xenoedge.devices.open_camera``.
 
 >>> spec = parse_camera_spec("file:seq/%05d.png?profile=mosaic-5x5-nir&fps=10")
 >>> spec.kind, spec.target, spec.options
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from calibration.errors import CameraError
+from xenoedge.errors import CameraError
 
 _KIND = re.compile(r"[a-z][a-z0-9_-]*")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -102,7 +102,7 @@ def parse_camera_spec(text: str) -> CameraSpec:
     """Split ``kind[:target][?options]``; raises ``CameraSpecError`` for a malformed string.
 
     Only the syntax is checked here; whether the kind and its options exist is checked
-    against the table in ``devices.open_camera``.
+    against the table in ``xenoedge.devices.open_camera``.
     """
     if not isinstance(text, str) or not text.strip():
         raise CameraSpecError(f"camera {text!r}: empty camera string")

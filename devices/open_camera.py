@@ -1,6 +1,6 @@
 """Cameras by name: one table (``CAMERA_KINDS``) turns a camera string into a camera.
 
-A camera string is ``kind[:target][?key=value&...]`` (``devices.camera_spec``). The table
+A camera string is ``kind[:target][?key=value&...]`` (``xenoedge.devices.camera_spec``). The table
 gives, per kind, the form, what it needs, an example, its options and the factory; the
 parser's checks, the error for a bad string, ``xenoedge devices list`` and docs/cameras.md
 all come from it.
@@ -24,10 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from calibration.errors import CameraError, FileFormatError, UnknownNameError
-from calibration.sensors import SENSORS, SensorProfile, get_sensor
-from devices.camera import Camera
-from devices.camera_spec import CameraSpec, CameraSpecError, parse_camera_spec
+from xenoedge.devices.camera import Camera
+from xenoedge.devices.camera_spec import CameraSpec, CameraSpecError, parse_camera_spec
+
+from xenoedge.errors import CameraError, FileFormatError, UnknownNameError
+from xenoedge.sensors import SENSORS, SensorProfile, get_sensor
 
 #: Scene domain of the simulator -> the sensor it is usually filmed with.
 SIM_DEFAULT_SENSORS = {"surgical": "tivita", "crop": "mosaic-5x5-nir"}
@@ -110,7 +111,7 @@ def _crosstalk(spec: CameraSpec, sensor: SensorProfile):
     path = spec.text_option("crosstalk")
     if path is None:
         return None
-    from calibration.mosaic import load_crosstalk
+    from xenoedge.calibration.mosaic import load_crosstalk
 
     try:
         return load_crosstalk(path, sensor)
@@ -120,8 +121,8 @@ def _crosstalk(spec: CameraSpec, sensor: SensorProfile):
 
 # -- factories ---------------------------------------------------------------------------
 def _simulated(spec: CameraSpec, sensor: SensorProfile | None, seed: int, exposure_ms: float) -> Camera:
-    from devices.simulated import SimulatedCamera
-    from xeno.scene import get_domain
+    from xenoedge.devices.simulated import SimulatedCamera
+    from xenoedge.xeno.scene import get_domain
 
     target = spec.target
     species = spec.list_option("species")
@@ -159,7 +160,7 @@ def _simulated(spec: CameraSpec, sensor: SensorProfile | None, seed: int, exposu
 
 
 def _replay(spec: CameraSpec, sensor: SensorProfile | None, seed: int, exposure_ms: float) -> Camera:
-    from devices.replay import ReplayCamera
+    from xenoedge.devices.replay import ReplayCamera
 
     if not spec.target:
         raise spec.error("replay needs a folder: replay:PATH")
@@ -174,7 +175,7 @@ def _replay(spec: CameraSpec, sensor: SensorProfile | None, seed: int, exposure_
 
 
 def _v4l2(spec: CameraSpec, sensor: SensorProfile | None, seed: int, exposure_ms: float) -> Camera:
-    from devices.opencv_camera import OpenCVCamera
+    from xenoedge.devices.opencv_camera import OpenCVCamera
 
     if not spec.target:
         raise spec.error("v4l2 needs a device: v4l2:/dev/video0 (or v4l2:0)")
@@ -196,8 +197,8 @@ def _v4l2(spec: CameraSpec, sensor: SensorProfile | None, seed: int, exposure_ms
 
 
 def _file(spec: CameraSpec, sensor: SensorProfile | None, seed: int, exposure_ms: float) -> Camera:
-    from devices.opencv_camera import OpenCVCamera, mode_for
-    from devices.recording import read_recording_info, recording_defaults
+    from xenoedge.devices.opencv_camera import OpenCVCamera, mode_for
+    from xenoedge.devices.recording import read_recording_info, recording_defaults
 
     target = spec.target
     if not target:

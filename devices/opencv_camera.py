@@ -4,20 +4,20 @@ Three sources, one capture loop (``cap.read()`` -> raw counts -> checks -> ``Fra
 
 - ``v4l2``: a device node (``/dev/video0``) through OpenCV's V4L2 backend, with colour
   conversion off (``CAP_PROP_CONVERT_RGB=0``) so the driver's buffer arrives as is; the pixel
-  format (``devices.pixel_formats``) is chosen with ``CAP_PROP_FOURCC``, exposure and gain set
+  format (``xenoedge.devices.pixel_formats``) is chosen with ``CAP_PROP_FOURCC``, exposure and gain set
   through ``CAP_PROP_AUTO_EXPOSURE``/``CAP_PROP_EXPOSURE``/``CAP_PROP_GAIN`` where the driver
   has those controls (``controls`` says what happened). Frames carry the driver's buffer time
   (``CAP_PROP_POS_MSEC``, the kernel's monotonic clock) when it reports one.
 - ``images``: an OpenCV image sequence (``seq/%05d.png``; ``CAP_IMAGES``), 8- or 16-bit mono
   PNG/TIFF/PGM read unchanged.
-- ``video``: a lossless mono video (FFV1 in Matroska, as ``devices.recording`` writes) through
+- ``video``: a lossless mono video (FFV1 in Matroska, as ``xenoedge.devices.recording`` writes) through
   FFmpeg with ``CAP_PROP_CONVERT_RGB=0`` (gray8/gray16le frames as stored). Lossy codecs are
   refused: they would blend neighbouring mosaic pixels, i.e. different bands.
 
 Frames are ``kind="mosaic_raw"`` (H, W) uint16 counts of the sensor profile, exactly what the
-simulated mosaic camera delivers, so the daemon and ``calibration.calibrator.FrameCalibrator``
-demosaic them with the profile's pattern (``calibration.mosaic``). ``crosstalk`` is the
-sensor's band-crosstalk correction (``calibration.mosaic.load_crosstalk``) for the calibrator.
+simulated mosaic camera delivers, so the daemon and ``xenoedge.calibration.calibrator.FrameCalibrator``
+demosaic them with the profile's pattern (``xenoedge.calibration.mosaic``). ``crosstalk`` is the
+sensor's band-crosstalk correction (``xenoedge.calibration.mosaic.load_crosstalk``) for the calibrator.
 
 Errors: ``CameraError`` naming the camera string and what is wrong; ``CameraExhaustedError``
 at the end of a file source. A vanished device raises ``CameraError`` on read and on
@@ -38,11 +38,8 @@ from typing import Literal
 
 import cv2
 import numpy as np
-
-from calibration.errors import CameraError, CameraExhaustedError, FileFormatError
-from calibration.sensors import SensorProfile
-from devices.camera import Camera, FrameKind, FramePacer, ReferenceKind
-from devices.pixel_formats import (
+from xenoedge.devices.camera import Camera, FrameKind, FramePacer, ReferenceKind
+from xenoedge.devices.pixel_formats import (
     PIXEL_FORMATS,
     PixelFormat,
     decode,
@@ -51,6 +48,9 @@ from devices.pixel_formats import (
     fourcc_code,
     fourcc_text,
 )
+
+from xenoedge.errors import CameraError, CameraExhaustedError, FileFormatError
+from xenoedge.sensors import SensorProfile
 
 SourceMode = Literal["v4l2", "images", "video"]
 
@@ -458,7 +458,7 @@ class OpenCVCamera(Camera):
         path = Path(self.labels_pattern % number)
         if not path.is_file():
             return None
-        from devices.formats import read_label_png
+        from xenoedge.devices.formats import read_label_png
 
         try:
             labels = read_label_png(path)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.errors import CameraError
+from xenoedge.errors import CameraError
 
 BIG_ENDIAN_FLAG = 1 << 31
 

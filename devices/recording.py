@@ -26,11 +26,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from xenoedge.devices.camera import Camera
+from xenoedge.devices.formats.label_png import png_bytes
 
-from calibration.atomic import atomic_write, replace_synced, temp_path_beside
-from calibration.errors import CameraError, FileFormatError
-from devices.camera import Camera
-from devices.formats.label_png import png_bytes
+from xenoedge.atomic import atomic_write, replace_synced, temp_path_beside
+from xenoedge.errors import CameraError, FileFormatError
 
 RECORDING_FILE = "camera.json"
 RECORDING_FORMAT = "xenoedge-camera-recording"
@@ -153,7 +153,7 @@ def record(
             else:
                 _write_png(out / (FRAME_PATTERN % i), data)
             if frame.labels is not None:
-                from devices.formats import write_label_png
+                from xenoedge.devices.formats import write_label_png
 
                 (out / "labels").mkdir(exist_ok=True)
                 write_label_png(out / (LABEL_PATTERN % i), frame.labels)

@@ -2,7 +2,7 @@
 
 Playlist: every file under ``folder`` (sub-folders included, so Specim capture folders
 ``NAME/capture/NAME.hdr`` and Tivita capture folders work) whose name ends with a suffix
-of ``devices.formats.CUBE_FORMATS`` (``_SpecCube.dat``, ``.hdr``, ``.npy``, ``.npz``), in
+of ``xenoedge.devices.formats.CUBE_FORMATS`` (``_SpecCube.dat``, ``.hdr``, ``.npy``, ``.npz``), in
 sorted order of the path relative to ``folder`` (for a flat folder: file-name order).
 Skipped: names starting with "." (hidden and temp files) and ``DARKREF_*``/``WHITEREF_*``
 headers, which are references, not scenes.
@@ -24,13 +24,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from xenoedge.calibration.reflectance import check_reflectance
+from xenoedge.devices.camera import Camera, FrameKind, ReferenceKind
+from xenoedge.devices.formats import CubeFormat, find_format, read_label_png, supported_suffixes
+from xenoedge.devices.formats.envi import DARK_PREFIX, WHITE_PREFIX, is_reference_header, read_envi
 
-from calibration.errors import CameraError, CameraExhaustedError, FileFormatError, InvalidCubeError
-from calibration.reflectance import check_reflectance
-from calibration.sensors import SensorProfile
-from devices.camera import Camera, FrameKind, ReferenceKind
-from devices.formats import CubeFormat, find_format, read_label_png, supported_suffixes
-from devices.formats.envi import DARK_PREFIX, WHITE_PREFIX, is_reference_header, read_envi
+from xenoedge.errors import CameraError, CameraExhaustedError, FileFormatError, InvalidCubeError
+from xenoedge.sensors import SensorProfile
 
 LABELS_DIR = "labels"
 #: Largest difference (nm) tolerated between a file's band centres and the sensor's.

@@ -7,7 +7,7 @@ The simulator (``xeno``) is imported when the camera opens, not when this module
 
 Live mode (default) renders a loop of a few scenes at open, each ``k`` times with exact
 noise, and assembles frames from row blocks of those realisations
-(``xeno.noise_realisations``): > 60 frames/s at Tivita size, ~250 MB. ``exact_noise=True``
+(``xenoedge.xeno.noise_realisations``): > 60 frames/s at Tivita size, ~250 MB. ``exact_noise=True``
 simulates every scene and draws every frame's noise afresh (slow, statistically exact).
 """
 
@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from xenoedge.devices.camera import Camera, FrameKind, FramePacer, ReferenceKind
 
-from calibration.errors import CameraError, CameraExhaustedError, XenoedgeError
-from calibration.sensors import SensorProfile
-from devices.camera import Camera, FrameKind, FramePacer, ReferenceKind
+from xenoedge.errors import CameraError, CameraExhaustedError, XenoedgeError
+from xenoedge.sensors import SensorProfile
 
 if TYPE_CHECKING:
-    from xeno.noise_realisations import NoiseRealisations
-    from xeno.scene import Scene
+    from xenoedge.xeno.noise_realisations import NoiseRealisations
+    from xenoedge.xeno.scene import Scene
 
 MAX_LOOP_SCENES = 4  # scenes in the live loop when memory allows
 MAX_REALISATIONS = 4  # noisy realisations per scene when memory allows
@@ -113,7 +113,7 @@ class SimulatedCamera(Camera):
         return self.fps is None
 
     def _open(self) -> None:
-        from xeno import camera_model
+        from xenoedge.xeno import camera_model
 
         self._cm = camera_model
         h, w, _ = self.sensor.cube_shape
@@ -145,7 +145,7 @@ class SimulatedCamera(Camera):
         return (len(self._loop), self._loop[0].frames.k) if self._loop else (0, 0)
 
     def _render_loop(self) -> None:
-        from xeno.noise_realisations import NoiseRealisations
+        from xenoedge.xeno.noise_realisations import NoiseRealisations
 
         frame_bytes = 2 * int(np.prod(self.sensor.raw_shape if self.sensor.mosaic else self.sensor.cube_shape))
         scenes, k = loop_plan(frame_bytes, self._compact.nbytes, self.memory_mb)
@@ -174,7 +174,7 @@ class SimulatedCamera(Camera):
 
     def _simulate(self, scene_number: int) -> Scene:
         """Simulate the ``scene_number``-th scene (reproducible from the camera seed)."""
-        from xeno.scene import SceneConfig, simulate_scene
+        from xenoedge.xeno.scene import SceneConfig, simulate_scene
 
         h, w, _ = self.sensor.cube_shape
         species = self.species[scene_number % len(self.species)]

@@ -18,4 +18,4 @@ def default_bundle(name: str) -> Path:
     """Path of a bundle shipped in the package (``edge/default_bundles/<name>.xeb``)."""
     from importlib import resources
 
-    return Path(str(resources.files("edge").joinpath("default_bundles", f"{name}.xeb")))
+    return Path(str(resources.files("xenoedge.edge").joinpath("default_bundles", f"{name}.xeb")))

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from calibration.errors import UnknownNameError, XenoedgeError
+from xenoedge.errors import UnknownNameError, XenoedgeError
 
 __all__ = ["CONFIG_KEYS", "ConfigError", "DaemonConfig", "load_config", "signature_fields", "signature_line"]
 
@@ -240,7 +240,7 @@ def _public_key(config: DaemonConfig) -> Any:
     refused to start then; an announcement must not fail)."""
     if config.public_key is None:
         return None
-    from export.bundle import load_public_key
+    from xenoedge.export.bundle import load_public_key
 
     try:
         return load_public_key(config.public_key)
@@ -250,15 +250,15 @@ def _public_key(config: DaemonConfig) -> Any:
 
 def signature_fields(config: DaemonConfig) -> dict:
     """What HELLO and INFO say about the bundles this device installs (``allow_unsigned``,
-    ``trusted_key_id``; see ``edge.flashing.install.signature_fields``)."""
-    from edge.flashing.install import signature_fields as fields
+    ``trusted_key_id``; see ``xenoedge.edge.flashing.install.signature_fields``)."""
+    from xenoedge.edge.flashing.install import signature_fields as fields
 
     return fields(_public_key(config), config.allow_unsigned)
 
 
 def signature_line(config: DaemonConfig) -> str:
     """The line the daemon logs at every start: which bundles it installs, and why."""
-    from edge.flashing.install import signature_line as line
+    from xenoedge.edge.flashing.install import signature_line as line
 
     key = _public_key(config)
     if config.public_key is not None and key is None:

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from xenoedge.calibration.calibrator import FrameCalibrator
+from xenoedge.calibration.capture import capture_reference
+from xenoedge.calibration.references import References
+from xenoedge.devices.camera import Camera
 
-from calibration.atomic import atomic_write
-from calibration.calibrator import FrameCalibrator
-from calibration.capture import capture_reference
-from calibration.references import References
-from devices.camera import Camera
+from xenoedge.atomic import atomic_write
 
 
 def run_camera_demo(
@@ -35,8 +35,8 @@ def run_camera_demo(
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Run the demo on an opened-or-not camera; returns the summary also written to out/summary.json."""
-    from devices.formats import write_rgb_png
-    from xeno.previews import compose, label_overlay, legend, pseudo_rgb
+    from xenoedge.devices.formats import write_rgb_png
+    from xenoedge.xeno.previews import compose, label_overlay, legend, pseudo_rgb
 
     out.mkdir(parents=True, exist_ok=True)
     sensor = camera.sensor

@@ -18,7 +18,7 @@ by side: fastest first), then by ``DEFAULT_RUNTIME_ORDER`` and ``DEFAULT_PRECISI
 Every target in a bundle passed the export accuracy gate, so the order goes for speed.
 
 Runtime settings (OpenVINO precision hint, threads, which outputs to compute) come from
-``export.bundle.runtime``, the one definition the export's accuracy gate uses too. The
+``xenoedge.export.bundle.runtime``, the one definition the export's accuracy gate uses too. The
 ``confidence`` output is computed only when ``EngineOptions.confidence`` asks for it (the
 handheld scan does; the serial sink does not): OpenVINO compiles the model without the
 confidence result, ONNX Runtime loads the target's ``model_classes_only`` file when the bundle
@@ -53,10 +53,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-
-from calibration.errors import XenoedgeError
-from calibration.pooling import pooled_references, working_shape
-from export.bundle.runtime import (
+from xenoedge.calibration.pooling import pooled_references, working_shape
+from xenoedge.export.bundle.runtime import (
     CLASSES_OUTPUT,
     CONFIDENCE_OUTPUT,
     DEFAULT_PRECISION_ORDER,
@@ -67,6 +65,8 @@ from export.bundle.runtime import (
     target_rank,
     tensorrt_provider_options,
 )
+
+from xenoedge.errors import XenoedgeError
 
 __all__ = [
     "DEFAULT_ORT_PROVIDERS",
@@ -115,7 +115,7 @@ class EngineOptions:
     the runtime's default). ``openvino_precision_hint``: ``"auto"`` sets f32 for fp32 targets
     on CPU (the plugin would otherwise infer in bf16 on AMX CPUs and miss the self-test),
     ``"f32"``/``"f16"``/``"bf16"`` force one, None leaves the plugin's default
-    (``export.bundle.runtime.openvino_config``). ``confidence``: compute the ``confidence``
+    (``xenoedge.export.bundle.runtime.openvino_config``). ``confidence``: compute the ``confidence``
     output too (a consumer reads it, e.g. the scan's mean confidence); False computes only
     ``classes`` and ``Inference.confidence`` is None. ``cache_dir``: root of the compiled-model
     caches on the device's storage (None: no cache, every start compiles). ``profile``: record
@@ -234,7 +234,7 @@ class Engine:
     """
 
     runtime = ""
-    #: What the loaded model actually computes at (``export.bundle.runtime.effective_precision``).
+    #: What the loaded model actually computes at (``xenoedge.export.bundle.runtime.effective_precision``).
     effective_precision = ""
     #: Wall time of creating the session / compiling the model, ms (references and first run excluded).
     load_ms = 0.0
@@ -302,10 +302,10 @@ class Engine:
     def bind_references(self, dark: np.ndarray, gain: np.ndarray) -> None:
         """Bind ``dark`` (counts) and ``gain`` (1/counts), each broadcastable to (H, W, C), for all later frames.
 
-        gain = 1 / max(white − dark, 1): ``calibration.reflectance.signal_range``. Only raw-variant
+        gain = 1 / max(white − dark, 1): ``xenoedge.calibration.reflectance.signal_range``. Only raw-variant
         bundles take references; for a reflectance bundle the caller calibrates. A bundle that
         pools the frame (``preprocessing.pool`` > 1) gets them pooled to its working size
-        (``calibration.pooling.pooled_references``).
+        (``xenoedge.calibration.pooling.pooled_references``).
         """
         if self.variant != "raw":
             raise EngineError(f"{self.name}: a {self.variant}-input bundle takes no references")

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from calibration.errors import UnknownNameError, XenoedgeError
+from xenoedge.errors import UnknownNameError, XenoedgeError
 
 __all__ = ["SINK_KINDS", "CollectingSink", "NullSink", "PngSink", "RecentFrames", "Sink", "sink_from_spec"]
 
@@ -83,7 +83,7 @@ class PngSink:
     """Writes the 1st, (1+every)-th, ... mask received as the picture ``DIR/mask_<frame index:06d>.png``:
     a title (model, frame), the mask in the labels' colours, or the frame and the mask over it when
     ``frame_rgb(frame_index)`` gives the frame's (H, W, 3) uint8 pseudo-RGB (``RecentFrames.rgb``),
-    and a legend of the class names and colours of the HELLO ``labels`` (``xeno.previews.mask_picture``)."""
+    and a legend of the class names and colours of the HELLO ``labels`` (``xenoedge.xeno.previews.mask_picture``)."""
 
     def __init__(
         self, folder: str | Path, *, every: int = 1, frame_rgb: Callable[[int], np.ndarray | None] | None = None
@@ -114,8 +114,8 @@ class PngSink:
             self.masks += 1
             if (self.masks - 1) % self.every:
                 return
-            from devices.formats import write_rgb_png
-            from xeno.previews import mask_picture
+            from xenoedge.devices.formats import write_rgb_png
+            from xenoedge.xeno.previews import mask_picture
 
             classes, index = fields["classes"], fields["frame_index"]
             n = max(int(fields.get("n_classes") or 0), int(classes.max(initial=0)) + 1)
@@ -148,7 +148,7 @@ def _gray_colors() -> np.ndarray:
 
 
 class RecentFrames:
-    """Keeps the three picture bands (``xeno.previews.rgb_band_indices``) of ``camera``'s last
+    """Keeps the three picture bands (``xenoedge.xeno.previews.rgb_band_indices``) of ``camera``'s last
     ``keep`` frames by frame index, so that a mask's picture can show its frame. It wraps the
     camera's ``read`` on the instance (the camera stays itself: the daemon checks its type).
     Costs a copy of 3 bands per frame (~1 ms at 480x640); ``rgb`` stretches them when asked."""
@@ -173,7 +173,7 @@ class RecentFrames:
         return frame
 
     def _bands(self, frame: Any) -> np.ndarray:
-        from xeno.previews import rgb_band_indices
+        from xenoedge.xeno.previews import rgb_band_indices
 
         data, sensor = frame.data, self._sensor
         bands = list(rgb_band_indices(frame.wavelengths_nm if data.ndim == 3 else sensor.wavelengths()))
@@ -204,14 +204,14 @@ def _png(arg: str) -> PngSink:
 
 
 class LinkSink:
-    """The wire protocol over an ``edge.links`` link: what a device sends to its host.
+    """The wire protocol over an ``xenoedge.edge.links`` link: what a device sends to its host.
 
     ``wait_for_port``: a serial port that does not exist yet is waited for (link state
     ``waiting``) instead of refused at start (``NoSuchPortError`` listing the ports that exist)."""
 
     def __init__(self, link_spec: str, *, wait_for_port: bool = False):
-        from edge.links import open_link, parse_kind
-        from edge.protocol.sink import ProtocolSink
+        from xenoedge.edge.links import open_link, parse_kind
+        from xenoedge.edge.protocol.sink import ProtocolSink
 
         self.spec = link_spec
         options = {"wait_for_port": wait_for_port} if parse_kind(link_spec)[0] == "serial" else {}

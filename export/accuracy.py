@@ -5,7 +5,7 @@ is scored against the same truth as the FP32 PyTorch reference:
 
 - **pixel agreement** — fraction of all pixels whose class equals the reference's class;
 - **DSC per class** — 2·|P∩G| / (|P| + |G|), computed per image over the images whose truth
-  holds the class, averaged over those images (the convention of ``xeno.evaluate``). The
+  holds the class, averaged over those images (the convention of ``xenoedge.xeno.evaluate``). The
   truth G is the ground-truth label map when given, otherwise the reference's own prediction
   (then the reference scores 1.0 on every class it predicts and the artifact's DSC measures
   how well it reproduces the reference);
@@ -27,9 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from export.errors import ExportError
-from xeno.evaluate import dice  # the one DSC definition, shared with training evaluation
+from xenoedge.export.errors import ExportError
+from xenoedge.xeno.evaluate import dice  # the one DSC definition, shared with training evaluation
 
 __all__ = [
     "AccuracyGateError",

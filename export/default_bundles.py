@@ -1,6 +1,6 @@
 """Build the bundles the device install ships: the default models, gated, at the precision that pays.
 
-    python -m export.default_bundles [surgical|crop|all] [--work DIR] [--out DIR]   (or: make default-bundles)
+    python -m xenoedge.export.default_bundles [surgical|crop|all] [--work DIR] [--out DIR]   (or: make default-bundles)
 
 For each default model (``BUNDLE_RECIPES``):
 
@@ -12,7 +12,7 @@ For each default model (``BUNDLE_RECIPES``):
    FP32/FP16/INT8; INT8 with 7-bit weights and the first layer in float), every artifact gated
    at 1 DSC point per class against FP32 PyTorch, run with the device engines' own settings;
 3. measure every gated target side by side with the daemon's engine code
-   (``python -m edge.bench_targets``, in a fresh process, alternating rounds, median latency);
+   (``python -m xenoedge.bench.targets``, in a fresh process, alternating rounds, median latency);
 4. keep, per runtime, the fastest precision, a lower precision only when its median is at least
    ``MIN_GAIN`` faster than the best higher one; rank the kept targets by latency (``rank`` in
    the manifest, which ``open_engine`` honours) and record the measurement and the decision in
@@ -36,8 +36,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from export.bundle.archive import file_sha256
-from xeno.default_models import RECIPES, default_model_dir
+from xenoedge.export.bundle.archive import file_sha256
+from xenoedge.xeno.default_models import RECIPES, default_model_dir
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "edge" / "default_bundles"
 #: Bump when ``build`` changes in a way that changes the bundles but not the settings below.
@@ -114,8 +114,9 @@ def recipe_record(name: str, model_dir: Path | None = None) -> dict:
 
 
 def _simulate(folder: Path, name: str, data: DataRecipe, log) -> Path:
-    from calibration.sensors import get_sensor
-    from xeno.simulate_dataset import DatasetSpec, write_dataset
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+
+    from xenoedge.sensors import get_sensor
 
     model_recipe = RECIPES[name]
     h, w, _ = get_sensor(model_recipe.sensor).cube_shape
@@ -144,9 +145,8 @@ def _simulate(folder: Path, name: str, data: DataRecipe, log) -> Path:
 def _check_support(folder: Path, label_names: list[str]) -> dict[str, int]:
     """Images per class in a data set; raises naming the classes no image holds."""
     import numpy as np
-
-    from export.errors import ExportError
-    from xeno.dataset import SpectralDataset
+    from xenoedge.export.errors import ExportError
+    from xenoedge.xeno.dataset import SpectralDataset
 
     dataset = SpectralDataset.open(folder)
     support = dict.fromkeys(label_names, 0)
@@ -193,11 +193,11 @@ def choose_targets(measured: dict[str, dict]) -> tuple[dict[str, int], dict[str,
 
 
 def _measure(candidate: Path, recipe: BundleRecipe, out_json: Path) -> dict[str, dict]:
-    """Run ``edge.bench_targets`` in a fresh process (export/ does not import edge/)."""
+    """Run ``xenoedge.bench.targets`` in a fresh process (export/ does not import edge/)."""
     command = [
         sys.executable,
         "-m",
-        "edge.bench_targets",
+        "xenoedge.bench.targets",
         str(candidate),
         "--rounds",
         str(recipe.bench_rounds),
@@ -213,7 +213,7 @@ def _measure(candidate: Path, recipe: BundleRecipe, out_json: Path) -> dict[str,
 def finalize(candidate: Path, out: Path, measured: dict[str, dict], command: str) -> dict:
     """Write ``out`` from the candidate bundle with only the chosen targets, ranked, and the
     measurement and decision in ``provenance.precision_decision``; returns the decision."""
-    from export.bundle import extract_bundle, read_manifest, write_bundle
+    from xenoedge.export.bundle import extract_bundle, read_manifest, write_bundle
 
     ranks, reasons = choose_targets(measured)
     with tempfile.TemporaryDirectory(prefix="xenoedge-finalize-") as tmp:
@@ -253,7 +253,7 @@ def build(name: str, work: Path, out_dir: Path = OUT_DIR, log=print) -> Path:
     """Steps 1-5 of the module doc for default model ``name``; returns the bundle path."""
     import json as _json
 
-    from export.export import export_checkpoint
+    from xenoedge.export.export import export_checkpoint
 
     recipe = BUNDLE_RECIPES[name]
     work.mkdir(parents=True, exist_ok=True)
@@ -296,7 +296,7 @@ def build(name: str, work: Path, out_dir: Path = OUT_DIR, log=print) -> Path:
         log(f"{name}: {target} median {m['median_ms']:.1f} ms ({m['effective_precision']})")
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.xeb"
-    decision = finalize(candidate, out, measured, f"python -m export.default_bundles {name}")
+    decision = finalize(candidate, out, measured, f"python -m xenoedge.export.default_bundles {name}")
     log(f"{name}: {out} ships {', '.join(decision['shipped'])}")
     return out
 

@@ -1,12 +1,12 @@
 """Errors of the export toolchain (``export/``).
 
-Tiny and import-free on purpose: ``export.bundle`` and the device may import it without
+Tiny and import-free on purpose: ``xenoedge.export.bundle`` and the device may import it without
 pulling torch, onnx or onnxruntime.
 """
 
 from __future__ import annotations
 
-from calibration.errors import UnknownNameError, XenoedgeError
+from xenoedge.errors import UnknownNameError, XenoedgeError
 
 __all__ = ["ExportError", "UnknownNameError", "XenoedgeError"]
 

@@ -4,12 +4,12 @@ Steps (each reported through ``log``):
 
 1. load the checkpoint, find its sensor profile (by name, else by its wavelengths) and the
    frame size (the sensor's cube, or ``shape``);
-2. export the FP32 graph with preprocessing folded in (``export.onnx_export``; the raw
+2. export the FP32 graph with preprocessing folded in (``xenoedge.export.onnx_export``; the raw
    variant, or the reflectance variant for TensorRT, which has no uint16 tensors);
-3. make the artifacts the target table asks for (``export.targets.artifacts_for``):
+3. make the artifacts the target table asks for (``xenoedge.export.targets.artifacts_for``):
    ORT QDQ INT8 (Q/DQ placed for the runtime: ``Target.int8_placement``), FP16 ONNX for
    TensorRT, OpenVINO IR FP32/FP16, NNCF INT8 (``Target.nncf_target_device``), and check each
-   against the target's constraints (``export.targets.check_artifact_for_target``, ONNX and IR
+   against the target's constraints (``xenoedge.export.targets.check_artifact_for_target``, ONNX and IR
    alike); a target that needs static shapes refuses ``dynamic`` before any of this;
 4. build calibration and validation frames from data set folders: reflectance cubes tiled to
    the frame size and turned into raw counts with the sensor's nominal dark level and white
@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from xenoedge.export.errors import ExportError
 
-from calibration.sensors import SENSORS, SensorProfile, get_sensor
-from export.errors import ExportError
+from xenoedge.sensors import SENSORS, SensorProfile, get_sensor
 
 Log = Callable[[str], None]
 DEFAULT_MAX_DROP = 0.01
@@ -77,8 +77,8 @@ def _fit(array: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def camera_references(sensor: SensorProfile, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(dark, gain) (H, W, C) float32 from the sensor's nominal dark level and white signal."""
-    from export.onnx_export import reference_gain
-    from xeno.camera_model import lamp_times_qe
+    from xenoedge.export.onnx_export import reference_gain
+    from xenoedge.xeno.camera_model import lamp_times_qe
 
     c = sensor.n_bands
     dark = np.full((height, width, c), sensor.dark_level_counts, dtype=np.float32)
@@ -110,9 +110,9 @@ def frames_from_data(
 
     ``pool`` > 1: the graph pools the frame, so ``dark``/``gain`` are given at its working size.
     """
-    from calibration.pooling import pooled_references
-    from devices.formats import read_cube
-    from xeno.dataset import SpectralDataset
+    from xenoedge.calibration.pooling import pooled_references
+    from xenoedge.devices.formats import read_cube
+    from xenoedge.xeno.dataset import SpectralDataset
 
     dataset = SpectralDataset.open(data, sensor=sensor)
     dark, gain = camera_references(sensor, height, width)
@@ -152,11 +152,11 @@ def reference_predictions(model, frames: Frames) -> list[np.ndarray]:
     For a model that pools (``unet-edge``) that is the graph's order: the frame pooled, then
     calibrated and L1-normalised at the working size, the core, logits upsampled to the frame.
     """
-    from calibration.normalise import l1_normalise
-    from calibration.pooling import pool_blocks
-    from calibration.reflectance import MAX_REFLECTANCE
-    from export.onnx_export import model_pool, preprocess_reference
-    from xeno.evaluate import predict, predict_working
+    from xenoedge.calibration.normalise import l1_normalise
+    from xenoedge.calibration.pooling import pool_blocks
+    from xenoedge.calibration.reflectance import MAX_REFLECTANCE
+    from xenoedge.export.onnx_export import model_pool, preprocess_reference
+    from xenoedge.xeno.evaluate import predict, predict_working
 
     pool = model_pool(model)
     out = []
@@ -190,18 +190,18 @@ def golden_inputs(frames: Frames, height: int, width: int) -> tuple[dict[str, np
             if not np.all(array == array[:1, :1]):
                 raise ExportError(f"self-test reference {name!r} varies across pixels; cannot store it per band")
             stored[name] = np.ascontiguousarray(array[:1, :1])
-    from export.bundle import tile_to
+    from xenoedge.export.bundle import tile_to
 
     full = {name: tile_to(a, frames.inputs[0][name].shape) for name, a in stored.items()}
     return stored, full
 
 
 def _runner(kind: str, path: Path, precision: str):
-    """A runner with the device engines' own settings (``export.bundle.runtime``): OpenVINO with
+    """A runner with the device engines' own settings (``xenoedge.export.bundle.runtime``): OpenVINO with
     the ``"auto"`` precision hint (f32 only for fp32 targets; int8/fp16 on the plugin default,
     bf16 on AVX512-BF16/AMX CPUs), only the ``classes`` output computed, default threads."""
-    from export.bundle.runtime import openvino_precision_hint
-    from export.runners import OpenVinoRunner, OrtRunner
+    from xenoedge.export.bundle.runtime import openvino_precision_hint
+    from xenoedge.export.runners import OpenVinoRunner, OrtRunner
 
     if kind == "onnx":
         return OrtRunner(path, outputs=("classes",))
@@ -241,20 +241,20 @@ def export_checkpoint(
     ``drop_failing``: an artifact that fails the gate is left out of the bundle (reason in
     ``report.dropped`` and the manifest's ``provenance.export.gate_dropped``) instead of stopping
     the export; the export still stops when nothing passes. ``quant_report``: for every ONNX INT8
-    artifact, a per-layer quantisation error report (``export.quantize.quantization_error_report``)
+    artifact, a per-layer quantisation error report (``xenoedge.export.quantize.quantization_error_report``)
     beside the bundle, ``<bundle stem>.<bundle target>.quant-report.json`` and ``.md``.
     """
-    from export.accuracy import AccuracyGateError, compare_to_reference, gate
-    from export.bundle import load_private_key, selftest_files, write_bundle
-    from export.onnx_export import VARIANTS, export_onnx, metadata_from_config, model_pool, xenoedge_version
-    from export.targets import (
+    from xenoedge.export.accuracy import AccuracyGateError, compare_to_reference, gate
+    from xenoedge.export.bundle import load_private_key, selftest_files, write_bundle
+    from xenoedge.export.onnx_export import VARIANTS, export_onnx, metadata_from_config, model_pool, xenoedge_version
+    from xenoedge.export.targets import (
         artifacts_for,
         check_artifact_for_target,
         get_target,
         lint_onnx,
         refuse_dynamic_for_target,
     )
-    from xeno.checkpoint import load_model
+    from xenoedge.xeno.checkpoint import load_model
 
     spec = get_target(target)
     precisions = (precision,) if isinstance(precision, str) else tuple(dict.fromkeys(precision))
@@ -475,7 +475,7 @@ def copy_proto(message):
 
 
 def runtime_settings() -> dict:
-    """How the gate ran each artifact: the device engines' defaults (``export.bundle.runtime``)."""
+    """How the gate ran each artifact: the device engines' defaults (``xenoedge.export.bundle.runtime``)."""
     return {
         "engine_defaults": True,
         "openvino_precision_hint": "auto (f32 for fp32 on CPU, else the plugin default)",
@@ -489,9 +489,9 @@ def runtime_settings() -> dict:
 def _build_artifact(
     artifact, spec, fp32: Path, main: Path, calibration, validation, max_drop, method, keep_float, report=None
 ) -> None:
-    from export.fp16 import convert_fp16
-    from export.openvino_export import convert_to_ir, quantize_ir_int8
-    from export.quantize import quantize_int8
+    from xenoedge.export.fp16 import convert_fp16
+    from xenoedge.export.openvino_export import convert_to_ir, quantize_ir_int8
+    from xenoedge.export.quantize import quantize_int8
 
     if artifact.kind == "onnx":
         if artifact.graph_precision == "int8":

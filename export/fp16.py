@@ -4,7 +4,7 @@
 ``dark``/``gain``/``reflectance`` float32, ``classes`` uint8, ``confidence`` float32). Left in
 float32 (casts inserted around them):
 
-* the named pre/post-processing nodes of :mod:`export.onnx_export` (counts up to 65535 and
+* the named pre/post-processing nodes of :mod:`xenoedge.export.onnx_export` (counts up to 65535 and
   1/counts gains do not fit float16's range and precision; the L1 sum is a long reduction);
 * ``Resize`` (its ``scales``/``sizes`` stay float32 as TensorRT and OpenVINO expect) and the
   other ops onnxconverter-common blocks by default (``DEFAULT_OP_BLOCK_LIST``).
@@ -15,8 +15,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from export.errors import ExportError
-from export.onnx_export import LOGITS_TENSOR, POST_NODES, PRE_NODES, SPECTRA_TENSOR
+from xenoedge.export.errors import ExportError
+from xenoedge.export.onnx_export import LOGITS_TENSOR, POST_NODES, PRE_NODES, SPECTRA_TENSOR
 
 __all__ = ["FP32_OP_TYPES", "convert_fp16"]
 
@@ -71,7 +71,7 @@ def _convert_model_part(model, keep_float: tuple[str, ...]):
     types = {v.name: v for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)}
     for tensor in (SPECTRA_TENSOR, LOGITS_TENSOR):
         if tensor not in types:
-            raise ExportError(f"graph has no {tensor!r} tensor: not exported by export.onnx_export")
+            raise ExportError(f"graph has no {tensor!r} tensor: not exported by xenoedge.export.onnx_export")
     pre = [n for n in model.graph.node if n.name in fixed_names and n.name.startswith("pre/")]
     post = [n for n in model.graph.node if n.name in fixed_names and not n.name.startswith("pre/")]
     core_nodes = [n for n in model.graph.node if n.name not in fixed_names]

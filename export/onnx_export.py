@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from xenoedge.calibration.normalise import L1_EPS, l1_normalise
+from xenoedge.calibration.reflectance import MAX_REFLECTANCE, MIN_SIGNAL_COUNTS, signal_range
+from xenoedge.export.errors import ExportError
 
-from calibration.errors import UnknownNameError
-from calibration.normalise import L1_EPS, l1_normalise
-from calibration.reflectance import MAX_REFLECTANCE, MIN_SIGNAL_COUNTS, signal_range
-from export.errors import ExportError
+from xenoedge.errors import UnknownNameError
 
 __all__ = [
     "CLASSES_OUTPUT",
@@ -141,12 +141,12 @@ def preprocess_reference(raw: np.ndarray, dark: np.ndarray, gain: np.ndarray, *,
 
     ``raw`` (H, W, C) integer counts (uint16); ``dark`` (counts) and ``gain`` (1/counts,
     :func:`reference_gain`) at the graph's reference size: (H, W, C), or the working size
-    (H/p, W/p, C) when ``pool`` = p > 1 (``calibration.pooling.pooled_references``). Same
+    (H/p, W/p, C) when ``pool`` = p > 1 (``xenoedge.calibration.pooling.pooled_references``). Same
     operations in the same order as the graph: the frame pooled p x p
-    (``calibration.pooling.pool_blocks``), (raw − dark) · gain, clipped to
-    [0, MAX_REFLECTANCE], then :func:`calibration.normalise.l1_normalise`. Each spectrum sums to ~1.
+    (``xenoedge.calibration.pooling.pool_blocks``), (raw − dark) · gain, clipped to
+    [0, MAX_REFLECTANCE], then :func:`xenoedge.calibration.normalise.l1_normalise`. Each spectrum sums to ~1.
     """
-    from calibration.pooling import pool_blocks
+    from xenoedge.calibration.pooling import pool_blocks
 
     raw = np.asarray(raw)
     if raw.ndim != 3:
@@ -171,7 +171,8 @@ def xenoedge_version() -> str:
 
 
 def metadata_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Metadata for :func:`export_onnx` from a checkpoint config (``xeno.checkpoint.load_model``'s second value)."""
+    """Metadata for :func:`export_onnx` from a checkpoint config (the second value of
+    ``xenoedge.xeno.checkpoint.load_model``)."""
     meta: dict[str, Any] = {}
     if "wavelengths_nm" in config:
         meta["wavelengths_nm"] = [float(v) for v in config["wavelengths_nm"]]
@@ -256,7 +257,7 @@ def _check_request(model, *, height: int, width: int, n_bands: int, variant: str
         raise ExportError(
             f"input size {height}x{width} is not a positive multiple of {multiple} "
             f"({getattr(model, 'registry_name', type(model).__name__)} pools {multiple}x); "
-            "pad the frame (xeno.models.pad_to_multiple) or export at a size that divides"
+            "pad the frame (xenoedge.xeno.models.pad_to_multiple) or export at a size that divides"
         )
     if opset < DEFAULT_OPSET:
         raise ExportError(f"opset {opset} is below the supported minimum {DEFAULT_OPSET}")
@@ -312,8 +313,7 @@ def _pool_nodes(counts: str, *, pool: int, height: int, width: int, n_bands: int
     Returns (nodes, initialisers, name of the pooled tensor).
     """
     from onnx import helper, numpy_helper
-
-    from calibration.pooling import working_shape
+    from xenoedge.calibration.pooling import working_shape
 
     h, w = working_shape(height, width, pool)
     hp, wp = h * pool, w * pool
@@ -367,8 +367,7 @@ def _compose(
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-
-    from calibration.pooling import working_shape
+    from xenoedge.calibration.pooling import working_shape
 
     c = n_bands
     nodes, inits, inputs = [], [], []
@@ -510,7 +509,7 @@ def export_onnx(
     metadata: Mapping[str, Any] | None = None,
     simplify: bool = True,
 ) -> Path:
-    """Export a xenoedge model (``xeno.models``) to one ONNX file at ``path``; returns ``path``.
+    """Export a xenoedge model (``xenoedge.xeno.models``) to one ONNX file at ``path``; returns ``path``.
 
     ``height`` x ``width`` is the frame size in pixels (multiples of ``model.required_multiple``);
     with ``dynamic=True`` H and W become the dims ``"height"`` / ``"width"`` (the example size is
@@ -524,8 +523,7 @@ def export_onnx(
     import tempfile
 
     import onnx
-
-    from calibration.pooling import working_shape
+    from xenoedge.calibration.pooling import working_shape
 
     path = Path(path)
     _check_request(model, height=height, width=width, n_bands=n_bands, variant=variant, opset=opset)

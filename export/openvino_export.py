@@ -15,7 +15,7 @@ functions write them to a temporary name first and rename them into place, so a 
 conversion leaves no half-written IR.
 
 Precision at inference: an FP32 IR on a CPU with AVX512-BF16/AMX runs in bf16 unless the
-plugin is told ``INFERENCE_PRECISION_HINT=f32`` (``export.runners.OpenVinoRunner`` does so by
+plugin is told ``INFERENCE_PRECISION_HINT=f32`` (``xenoedge.export.runners.OpenVinoRunner`` does so by
 default). An FP16 IR runs in f32 on CPU (weights are decompressed at load) and natively in
 f16 on GPU/NPU.
 """
@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-
-from export.accuracy import mean_dsc, pixel_agreement
-from export.errors import ExportError
-from export.runners import classes_from_outputs
+from xenoedge.export.accuracy import mean_dsc, pixel_agreement
+from xenoedge.export.errors import ExportError
+from xenoedge.export.runners import classes_from_outputs
 
 __all__ = ["IGNORED_ALIASES", "IR_PRECISIONS", "VALIDATION_METRICS", "convert_to_ir", "ir_metadata", "quantize_ir_int8"]
 
@@ -43,13 +42,13 @@ VALIDATION_METRICS = ("dsc", "pixel_agreement")
 Inputs = Mapping[str, np.ndarray]
 
 #: Operations NNCF always leaves in float: the folded pre- and postprocessing of the export graph
-#: (``export.onnx_export.PRE_NODES`` / ``POST_NODES`` are named ``pre/...`` and ``post/...``).
+#: (``xenoedge.export.onnx_export.PRE_NODES`` / ``POST_NODES`` are named ``pre/...`` and ``post/...``).
 #: Quantising raw-count arithmetic and the L1 normalisation costs accuracy for no speed, and
 #: OpenVINO's CPU plugin cannot compile a FakeQuantize fused onto the uint16 ``raw`` Convert.
 #: The quantiser on the first convolution's input (after ``pre/to_nchw``) is still inserted.
 FLOAT_PATTERNS = (r"pre/.*", r"post/.*")
 #: Aliases accepted in ``ignored_names``: the first convolution (the spectral layer) and the last (the head),
-#: as ``export.quantize.quantize_int8(keep_float=...)`` takes them.
+#: as ``xenoedge.export.quantize.quantize_int8(keep_float=...)`` takes them.
 IGNORED_ALIASES = ("first", "head")
 CONVOLUTION_TYPES = ("Convolution", "GroupConvolution", "ConvolutionBackpropData")
 
@@ -252,7 +251,7 @@ def quantize_ir_int8(
     ``nncf.quantize_with_accuracy_control`` on ``validation``: (inputs, expected classes
     (H, W) uint8) pairs, where "expected" is normally the FP32 reference's prediction. The
     ``metric`` per item is ``"dsc"`` — mean DSC over the classes present in the expected map,
-    background left out when any foreground is present (:func:`export.accuracy.mean_dsc`) —
+    background left out when any foreground is present (:func:`xenoedge.export.accuracy.mean_dsc`) —
     or ``"pixel_agreement"`` — the fraction of pixels whose class matches. The FP32 model's
     score and the INT8 model's score on ``validation`` are written into the IR's ``rt_info``
     (``model_info/int8_validation_*``); the accuracy gate still checks the artifact afterwards.

@@ -9,7 +9,7 @@ What TensorRT accepts and what ONNX Runtime's CPU kernels fuse (DESIGN.md sectio
    scales, float32 biases (``QuantizeBias=False``), MinMax calibration by default (Entropy /
    Percentile on request);
 3. only the model's compute ops are quantised (``QUANTIZED_OP_TYPES``), and the named
-   pre/post-processing nodes of :mod:`export.onnx_export` are always excluded: calibration
+   pre/post-processing nodes of :mod:`xenoedge.export.onnx_export` are always excluded: calibration
    (counts, gain, clip, L1) stays float32;
 4. ``keep_float`` keeps chosen layers in float: ``"first"`` (the first convolution after the
    preprocessing, the spectral layer), ``"head"`` (the last convolution before ArgMax), or
@@ -44,10 +44,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from xenoedge.export.errors import ExportError
+from xenoedge.export.onnx_export import CLASSES_OUTPUT, LOGITS_TENSOR, POST_NODES, PRE_NODES, SPECTRA_TENSOR
 
-from calibration.errors import UnknownNameError
-from export.errors import ExportError
-from export.onnx_export import CLASSES_OUTPUT, LOGITS_TENSOR, POST_NODES, PRE_NODES, SPECTRA_TENSOR
+from xenoedge.errors import UnknownNameError
 
 __all__ = [
     "CALIBRATION_METHODS",

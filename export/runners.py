@@ -18,9 +18,9 @@ OpenVINO precision: on CPUs with AVX512-BF16/AMX the CPU plugin *infers in bf16 
 even for an FP32 IR. ``OpenVinoRunner(precision_hint="f32")`` (the default) sets
 ``INFERENCE_PRECISION_HINT=f32`` so that an FP32 artifact is measured as FP32; pass
 ``"f16"`` or ``None`` (the plugin's default) to measure what the device would do. The export
-gate uses the device engines' own choice (``export.bundle.runtime.openvino_precision_hint``:
+gate uses the device engines' own choice (``xenoedge.export.bundle.runtime.openvino_precision_hint``:
 f32 for fp32 targets, the plugin default for int8/fp16). ``runner.effective_precision`` says
-what the compiled model actually runs at (``export.bundle.runtime.effective_precision``).
+what the compiled model actually runs at (``xenoedge.export.bundle.runtime.effective_precision``).
 
 ``outputs``: the graph outputs to compute (None: all). ``("classes",)`` is what the daemon
 computes when no consumer asks for ``confidence``: OpenVINO drops the other results before
@@ -33,8 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-
-from export.errors import ExportError
+from xenoedge.export.errors import ExportError
 
 __all__ = ["OpenVinoRunner", "OrtRunner", "classes_from_outputs"]
 
@@ -119,8 +118,7 @@ class OrtRunner:
         outputs: Sequence[str] | None = None,
     ):
         import onnxruntime as ort
-
-        from export.bundle.runtime import effective_precision, ort_thread_settings
+        from xenoedge.export.bundle.runtime import effective_precision, ort_thread_settings
 
         _check_threads(threads)
         self.path = Path(path)
@@ -170,8 +168,7 @@ class OpenVinoRunner:
         outputs: Sequence[str] | None = None,
     ):
         import openvino as ov
-
-        from export.bundle.runtime import effective_precision
+        from xenoedge.export.bundle.runtime import effective_precision
 
         _check_threads(threads)
         if precision_hint is not None and precision_hint not in _PRECISION_HINTS:

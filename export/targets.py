@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.errors import ExportError, UnknownNameError
+from xenoedge.export.errors import ExportError, UnknownNameError
 
 __all__ = [
     "PRECISIONS",
@@ -109,7 +109,7 @@ class Target:
     openvino_device: str = "CPU"
     #: NNCF ``TargetDevice`` member name for OpenVINO INT8 (``quantize_ir_int8(target_device=...)``).
     nncf_target_device: str = "ANY"
-    #: INT8 QDQ placement for ONNX artifacts (``export.quantize.PLACEMENTS``).
+    #: INT8 QDQ placement for ONNX artifacts (``xenoedge.export.quantize.PLACEMENTS``).
     int8_placement: str = "onnxruntime"
     timing_cache: str | None = None  # template; see trt_timing_cache_path
 
@@ -579,7 +579,7 @@ def refuse_dynamic_for_target(target: str | Target, *, dynamic: bool, inputs: Se
     >>> refuse_dynamic_for_target("intel-npu", dynamic=True, inputs=["raw"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    export.errors.ExportError: target intel-npu needs static input shapes, ... 'raw' (1, height, width, C) open; ...
+    xenoedge.export.errors.ExportError: target intel-npu needs static input shapes, ... open; ...
     """
     row = _as_target(target)
     if not (dynamic and row.requires_static_shapes):

@@ -1,35 +1,75 @@
-"""The architecture holds (docs/architecture.md): import contracts and no private names across modules."""
+"""The architecture holds (docs/architecture.md): import contracts, no private names across
+modules, and a package list that installs every source folder under the one ``xenoedge`` root."""
 
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("calibration", "devices", "edge", "export", "xeno")
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+PACKAGE_DIRS: dict[str, str] = PYPROJECT["tool"]["setuptools"]["package-dir"]  # xenoedge.edge -> edge
 
 
-def test_import_contracts_are_kept():
+def _folder_of(package: str) -> Path:
+    """Source folder of an installed package name (``xenoedge.edge.links`` -> ``edge/links``)."""
+    for root in sorted(PACKAGE_DIRS, key=len, reverse=True):
+        if package == root or package.startswith(root + "."):
+            rest = package[len(root) :].lstrip(".")
+            return REPO / PACKAGE_DIRS[root] / Path(*rest.split(".")) if rest else REPO / PACKAGE_DIRS[root]
+    raise AssertionError(f"{package}: no package-dir entry")
+
+
+def test_every_source_folder_is_an_installed_package_and_nothing_else():
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    found = set()
+    for root, folder in PACKAGE_DIRS.items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            if "__pycache__" not in init.parts:
+                rel = init.parent.relative_to(REPO / folder)
+                found.add(".".join([root, *rel.parts]))
+    assert listed == found, f"missing from pyproject: {sorted(found - listed)}; not a folder: {sorted(listed - found)}"
+    assert all(p == "xenoedge" or p.startswith("xenoedge.") for p in listed)  # one import root
+
+
+def _wheel_shaped_copy(dest: Path) -> Path:
+    """The ``.py`` files laid out as the wheel installs them (``dest/xenoedge/edge/...``)."""
+    for package in PYPROJECT["tool"]["setuptools"]["packages"]:
+        target = dest / Path(*package.split("."))
+        target.mkdir(parents=True, exist_ok=True)
+        for source in _folder_of(package).glob("*.py"):
+            shutil.copy2(source, target / source.name)
+    return dest
+
+
+def test_import_contracts_are_kept(tmp_path):
     lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     if lint is None:
         pytest.skip("import-linter is not installed (it is in the dev extra)")
-    result = subprocess.run([lint], cwd=REPO, capture_output=True, text=True, timeout=600)
+    tree = _wheel_shaped_copy(tmp_path / "site")
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    result = subprocess.run(
+        [lint, "--config", str(REPO / "pyproject.toml")], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "0 broken" in result.stdout
 
 
 def test_no_module_imports_a_private_name_of_another_module():
     offenders = []
-    for package in PACKAGES:
-        for path in sorted((REPO / package).rglob("*.py")):
+    for folder in sorted(set(PACKAGE_DIRS.values())):
+        for path in sorted((REPO / folder).rglob("*.py")):
             tree = ast.parse(path.read_text(), filename=str(path))
             for node in ast.walk(tree):
-                if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("xenoedge"):
                     private = [a.name for a in node.names if a.name.startswith("_")]
                     if private:
                         offenders.append(f"{path.relative_to(REPO)}: from {node.module} import {', '.join(private)}")

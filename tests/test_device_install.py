@@ -17,13 +17,14 @@ def test_device_packages_import_without_heavy_dependencies():
     # every module of the device packages, found by walking them (a hand-kept list goes stale)
     code = BLOCKER + (
         "import importlib, pkgutil\n"
-        "import calibration, devices, edge, export.bundle\n"
-        "for package in (calibration, devices, edge, export.bundle):\n"
+        "import xenoedge, xenoedge.calibration, xenoedge.devices, xenoedge.edge, xenoedge.export.bundle\n"
+        "for package in (xenoedge.calibration, xenoedge.devices, xenoedge.edge, xenoedge.export.bundle):\n"
         "    for info in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
         "        importlib.import_module(info.name)\n"
-        "from devices.simulated import SimulatedCamera\n"
-        "from calibration.sensors import get_sensor\n"
+        "from xenoedge.devices.simulated import SimulatedCamera\n"
+        "from xenoedge.sensors import get_sensor\n"
         "with SimulatedCamera(get_sensor('mosaic-5x5-nir')) as cam: cam.read()\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # from another folder: the installed package, not the source folders on the path
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
     assert result.returncode == 0, result.stderr

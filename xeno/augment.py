@@ -3,7 +3,7 @@
 ``PhysiologyAugmentation`` is step 2 of DESIGN.md section 1: per image with probability
 ``p``, for each organ present that has maps, pick one of its maps at random, apply it to that
 organ's pixels, blend with the original by a weight drawn from U(0, 1) and re-normalise (L1,
-the same ``L1_EPS`` as ``calibration.normalise``). Pixels of other organs stay bit-identical.
+the same ``L1_EPS`` as ``xenoedge.calibration.normalise``). Pixels of other organs stay bit-identical.
 
 ``geometric_augment`` flips, rotates by multiples of 90° (180° only when H != W, so shapes
 keep) and applies a small affine transform (rotation ±10°, scale 0.9-1.1), nearest-neighbour
@@ -20,9 +20,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-
-from calibration.normalise import L1_EPS
-from xeno.projections import ProjectionError, ProjectionSet
+from xenoedge.calibration.normalise import L1_EPS
+from xenoedge.xeno.projections import ProjectionError, ProjectionSet
 
 FILL_LABEL = 255  # label of pixels the affine transform brings in from outside (ignored by the loss)
 

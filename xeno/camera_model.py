@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.sensors import SensorProfile
+from xenoedge.sensors import SensorProfile
 
 REFERENCE_EXPOSURE_MS = 10.0
 DEFECT_FRACTION = 2e-4  # fraction of pixels that are hot, and the same fraction dead
@@ -110,7 +110,7 @@ class NoisePool:
     docs/simulator.md: noise of different frames is the same sequence shifted, so it is
     not independent between frames (averages over many frames still shrink as 1/sqrt(N)
     unless two offsets coincide). Data sets use exact noise; the live camera no longer uses
-    a pool (see ``xeno.noise_realisations``).
+    a pool (see ``xenoedge.xeno.noise_realisations``).
     """
 
     def __init__(self, n_values: int, rng: np.random.Generator, frames: float = 2.0):

@@ -21,8 +21,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from calibration.atomic import atomic_write
-from calibration.errors import XenoedgeError
+from xenoedge.atomic import atomic_write
+from xenoedge.errors import XenoedgeError
 
 FORMAT_VERSION = 1
 
@@ -95,7 +95,7 @@ def load_tensors(path: Path) -> Any:
 
 def load_model(folder: Path):
     """(model in eval mode, config) from a checkpoint folder."""
-    from xeno.models import model_from_config
+    from xenoedge.xeno.models import model_from_config
 
     folder = Path(folder)
     config = read_config(folder)

@@ -11,11 +11,11 @@ Layouts (full description: ``docs/datasets.md``):
 
 ``SpectralDataset.load`` gives a ``Sample``: the cube checked (no NaN, no strongly negative
 reflectance), optionally resampled to a sensor profile's bands and L1-normalised per pixel
-(``calibration.normalise.l1_normalise``), plus labels and states. Preprocessed arrays are kept
+(``xenoedge.calibration.normalise.l1_normalise``), plus labels and states. Preprocessed arrays are kept
 in a bounded in-memory LRU cache and, with ``cache_dir``, in ``.npy`` files reopened with mmap.
 Splits go by subject, a subject being a ``(species, subject)`` pair: ``split_by_subject``.
 
-numpy only: torch lives in ``xeno.torch_data``.
+numpy only: torch lives in ``xenoedge.xeno.torch_data``.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from xenoedge.calibration.normalise import L1_EPS, l1_normalise
+from xenoedge.calibration.reflectance import check_reflectance
+from xenoedge.calibration.resample import resample_cube, resampling_matrix
+from xenoedge.xeno.labels import LabelSet, get_label_set
+from xenoedge.xeno.scene import NO_STATE
 
-from calibration.errors import FileFormatError, InvalidCubeError, UnknownNameError, XenoedgeError
-from calibration.normalise import L1_EPS, l1_normalise
-from calibration.reflectance import check_reflectance
-from calibration.resample import resample_cube, resampling_matrix
-from calibration.sensors import SensorProfile
-from xeno.labels import LabelSet, get_label_set
-from xeno.scene import NO_STATE
+from xenoedge.errors import FileFormatError, InvalidCubeError, UnknownNameError, XenoedgeError
+from xenoedge.sensors import SensorProfile
 
 INDEX_FILE = "index.json"
 METADATA_FILE = "metadata.csv"
@@ -129,7 +129,7 @@ def _list(items: Sequence[object]) -> str:
 
 def probe_cube(path: Path) -> tuple[int, np.ndarray | None]:
     """(band count, (C,) float32 wavelengths in nm or None) of a cube file without reading its values."""
-    from devices.formats import cube_format, tivita_wavelengths
+    from xenoedge.devices.formats import cube_format, tivita_wavelengths
 
     fmt = cube_format(path)
     try:
@@ -141,7 +141,7 @@ def probe_cube(path: Path) -> tuple[int, np.ndarray | None]:
             n_bands = int(np.frombuffer(head, dtype=">i4")[2])
             return n_bands, tivita_wavelengths().astype(np.float32)
         if fmt.name == "envi":
-            from devices.formats import envi
+            from xenoedge.devices.formats import envi
 
             envi._check_header_path(path)
             header = envi._read_header(path)
@@ -188,7 +188,7 @@ def _label_set_from(path: Path, value: object) -> LabelSet:
         for known in _known_label_sets():
             if known.names == names:
                 return known
-        from xeno.labels import Label
+        from xenoedge.xeno.labels import Label
 
         try:
             labels = tuple(Label(int(e["id"]), str(e["name"]), tuple(e.get("color", (0, 0, 0)))) for e in value)
@@ -201,7 +201,7 @@ def _label_set_from(path: Path, value: object) -> LabelSet:
 
 
 def _known_label_sets() -> list[LabelSet]:
-    from xeno.labels import LABEL_SETS
+    from xenoedge.xeno.labels import LABEL_SETS
 
     return list(LABEL_SETS.values())
 
@@ -306,7 +306,7 @@ def _check_files(root: Path, records: list[ImageRecord]) -> None:
 
 
 def _region_states_from_masks(record: ImageRecord, label_set: LabelSet, states: tuple[str, ...]) -> list[list[str]]:
-    from devices.formats import read_label_png
+    from xenoedge.devices.formats import read_label_png
 
     labels = read_label_png(record.labels_path, n_labels=len(label_set.labels))
     if record.states_path is None or not states:
@@ -535,7 +535,7 @@ class SpectralDataset:
         cube = self.preprocess(record)
         self.stats.cube_reads += 1
         if path is not None:
-            from calibration.atomic import atomic_write
+            from xenoedge.atomic import atomic_write
 
             atomic_write(path, lambda f: np.save(f, cube, allow_pickle=False))
             self.stats.disk_writes += 1
@@ -543,7 +543,7 @@ class SpectralDataset:
 
     def preprocess(self, record: ImageRecord) -> np.ndarray:
         """Read ``record``'s cube and return it (H, W, C_out) float32, checked, resampled, L1-normalised."""
-        from devices.formats import read_cube
+        from xenoedge.devices.formats import read_cube
 
         what = f"{record.cube_path} (image {record.image_id!r})"
         cube, _ = read_cube(record.cube_path)
@@ -560,7 +560,7 @@ class SpectralDataset:
         return l1_normalise(cube, out=cube if cube.flags.writeable and cube.dtype == np.float32 else None)
 
     def _masks(self, record: ImageRecord, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        from devices.formats import read_label_png
+        from xenoedge.devices.formats import read_label_png
 
         n_labels = len(self.label_set.labels)
         try:
@@ -730,7 +730,7 @@ def split_by_subject(
     enough subjects (test first, then val), and training always keeps at least one.
     Deterministic from ``seed`` and independent of record order; sides keep input order.
     """
-    from xeno.seeds import stable_seed
+    from xenoedge.xeno.seeds import stable_seed
 
     records = tuple(records)
     for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -764,7 +764,7 @@ def subject_folds(
     ``split_by_subject``) and dealt round-robin, so fold sizes differ by at most one per
     species. Raises ``DatasetError`` when a species has fewer than ``k`` subjects.
     """
-    from xeno.seeds import stable_seed
+    from xenoedge.xeno.seeds import stable_seed
 
     if k < 2:
         raise DatasetError(f"cross-validation needs at least 2 folds, got {k}")

@@ -1,6 +1,6 @@
 """The default models shipped inside the package, and the recipe that reproduces each.
 
-    python -m xeno.default_models [surgical|crop|all] [--work DIR]      (or: make default-models)
+    python -m xenoedge.xeno.default_models [surgical|crop|all] [--work DIR]      (or: make default-models)
 
 Both are ``unet-edge`` networks (edge-first: the frame is pooled p x p, a small U-Net gives
 spatial context at the working size, logits are upsampled to the frame before the arg-max).
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from calibration.errors import UnknownNameError
+from xenoedge.errors import UnknownNameError
 
 MODEL = "unet-edge"  # edge-first: pools the frame, spatial context at the working size (docs/models.md)
 REFERENCE_MODEL = "unet-effb5"  # the paper's network, trained on the same data for comparison
@@ -84,7 +84,7 @@ def default_model_dir(name: str) -> Path:
     """Folder of a shipped default model (``config.json``, ``model.pt``, ``evaluation.json``)."""
     if name not in RECIPES:
         raise UnknownNameError("default model", name, sorted(RECIPES))
-    return Path(str(resources.files("xeno").joinpath("default_models", name)))
+    return Path(str(resources.files("xenoedge.xeno").joinpath("default_models", name)))
 
 
 def build(recipe: Recipe, work: Path, out: Path, log=print, *, reference: bool = False) -> dict:
@@ -95,12 +95,12 @@ def build(recipe: Recipe, work: Path, out: Path, log=print, *, reference: bool =
     instead, and writes only its evaluation (``out/reference_evaluation.json``; the ~120 MB of
     weights stay in ``work``).
     """
-    from xeno.checkpoint import load_model
-    from xeno.dataset import SpectralDataset, split_by_subject
-    from xeno.evaluate import evaluate_model
-    from xeno.experiment import SURGICAL_PATHOLOGICAL, learn_projection_file
-    from xeno.simulate_dataset import DatasetSpec, write_dataset
-    from xeno.train import TrainConfig, train
+    from xenoedge.xeno.checkpoint import load_model
+    from xenoedge.xeno.dataset import SpectralDataset, split_by_subject
+    from xenoedge.xeno.evaluate import evaluate_model
+    from xenoedge.xeno.experiment import SURGICAL_PATHOLOGICAL, learn_projection_file
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+    from xenoedge.xeno.train import TrainConfig, train
 
     phys, path = work / "phys", work / "path"
 

@@ -7,12 +7,12 @@ Two ways in (docs/training.md "Training across processes"):
   folder (``file://`` init method), so there is no TCP port to choose and parallel runs never
   collide.
 - ``torchrun --nproc-per-node N --no-python xenoedge train ...`` or
-  ``torchrun --nproc-per-node N -m xeno.distributed CONFIG.json --out FOLDER``: torchrun's
+  ``torchrun --nproc-per-node N -m xenoedge.xeno.distributed CONFIG.json --out FOLDER``: torchrun's
   elastic launcher sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``;
   each process joins through ``env://``. The same line works across nodes (``--nnodes``,
   ``--rdzv-endpoint``).
 
-What a rank does (``Rank``, used by ``xeno.train.train``): the global batch stays
+What a rank does (``Rank``, used by ``xenoedge.xeno.train.train``): the global batch stays
 ``config.batch_size``; rank r of N computes items ``[r*B/N, (r+1)*B/N)`` of each step's batch
 (crops are a function of (seed, step, k), so the N shards together are exactly the batch a
 single process draws), augments them with its own generator reseeded every step from
@@ -33,10 +33,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from calibration.errors import XenoedgeError
-from xeno.seeds import stable_seed
+from xenoedge.xeno.seeds import stable_seed
 
-#: Backend for CPU processes (NCCL needs GPU tensors, which ``xeno.train`` does not use yet).
+from xenoedge.errors import XenoedgeError
+
+#: Backend for CPU processes (NCCL needs GPU tensors, which ``xenoedge.xeno.train`` does not use yet).
 BACKEND = "gloo"
 #: Environment variables torchrun (and ``torch.distributed.run``) set for every process.
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -179,8 +180,7 @@ def _leave_group() -> None:
 def run_rank(config, out: Path, rank: Rank, *, init_method: str = "env://", resume: bool = True, progress=None):
     """Join the group, train this rank's part, wait for the others (rank 0 writes last), leave."""
     import torch.distributed as dist
-
-    from xeno.train import train
+    from xenoedge.xeno.train import train
 
     if not rank.distributed:
         return train(config, out, resume=resume, progress=progress)
@@ -198,7 +198,7 @@ def _worker(local_rank: int, nproc: int, init_file: str, config_json: dict, out:
     any other exception's traceback)."""
     import traceback
 
-    from xeno.train import TrainConfig
+    from xenoedge.xeno.train import TrainConfig
 
     rank = Rank(local_rank, nproc, local_rank, threads=threads)
 
@@ -233,7 +233,7 @@ def launch(
 ) -> Path:
     """Train ``config`` into ``out`` with ``nproc`` processes on this machine; returns ``out``.
 
-    ``nproc=1`` is ``xeno.train.train`` itself. Otherwise processes are spawned (the standard
+    ``nproc=1`` is ``xenoedge.xeno.train.train`` itself. Otherwise processes are spawned (the standard
     library's ``multiprocessing``, so this process does not import torch), meet through a file
     rendezvous in a temporary folder, and run ``train`` with their ``Rank``; ``progress`` gets
     rank 0's steps (with the loss averaged over ranks). ``threads`` per process defaults to
@@ -248,7 +248,7 @@ def launch(
     if nproc < 1:
         raise XenoedgeError(f"--nproc must be at least 1, got {nproc}")
     if nproc == 1:
-        from xeno.train import train
+        from xenoedge.xeno.train import train
 
         return train(config, Path(out), resume=resume, progress=progress)
     Rank(0, nproc).shard(config.batch_size)  # a clear error before any process starts
@@ -325,17 +325,19 @@ def train_processes(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``torchrun --nproc-per-node N -m xeno.distributed CONFIG.json --out FOLDER``.
+    """``torchrun --nproc-per-node N -m xenoedge.xeno.distributed CONFIG.json --out FOLDER``.
 
     CONFIG.json is a ``TrainConfig`` as JSON (the ``train`` entry of a checkpoint's config.json
     is one). Without torchrun's variables it trains in this one process.
     """
-    parser = argparse.ArgumentParser(prog="python -m xeno.distributed", description=main.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m xenoedge.xeno.distributed", description=main.__doc__.splitlines()[0]
+    )
     parser.add_argument("config", type=Path, help="TrainConfig as JSON")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder (rank 0 writes it)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
     args = parser.parse_args(argv)
-    from xeno.train import TrainConfig
+    from xenoedge.xeno.train import TrainConfig
 
     try:
         config = TrainConfig.from_json(json.loads(args.config.read_text()))

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from xeno.scene import NO_STATE
+from xenoedge.xeno.scene import NO_STATE
 
 
 def predict(model, cube: np.ndarray) -> np.ndarray:
@@ -286,7 +285,7 @@ def subject_bootstrap(
 def evaluate_model(model, dataset, indices: list[int], *, pictures: Path | None = None, max_pictures: int = 8):
     """Evaluate ``model`` on ``dataset`` images ``indices``; with ``pictures``, the first
     ``max_pictures`` images as ``<image id>_truth_vs_pred.png`` (``truth_vs_pred_picture``)."""
-    from xeno.previews import pseudo_rgb
+    from xenoedge.xeno.previews import pseudo_rgb
 
     result = Evaluation(dataset.label_set.names, list(dataset.states))
     colors = dataset.label_set.colors()
@@ -303,7 +302,7 @@ def evaluate_model(model, dataset, indices: list[int], *, pictures: Path | None 
             subject=f"{sample.record.species}/{sample.record.subject}",
         )
         if pictures is not None and n < max_pictures:
-            from devices.formats import write_rgb_png
+            from xenoedge.devices.formats import write_rgb_png
 
             pictures.mkdir(parents=True, exist_ok=True)
             rgb = pseudo_rgb(sample.cube, dataset.wavelengths_out_nm)
@@ -320,14 +319,14 @@ def truth_vs_pred_picture(
 ) -> np.ndarray:
     """Titled panels frame (pseudo-RGB) | ground truth over it | prediction over it, and a legend
     of class names and colours with each class's share of the prediction."""
-    from xeno.previews import mask_picture
+    from xenoedge.xeno.previews import mask_picture
 
     return mask_picture(np.asarray(pred, np.uint8), colors, names, title, rgb=rgb, truth=np.asarray(truth, np.uint8))
 
 
 def write_evaluation(result: Evaluation, out: Path) -> Path:
     """evaluation.json and confusion.png in ``out``."""
-    from calibration.atomic import atomic_write
+    from xenoedge.atomic import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "evaluation.json", lambda f: f.write(json.dumps(result.to_json(), indent=2).encode()))

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.errors import UnknownNameError
+from xenoedge.errors import UnknownNameError
 
 SPECIES = ("human", "pig", "rat")
 MALPERFUSION = ("malperfused_arterial", "malperfused_venous")
@@ -194,7 +194,7 @@ def _folder_jobs(preset: Preset, protocol: str) -> dict[str, tuple]:
 
 
 def _simulate(work: Path, preset: Preset, protocol: str, log: Log) -> dict[str, Path]:
-    from xeno.simulate_dataset import DatasetSpec, write_dataset
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
     folders = {}
     for name, (domain, species, states, images, p_path, *seed) in _folder_jobs(preset, protocol).items():
@@ -237,7 +237,7 @@ def learn_projection_file(
     code learns from a few subjects' images; with ``pairing="all"`` the map count grows as
     n_phys x n_path.
     """
-    from xeno.projections import (
+    from xenoedge.xeno.projections import (
         ProjectionError,
         combine,
         learn_projections,
@@ -297,7 +297,7 @@ def _train_arm(
     work: Path, preset: Preset, arm: Arm, model: str, options: dict, data: Path, split, seed: int, fold: int,
     projections: tuple[Path, ...],
 ) -> Path:  # fmt: skip
-    from xeno.train import TrainConfig, train
+    from xenoedge.xeno.train import TrainConfig, train
 
     train_ids = tuple(sorted(r.image_id for r in split.train if r.species == arm.target))
     val_ids = tuple(sorted(r.image_id for r in split.val if r.species == arm.target))
@@ -330,8 +330,8 @@ def _train_arm(
 
 
 def _score(checkpoint: Path, dataset, records, **tags) -> list[dict]:
-    from xeno.checkpoint import load_model
-    from xeno.evaluate import evaluate_model
+    from xenoedge.xeno.checkpoint import load_model
+    from xenoedge.xeno.evaluate import evaluate_model
 
     if not records:
         return []
@@ -346,7 +346,7 @@ def _score(checkpoint: Path, dataset, records, **tags) -> list[dict]:
 
 def _run_one(work, preset, arm, model, model_options, folders, fold, seed, files) -> tuple[dict, list[dict]]:
     """Train one (arm, model, fold, seed) and score it on its fold's test subjects: (run record, rows)."""
-    from xeno.dataset import SpectralDataset, fold_split
+    from xenoedge.xeno.dataset import SpectralDataset, fold_split
 
     started, cpu = time.perf_counter(), time.process_time()
     train_folder = "surgical_physiological" if arm.domain == "surgical" else "crop_seen"
@@ -490,7 +490,7 @@ def reanalyse(work: Path) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from calibration.atomic import atomic_write
+    from xenoedge.atomic import atomic_write
 
     atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, allow_nan=True).encode()))
 
@@ -506,7 +506,7 @@ def _select(rows, **where):
 
 
 def _cell(rows, seed: int = 0) -> dict:
-    from xeno.evaluate import subject_bootstrap
+    from xenoedge.xeno.evaluate import subject_bootstrap
 
     return subject_bootstrap({"x": rows}, n_boot=N_BOOT, seed=seed)
 
@@ -528,7 +528,7 @@ class _Analysis:
 
 def analyse(rows: list[dict], preset: Preset, protocol: str, runs: list[dict]) -> dict:
     """Tables with intervals and the ``summary`` object from the scored rows."""
-    from xeno.evaluate import subject_bootstrap
+    from xenoedge.xeno.evaluate import subject_bootstrap
 
     paper = protocol == "paper"
     main = [r for r in rows if r["model"] == preset.model]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.errors import UnknownNameError
+from xenoedge.errors import UnknownNameError
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-from xeno.fields import smooth_field
+from xenoedge.xeno.fields import smooth_field
 
 # Organ groups seen together in open abdominal or thoracic surgery (first = the target organ).
 SURGICAL_ARRANGEMENTS: tuple[tuple[str, ...], ...] = (

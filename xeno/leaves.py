@@ -9,7 +9,7 @@ but not identical across crops.
 Parameter values, literature ranges and the reasons for the effect sizes are in
 ``docs/leaves.md``. The PROSPECT model itself comes from the ``prosail`` package (an
 optional dependency, extra ``sim``); it is imported only when a spectrum is computed, so
-``import xeno.leaves`` works without it.
+``import xenoedge.xeno.leaves`` works without it.
 
 Units follow PROSPECT-D: pigments in µg/cm² of leaf area, water as equivalent water
 thickness in cm (= g/cm²), dry matter in g/cm², brown pigments in arbitrary units, the
@@ -23,7 +23,7 @@ from dataclasses import astuple, dataclass, fields, replace
 
 import numpy as np
 
-from calibration.errors import InvalidCubeError, UnknownNameError, XenoedgeError
+from xenoedge.errors import InvalidCubeError, UnknownNameError, XenoedgeError
 
 __all__ = [
     "CROPS",

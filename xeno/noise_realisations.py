@@ -27,7 +27,7 @@ ROWS_PER_BLOCK = 8
 class NoiseRealisations:
     """``k`` noisy raw frames of one scene, uint16, any shape (rows first).
 
-    ``realisations`` are the frames as ``xeno.camera_model.render_raw`` (or
+    ``realisations`` are the frames as ``xenoedge.xeno.camera_model.render_raw`` (or
     ``mosaic_from_cube``) made them: (H, W) mosaic or (h, w, C) cube, uint16.
     """
 

@@ -76,7 +76,7 @@ def _gaussian_bands(wavelengths_nm: np.ndarray, bands: tuple[tuple[float, float,
 @cache
 def chromophores() -> Chromophores:
     """The committed chromophore table (xeno/data/chromophores.npz) plus ICG and bilirubin."""
-    with resources.files("xeno").joinpath("data", "chromophores.npz").open("rb") as f:
+    with resources.files("xenoedge.xeno").joinpath("data", "chromophores.npz").open("rb") as f:
         table = np.load(f)
         wl = table["wavelengths_nm"].astype(np.float64)
         arrays = {k: table[k].astype(np.float64) for k in ("hbo2", "hb", "water", "fat", "melanin")}
@@ -108,7 +108,7 @@ class TissueParams:
     bilirubin: float = 0.0  # bilirubin absorption at its 460 nm peak, cm^-1
     icg: float = 0.0  # ICG absorption at its 805 nm peak, cm^-1
     # How this tissue's ICG spectrum departs from the plasma shape (species-specific binding
-    # and aggregation, xeno.species state responses): peak shift in nm, and the 740 nm
+    # and aggregation, xenoedge.xeno.species state responses): peak shift in nm, and the 740 nm
     # aggregate shoulder's height relative to the peak (0.35 = the plasma shape).
     icg_shift_nm: float = 0.0
     icg_shoulder: float = ICG_SHOULDER

@@ -43,9 +43,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from xenoedge.xeno.seeds import stable_seed
 
-from calibration.errors import XenoedgeError
-from xeno.seeds import stable_seed
+from xenoedge.errors import XenoedgeError
 
 FORMAT_VERSION = 1
 WAVELENGTH_TOLERANCE_NM = 0.5
@@ -494,7 +494,7 @@ def _digest(matrices: np.ndarray) -> str:
 
 def save_projections(path: str | os.PathLike, ps: ProjectionSet) -> Path:
     """Write ``ps`` as one ``.npz`` (no pickles), atomically; returns the path."""
-    from calibration.atomic import atomic_write
+    from xenoedge.atomic import atomic_write
 
     meta = {
         "format": "xenoedge-projections",
@@ -596,9 +596,10 @@ def organ_samples_from_folder(
     L1-normalised reflectance (N, C) float32. Crop labels that name a state
     (``stressed_leaf``, ``lesion``) belong to organ ``healthy_leaf``.
     """
-    from calibration.errors import FileFormatError
-    from calibration.normalise import l1_normalise
-    from devices.formats import read_cube, read_label_png
+    from xenoedge.calibration.normalise import l1_normalise
+    from xenoedge.devices.formats import read_cube, read_label_png
+
+    from xenoedge.errors import FileFormatError
 
     root = Path(root)
     index_path = root / "index.json"
@@ -660,7 +661,7 @@ def _organ_of_label(label_names: list[str], state_names: list[str]) -> dict[str,
     """Labels that name a state (crop: stressed_leaf, lesion) -> the label of the healthy organ."""
     if "healthy_leaf" not in label_names:
         return {}
-    from xeno.leaves import STATE_TO_LABEL
+    from xenoedge.xeno.leaves import STATE_TO_LABEL
 
     healthy = STATE_TO_LABEL.get(state_names[0], "healthy_leaf")
     return {label: healthy for state, label in STATE_TO_LABEL.items() if state != state_names[0]}
@@ -677,7 +678,7 @@ def median_spectra(
     "mapped" pools every map of the organ applied to (at most ``max_pixels``) physiological
     pixels, re-normalised (blend weight 1). None when the samples lack either state.
     """
-    from calibration.normalise import l1_normalise
+    from xenoedge.calibration.normalise import l1_normalise
 
     idx = ps.maps_for(organ)
     phys = [s.spectra for s in samples if s.organ == organ and s.state == ps.physiological]
@@ -710,7 +711,7 @@ def plot_projection_effect(ps: ProjectionSet, samples: Sequence[OrganSample], pa
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise ProjectionError("plotting needs matplotlib: pip install 'xenoedge[sim]'") from exc
-    from calibration.atomic import temp_path_beside
+    from xenoedge.atomic import temp_path_beside
 
     path = Path(path)
     panels = [(o, m) for o in ps.organ_names() if (m := median_spectra(ps, samples, o)) is not None]

@@ -2,7 +2,7 @@
 
 ``simulate_scene`` returns the *apparent* reflectance a perfect camera would measure,
 (H, W, C) float32 at the requested bands, with labels, a state map and metadata. The
-camera model (``xeno.camera_model``) turns it into raw counts.
+camera model (``xenoedge.xeno.camera_model``) turns it into raw counts.
 
 Speed comes from caching spectra per region: each region gets a small table of K
 variants (parameters along a latent that varies smoothly in space), computed on the
@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from xenoedge.calibration.bands import band_response_matrix
+from xenoedge.xeno import species as tissue_tables
+from xenoedge.xeno.fields import radial_falloff, smooth_field
+from xenoedge.xeno.labels import CROP, SURGICAL, LabelSet
+from xenoedge.xeno.layout import Layout, RegionSpec, crop_layout, surgical_layout
+from xenoedge.xeno.materials import material_reflectance
+from xenoedge.xeno.optics import GRID_NM, tissue_reflectance
+from xenoedge.xeno.seeds import stable_seed
 
-from calibration.bands import band_response_matrix
-from calibration.errors import UnknownNameError
-from xeno import species as tissue_tables
-from xeno.fields import radial_falloff, smooth_field
-from xeno.labels import CROP, SURGICAL, LabelSet
-from xeno.layout import Layout, RegionSpec, crop_layout, surgical_layout
-from xeno.materials import material_reflectance
-from xeno.optics import GRID_NM, tissue_reflectance
-from xeno.seeds import stable_seed
+from xenoedge.errors import UnknownNameError
 
 VARIANTS_PER_REGION = 12
 NO_STATE = 255  # state-map value for soil, drapes and instruments
@@ -41,7 +41,7 @@ class Domain:
 
 
 def _crop_domain() -> Domain:
-    from xeno.leaves import CROP_STATES, CROPS
+    from xenoedge.xeno.leaves import CROP_STATES, CROPS
 
     return Domain("crop", CROP, tuple(CROPS), tuple(CROP_STATES))
 
@@ -69,10 +69,10 @@ class SceneConfig:
     pathological_probability: float = 0.5
     specular: bool = True
     # How far each species' states depart from the shared relative change
-    # (xeno.species.state_change); None: the species' documented default.
+    # (xenoedge.xeno.species.state_change); None: the species' documented default.
     state_deviation: float | None = None
     # Surgical: the organ group to show (first = target organ); None: drawn from
-    # xeno.layout.SURGICAL_ARRANGEMENTS.
+    # xenoedge.xeno.layout.SURGICAL_ARRANGEMENTS.
     arrangement: tuple[str, ...] | None = None
 
 
@@ -97,7 +97,7 @@ def _tissue_table(
     region: RegionSpec, species: str, subject: int, strength: dict, deviation: float | None = None
 ) -> tuple[np.ndarray, dict]:
     """K physiological variants along the organ's texture latent, then the state's relative
-    change (xeno.species.state_change) applied to all of them."""
+    change (xenoedge.xeno.species.state_change) applied to all of them."""
     organ = region.what
     base = tissue_tables.subject_params(species, organ, _subject_seed(species, subject))
     amp = tissue_tables.ORGAN_TEXTURE[organ][1]
@@ -122,7 +122,7 @@ def _tissue_table(
 
 
 def _leaf_table(region: RegionSpec, subject: int, strength: float) -> tuple[np.ndarray, dict]:
-    from xeno import leaves
+    from xenoedge.xeno import leaves
 
     traits = leaves.plant_traits(region.what, np.random.default_rng(_subject_seed(region.what, subject)))
     if region.state != "healthy":
@@ -138,7 +138,7 @@ def _leaf_table(region: RegionSpec, subject: int, strength: float) -> tuple[np.n
 
 
 def _soil_table(moisture: float) -> tuple[np.ndarray, dict]:
-    from xeno import leaves
+    from xenoedge.xeno import leaves
 
     spectra = [leaves.soil_reflectance(GRID_NM, float(np.clip(moisture + 0.15 * t, 0, 1))) for t in _variant_latent()]
     return np.asarray(spectra, dtype=np.float64), {"moisture": moisture}
@@ -243,7 +243,7 @@ def simulate_scene(
     band_table = (np.concatenate(tables, axis=0) @ band_matrix).astype(np.float32)  # (R*K, C)
 
     variant = smooth_field(h, w, 0.15 * min(h, w), rng)
-    # Tissue varies at its organ's own texture scale (xeno.species.ORGAN_TEXTURE).
+    # Tissue varies at its organ's own texture scale (xenoedge.xeno.species.ORGAN_TEXTURE).
     for i, region in enumerate(layout.regions):
         if region.kind == "tissue":
             inside = layout.region_map == i

@@ -26,14 +26,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from xenoedge.calibration.reflectance import reflectance_from_raw
+from xenoedge.xeno import camera_model
+from xenoedge.xeno.previews import label_overlay, pseudo_rgb
+from xenoedge.xeno.scene import SceneConfig, get_domain, simulate_scene
+from xenoedge.xeno.seeds import stable_seed
 
-from calibration.errors import UnknownNameError, XenoedgeError
-from calibration.reflectance import reflectance_from_raw
-from calibration.sensors import get_sensor
-from xeno import camera_model
-from xeno.previews import label_overlay, pseudo_rgb
-from xeno.scene import SceneConfig, get_domain, simulate_scene
-from xeno.seeds import stable_seed
+from xenoedge.errors import UnknownNameError, XenoedgeError
+from xenoedge.sensors import get_sensor
 
 CUBE_SUFFIXES = {"npz": ".npz", "tivita": "_SpecCube.dat", "envi": ".hdr"}
 SPECTRA_SAMPLES_PER_REGION = 400
@@ -63,14 +63,14 @@ def image_seed(seed: int, species: str, subject: int, number: int) -> int:
 
 
 def _write_json(path: Path, data: object) -> None:
-    from calibration.atomic import atomic_write
+    from xenoedge.atomic import atomic_write
 
     atomic_write(path, lambda f: f.write(json.dumps(data, indent=2).encode()))
 
 
 def write_dataset(out: Path, spec: DatasetSpec, progress: Callable[[int, int], None] | None = None) -> dict:
     """Simulate ``spec`` into folder ``out``; returns the index (also written as index.json)."""
-    from devices.formats import write_cube, write_label_png, write_rgb_png
+    from xenoedge.devices.formats import write_cube, write_label_png, write_rgb_png
 
     domain = get_domain(spec.domain)
     sensor = get_sensor(spec.sensor)

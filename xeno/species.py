@@ -36,14 +36,14 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+from xenoedge.xeno.optics import GRID_NM, TissueParams, tissue_reflectance
 
-from calibration.errors import UnknownNameError
-from xeno.optics import GRID_NM, TissueParams, tissue_reflectance
+from xenoedge.errors import UnknownNameError
 
 SPECIES = ("human", "pig", "rat")
 STATES = ("physiological", "malperfused_arterial", "malperfused_venous", "icg")
 
-# Human baseline per organ. Organs with ``layer_mm`` > 0 are two layers (xeno.optics): the
+# Human baseline per organ. Organs with ``layer_mm`` > 0 are two layers (xenoedge.xeno.optics): the
 # values above describe the slab on top, ``under_*`` the layer below it. Choices and their
 # rationale are in docs/simulator.md ("Organ identity").
 _T = TissueParams
@@ -298,7 +298,7 @@ def state_deviation(species: str) -> float:
 @contextmanager
 def state_deviation_override(value: float) -> Iterator[None]:
     """Within the ``with`` block every species simulates states at deviation ``value``
-    (for code that builds scenes through ``xeno.simulate_dataset`` and cannot pass it)."""
+    (for code that builds scenes through ``xenoedge.xeno.simulate_dataset`` and cannot pass it)."""
     if not value >= 0.0:
         raise ValueError(f"state deviation must be >= 0, got {value!r}")
     _DEVIATION_OVERRIDE.append(float(value))

@@ -13,10 +13,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from xenoedge.calibration.pooling import pool_blocks
+from xenoedge.xeno.dataset import NO_STATE, ImageRecord, Sample, SpectralDataset
 
-from calibration.errors import XenoedgeError
-from calibration.pooling import pool_blocks
-from xeno.dataset import NO_STATE, ImageRecord, Sample, SpectralDataset
+from xenoedge.errors import XenoedgeError
 
 #: Random positions tried to hit a labelled pixel before scanning the whole label map.
 _FOREGROUND_TRIES = 16

@@ -3,7 +3,7 @@
 ``train(config, out)`` opens the data set, picks the training and validation images
 (split by subject), and trains ``config.model`` on random crops, optionally with
 physiology-based augmentation from projection files. Every ``checkpoint_every`` steps and at
-the end it writes a checkpoint folder (``xeno.checkpoint``); run again with the same config
+the end it writes a checkpoint folder (``xenoedge.xeno.checkpoint``); run again with the same config
 and ``resume=True`` and it continues from the last one, reproducing the same weights as an
 uninterrupted run.
 """
@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from calibration.errors import XenoedgeError
-from calibration.normalise import L1_EPS
-from xeno import checkpoint as ckpt
-from xeno.distributed import SINGLE, Rank
+from xenoedge.calibration.normalise import L1_EPS
+from xenoedge.xeno import checkpoint as ckpt
+from xenoedge.xeno.distributed import SINGLE, Rank
+
+from xenoedge.errors import XenoedgeError
 
 
 @dataclass(frozen=True)
@@ -171,22 +172,21 @@ def train(
 ) -> Path:
     """Train per ``config`` into checkpoint folder ``out``; returns ``out``.
 
-    ``dist``: this process's rank in a DistributedDataParallel group (``xeno.distributed``);
+    ``dist``: this process's rank in a DistributedDataParallel group (``xenoedge.xeno.distributed``);
     the default is the single-process training."""
     import torch
-
-    from xeno.augment import PhysiologyAugmentation, geometric_augment, organ_transplantation
-    from xeno.dataset import SpectralDataset, Split, split_by_subject
-    from xeno.losses import IGNORE_INDEX, ce_dice_loss
-    from xeno.models import build_model, model_config
-    from xeno.projections import combine, load_projections
-    from xeno.torch_data import PooledImages, RandomCrops
+    from xenoedge.xeno.augment import PhysiologyAugmentation, geometric_augment, organ_transplantation
+    from xenoedge.xeno.dataset import SpectralDataset, Split, split_by_subject
+    from xenoedge.xeno.losses import IGNORE_INDEX, ce_dice_loss
+    from xenoedge.xeno.models import build_model, model_config
+    from xenoedge.xeno.projections import combine, load_projections
+    from xenoedge.xeno.torch_data import PooledImages, RandomCrops
 
     out = Path(out)
     generator = _seed_everything(config.seed, dist.threads or config.threads)
     sensor = None
     if config.sensor:
-        from calibration.sensors import get_sensor
+        from xenoedge.sensors import get_sensor
 
         sensor = get_sensor(config.sensor)
     dataset = SpectralDataset.open(Path(config.data), sensor=sensor, cache_dir=config.cache_dir)
@@ -299,7 +299,7 @@ def train(
         """Score a BatchNorm-recalibrated copy on the validation images; True when the rule says stop."""
         import copy
 
-        from xeno.evaluate import evaluate_model
+        from xenoedge.xeno.evaluate import evaluate_model
 
         candidate = copy.deepcopy(model)
         recalibrate_batchnorm(candidate, crops, config.batch_size, VALIDATION_BN_BATCHES, forward=_working(candidate))

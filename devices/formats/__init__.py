@@ -17,24 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from calibration.errors import FileFormatError, InvalidCubeError
-from devices.formats.envi import (
+from xenoedge.devices.formats.envi import (
     SpecimCapture,
     read_envi,
     read_specim_capture,
     write_envi,
     write_specim_capture,
 )
-from devices.formats.label_png import colorize, read_label_png, write_label_png, write_rgb_png
-from devices.formats.numpy_cube import read_npy, read_npz, write_npy, write_npz
-from devices.formats.tivita import (
+from xenoedge.devices.formats.label_png import colorize, read_label_png, write_label_png, write_rgb_png
+from xenoedge.devices.formats.numpy_cube import read_npy, read_npz, write_npy, write_npz
+from xenoedge.devices.formats.tivita import (
     read_dark_pattern,
     read_speccube,
     tivita_wavelengths,
     write_dark_pattern,
     write_speccube,
 )
+
+from xenoedge.errors import FileFormatError, InvalidCubeError
 
 CubeReader = Callable[[Path], tuple[np.ndarray, "np.ndarray | None"]]
 CubeWriter = Callable[[Path, np.ndarray, "np.ndarray | None"], Path]

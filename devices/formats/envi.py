@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from spectral.io import envi as spy_envi
 
-from calibration.atomic import replace_synced, temp_path_beside
-from calibration.errors import FileFormatError, InvalidCubeError
+from xenoedge.atomic import replace_synced, temp_path_beside
+from xenoedge.errors import FileFormatError, InvalidCubeError
 
 HEADER_SUFFIX = ".hdr"
 #: Data-file extensions tried next to ``NAME.hdr``, in order ("" = no extension).

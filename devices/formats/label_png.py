@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from calibration.atomic import atomic_write
-from calibration.errors import FileFormatError, InvalidCubeError
+from xenoedge.atomic import atomic_write
+from xenoedge.errors import FileFormatError, InvalidCubeError
 
 PNG_SUFFIX = ".png"
 _MAX_LISTED = 10

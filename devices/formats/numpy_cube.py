@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.atomic import atomic_write
-from calibration.errors import FileFormatError, InvalidCubeError
+from xenoedge.atomic import atomic_write
+from xenoedge.errors import FileFormatError, InvalidCubeError
 
 NPY_SUFFIX = ".npy"
 NPZ_SUFFIX = ".npz"

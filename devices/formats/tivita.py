@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.atomic import atomic_write
-from calibration.errors import FileFormatError, InvalidCubeError
-from calibration.sensors import get_sensor
+from xenoedge.atomic import atomic_write
+from xenoedge.errors import FileFormatError, InvalidCubeError
+from xenoedge.sensors import get_sensor
 
 SPECCUBE_SUFFIX = "_SpecCube.dat"
 DARK_PATTERN_SUFFIX = ".dpic"

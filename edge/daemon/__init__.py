@@ -14,15 +14,15 @@ open the camera, load (or, for a simulated camera, capture) the references, bind
 The daemon is three parts, one module each, composed here by ``Daemon`` (which owns them, the
 start-up order, maintenance mode's end and the order of shutdown):
 
-- ``edge.daemon.pipeline``: the frame pipeline (camera, capture thread, drop-oldest queue, frame
+- ``xenoedge.edge.daemon.pipeline``: the frame pipeline (camera, capture thread, drop-oldest queue, frame
   loop, references from camera or store, statistics, status, link health, events to the sink);
-- ``edge.daemon.models``: the model manager (bundle or A/B slot, engine, self-test, references
+- ``xenoedge.edge.daemon.models``: the model manager (bundle or A/B slot, engine, self-test, references
   bound to the engine, maintenance mode, hot swap, probation);
-- ``edge.daemon.control``: the control channel (flashing requests and replies over the link,
+- ``xenoedge.edge.daemon.control``: the control channel (flashing requests and replies over the link,
   HELLO and INFO).
 
-``edge.daemon.events`` holds what they share (errors, ``DaemonStats``, ``Events`` to the sink);
-``edge.daemon.main`` holds the entry points: ``run_daemon``, ``daemon_main``, ``StopSignals``.
+``xenoedge.edge.daemon.events`` holds what they share (errors, ``DaemonStats``, ``Events`` to the sink);
+``xenoedge.edge.daemon.main`` holds the entry points: ``run_daemon``, ``daemon_main``, ``StopSignals``.
 
 Public entry points: ``Daemon(config, sink)`` (``start``, ``run(max_frames)``, ``stop``,
 ``request_reload``, ``reload_references``, ``close``) and ``run_daemon(config, sink=None)``,
@@ -37,16 +37,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from calibration.references import References
-from calibration.sensors import SensorProfile
-from edge.config import DaemonConfig
-from edge.daemon.control import ControlChannel
-from edge.daemon.events import DaemonError, DaemonStats, Events, StartupInterrupted, mean_dsc
-from edge.daemon.main import StopSignals, daemon_main, run_daemon, summary_line
-from edge.daemon.models import SWAP_TIMEOUT_S, ModelManager
-from edge.daemon.pipeline import HELLO_EVERY_STATUSES, DropOldestQueue, FramePipeline, can_flash_over_link
-from edge.engines import Engine
-from edge.sdnotify import SdNotifier
+from xenoedge.calibration.references import References
+from xenoedge.edge.config import DaemonConfig
+from xenoedge.edge.daemon.control import ControlChannel
+from xenoedge.edge.daemon.events import DaemonError, DaemonStats, Events, StartupInterrupted, mean_dsc
+from xenoedge.edge.daemon.main import StopSignals, daemon_main, run_daemon, summary_line
+from xenoedge.edge.daemon.models import SWAP_TIMEOUT_S, ModelManager
+from xenoedge.edge.daemon.pipeline import HELLO_EVERY_STATUSES, DropOldestQueue, FramePipeline, can_flash_over_link
+from xenoedge.edge.engines import Engine
+from xenoedge.edge.sdnotify import SdNotifier
+
+from xenoedge.sensors import SensorProfile
 
 __all__ = [
     "HELLO_EVERY_STATUSES",

@@ -1,12 +1,12 @@
 """The control channel: flashing requests and replies over the daemon's link.
 
 Owns the control thread (reads the link, decodes packets, hands them to the flashing service
-``edge.flashing.service.FlashService``), the reply thread (writes the answers, so the reader
+``xenoedge.edge.flashing.service.FlashService``), the reply thread (writes the answers, so the reader
 never waits for the line), the inbound decoder's statistics (``stats``), the report of an
 automatic rollback (ROLLBACK_RESULT), and what the device says about itself: the HELLO fields
 (``hello``) and the daemon's part of INFO (``device_info``).
 
-It talks to: the model manager (``edge.daemon.models.ModelManager``: its slot store, install
+It talks to: the model manager (``xenoedge.edge.daemon.models.ModelManager``: its slot store, install
 policy and read-only state: ``sensor``, ``manifest``, ``slot``, ``engine``, ``maintenance``,
 ``model_id``, ``camera_id``); the daemon's ``Events`` (flashing log lines and failed requests
 go to the frame loop to report); the wire-protocol sink under the daemon's sink; and the
@@ -20,14 +20,15 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from calibration.errors import XenoedgeError
-from edge.config import DaemonConfig, signature_fields
-from edge.daemon.events import Events
-from edge.daemon.pipeline import protocol_sink
-from edge.engines import ENGINES
+from xenoedge.edge.config import DaemonConfig, signature_fields
+from xenoedge.edge.daemon.events import Events
+from xenoedge.edge.daemon.pipeline import protocol_sink
+from xenoedge.edge.engines import ENGINES
+
+from xenoedge.errors import XenoedgeError
 
 if TYPE_CHECKING:
-    from edge.daemon.models import ModelManager
+    from xenoedge.edge.daemon.models import ModelManager
 
 __all__ = ["ControlChannel", "hello_fields"]
 
@@ -108,8 +109,8 @@ class ControlChannel:
         models = self.models
         if models.store is None or not callable(getattr(protocol.link, "read", None)):
             return
-        from edge.flashing.service import FlashService
-        from edge.flashing.upload import UploadLimits
+        from xenoedge.edge.flashing.service import FlashService
+        from xenoedge.edge.flashing.upload import UploadLimits
 
         self.flash = FlashService(
             models.store,
@@ -144,7 +145,7 @@ class ControlChannel:
             self._protocol.send_packet(ptype, payload)
 
     def _control_loop(self) -> None:
-        from edge.protocol.decoder import StreamDecoder
+        from xenoedge.edge.protocol.decoder import StreamDecoder
 
         link = self._protocol.link
         decoder = StreamDecoder(max_payload=self.flash.limits.max_chunk + 1024)
@@ -185,9 +186,9 @@ class ControlChannel:
         ``target`` (ROLLBACK_RESULT ``ROLLED_BACK``), when the sink speaks the wire protocol."""
         if self._protocol is None:
             return
-        from edge.flashing.service import slot_dict
-        from edge.protocol.flash import FlashCode, result_payload
-        from edge.protocol.packets import PacketType
+        from xenoedge.edge.flashing.service import slot_dict
+        from xenoedge.edge.protocol.flash import FlashCode, result_payload
+        from xenoedge.edge.protocol.packets import PacketType
 
         payload = result_payload(
             FlashCode.ROLLED_BACK, {"message": message, "active": slot_dict(target), "reason": reason}

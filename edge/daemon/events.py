@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from calibration.errors import XenoedgeError
+from xenoedge.errors import XenoedgeError
 
 __all__ = ["MAX_PENDING_EVENTS", "DaemonError", "DaemonStats", "Events", "StartupInterrupted", "mean_dsc"]
 
@@ -100,7 +100,7 @@ class DaemonStats:
 
 def mean_dsc(predicted: np.ndarray, truth: np.ndarray, n_classes: int) -> float | None:
     """Mean DSC over the foreground classes present in ``truth`` ((H, W) ids each); None when
-    the truth has only background. The project's one definition (``xeno.evaluate``: per image,
+    the truth has only background. The project's one definition (``xenoedge.xeno.evaluate``: per image,
     classes present in the truth, background id 0 left out), computed here without ``xeno``.
 
     >>> mean_dsc(np.array([[0, 1, 1]]), np.array([[0, 1, 2]]), 3)

@@ -2,7 +2,7 @@
 ``run_daemon`` (sink from the config, signals, systemd), ``daemon_main`` (config file to exit
 code) and the end-of-run ``summary_line``.
 
-It talks to: the coordinator (``edge.daemon.Daemon``, imported when a daemon is made), the
+It talks to: the coordinator (``xenoedge.edge.daemon.Daemon``, imported when a daemon is made), the
 config loader, the sinks and the systemd notifier.
 """
 
@@ -15,10 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from calibration.errors import XenoedgeError
-from edge.config import DaemonConfig
-from edge.daemon.events import DaemonStats
-from edge.sdnotify import SdNotifier
+from xenoedge.edge.config import DaemonConfig
+from xenoedge.edge.daemon.events import DaemonStats
+from xenoedge.edge.sdnotify import SdNotifier
+
+from xenoedge.errors import XenoedgeError
 
 __all__ = ["StopSignals", "daemon_main", "run_daemon", "summary_line"]
 
@@ -102,8 +103,8 @@ def run_daemon(
     and exits 1); a clean stop returns normally (exit 0), a stop during start-up too, with
     ``stats.stopped_during`` set.
     """
-    from edge.daemon import Daemon
-    from edge.sinks import sink_from_spec
+    from xenoedge.edge.daemon import Daemon
+    from xenoedge.edge.sinks import sink_from_spec
 
     own_signals = signals is None
     if signals is None:
@@ -183,8 +184,8 @@ def daemon_main(
     if banner:
         log(banner)
     try:
-        from edge.config import load_config, signature_line
-        from edge.flashing.errors import EXIT_RESTART_LOOP, RestartLoopError
+        from xenoedge.edge.config import load_config, signature_line
+        from xenoedge.edge.flashing.errors import EXIT_RESTART_LOOP, RestartLoopError
 
         try:
             config = load_config(config_path, **overrides)

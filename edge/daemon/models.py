@@ -7,12 +7,12 @@ camera's sensor, maintenance mode (no model served: its reason), the hot swap of
 installed or rolled-back-to slot between two frames, and the probation of a new model (mark
 good after ``probation_frames`` masks, roll back on an engine failure before that).
 
-It talks to: the slot store and the install checks (``edge.flashing``); the engines
-(``edge.engines.open_engine``); the camera it is given (``attach_camera``: sensor, camera id,
+It talks to: the slot store and the install checks (``xenoedge.edge.flashing``); the engines
+(``xenoedge.edge.engines.open_engine``); the camera it is given (``attach_camera``: sensor, camera id,
 crosstalk); the daemon's ``Events`` (errors to the sink); and callbacks the coordinator wires:
 ``announce`` (send a HELLO after a swap), ``can_flash`` (the sink can carry flashing packets),
 ``rolled_back`` (tell the host about an automatic rollback). The frame pipeline calls it
-through ``edge.daemon.pipeline.ModelSource``; the control channel through ``activate_slot``,
+through ``xenoedge.edge.daemon.pipeline.ModelSource``; the control channel through ``activate_slot``,
 ``install_policy`` and the read-only state (``engine``, ``sensor``, ``manifest``, ``slot``,
 ``maintenance``, ``model_id``).
 """
@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from xenoedge.calibration.references import References
+from xenoedge.calibration.reflectance import signal_range
+from xenoedge.edge.config import DaemonConfig
+from xenoedge.edge.daemon.events import DaemonError, Events
+from xenoedge.edge.engines import DEFAULT_ORT_PROVIDERS, Engine, EngineOptions, open_engine
 
-from calibration.errors import XenoedgeError
-from calibration.references import References
-from calibration.reflectance import signal_range
-from calibration.sensors import SensorProfile, get_sensor
-from edge.config import DaemonConfig
-from edge.daemon.events import DaemonError, Events
-from edge.engines import DEFAULT_ORT_PROVIDERS, Engine, EngineOptions, open_engine
+from xenoedge.errors import XenoedgeError
+from xenoedge.sensors import SensorProfile, get_sensor
 
 __all__ = ["SWAP_TIMEOUT_S", "LoadedModel", "ModelManager"]
 
@@ -120,7 +120,7 @@ class ModelManager:
     def load_bundle(self) -> Path | None:
         """The unpacked bundle folder to serve (the active slot with a state folder); None:
         maintenance mode (``maintenance`` says why)."""
-        from export.bundle import extract_bundle, load_public_key, read_manifest
+        from xenoedge.export.bundle import extract_bundle, load_public_key, read_manifest
 
         if self.config.state_dir is not None:
             return self._load_active_slot()
@@ -137,7 +137,7 @@ class ModelManager:
 
     def install_policy(self, sensor_signature: str | None) -> Any:
         """The install checks for this device (needs the slot store: its trusted key is the policy's)."""
-        from edge.flashing.install import InstallPolicy
+        from xenoedge.edge.flashing.install import InstallPolicy
 
         return InstallPolicy(
             trusted_public_key=self.store.public_key,
@@ -152,10 +152,10 @@ class ModelManager:
         model when no slot is active, and return the active slot's folder. None: maintenance mode
         (the restart-loop cap, or no model to serve and none to install) on a link that can carry
         flashing packets; without such a link those errors are raised (exit 78 / 1)."""
-        from edge.flashing.errors import FlashError, RestartLoopError
-        from edge.flashing.install import install_bundle
-        from edge.flashing.slots import SlotStore
-        from export.bundle import BundleError, load_public_key, read_manifest
+        from xenoedge.edge.flashing.errors import FlashError, RestartLoopError
+        from xenoedge.edge.flashing.install import install_bundle
+        from xenoedge.edge.flashing.slots import SlotStore
+        from xenoedge.export.bundle import BundleError, load_public_key, read_manifest
 
         key = load_public_key(self.config.public_key) if self.config.public_key is not None else None
         self.store = SlotStore(self.config.state_dir, public_key=key)
@@ -204,7 +204,7 @@ class ModelManager:
 
     # ---- engine and self-test -------------------------------------------------------------------
     def check_sensor(self) -> None:
-        from export.bundle import compatible_targets
+        from xenoedge.export.bundle import compatible_targets
 
         compatible_targets(self.manifest, sensor_signature=self.sensor.signature)
 
@@ -233,7 +233,7 @@ class ModelManager:
 
     def _selftest_engine(self, engine: Engine, folder: Path, manifest: dict) -> float:
         """Warm up on the bundle's golden input through the bound path, then check its agreement."""
-        from edge.flashing.selftest import run_engine_selftest
+        from xenoedge.edge.flashing.selftest import run_engine_selftest
 
         return run_engine_selftest(engine, folder, manifest, warmup_runs=max(1, self.config.warmup_runs))
 
@@ -260,7 +260,7 @@ class ModelManager:
             gain = (np.float32(1.0) / signal_range(dark, refs.white)).astype(np.float32)
             engine.bind_references(dark, gain)
             return None
-        from calibration.calibrator import FrameCalibrator
+        from xenoedge.calibration.calibrator import FrameCalibrator
 
         return FrameCalibrator(refs, self.sensor, crosstalk=crosstalk)
 
@@ -277,7 +277,7 @@ class ModelManager:
         name = self.config.sensor
         active = self.store.active() if self.store is not None else None
         if name is None and active is not None:
-            from export.bundle import read_manifest
+            from xenoedge.export.bundle import read_manifest
 
             try:
                 name = read_manifest(active.folder)["sensor"]["name"]
@@ -290,7 +290,7 @@ class ModelManager:
 
     def adopt_slot(self, slot: Any) -> None:
         """Leaving maintenance mode: ``slot`` is the model to start (engine not opened yet)."""
-        from export.bundle import read_manifest
+        from xenoedge.export.bundle import read_manifest
 
         self.manifest, self.slot = read_manifest(slot.folder), slot
 
@@ -321,7 +321,7 @@ class ModelManager:
 
     def _prepare(self, slot: Any) -> LoadedModel:
         """Open ``slot``'s engine beside the running one, self-test it and bind the references."""
-        from export.bundle import compatible_targets, read_manifest
+        from xenoedge.export.bundle import compatible_targets, read_manifest
 
         with self.swap_lock:
             held, wanted = self._held, (slot.slot, slot.sha256)
@@ -402,7 +402,7 @@ class ModelManager:
         """Mark the slot this model came from good. ``mark_good(slot)`` checks atomically that it
         is still the active one: between an install's switch and the hot swap, the old model's
         masks are no verdict on the new slot (``SlotStateError``, nothing marked)."""
-        from edge.flashing.errors import SlotStateError
+        from xenoedge.edge.flashing.errors import SlotStateError
 
         if self.store is None or self.slot is None:
             return

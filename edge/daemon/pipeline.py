@@ -6,10 +6,10 @@ they come from the camera or the references store (``obtain_references``), the m
 loop (status and watchdog without a model), the counts in ``DaemonStats``, the status packets
 and the link's health.
 
-It talks to: the model manager (``edge.daemon.models.ModelManager``) through the small
+It talks to: the model manager (``xenoedge.edge.daemon.models.ModelManager``) through the small
 ``ModelSource`` interface below (the engine, sensor and calibrator serving now; the hot swap
 and the probation between two frames); the sink and the systemd notifier; an ``announce``
-callback that sends a HELLO (built by the control channel); ``edge.daemon.events`` (errors,
+callback that sends a HELLO (built by the control channel); ``xenoedge.edge.daemon.events`` (errors,
 statistics, ``Events`` to the sink). It imports nothing from the model manager or the control
 channel.
 """
@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from xenoedge.calibration.references import References
+from xenoedge.edge.config import DaemonConfig
+from xenoedge.edge.daemon.events import DaemonError, DaemonStats, Events, StartupInterrupted, mean_dsc
+from xenoedge.edge.engines import Engine, EngineError
+from xenoedge.edge.sdnotify import SdNotifier
 
-from calibration.errors import CameraError, CameraExhaustedError, XenoedgeError
-from calibration.references import References
-from calibration.sensors import SensorProfile, get_sensor
-from edge.config import DaemonConfig
-from edge.daemon.events import DaemonError, DaemonStats, Events, StartupInterrupted, mean_dsc
-from edge.engines import Engine, EngineError
-from edge.sdnotify import SdNotifier
+from xenoedge.errors import CameraError, CameraExhaustedError, XenoedgeError
+from xenoedge.sensors import SensorProfile, get_sensor
 
 __all__ = [
     "HELLO_EVERY_STATUSES",
@@ -127,7 +127,7 @@ class DropOldestQueue:
 
 def protocol_sink(sink: Any) -> Any:
     """The wire-protocol sink the daemon writes to (None for a PNG/null sink)."""
-    from edge.protocol.sink import ProtocolSink
+    from xenoedge.edge.protocol.sink import ProtocolSink
 
     protocol = sink if isinstance(sink, ProtocolSink) else getattr(sink, "protocol", None)
     return protocol if isinstance(protocol, ProtocolSink) else None
@@ -135,7 +135,7 @@ def protocol_sink(sink: Any) -> Any:
 
 def can_flash_over_link(sink: Any) -> bool:
     """The sink's link can carry flashing packets both ways (a host can flash this device)."""
-    from edge.links.file_link import FileLink, NullLink
+    from xenoedge.edge.links.file_link import FileLink, NullLink
 
     protocol = protocol_sink(sink)
     if protocol is None or isinstance(protocol.link, (FileLink, NullLink)):  # no inbound channel
@@ -144,7 +144,7 @@ def can_flash_over_link(sink: Any) -> bool:
 
 
 class ModelSource(Protocol):
-    """What the frame pipeline needs from the model manager (``edge.daemon.models.ModelManager``)."""
+    """What the frame pipeline needs from the model manager (``xenoedge.edge.daemon.models.ModelManager``)."""
 
     engine: Engine | None
     sensor: SensorProfile | None
@@ -234,7 +234,7 @@ class FramePipeline:
         """The camera (made from ``config.camera`` for the sensor ``sensor_name`` unless one was
         given), not opened yet."""
         if self.camera is None:
-            from devices.open_camera import camera_from_spec
+            from xenoedge.devices.open_camera import camera_from_spec
 
             self.camera = camera_from_spec(
                 self.config.camera, get_sensor(sensor_name), seed=self.config.seed, exposure_ms=self.config.exposure_ms
@@ -257,14 +257,14 @@ class FramePipeline:
         mode = self.config.capture_references
         if mode != "auto":
             return mode == "always"
-        from devices.simulated import SimulatedCamera
+        from xenoedge.devices.simulated import SimulatedCamera
 
         return isinstance(self.camera, SimulatedCamera)
 
     def obtain_references(self) -> References:
         """The references from ``[references] path`` (checked against this camera and sensor), or,
         when that file does not exist and capture is allowed, captured now (and stored there)."""
-        from calibration.store import load_references, save_references
+        from xenoedge.calibration.store import load_references, save_references
 
         path = self.config.references
         if path is not None and Path(path).exists():
@@ -288,7 +288,7 @@ class FramePipeline:
         return refs
 
     def _capture_references(self) -> References:
-        from calibration.capture import capture_reference
+        from xenoedge.calibration.capture import capture_reference
 
         n = self.config.capture_frames
         sensor = self.models.sensor
@@ -551,7 +551,7 @@ class FramePipeline:
             data = data.astype(np.uint16)
         if engine.variant == "raw":
             if sensor.mosaic and not is_cube:
-                from calibration.mosaic import cube_from_mosaic
+                from xenoedge.calibration.mosaic import cube_from_mosaic
 
                 cube_from_mosaic(data, sensor, out=engine.input_buffer[0])
             else:

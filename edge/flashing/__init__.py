@@ -1,11 +1,11 @@
 """Model flashing on the device: A/B slots, verified install with self-test, rollback (docs/flashing.md).
 
-Light like ``export.bundle``: stdlib, numpy, cryptography; engines are opened lazily for the
-self-test. The wire-protocol upload (``edge.flashing.upload``) and the host side
-(``edge.flashing.host``) build on :func:`install_bundle` and :class:`SlotStore`.
+Light like ``xenoedge.export.bundle``: stdlib, numpy, cryptography; engines are opened lazily for the
+self-test. The wire-protocol upload (``xenoedge.edge.flashing.upload``) and the host side
+(``xenoedge.edge.flashing.host``) build on :func:`install_bundle` and :class:`SlotStore`.
 """
 
-from edge.flashing.errors import (
+from xenoedge.edge.flashing.errors import (
     EXIT_RESTART_LOOP,
     BundleRejected,
     FlashError,
@@ -16,7 +16,7 @@ from edge.flashing.errors import (
     SelfTestFailed,
     SlotStateError,
 )
-from edge.flashing.install import (
+from xenoedge.edge.flashing.install import (
     DEVICE_STATE_SUBDIR,
     InstallPolicy,
     InstallReport,
@@ -24,7 +24,7 @@ from edge.flashing.install import (
     install_bundle,
     install_into_root,
 )
-from edge.flashing.slots import SlotInfo, SlotStore, check_slot_files
+from xenoedge.edge.flashing.slots import SlotInfo, SlotStore, check_slot_files
 
 __all__ = [
     "DEVICE_STATE_SUBDIR",

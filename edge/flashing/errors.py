@@ -1,12 +1,12 @@
 """Errors of model flashing: one ``FlashError`` root under ``XenoedgeError``, one subclass per reason.
 
 Every install failure leaves the active slot untouched; the error says why (and, for a bundle
-problem, keeps the underlying :class:`export.bundle.BundleError` as ``__cause__``).
+problem, keeps the underlying :class:`xenoedge.export.bundle.BundleError` as ``__cause__``).
 """
 
 from __future__ import annotations
 
-from calibration.errors import XenoedgeError
+from xenoedge.errors import XenoedgeError
 
 __all__ = [
     "EXIT_RESTART_LOOP",

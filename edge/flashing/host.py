@@ -1,6 +1,6 @@
 """The host side of flashing over a link: upload a bundle with resume, device info, rollback.
 
-``FlashClient(link)`` speaks the flashing packets of docs/protocol.md over any ``edge.links``
+``FlashClient(link)`` speaks the flashing packets of docs/protocol.md over any ``xenoedge.edge.links``
 link (serial/USB, TCP, a pty), skipping the masks and status packets the device keeps sending
 on the same link. ``flash(bundle)`` sends UPLOAD_BEGIN (the device answers with the offset it
 holds: 0, or where an earlier, interrupted upload stopped), then chunks with up to ``window``
@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.flashing.errors import FlashError
-from edge.protocol.decoder import StreamDecoder
-from edge.protocol.flash import (
+from xenoedge.edge.flashing.errors import FlashError
+from xenoedge.edge.protocol.decoder import StreamDecoder
+from xenoedge.edge.protocol.flash import (
     FlashCode,
     FlashResult,
     UploadAck,
@@ -31,7 +31,7 @@ from edge.protocol.flash import (
     upload_chunk_payload,
     upload_end_payload,
 )
-from edge.protocol.packets import Packet, PacketEncoder, PacketType
+from xenoedge.edge.protocol.packets import Packet, PacketEncoder, PacketType
 
 __all__ = ["FlashClient", "FlashFailed", "FlashReport", "NoAnswer"]
 
@@ -85,7 +85,7 @@ class FlashReport:
 
 
 class FlashClient:
-    """Flashing requests over ``link`` (an opened ``edge.links`` link: ``write``, ``read``).
+    """Flashing requests over ``link`` (an opened ``xenoedge.edge.links`` link: ``write``, ``read``).
 
     ack_timeout_s: how long to wait for an answer to a BEGIN or chunk before asking again;
     result_timeout_s: how long the install (verify, unpack, self-test, swap) may take;
@@ -370,7 +370,7 @@ class FlashClient:
 def _bundle_version(path: Path) -> str:
     """The bundle's manifest version (read, not trusted: the device verifies), or ""."""
     try:
-        from export.bundle import inspect_bundle
+        from xenoedge.export.bundle import inspect_bundle
 
         return str(inspect_bundle(path)["version"])[:64]
     except Exception:

@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from xenoedge.edge.flashing.errors import BundleRejected, FlashError, NoSpaceError
+from xenoedge.edge.flashing.slots import NO_SPACE_ERRNOS, SlotInfo, SlotStore, StepCallback, remove_path, slot_dict
 
-from calibration.atomic import fsync_dir
-from edge.flashing.errors import BundleRejected, FlashError, NoSpaceError
-from edge.flashing.slots import NO_SPACE_ERRNOS, SlotInfo, SlotStore, StepCallback, remove_path, slot_dict
+from xenoedge.atomic import fsync_dir
 
 __all__ = [
     "DEVICE_STATE_SUBDIR",
@@ -143,7 +143,7 @@ def signature_fields(public_key: Ed25519PublicKey | None, allow_unsigned: bool) 
     """What INFO and HELLO say about the bundles this device installs: ``allow_unsigned`` (true
     only without a key: unsigned bundles install) and ``trusted_key_id`` (the key's id, or null).
     With neither, every install is refused."""
-    from export.bundle.signing import key_id
+    from xenoedge.export.bundle.signing import key_id
 
     return {
         "allow_unsigned": bool(allow_unsigned) and public_key is None,
@@ -213,8 +213,8 @@ def _rejected(exc: Exception, label: str) -> BundleRejected:
 
 
 def _check_external_data(folder: Path, manifest: dict) -> None:
-    from edge.flashing.onnx_refs import external_data_problem
-    from export.bundle.manifest import listed_files
+    from xenoedge.edge.flashing.onnx_refs import external_data_problem
+    from xenoedge.export.bundle.manifest import listed_files
 
     listed = set(listed_files(manifest))
     for name in sorted(listed):
@@ -225,7 +225,7 @@ def _check_external_data(folder: Path, manifest: dict) -> None:
 
 
 def _check_space(store: SlotStore, manifest: dict, policy: InstallPolicy) -> None:
-    from export.bundle.manifest import listed_files
+    from xenoedge.export.bundle.manifest import listed_files
 
     needed = sum(e["size"] for e in listed_files(manifest).values()) + 64 * 1024  # + manifest, folders
     free = store.free_bytes()
@@ -255,12 +255,12 @@ def install_bundle(
 
     Raises :class:`BundleRejected` (hash, signature, size, layout, hostile member, manifest,
     sensor/engine compatibility, ONNX external data), :class:`SelfTestFailed`,
-    :class:`NoSpaceError`, :class:`edge.flashing.errors.InstallBusyError`; in every case the
+    :class:`NoSpaceError`, :class:`xenoedge.edge.flashing.errors.InstallBusyError`; in every case the
     active slot and ``state.json``'s active record are unchanged and staging is emptied.
     """
-    from export.bundle.archive import extract_bundle, read_manifest, verify_bundle
-    from export.bundle.errors import BundleError, IncompatibleBundleError
-    from export.bundle.manifest import compatible_targets
+    from xenoedge.export.bundle.archive import extract_bundle, read_manifest, verify_bundle
+    from xenoedge.export.bundle.errors import BundleError, IncompatibleBundleError
+    from xenoedge.export.bundle.manifest import compatible_targets
 
     start = time.perf_counter()
     steps: list[str] = []
@@ -319,7 +319,7 @@ def install_bundle(
                 raise BundleRejected("bundle refused (integrity): it changed while being installed", reason="integrity")
             _check_external_data(unpack, manifest)
             if policy.self_test:
-                from edge.flashing.selftest import selftest_slot
+                from xenoedge.edge.flashing.selftest import selftest_slot
 
                 selftest = selftest_slot(
                     unpack, manifest, prefer=policy.prefer, runtimes=policy.runtimes, warmup_runs=policy.warmup_runs
@@ -339,7 +339,7 @@ def install_bundle(
             step(store.step_name("fsync-dir", store.slots_dir))
             fsync_dir(store.staging_dir)
             step(store.step_name("fsync-dir", store.staging_dir))
-            from export.bundle.manifest import utc_now_iso
+            from xenoedge.export.bundle.manifest import utc_now_iso
 
             record = {
                 "name": manifest["name"],

@@ -12,7 +12,7 @@ the states that act to :func:`run_state`:
     (a module must not install anything before that).
 ``ArtifactInstall``
     exactly one ``.xeb`` in ``FILES/files``; a note of the active slot goes to ``FILES/tmp`` first,
-    then :func:`edge.flashing.install.install_bundle` verifies (hash, signature with the device's
+    then :func:`xenoedge.edge.flashing.install.install_bundle` verifies (hash, signature with the device's
     trusted key, compatibility, space), unpacks into staging, self-tests, and only then switches
     the inactive A/B slot in with one atomic ``state.json`` write. A refused bundle fails the
     state (exit 1): Mender reports the deployment failed and the device keeps its model, byte for
@@ -52,10 +52,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from calibration.errors import XenoedgeError
-from edge.flashing.errors import FlashError, RollbackError
-from edge.flashing.install import InstallPolicy, install_bundle
-from edge.flashing.slots import SlotStore, StepCallback
+from xenoedge.edge.flashing.errors import FlashError, RollbackError
+from xenoedge.edge.flashing.install import InstallPolicy, install_bundle
+from xenoedge.edge.flashing.slots import SlotStore, StepCallback
+
+from xenoedge.errors import XenoedgeError
 
 __all__ = [
     "ACTING_STATES",

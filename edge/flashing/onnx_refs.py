@@ -151,7 +151,7 @@ def external_data_problem(model_path: Path, folder: Path, listed: set[str]) -> s
     loaded, or None: every external-data ``location`` must be a relative path without ``..``,
     resolving inside ``folder`` to a regular file that the manifest lists (``listed``: member
     paths)."""
-    from export.bundle.manifest import member_path_problem
+    from xenoedge.export.bundle.manifest import member_path_problem
 
     try:
         locations = external_data_locations(model_path.read_bytes())

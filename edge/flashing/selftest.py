@@ -12,17 +12,18 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from calibration.errors import XenoedgeError
-from edge.flashing.errors import SelfTestFailed
+from xenoedge.edge.flashing.errors import SelfTestFailed
+
+from xenoedge.errors import XenoedgeError
 
 __all__ = ["run_engine_selftest", "selftest_slot"]
 
 
 def run_engine_selftest(engine, folder: Path, manifest: Mapping, *, warmup_runs: int = 0) -> float:
-    """Self-test an open engine (``edge.engines.Engine``) on the bundle in ``folder``; returns
-    the agreement (0..1). Raises ``export.bundle.SelftestError`` when it is below the threshold.
+    """Self-test an open engine (``xenoedge.edge.engines.Engine``) on the bundle in ``folder``; returns
+    the agreement (0..1). Raises ``xenoedge.export.bundle.SelftestError`` when it is below the threshold.
     ``warmup_runs``: runs before the one that counts (the daemon warms up here; an install need not)."""
-    from export.bundle import check_selftest, load_selftest, tile_to
+    from xenoedge.export.bundle import check_selftest, load_selftest, tile_to
 
     selftest = load_selftest(folder, manifest)
     expected_shape = selftest.expected.shape
@@ -58,7 +59,7 @@ def selftest_slot(
     Returns ``{"passed": True, "agreement", "min_agreement", "engine", "seconds"}``; raises
     :class:`SelfTestFailed` naming the bundle when the engine cannot load or the mask disagrees.
     """
-    from edge.engines import open_engine
+    from xenoedge.edge.engines import open_engine
 
     start = time.perf_counter()
     label = f"bundle {manifest['name']} {manifest['version']}"
@@ -70,7 +71,7 @@ def selftest_slot(
         shape = manifest["input"]["shape"]
         frame_hw = None
         if shape[1] is None or shape[2] is None:  # dynamic: run at the golden frame's size
-            from export.bundle import load_selftest
+            from xenoedge.export.bundle import load_selftest
 
             frame_hw = tuple(load_selftest(folder, manifest).expected.shape[1:3])
         engine = open_engine(folder, manifest, prefer=tuple(prefer), frame_hw=frame_hw, threads=1)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge.flashing.errors import (
+from xenoedge.edge.flashing.errors import (
     BundleRejected,
     FlashError,
     InstallBusyError,
@@ -26,9 +26,9 @@ from edge.flashing.errors import (
     RollbackError,
     SelfTestFailed,
 )
-from edge.flashing.slots import slot_dict
-from edge.flashing.upload import UploadError, UploadLimits, UploadManager
-from edge.protocol.flash import (
+from xenoedge.edge.flashing.slots import slot_dict
+from xenoedge.edge.flashing.upload import UploadError, UploadLimits, UploadManager
+from xenoedge.edge.protocol.flash import (
     FlashCode,
     decode_upload_begin,
     decode_upload_chunk,
@@ -37,7 +37,7 @@ from edge.protocol.flash import (
     result_payload,
     upload_ack_payload,
 )
-from edge.protocol.packets import Packet, PacketType, ProtocolError
+from xenoedge.edge.protocol.packets import Packet, PacketType, ProtocolError
 
 __all__ = ["FlashService", "flash_code", "slot_dict"]
 
@@ -197,7 +197,7 @@ class FlashService:
 
     # ---- jobs -----------------------------------------------------------------------------
     def _install_job(self, path: Path, version: str, sha256: str) -> None:
-        from edge.flashing.install import install_bundle
+        from xenoedge.edge.flashing.install import install_bundle
 
         started = time.monotonic()
         try:
@@ -251,7 +251,7 @@ class FlashService:
 
     def _untrusted(self) -> str | None:
         """Why every install is refused (no trusted key, no ``allow_unsigned``), or None."""
-        from edge.flashing.install import refuse_without_trust
+        from xenoedge.edge.flashing.install import refuse_without_trust
 
         try:
             refuse_without_trust(self.policy)
@@ -263,7 +263,7 @@ class FlashService:
     def info(self) -> dict[str, Any]:
         """The INFO object (docs/protocol.md): slots, engines, sensor, free space, upload held, limits,
         and which bundles install (``allow_unsigned``, ``trusted_key_id``: ``signature_fields``)."""
-        from edge.flashing.install import signature_fields
+        from xenoedge.edge.flashing.install import signature_fields
 
         active, inactive = self.store.active(), self.store.inactive()
         info = {

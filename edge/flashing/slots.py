@@ -32,8 +32,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from calibration.atomic import fsync_dir
-from edge.flashing.errors import InstallBusyError, NoSpaceError, RestartLoopError, RollbackError, SlotStateError
+from xenoedge.edge.flashing.errors import (
+    InstallBusyError,
+    NoSpaceError,
+    RestartLoopError,
+    RollbackError,
+    SlotStateError,
+)
+
+from xenoedge.atomic import fsync_dir
 
 __all__ = [
     "DEFAULT_MAX_BOOT_ATTEMPTS",
@@ -108,10 +115,10 @@ def check_slot_files(folder: Path, manifest_sha256: str | None = None, public_ke
     every file it lists present as a regular file with its size and SHA-256, and nothing else in
     the folder but ``manifest.sig``.
     """
-    from export.bundle.archive import file_sha256
-    from export.bundle.errors import BundleError
-    from export.bundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, listed_files, loads_manifest
-    from export.bundle.signing import verify_signature
+    from xenoedge.export.bundle.archive import file_sha256
+    from xenoedge.export.bundle.errors import BundleError
+    from xenoedge.export.bundle.manifest import MANIFEST_NAME, SIGNATURE_NAME, listed_files, loads_manifest
+    from xenoedge.export.bundle.signing import verify_signature
 
     folder = Path(folder)
     manifest_path = folder / MANIFEST_NAME
@@ -597,7 +604,7 @@ class SlotStore:
 
     def _rebuild_state(self, notes: list[str]) -> dict:
         """A state from the slot folders alone: intact bundles only, the highest version active."""
-        from export.bundle.archive import file_sha256, read_manifest
+        from xenoedge.export.bundle.archive import file_sha256, read_manifest
 
         state = _empty_state()
         for slot in SLOT_NAMES:
@@ -624,7 +631,7 @@ class SlotStore:
             notes.append(f"slot {state['active']} is active after the rebuild")
         return state
 
-    # ---- used by edge.flashing.install -------------------------------------------------------
+    # ---- used by xenoedge.edge.flashing.install -------------------------------------------------------
     def target_slot(self, state: dict, *, replace_known_good: bool = False) -> str:
         """The slot an install writes into: the inactive one. Refuses (InstallBusyError) when that
         is the known-good slot while the active one is unconfirmed, unless ``replace_known_good``."""

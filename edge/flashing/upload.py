@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from calibration.atomic import atomic_write, fsync_dir
-from edge.flashing.errors import FlashError
-from edge.protocol.flash import FlashCode, UploadAck, UploadBegin, UploadChunk
+from xenoedge.edge.flashing.errors import FlashError
+from xenoedge.edge.protocol.flash import FlashCode, UploadAck, UploadBegin, UploadChunk
+
+from xenoedge.atomic import atomic_write, fsync_dir
 
 __all__ = ["UploadError", "UploadLimits", "UploadManager"]
 
@@ -265,7 +266,7 @@ class UploadManager:
             raise UploadError(
                 FlashCode.BAD_REQUEST, f"UPLOAD_END after {s.offset} of {s.total_size} bytes: send the rest first"
             )
-        from export.bundle.archive import file_sha256
+        from xenoedge.export.bundle.archive import file_sha256
 
         try:
             self._sync()

@@ -4,7 +4,7 @@
 ``"null"``, ``"loop://"`` — see :data:`LINK_KINDS` and docs/links.md.
 """
 
-from edge.links._base import (
+from xenoedge.edge.links._base import (
     DEFAULT_BACKOFF_S,
     DEFAULT_BUFFER_BYTES,
     DOWN,
@@ -19,10 +19,10 @@ from edge.links._base import (
     OutboundBuffer,
     ReconnectingLink,
 )
-from edge.links.file_link import FileLink, NullLink
-from edge.links.serial_link import DEFAULT_BAUD, STABLE_DIRS, PtyLink, SerialLink, serial_ports, stable_alias
-from edge.links.spec import LINK_KINDS, LinkKind, check_port, make_link, open_link, parse_kind, port_spec
-from edge.links.tcp_link import TcpLink
+from xenoedge.edge.links.file_link import FileLink, NullLink
+from xenoedge.edge.links.serial_link import DEFAULT_BAUD, STABLE_DIRS, PtyLink, SerialLink, serial_ports, stable_alias
+from xenoedge.edge.links.spec import LINK_KINDS, LinkKind, check_port, make_link, open_link, parse_kind, port_spec
+from xenoedge.edge.links.tcp_link import TcpLink
 
 __all__ = [
     "DEFAULT_BACKOFF_S",

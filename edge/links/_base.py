@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from calibration.errors import XenoedgeError
+from xenoedge.errors import XenoedgeError
 
 log = logging.getLogger("xenoedge.links")
 

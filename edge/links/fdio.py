@@ -11,7 +11,7 @@ import errno
 import os
 import select
 
-from edge.links._base import Clock, LinkLost
+from xenoedge.edge.links._base import Clock, LinkLost
 
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edge.links._base import Link, LinkError
+from xenoedge.edge.links._base import Link, LinkError
 
 #: UART bits on the wire per payload byte with 8N1 framing
 BITS_PER_BYTE = 10

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import serial
-
-from edge.links import fdio
-from edge.links._base import (
+from xenoedge.edge.links import fdio
+from xenoedge.edge.links._base import (
     DEFAULT_BACKOFF_S,
     DEFAULT_BUFFER_BYTES,
     Clock,

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from calibration.errors import UnknownNameError
-from edge.links._base import Link, LinkSpecError
-from edge.links.file_link import FileLink, NullLink
-from edge.links.serial_link import DEFAULT_BAUD, PtyLink, SerialLink, is_port_path, no_such_port
-from edge.links.tcp_link import TcpLink
+from xenoedge.edge.links._base import Link, LinkSpecError
+from xenoedge.edge.links.file_link import FileLink, NullLink
+from xenoedge.edge.links.serial_link import DEFAULT_BAUD, PtyLink, SerialLink, is_port_path, no_such_port
+from xenoedge.edge.links.tcp_link import TcpLink
+
+from xenoedge.errors import UnknownNameError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,8 +8,8 @@ import socket
 import time
 from collections.abc import Sequence
 
-from edge.links import fdio
-from edge.links._base import (
+from xenoedge.edge.links import fdio
+from xenoedge.edge.links._base import (
     DEFAULT_BACKOFF_S,
     DEFAULT_BUFFER_BYTES,
     Clock,

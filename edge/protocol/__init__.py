@@ -2,12 +2,12 @@
 
 Device side: ``PacketEncoder`` / ``encode_packet`` with the ``*_payload`` builders.
 Host side: ``StreamDecoder`` and the ``decode_*`` functions (or ``Packet.message()``);
-``edge.protocol.receiver`` (imported on its own, it needs OpenCV) writes mask pictures.
+``xenoedge.edge.protocol.receiver`` (imported on its own, it needs OpenCV) writes mask pictures.
 """
 
-from edge.protocol.crc import CRC32C_IMPLEMENTATION, crc32c
-from edge.protocol.decoder import DecoderStats, StreamDecoder
-from edge.protocol.masks import (
+from xenoedge.edge.protocol.crc import CRC32C_IMPLEMENTATION, crc32c
+from xenoedge.edge.protocol.decoder import DecoderStats, StreamDecoder
+from xenoedge.edge.protocol.masks import (
     MAX_MASK_PIXELS,
     MaskEncoding,
     MaskMessage,
@@ -16,7 +16,7 @@ from edge.protocol.masks import (
     rle_decode,
     rle_encode,
 )
-from edge.protocol.packets import (
+from xenoedge.edge.protocol.packets import (
     HEADER_SIZE,
     MAGIC,
     MAX_PAYLOAD_BYTES,
@@ -48,7 +48,7 @@ from edge.protocol.packets import (
     parse_packet,
     status_payload,
 )
-from edge.protocol.sink import ProtocolSink
+from xenoedge.edge.protocol.sink import ProtocolSink
 
 __all__ = [
     "CRC32C_IMPLEMENTATION",

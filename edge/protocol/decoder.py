@@ -7,7 +7,7 @@ decoded length matches that header's ``payload_length``; a CRC-valid packet foun
 This recovers the intact packets on either side of a damaged or missing delimiter and after
 garbage without a 0x00, so damage costs at most the packets whose own bytes were hit.
 
->>> from edge.protocol.packets import PacketType, encode_packet, log_payload
+>>> from xenoedge.edge.protocol.packets import PacketType, encode_packet, log_payload
 >>> def frame(i, text):
 ...     return encode_packet(PacketType.LOG, log_payload(20, text), sequence=i, timestamp_us=0)
 >>> frames = [frame(i, t) for i, t in enumerate("abc")]
@@ -22,8 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from cobs import cobs
-
-from edge.protocol.packets import (
+from xenoedge.edge.protocol.packets import (
     HEADER_SIZE,
     MAGIC,
     MAX_PAYLOAD_BYTES,

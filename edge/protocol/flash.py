@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from edge.protocol.packets import (
+from xenoedge.edge.protocol.packets import (
     PacketType,
     ProtocolError,
     as_bytes,

@@ -37,8 +37,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
-
-from edge.protocol.packets import (
+from xenoedge.edge.protocol.packets import (
     PacketType,
     ProtocolError,
     as_bytes,

@@ -1,5 +1,5 @@
 """Packets of the xenoedge wire protocol (docs/protocol.md): header, CRC-32C, COBS framing,
-and the small payloads (HELLO, STATUS, LOG, ERROR). Masks are in ``edge.protocol.masks``.
+and the small payloads (HELLO, STATUS, LOG, ERROR). Masks are in ``xenoedge.edge.protocol.masks``.
 
 Everything on the wire is little-endian. A packet is::
 
@@ -36,16 +36,16 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from cobs import cobs
+from xenoedge.edge.protocol.crc import crc32c
 
-from calibration.errors import XenoedgeError
-from edge.protocol.crc import crc32c
+from xenoedge.errors import XenoedgeError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from edge.protocol.masks import MaskMessage
+    from xenoedge.edge.protocol.masks import MaskMessage
 
 #: Decoders of the payload types defined in other modules (MASK in ``masks``, the flashing types
 #: in ``flash``), registered there with ``register_payload_decoder``: this module imports neither,
-#: so the protocol's modules have no import circle. ``edge.protocol`` imports all of them.
+#: so the protocol's modules have no import circle. ``xenoedge.edge.protocol`` imports all of them.
 PAYLOAD_DECODERS: dict[int, Callable[[bytes], object]] = {}
 
 
@@ -58,7 +58,7 @@ def _registered(ptype: int) -> Callable[[bytes], object]:
     try:
         return PAYLOAD_DECODERS[int(ptype)]
     except KeyError:
-        raise ProtocolError(f"no decoder registered for packet type {ptype} (import edge.protocol)") from None
+        raise ProtocolError(f"no decoder registered for packet type {ptype} (import xenoedge.edge.protocol)") from None
 
 
 MAGIC = b"XE"
@@ -242,7 +242,7 @@ class Packet:
 
     def message(self) -> object:
         """The payload decoded according to ``type`` (MaskMessage, StatusMessage, dict, LogMessage,
-        ErrorMessage; the flashing types as in ``edge.protocol.flash``; None for the empty requests)."""
+        ErrorMessage; the flashing types as in ``xenoedge.edge.protocol.flash``; None for the empty requests)."""
         own = {
             PacketType.HELLO: self.hello,
             PacketType.STATUS: self.status,

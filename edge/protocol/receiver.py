@@ -2,10 +2,10 @@
 
 A mask picture (``mask_<frame index:08d>.png``) is titled with the model and frame, shows the
 mask in the class colours and a legend of class names, colours and shares of the mask; names and
-colours are the ``labels`` of the device's HELLO (``xeno.previews.mask_picture``, OpenCV only).
+colours are the ``labels`` of the device's HELLO (``xenoedge.xeno.previews.mask_picture``, OpenCV only).
 
 >>> import numpy as np
->>> from edge.protocol import PacketEncoder, PacketType, mask_payload
+>>> from xenoedge.edge.protocol import PacketEncoder, PacketType, mask_payload
 >>> enc = PacketEncoder(clock_us=iter(range(0, 10**6, 10**5)).__next__)  # device clock: 10 fps
 >>> mask = np.zeros((4, 6), np.uint8)
 >>> frames = [enc.encode(PacketType.MASK, mask_payload(mask, frame_index=i, model_id=bytes(16), n_classes=2))
@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from devices.formats.label_png import write_rgb_png
-from edge.protocol.decoder import StreamDecoder
-from edge.protocol.packets import Packet, PacketType, ProtocolError
+from xenoedge.devices.formats.label_png import write_rgb_png
+from xenoedge.edge.protocol.decoder import StreamDecoder
+from xenoedge.edge.protocol.packets import Packet, PacketType, ProtocolError
 
 FPS_WINDOW = 30  # masks over which fps is measured (device timestamps)
 
@@ -171,7 +170,7 @@ class Receiver:
         return f"{model or 'mask'}  frame {message.frame_index}  ({message.class_count} classes)"
 
     def _picture(self, message: Any) -> np.ndarray:
-        from xeno.previews import mask_picture
+        from xenoedge.xeno.previews import mask_picture
 
         n = max(message.class_count, int(message.classes.max(initial=0)) + 1)
         colors = self._colors(n)
@@ -212,7 +211,7 @@ def link_chunks(
     link: Any, *, read_bytes: int = 4096, timeout_s: float = 0.1, stop: Callable[[], bool] | None = None
 ) -> Iterator[bytes]:
     """Chunks read from ``link`` (anything with ``read(max_bytes, timeout_s) -> bytes``, e.g. an
-    ``edge.links`` link) until ``stop()`` is true; yields ``b""`` on timeouts so that
+    ``xenoedge.edge.links`` link) until ``stop()`` is true; yields ``b""`` on timeouts so that
     ``run_listen`` can still report stats while the device is silent."""
     while stop is None or not stop():
         yield link.read(read_bytes, timeout_s)

@@ -13,7 +13,7 @@ Mapping (docs/protocol.md section 5):
 - HELLO: ``device_id`` (the sink's), ``camera_id``, ``sensor_signature``, ``bundle_name`` =
   ``model_name``, ``bundle_version`` = ``model_version``, ``model_id`` (hex), plus every other
   JSON-serialisable field of the event (``labels``, ``width``, ``height``, ``engine`` ...).
-- MASK: written *live*: to a link that can (``write(data, keep=False)``, the ``edge.links``
+- MASK: written *live*: to a link that can (``write(data, keep=False)``, the ``xenoedge.edge.links``
   links), a mask the link cannot take now (down, or full: a stalled reader) is dropped and
   counted, never buffered to arrive late. ``send`` returns True when the link took the mask,
   False when it was lost; ``masks_written`` and ``masks_dropped`` count them.
@@ -24,7 +24,7 @@ Mapping (docs/protocol.md section 5):
 - ERROR: code by ``ERROR_CODES`` (unknown: INTERNAL); text ``"frame N: message"`` when a
   frame index is given.
 
->>> from edge.protocol import StreamDecoder
+>>> from xenoedge.edge.protocol import StreamDecoder
 >>> class Wire(list):
 ...     def write(self, data): self.append(data); return True
 >>> wire = Wire()
@@ -46,9 +46,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from edge.protocol.masks import mask_payload
-from edge.protocol.packets import (
+from xenoedge.edge.protocol.masks import mask_payload
+from xenoedge.edge.protocol.packets import (
     MODEL_ID_SIZE,
     ErrorCode,
     PacketEncoder,
@@ -94,7 +93,7 @@ def model_id_bytes(model_id: object = None, model_sha256: object = None) -> byte
 
 
 def _takes_keep(link: Any) -> bool:
-    """Whether ``link.write`` accepts ``keep=`` (the ``edge.links`` links do)."""
+    """Whether ``link.write`` accepts ``keep=`` (the ``xenoedge.edge.links`` links do)."""
     try:
         return "keep" in inspect.signature(link.write).parameters
     except (TypeError, ValueError):

@@ -1,7 +1,7 @@
 """Test vectors of the wire protocol: input fields -> hex bytes, written to ``vectors.json``
 and shown in docs/protocol.md (a test keeps code, file and doc in agreement).
 
-Regenerate after a deliberate protocol change with ``python -m edge.protocol.vectors``
+Regenerate after a deliberate protocol change with ``python -m xenoedge.edge.protocol.vectors``
 (it rewrites vectors.json and prints the markdown section for the doc).
 """
 
@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 from cobs import cobs
-
-from edge.protocol import flash
-from edge.protocol.crc import crc32c
-from edge.protocol.masks import mask_payload
-from edge.protocol.packets import (
+from xenoedge.edge.protocol import flash
+from xenoedge.edge.protocol.crc import crc32c
+from xenoedge.edge.protocol.masks import mask_payload
+from xenoedge.edge.protocol.packets import (
     PacketType,
     build_packet,
     error_payload,

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from calibration.errors import CameraExhaustedError
-from devices.camera import Camera, Frame, ReferenceKind
-from edge.scan.triggers import POLL_S, Command
+from xenoedge.devices.camera import Camera, Frame, ReferenceKind
+from xenoedge.edge.scan.triggers import POLL_S, Command
+
+from xenoedge.errors import CameraExhaustedError
 
 SCAN_ENDED = "scan ended"
 

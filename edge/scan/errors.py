@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from calibration.errors import XenoedgeError
+from xenoedge.errors import XenoedgeError
 
 
 class ScanError(XenoedgeError):

@@ -1,8 +1,8 @@
 """Calibration in the field: the white-tile step at the start of a scan, and when to refuse.
 
 A new session (or ``--recalibrate``) captures a dark reference (lens capped) and a white
-reference (white tile filling the view) from the scan camera with ``calibration.capture`` and
-checks both with ``calibration.validation`` (levels, noise, stability, signal, saturation). A
+reference (white tile filling the view) from the scan camera with ``xenoedge.calibration.capture`` and
+checks both with ``xenoedge.calibration.validation`` (levels, noise, stability, signal, saturation). A
 resumed session reuses its stored references; ``--references FILE`` takes references captured
 with ``xenoedge calibrate``. Either way the references are checked for what makes a scan wrong:
 
@@ -13,7 +13,7 @@ with ``xenoedge calibrate``. Either way the references are checked for what make
 Any such problem refuses the scan (``ScanCalibrationError`` listing them) unless the operator
 overrides; the override and its reasons go into the session's record. References of another
 camera or sensor, a corrupt file or one missing a reference are never overridable (errors from
-``calibration.store``). Accepted references are stored in the session (``references.npz``,
+``xenoedge.calibration.store``). Accepted references are stored in the session (``references.npz``,
 atomically) so a resumed session uses the same ones.
 
 Whether the white-tile step needs the operator (``references_need_operator``): a camera that
@@ -32,13 +32,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from calibration.capture import capture_reference
-from calibration.errors import CalibrationError
-from calibration.references import References
-from calibration.store import ReferenceWarning, load_references, merge_reference, save_references
-from calibration.validation import ValidationReport, validate_dark, validate_white
-from edge.scan.errors import ScanCalibrationError
-from edge.scan.store import SessionStore, output_error
+from xenoedge.calibration.capture import capture_reference
+from xenoedge.calibration.references import References
+from xenoedge.calibration.store import ReferenceWarning, load_references, merge_reference, save_references
+from xenoedge.calibration.validation import ValidationReport, validate_dark, validate_white
+from xenoedge.edge.scan.errors import ScanCalibrationError
+from xenoedge.edge.scan.store import SessionStore, output_error
+
+from xenoedge.errors import CalibrationError
 
 DARK_PROMPT = "White-tile step 1/2: cap the lens (dark reference), then press Enter"
 WHITE_PROMPT = (
@@ -47,14 +48,14 @@ WHITE_PROMPT = (
 
 
 def references_need_operator(camera: Any) -> bool:
-    """True when ``camera`` (a ``devices.camera.Camera``) has no references of its own, so the
+    """True when ``camera`` (a ``xenoedge.devices.camera.Camera``) has no references of its own, so the
     white-tile step averages its ordinary frames and must wait for the operator at each step.
 
     Told apart without reading a frame: a ``captures_references`` attribute wins; the OpenCV
     driver (``file:``, ``v4l2:``) has its own only with both ``reference_patterns`` (a recording
     made with ``--references``); other drivers have them when they implement ``_read_reference``
     (the simulator, replay folders). Anything else needs the operator."""
-    from devices.camera import Camera
+    from xenoedge.devices.camera import Camera
 
     explicit = getattr(camera, "captures_references", None)
     if explicit is not None:

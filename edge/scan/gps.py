@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edge.scan.errors import ScanError
+from xenoedge.edge.scan.errors import ScanError
 
 #: Longest line kept (NMEA allows 82 characters; some receivers send a little more).
 MAX_LINE_BYTES = 120

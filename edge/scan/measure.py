@@ -13,8 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from edge.scan.errors import ScanError
+from xenoedge.edge.scan.errors import ScanError
 
 LEAF_CLASSES = ("healthy_leaf", "stressed_leaf", "lesion")
 #: Short names used in records, tables and pictures, in the order of ``LEAF_CLASSES``.

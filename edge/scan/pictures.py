@@ -1,6 +1,6 @@
 """Pictures of a scan: each frame as pseudo-RGB with its mask overlaid, one summary per plot.
 
-The frame picture is calibrated for real: the three bands ``xeno.previews.rgb_band_indices``
+The frame picture is calibrated for real: the three bands ``xenoedge.xeno.previews.rgb_band_indices``
 picks are taken from the (demosaiced) raw frame and turned into reflectance with the session's
 dark and white references, then ``pseudo_rgb`` stretches them and ``label_overlay`` paints the
 classes (soil left unpainted, class edges outlined), with a legend column on the right (class
@@ -8,7 +8,7 @@ names, colours and shares of the frame; the overlay stays at the top left, where
 thumbnails crop it from). The plot summary is a banner (plot, frame
 count, pooled leaf cover and shares, mean confidence, GPS coverage), a stacked bar of the
 shares in the class colours, and the plot's most recent frames as thumbnails.
-All pictures are (H, W, 3) uint8 RGB; ``devices.formats.label_png.png_bytes`` encodes one for an atomic write.
+All pictures are (H, W, 3) uint8 RGB; ``xenoedge.devices.formats.label_png.png_bytes`` encodes one for an atomic write.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from xenoedge.calibration.mosaic import cube_from_mosaic
+from xenoedge.calibration.references import References
+from xenoedge.calibration.reflectance import reflectance_from_raw, signal_range
+from xenoedge.edge.scan.measure import SHARE_NAMES, Counts, LeafClasses, percent_text
 
-from calibration.mosaic import cube_from_mosaic
-from calibration.references import References
-from calibration.reflectance import reflectance_from_raw, signal_range
-from calibration.sensors import SensorProfile
-from edge.scan.measure import SHARE_NAMES, Counts, LeafClasses, percent_text
+from xenoedge.sensors import SensorProfile
 
 #: Thumbnails in a plot summary (the most recent frames), and per row.
 SUMMARY_FRAMES, SUMMARY_COLUMNS = 12, 4
@@ -36,7 +36,7 @@ class FramePictures:
     def __init__(
         self, sensor: SensorProfile, references: References, colors: np.ndarray, names: Sequence[str] | None = None
     ):
-        from xeno.previews import rgb_band_indices
+        from xenoedge.xeno.previews import rgb_band_indices
 
         self.sensor = sensor
         self.colors = np.asarray(colors, dtype=np.uint8)
@@ -54,7 +54,7 @@ class FramePictures:
 
     def rgb(self, data: np.ndarray) -> np.ndarray:
         """(h, w, 3) uint8 pseudo-RGB of a raw frame: an (H, W) mosaic or an (h, w, C) raw cube."""
-        from xeno.previews import pseudo_rgb
+        from xenoedge.xeno.previews import pseudo_rgb
 
         raw3 = self._mosaic_bands(data) if data.ndim == 2 else data[..., self._bands]
         reflectance = reflectance_from_raw(raw3, self._dark, self._white, signal=self._signal)
@@ -75,7 +75,7 @@ class FramePictures:
     def overlay(self, data: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """(h, w + LEGEND_PX, 3) uint8: the pseudo-RGB frame with ``classes`` ((h, w) uint8) painted
         over it, and a legend of the class names, colours and shares of the frame on its right."""
-        from xeno.previews import LEGEND_PX, class_shares, label_overlay, legend
+        from xenoedge.xeno.previews import LEGEND_PX, class_shares, label_overlay, legend
 
         overlay = label_overlay(self.rgb(data), classes, self.colors)
         shares = class_shares(classes, len(self.colors))

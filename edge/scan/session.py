@@ -9,11 +9,11 @@ the signal handlers), in this order:
 2. create the session (``--field`` needed) or resume it: remove what an interrupted frame
    left (``SessionStore.recover``), reload the committed frames, rewrite tables and summaries;
 3. the white-tile step or the reuse of the session's references, with its checks
-   (``edge.scan.field_references``); a refusal is recorded in session.json, then raised;
-4. the device daemon (``edge.daemon.Daemon``) on the bundle, with this session's references
+   (``xenoedge.edge.scan.field_references``); a refusal is recorded in session.json, then raised;
+4. the device daemon (``xenoedge.edge.daemon.Daemon``) on the bundle, with this session's references
    and a ``TriggeredCamera`` around the camera: bundle extraction, engine, warm-up, self-test,
    references bound, exactly as ``xenoedge run`` does; the session is the daemon's sink;
-5. frames: each ``mask`` event is measured (``edge.scan.measure``), pictured and committed
+5. frames: each ``mask`` event is measured (``xenoedge.edge.scan.measure``), pictured and committed
    (``SessionStore.commit_frame``); the tables and the summaries of the plots that changed are
    rewritten at most every ``tables_every_s`` seconds and at the end of the run.
 
@@ -36,19 +36,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-
-from calibration.capture import iso_utc, utc_now
-from calibration.errors import XenoedgeError
-from calibration.sensors import get_sensor
-from calibration.store import ReferenceWarning
-from devices.formats.label_png import png_bytes
-from edge.scan.camera import SCAN_ENDED, TriggeredCamera
-from edge.scan.errors import ScanCalibrationError, ScanError, ScanOutputError
-from edge.scan.field_references import FieldReferences, obtain_field_references, references_need_operator
-from edge.scan.gps import GpsReader, rejected_text
-from edge.scan.measure import SHARE_NAMES, Counts, LeafClasses, measure, percent_text
-from edge.scan.pictures import SUMMARY_FRAMES, FramePictures, plot_summary, thumbnail
-from edge.scan.store import (
+from xenoedge.calibration.capture import iso_utc, utc_now
+from xenoedge.calibration.store import ReferenceWarning
+from xenoedge.devices.formats.label_png import png_bytes
+from xenoedge.edge.scan.camera import SCAN_ENDED, TriggeredCamera
+from xenoedge.edge.scan.errors import ScanCalibrationError, ScanError, ScanOutputError
+from xenoedge.edge.scan.field_references import FieldReferences, obtain_field_references, references_need_operator
+from xenoedge.edge.scan.gps import GpsReader, rejected_text
+from xenoedge.edge.scan.measure import SHARE_NAMES, Counts, LeafClasses, measure, percent_text
+from xenoedge.edge.scan.pictures import SUMMARY_FRAMES, FramePictures, plot_summary, thumbnail
+from xenoedge.edge.scan.store import (
     FRAMES_CSV,
     FRAMES_GEOJSON,
     LOCK_FILE,
@@ -61,7 +58,7 @@ from edge.scan.store import (
     SessionStore,
     check_plot_name,
 )
-from edge.scan.tables import (
+from xenoedge.edge.scan.tables import (
     FRAME_COLUMNS,
     PLOT_COLUMNS,
     PlotSummary,
@@ -71,7 +68,10 @@ from edge.scan.tables import (
     point_feature,
     summarise_plots,
 )
-from edge.scan.triggers import IntervalTrigger, LineTrigger
+from xenoedge.edge.scan.triggers import IntervalTrigger, LineTrigger
+
+from xenoedge.errors import XenoedgeError
+from xenoedge.sensors import get_sensor
 
 DEFAULT_PLOT = "P1"
 
@@ -226,12 +226,12 @@ class ScanSession:
     def _bundle_path(self) -> Path:
         if self.options.bundle is not None:
             return Path(self.options.bundle)
-        from edge.builtin_bundles import default_bundle
+        from xenoedge.edge.builtin_bundles import default_bundle
 
         return default_bundle("crop")
 
     def _check_bundle(self) -> tuple[Path, dict]:
-        from export.bundle import compatible_targets, file_sha256, verify_bundle
+        from xenoedge.export.bundle import compatible_targets, file_sha256, verify_bundle
 
         path = self._bundle_path()
         if not path.is_file():
@@ -250,7 +250,7 @@ class ScanSession:
         return path, {"bundle": str(path), "model_id": self.model_id, "sha256": file_sha256(path), "labels": labels}
 
     def _open(self) -> None:
-        from devices.open_camera import camera_from_spec
+        from xenoedge.devices.open_camera import camera_from_spec
 
         options = self.options
         bundle, model = self._check_bundle()
@@ -403,8 +403,8 @@ class ScanSession:
                 self.log(f"  - {problem}")
 
     def _start_daemon(self, bundle: Path) -> None:
-        from edge.config import DaemonConfig
-        from edge.daemon import Daemon
+        from xenoedge.edge.config import DaemonConfig
+        from xenoedge.edge.daemon import Daemon
 
         options = self.options
         config = DaemonConfig(

@@ -4,7 +4,7 @@ Layout (docs/scan.md)::
 
     SESSION/
       session.json               field, note, camera, bundle, plots, runs, calibrations
-      references.npz             the field dark/white references (calibration.store format)
+      references.npz             the field dark/white references (xenoedge.calibration.store format)
       frames.csv  frames.geojson per-frame table and points
       plots.csv   plots.geojson  per-plot table and points (mean position)
       plots/<plot>/NNNNNN.json   one frame's record: the commit point of that frame
@@ -13,7 +13,7 @@ Layout (docs/scan.md)::
       plots/<plot>/summary.png   the plot summary picture
       .lock                      held (flock) while a scan runs on the session
 
-Every file is written through ``OutputWriter`` (``calibration.atomic.atomic_write``: temp file
+Every file is written through ``OutputWriter`` (``xenoedge.atomic.atomic_write``: temp file
 beside it, fsync, rename, fsync of the folder). A frame is written mask, picture, then record;
 the tables and summaries are rewritten from the records (at most once a second while frames
 come fast, and at the end of a run). So a unit switched off mid-scan leaves every committed
@@ -33,8 +33,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from calibration.atomic import atomic_write, fsync_dir
-from edge.scan.errors import ScanError, ScanOutputError
+from xenoedge.edge.scan.errors import ScanError, ScanOutputError
+
+from xenoedge.atomic import atomic_write, fsync_dir
 
 SESSION_FORMAT, SESSION_FORMAT_VERSION = "xenoedge-scan-session", 1
 SESSION_FILE, REFERENCES_FILE, LOCK_FILE = "session.json", "references.npz", ".lock"

@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edge.scan.measure import SHARE_NAMES, Counts, pool
+from xenoedge.edge.scan.measure import SHARE_NAMES, Counts, pool
 
 FRAME_COLUMNS = (
     "number",
@@ -54,7 +54,7 @@ PLOT_COLUMNS = (
 
 @dataclass
 class PlotSummary:
-    """One plot's pooled figures (see ``edge.scan.measure``) and where it was."""
+    """One plot's pooled figures (see ``xenoedge.edge.scan.measure``) and where it was."""
 
     plot: str
     frames: int

@@ -4,7 +4,7 @@ Light on purpose: stdlib, numpy and cryptography only, because the device import
 (never torch, onnx, onnxruntime, openvino or nncf). Format and rules: docs/bundles.md.
 """
 
-from export.bundle.archive import (
+from xenoedge.export.bundle.archive import (
     BUNDLE_SUFFIX,
     DEFAULT_MAX_MEMBER_BYTES,
     DEFAULT_MAX_MEMBERS,
@@ -19,7 +19,7 @@ from export.bundle.archive import (
     verify_bundle,
     write_bundle,
 )
-from export.bundle.errors import (
+from xenoedge.export.bundle.errors import (
     ArchiveError,
     BundleError,
     IncompatibleBundleError,
@@ -29,7 +29,7 @@ from export.bundle.errors import (
     SignatureError,
     UnsafeArchiveError,
 )
-from export.bundle.manifest import (
+from xenoedge.export.bundle.manifest import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
     SELFTEST_EXPECTED,
@@ -41,7 +41,7 @@ from export.bundle.manifest import (
     is_semver,
     validate_manifest,
 )
-from export.bundle.selftest import (
+from xenoedge.export.bundle.selftest import (
     Selftest,
     SelftestError,
     agreement,
@@ -50,7 +50,7 @@ from export.bundle.selftest import (
     selftest_files,
     tile_to,
 )
-from export.bundle.signing import (
+from xenoedge.export.bundle.signing import (
     generate_keypair,
     key_id,
     load_private_key,

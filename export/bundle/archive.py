@@ -27,9 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from calibration.atomic import atomic_write, fsync_dir
-from export.bundle.errors import (
+from xenoedge.export.bundle.errors import (
     ArchiveError,
     BundleError,
     IntegrityError,
@@ -37,7 +35,7 @@ from export.bundle.errors import (
     SignatureError,
     UnsafeArchiveError,
 )
-from export.bundle.manifest import (
+from xenoedge.export.bundle.manifest import (
     MANIFEST_NAME,
     MAX_MANIFEST_BYTES,
     SIGNATURE_ALGORITHM,
@@ -51,7 +49,9 @@ from export.bundle.manifest import (
     parse_created_at,
     validate_manifest,
 )
-from export.bundle.signing import SIGNATURE_BYTES, key_id, sign_bytes, verify_signature
+from xenoedge.export.bundle.signing import SIGNATURE_BYTES, key_id, sign_bytes, verify_signature
+
+from xenoedge.atomic import atomic_write, fsync_dir
 
 BUNDLE_SUFFIX = ".xeb"
 DEFAULT_MAX_MEMBERS = 256
@@ -195,7 +195,7 @@ def write_bundle(
 
     ``files`` maps member path (``models/<target>/<file>``, ``selftest/<file>``) to bytes or a
     source file. Sizes and SHA-256 are computed into the manifest's target and self-test entries
-    (see :func:`export.bundle.manifest.complete_manifest` for the defaults); the manifest is
+    (see :func:`xenoedge.export.bundle.manifest.complete_manifest` for the defaults); the manifest is
     validated before a byte is written. With ``signing_key`` the bundle is signed.
     """
     sources = _normalise_files(files)

@@ -5,7 +5,7 @@ Every error about one archive member carries its name in ``member`` and in the m
 
 from __future__ import annotations
 
-from calibration.errors import XenoedgeError
+from xenoedge.errors import XenoedgeError
 
 __all__ = [
     "ArchiveError",

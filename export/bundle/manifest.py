@@ -23,7 +23,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from export.bundle.errors import IncompatibleBundleError, ManifestError
+from xenoedge.export.bundle.errors import IncompatibleBundleError, ManifestError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"

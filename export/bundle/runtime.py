@@ -1,8 +1,8 @@
 """Runtime settings shared by the export accuracy gate and the device's inference engines.
 
 One definition of how a bundle target is compiled and run, so that what the gate measured is
-what the daemon runs (``export.export`` gates through ``export.runners``; the daemon runs
-``edge.engines``; both take their settings from here). Standard library only: the device
+what the daemon runs (``xenoedge.export.export`` gates through ``xenoedge.export.runners``; the daemon runs
+``xenoedge.edge.engines``; both take their settings from here). Standard library only: the device
 imports this module, and ``export/`` must not import ``edge/``.
 
 OpenVINO precision (the ``"auto"`` hint, the engines' default): an fp32 target on CPU is

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from export.bundle.errors import BundleError
-from export.bundle.manifest import SELFTEST_EXPECTED, SELFTEST_INPUT
+from xenoedge.export.bundle.errors import BundleError
+from xenoedge.export.bundle.manifest import SELFTEST_EXPECTED, SELFTEST_INPUT
 
 EXPECTED_KEY = "classes"
 #: Most bytes the arrays of one self-test npz may take once decompressed (a zip bomb stops here).
@@ -49,7 +48,7 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def selftest_files(inputs: dict[str, np.ndarray], expected_classes: np.ndarray) -> dict[str, bytes]:
-    """The two self-test members for :func:`export.bundle.write_bundle`'s ``files``.
+    """The two self-test members for :func:`xenoedge.export.bundle.write_bundle`'s ``files``.
 
     ``inputs``: graph input name -> array as the engine takes it; ``expected_classes``: uint8 ids.
     """

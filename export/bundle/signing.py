@@ -15,9 +15,9 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from xenoedge.export.bundle.errors import KeyFileError, SignatureError
 
-from calibration.atomic import atomic_write, replace_synced, temp_path_beside
-from export.bundle.errors import KeyFileError, SignatureError
+from xenoedge.atomic import atomic_write, replace_synced, temp_path_beside
 
 SIGNATURE_BYTES = 64
 _HEX_KEY_RE = re.compile(r"^\s*([0-9a-fA-F]{64})\s*$")

@@ -1,7 +1,7 @@
 """Small real bundles for tests (bundles, flashing, daemon): two targets, a self-test, fake model bytes.
 
 The model files are random bytes, not runnable models; the self-test arrays have the right
-shapes and dtypes. Not imported by ``export.bundle`` itself.
+shapes and dtypes. Not imported by ``xenoedge.export.bundle`` itself.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from xenoedge.export.bundle.archive import write_bundle
+from xenoedge.export.bundle.selftest import selftest_files
 
-from calibration.sensors import get_sensor
-from export.bundle.archive import write_bundle
-from export.bundle.selftest import selftest_files
+from xenoedge.sensors import get_sensor
 
 DEMO_SENSOR = "mosaic-5x5-nir"
 DEMO_CREATED_AT = "2025-01-31T12:00:00Z"

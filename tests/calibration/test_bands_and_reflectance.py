@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
+from xenoedge.calibration.bands import band_response_matrix
+from xenoedge.calibration.reflectance import reflectance_from_raw
 
-from calibration.bands import band_response_matrix
-from calibration.errors import InvalidCubeError, UnknownNameError
-from calibration.reflectance import reflectance_from_raw
-from calibration.sensors import SENSORS, get_sensor
+from xenoedge.errors import InvalidCubeError, UnknownNameError
+from xenoedge.sensors import SENSORS, get_sensor
 
 
 def test_band_matrix_keeps_flat_spectra_flat_and_finds_peaks():
@@ -52,8 +52,8 @@ def test_sensor_profiles_are_consistent():
 
 
 def test_cube_from_mosaic_inverts_the_camera_model_mosaic():
-    from calibration.mosaic import cube_from_mosaic
-    from xeno.camera_model import mosaic_from_cube
+    from xenoedge.calibration.mosaic import cube_from_mosaic
+    from xenoedge.xeno.camera_model import mosaic_from_cube
 
     for name in ("mosaic-5x5-nir", "mosaic-4x4-vis"):
         sensor = get_sensor(name)
@@ -64,7 +64,7 @@ def test_cube_from_mosaic_inverts_the_camera_model_mosaic():
 
 
 def test_precomputed_signal_gives_the_same_reflectance_and_is_floored():
-    from calibration.reflectance import MIN_SIGNAL_COUNTS, signal_range
+    from xenoedge.calibration.reflectance import MIN_SIGNAL_COUNTS, signal_range
 
     rng = np.random.default_rng(1)
     raw = rng.integers(0, 1024, (3, 4, 5)).astype(np.uint16)

@@ -2,20 +2,20 @@
 
 import numpy as np
 import pytest
+from xenoedge.calibration.calibrator import FrameCalibrator
+from xenoedge.calibration.mosaic import correct_crosstalk
+from xenoedge.calibration.normalise import L1_EPS, l1_normalise
+from xenoedge.calibration.references import References
+from xenoedge.devices.simulated import SimulatedCamera
 
-from calibration.calibrator import FrameCalibrator
-from calibration.errors import CalibrationError
-from calibration.mosaic import correct_crosstalk
-from calibration.normalise import L1_EPS, l1_normalise
-from calibration.references import References
-from calibration.sensors import get_sensor
-from devices.simulated import SimulatedCamera
+from xenoedge.errors import CalibrationError
+from xenoedge.sensors import get_sensor
 
 NIR = get_sensor("mosaic-5x5-nir")
 
 
 def averaged(camera, kind, n):
-    from calibration.mosaic import cube_from_mosaic
+    from xenoedge.calibration.mosaic import cube_from_mosaic
 
     frames = [camera.read_reference(kind).data for _ in range(n)]
     cubes = [cube_from_mosaic(f, camera.sensor) if f.ndim == 2 else f for f in frames]
@@ -89,7 +89,7 @@ def test_crosstalk_correction_undoes_band_mixing():
     dark = np.full((1, 1, c), 40, np.float32)
     measured = correct_crosstalk(true_signal, mixing) + dark
     white = correct_crosstalk(white_signal, mixing) + dark
-    from xeno.camera_model import mosaic_from_cube
+    from xenoedge.xeno.camera_model import mosaic_from_cube
 
     raw = mosaic_from_cube(np.rint(measured).astype(np.uint16), NIR)
     refs = References("cam", NIR.name, NIR.signature, dark=dark, white=white)
@@ -146,8 +146,8 @@ def test_l1_normalise_sums_to_one_and_keeps_zero_spectra_finite():
 
 
 def test_resampled_tivita_cube_matches_simulating_the_target_sensor_directly():
-    from calibration.resample import resample_cube
-    from xeno.scene import SceneConfig, simulate_scene
+    from xenoedge.calibration.resample import resample_cube
+    from xenoedge.xeno.scene import SceneConfig, simulate_scene
 
     tivita = get_sensor("tivita")
     config = SceneConfig(height=40, width=50, specular=False)

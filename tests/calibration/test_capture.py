@@ -7,13 +7,13 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
+from xenoedge.calibration.capture import capture_reference, dark_line_band, iso_utc, parse_iso_utc
+from xenoedge.devices.camera import Camera
+from xenoedge.devices.simulated import SimulatedCamera
+from xenoedge.xeno.camera_model import make_camera_model
 
-from calibration.capture import capture_reference, dark_line_band, iso_utc, parse_iso_utc
-from calibration.errors import CalibrationError, CameraError
-from calibration.sensors import get_sensor
-from devices.camera import Camera
-from devices.simulated import SimulatedCamera
-from xeno.camera_model import make_camera_model
+from xenoedge.errors import CalibrationError, CameraError
+from xenoedge.sensors import get_sensor
 
 SENSOR = get_sensor("mosaic-5x5-nir")  # 217 x 409 x 25 cubes from 1088 x 2048 mosaic frames
 SEED = 3

@@ -6,15 +6,15 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
+from xenoedge.calibration.importers import references_from_dark_pattern, references_from_specim, specim_captures
+from xenoedge.calibration.store import load_references, save_references
+from xenoedge.calibration.validation import validate_dark, validate_white
+from xenoedge.devices.formats.envi import read_specim_capture, write_specim_capture
+from xenoedge.devices.formats.tivita import read_dark_pattern, write_dark_pattern
+from xenoedge.xeno import camera_model
 
-from calibration.errors import CalibrationError
-from calibration.importers import references_from_dark_pattern, references_from_specim, specim_captures
-from calibration.sensors import get_sensor
-from calibration.store import load_references, save_references
-from calibration.validation import validate_dark, validate_white
-from devices.formats.envi import read_specim_capture, write_specim_capture
-from devices.formats.tivita import read_dark_pattern, write_dark_pattern
-from xeno import camera_model
+from xenoedge.errors import CalibrationError
+from xenoedge.sensors import get_sensor
 
 TIVITA = get_sensor("tivita")
 MOSAIC = get_sensor("mosaic-5x5-nir")

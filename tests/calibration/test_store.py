@@ -9,14 +9,14 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+from xenoedge.calibration import store
+from xenoedge.calibration.capture import capture_reference
+from xenoedge.calibration.references import References
+from xenoedge.calibration.store import ReferenceWarning, load_references, merge_reference, save_references
+from xenoedge.devices.simulated import SimulatedCamera
 
-from calibration import store
-from calibration.capture import capture_reference
-from calibration.errors import CalibrationError, FileFormatError
-from calibration.references import References
-from calibration.sensors import get_sensor
-from calibration.store import ReferenceWarning, load_references, merge_reference, save_references
-from devices.simulated import SimulatedCamera
+from xenoedge.errors import CalibrationError, FileFormatError
+from xenoedge.sensors import get_sensor
 
 SENSOR = get_sensor("mosaic-5x5-nir")
 CAPTURED = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)

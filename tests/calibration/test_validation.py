@@ -7,19 +7,19 @@ import json
 
 import numpy as np
 import pytest
-
-from calibration.capture import capture_reference, dark_line_band
-from calibration.errors import CalibrationError, ReferenceValidationError
-from calibration.sensors import get_sensor
-from calibration.validation import (
+from xenoedge.calibration.capture import capture_reference, dark_line_band
+from xenoedge.calibration.validation import (
     ValidationLimits,
     defect_map,
     raise_if_failed,
     validate_dark,
     validate_white,
 )
-from devices.simulated import SimulatedCamera
-from xeno.camera_model import make_camera_model
+from xenoedge.devices.simulated import SimulatedCamera
+from xenoedge.xeno.camera_model import make_camera_model
+
+from xenoedge.errors import CalibrationError, ReferenceValidationError
+from xenoedge.sensors import get_sensor
 
 SENSOR = get_sensor("mosaic-5x5-nir")
 SEED = 3

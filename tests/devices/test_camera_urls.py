@@ -6,14 +6,14 @@ import re
 from pathlib import Path
 
 import pytest
+from xenoedge.devices.camera_spec import CameraSpecError, parse_camera_spec
+from xenoedge.devices.open_camera import CAMERA_KINDS, accepted_forms, camera_from_spec, sensor_window
+from xenoedge.devices.opencv_camera import OpenCVCamera
+from xenoedge.devices.replay import ReplayCamera
+from xenoedge.devices.simulated import SimulatedCamera
 
-from calibration.errors import CameraError
-from calibration.sensors import get_sensor
-from devices.camera_spec import CameraSpecError, parse_camera_spec
-from devices.open_camera import CAMERA_KINDS, accepted_forms, camera_from_spec, sensor_window
-from devices.opencv_camera import OpenCVCamera
-from devices.replay import ReplayCamera
-from devices.simulated import SimulatedCamera
+from xenoedge.errors import CameraError
+from xenoedge.sensors import get_sensor
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cameras.md"
 NIR = get_sensor("mosaic-5x5-nir")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from calibration.errors import FileFormatError, InvalidCubeError
-from devices.formats import read_cube, write_cube
-from devices.formats.envi import (
+from xenoedge.devices.formats import read_cube, write_cube
+from xenoedge.devices.formats.envi import (
     find_data_file,
     read_envi,
     read_specim_capture,
@@ -15,6 +13,8 @@ from devices.formats.envi import (
     write_envi,
     write_specim_capture,
 )
+
+from xenoedge.errors import FileFormatError, InvalidCubeError
 
 H, W, C = 6, 5, 8
 WL = np.linspace(500.0, 1000.0, C).astype(np.float32)

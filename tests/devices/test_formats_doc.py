@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from devices.formats import CUBE_FORMATS
+from xenoedge.devices.formats import CUBE_FORMATS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "formats.md"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from xenoedge.devices.formats.label_png import colorize, read_label_png, write_label_png, write_rgb_png
 
-from calibration.errors import FileFormatError, InvalidCubeError
-from devices.formats.label_png import colorize, read_label_png, write_label_png, write_rgb_png
+from xenoedge.errors import FileFormatError, InvalidCubeError
 
 
 def _labels() -> np.ndarray:

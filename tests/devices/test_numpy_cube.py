@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from xenoedge.devices.formats import CUBE_FORMATS, read_cube, write_cube
+from xenoedge.devices.formats.numpy_cube import read_npy, read_npz, write_npy, write_npz
 
-from calibration.atomic import atomic_write
-from calibration.errors import FileFormatError, InvalidCubeError
-from devices.formats import CUBE_FORMATS, read_cube, write_cube
-from devices.formats.numpy_cube import read_npy, read_npz, write_npy, write_npz
+from xenoedge.atomic import atomic_write
+from xenoedge.errors import FileFormatError, InvalidCubeError
 
 WL = np.linspace(600.0, 975.0, 5).astype(np.float32)
 

@@ -11,15 +11,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from xenoedge.calibration.calibrator import FrameCalibrator
+from xenoedge.calibration.capture import capture_reference
+from xenoedge.calibration.mosaic import cube_from_mosaic
+from xenoedge.calibration.references import References
+from xenoedge.devices.open_camera import camera_from_spec
+from xenoedge.devices.opencv_camera import OpenCVCamera, frame_fit_problem
+from xenoedge.devices.recording import read_recording_info, record
 
-from calibration.calibrator import FrameCalibrator
-from calibration.capture import capture_reference
-from calibration.errors import CameraError, CameraExhaustedError
-from calibration.mosaic import cube_from_mosaic
-from calibration.references import References
-from devices.open_camera import camera_from_spec
-from devices.opencv_camera import OpenCVCamera, frame_fit_problem
-from devices.recording import read_recording_info, record
+from xenoedge.errors import CameraError, CameraExhaustedError
 
 SIM = "sim:crop?species=wheat&seed=3&size=100x130"
 N_FRAMES = 4

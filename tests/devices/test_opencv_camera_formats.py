@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from calibration.errors import CameraError
-from devices.pixel_formats import (
+from xenoedge.devices.pixel_formats import (
     PIXEL_FORMATS,
     decode,
     format_by_code,
@@ -20,6 +18,8 @@ from devices.pixel_formats import (
     unpack10,
     unpack12,
 )
+
+from xenoedge.errors import CameraError
 
 
 def pack10(values: np.ndarray, pad: int = 0) -> bytes:

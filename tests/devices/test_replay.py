@@ -7,13 +7,13 @@ import re
 
 import numpy as np
 import pytest
+from xenoedge.devices.formats import write_cube
+from xenoedge.devices.formats.envi import write_envi, write_specim_capture
+from xenoedge.devices.formats.label_png import write_label_png
+from xenoedge.devices.replay import ReplayCamera, discover, label_path_for
 
-from calibration.errors import CameraError, CameraExhaustedError
-from calibration.sensors import get_sensor
-from devices.formats import write_cube
-from devices.formats.envi import write_envi, write_specim_capture
-from devices.formats.label_png import write_label_png
-from devices.replay import ReplayCamera, discover, label_path_for
+from xenoedge.errors import CameraError, CameraExhaustedError
+from xenoedge.sensors import get_sensor
 
 TIVITA = get_sensor("tivita")
 WL = TIVITA.wavelengths()

@@ -4,14 +4,20 @@ import itertools
 
 import numpy as np
 import pytest
+from xenoedge.calibration.reflectance import reflectance_from_raw
+from xenoedge.devices.simulated import SimulatedCamera, loop_plan
+from xenoedge.xeno.camera_model import (
+    CompactCameraModel,
+    expected_counts,
+    make_camera_model,
+    mosaic_from_cube,
+    noise_sigma,
+)
+from xenoedge.xeno.noise_realisations import NoiseRealisations
+from xenoedge.xeno.scene import SceneConfig, simulate_scene
 
-from calibration.errors import CameraError, CameraExhaustedError
-from calibration.reflectance import reflectance_from_raw
-from calibration.sensors import get_sensor
-from devices.simulated import SimulatedCamera, loop_plan
-from xeno.camera_model import CompactCameraModel, expected_counts, make_camera_model, mosaic_from_cube, noise_sigma
-from xeno.noise_realisations import NoiseRealisations
-from xeno.scene import SceneConfig, simulate_scene
+from xenoedge.errors import CameraError, CameraExhaustedError
+from xenoedge.sensors import get_sensor
 
 
 class FakeClock:

@@ -7,17 +7,17 @@ import struct
 
 import numpy as np
 import pytest
-
-from calibration.errors import FileFormatError, InvalidCubeError
-from calibration.sensors import get_sensor
-from devices.formats import read_cube, write_cube
-from devices.formats.tivita import (
+from xenoedge.devices.formats import read_cube, write_cube
+from xenoedge.devices.formats.tivita import (
     read_dark_pattern,
     read_speccube,
     tivita_wavelengths,
     write_dark_pattern,
     write_speccube,
 )
+
+from xenoedge.errors import FileFormatError, InvalidCubeError
+from xenoedge.sensors import get_sensor
 
 H, W, C = 12, 16, 100
 

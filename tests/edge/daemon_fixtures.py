@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from devices.camera import Camera
+from xenoedge.devices.camera import Camera
 
 SENSOR = "mosaic-5x5-nir"
 
@@ -20,9 +19,9 @@ def build_crop_bundle(base: Path) -> Path:
     bundle = base / "crop.xeb"
     if bundle.is_file():
         return bundle
-    from export.export import export_checkpoint
-    from xeno.default_models import default_model_dir
-    from xeno.simulate_dataset import DatasetSpec, write_dataset
+    from xenoedge.export.export import export_checkpoint
+    from xenoedge.xeno.default_models import default_model_dir
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
     base.mkdir(parents=True, exist_ok=True)
     write_dataset(
@@ -80,7 +79,7 @@ class FaultyCamera(Camera):
         return self.inner.on_demand
 
     def read(self):
-        from calibration.errors import CameraError
+        from xenoedge.errors import CameraError
 
         n, self.reads = self.reads, self.reads + 1
         fault = self.faults.get(n)
@@ -101,13 +100,13 @@ def build_jetson_bundles(base: Path) -> tuple[Path, Path]:
     says ``onnxruntime``, so the reflectance path runs on a machine without TensorRT."""
     import json
 
-    from export.bundle import extract_bundle, write_bundle
+    from xenoedge.export.bundle import extract_bundle, write_bundle
 
     jetson, stand_in = base / "jetson.xeb", base / "reflectance-ort.xeb"
     if stand_in.is_file():
         return jetson, stand_in
-    from export.export import export_checkpoint
-    from xeno.default_models import default_model_dir
+    from xenoedge.export.export import export_checkpoint
+    from xenoedge.xeno.default_models import default_model_dir
 
     build_crop_bundle(base)
     export_checkpoint(

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import numpy as np
 from install_fixtures import failing_selftest_files, ort_models, ort_target, variant
+from xenoedge.devices.simulated import SimulatedCamera
+from xenoedge.edge.config import DaemonConfig
+from xenoedge.edge.daemon import Daemon
+from xenoedge.edge.links import PtyLink, SerialLink
+from xenoedge.edge.protocol.decoder import StreamDecoder
+from xenoedge.edge.protocol.packets import PacketType
+from xenoedge.edge.protocol.sink import ProtocolSink
+from xenoedge.export.bundle import extract_bundle, save_public_key, write_bundle
 
-from calibration.sensors import get_sensor
-from devices.simulated import SimulatedCamera
-from edge.config import DaemonConfig
-from edge.daemon import Daemon
-from edge.links import PtyLink, SerialLink
-from edge.protocol.decoder import StreamDecoder
-from edge.protocol.packets import PacketType
-from edge.protocol.sink import ProtocolSink
-from export.bundle import extract_bundle, save_public_key, write_bundle
+from xenoedge.sensors import get_sensor
 
 DEFAULT_BUNDLES_DIR = Path(__file__).resolve().parents[2] / "edge" / "default_bundles"
 CROP = DEFAULT_BUNDLES_DIR / "crop.xeb"
@@ -115,7 +115,7 @@ def failing_on_frames_variant(dest: Path, *, version: str = "1.3.0") -> Path:
     manifest["accuracy"] = {k: v for k, v in manifest.get("accuracy", {}).items() if k == target}
     files: dict[str, object] = {f["path"]: folder / f["path"] for f in manifest["targets"][target].pop("files")}
     files.update({f["path"]: folder / f["path"] for f in manifest["selftest"].pop("files")})
-    from export.bundle import tile_to
+    from xenoedge.export.bundle import tile_to
 
     with np.load(folder / manifest["selftest"]["input"]) as z:  # the self-test tiles its input to the frame
         tiled = tile_to(z["raw"], tuple(manifest["input"]["shape"]))

@@ -3,7 +3,7 @@
 ``variant(path, version=..., files=..., signing_key=...)`` rewrites the shipped crop bundle
 with a new version, changed member bytes (e.g. a self-test that cannot pass) or a signature;
 ``unpacked_files`` gives its members. Nothing here fakes a check: every bundle is written by
-``export.bundle.write_bundle`` and every install below runs the real engine.
+``xenoedge.export.bundle.write_bundle`` and every install below runs the real engine.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import os
 from pathlib import Path
 
 import numpy as np
+from xenoedge.edge.flashing import InstallPolicy
+from xenoedge.export.bundle import read_manifest, write_bundle
+from xenoedge.export.bundle.archive import extract_bundle
+from xenoedge.export.bundle.manifest import compatible_targets, listed_files
 
-from calibration.sensors import get_sensor
-from edge.flashing import InstallPolicy
-from export.bundle import read_manifest, write_bundle
-from export.bundle.archive import extract_bundle
-from export.bundle.manifest import compatible_targets, listed_files
+from xenoedge.sensors import get_sensor
 
 CROP_BUNDLE = Path(__file__).resolve().parents[2] / "edge" / "default_bundles" / "crop.xeb"
 CROP_SENSOR = get_sensor("mosaic-5x5-nir").signature
@@ -103,7 +103,7 @@ KILLED_EXIT = 77
 def install_and_die_at(state_dir: str, bundle: str, kill_at: int) -> None:
     """Child process body: install ``bundle`` (no self-test) and ``os._exit(KILLED_EXIT)`` right
     after durable step number ``kill_at``, like a power cut; exit 0 when the install finished."""
-    from edge.flashing import SlotStore, install_bundle
+    from xenoedge.edge.flashing import SlotStore, install_bundle
 
     count = 0
 
@@ -129,7 +129,7 @@ def device_start(state_dir: str, crashing_versions: tuple[str, ...]) -> None:
     ``recover()`` (``RestartLoopError`` -> exit 78), then the active bundle's files are checked
     and, for a version in ``crashing_versions``, the process dies before its first frames (exit
     134); otherwise it serves and calls ``mark_good`` (exit 0)."""
-    from edge.flashing import EXIT_RESTART_LOOP, RestartLoopError, SlotStore
+    from xenoedge.edge.flashing import EXIT_RESTART_LOOP, RestartLoopError, SlotStore
 
     store = SlotStore(state_dir)
     try:

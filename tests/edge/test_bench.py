@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from edge import bench
-from edge.bench import CSV_COLUMNS, SCHEMA_VERSION, BenchError, BenchSettings, main, run_bench
-from edge.engines import ENGINES, EngineKind
+from xenoedge.bench import main as bench
+from xenoedge.bench.main import CSV_COLUMNS, SCHEMA_VERSION, BenchError, BenchSettings, main, run_bench
+from xenoedge.edge.engines import ENGINES, EngineKind
 
 pytest.importorskip("onnxruntime")
 REPO = Path(__file__).resolve().parents[2]
@@ -28,13 +27,13 @@ BASELINE_CROP = REPO / "benchmarks" / "baselines" / "pixel-mlp-2026-11" / "crop.
 
 def _bundle_targets(name: str) -> dict[str, dict]:
     """A packaged bundle's targets, in manifest order (edge-bench measures them in that order)."""
-    from edge.builtin_bundles import default_bundle
-    from export.bundle import read_manifest
+    from xenoedge.edge.builtin_bundles import default_bundle
+    from xenoedge.export.bundle import read_manifest
 
     return read_manifest(default_bundle(name))["targets"]
 
 
-# Which targets ship is decided by measurement (export.default_bundles): the tests read them from the manifest.
+# Which targets ship is decided by measurement (xenoedge.export.default_bundles): the tests read them from the manifest.
 CROP_TARGETS = _bundle_targets("crop")
 (CROP_ORT,) = [n for n, t in CROP_TARGETS.items() if t["runtime"] == "onnxruntime"]
 (CROP_OV,) = [n for n, t in CROP_TARGETS.items() if t["runtime"] == "openvino"]
@@ -61,8 +60,8 @@ def _single_stream(r: dict) -> None:
 def crop_files(tmp_path_factory):
     """The crop bundle's ONNX file and OpenVINO IR, and the previous crop bundle's INT8 (QDQ) ONNX file,
     extracted and renamed (no precision in the name)."""
-    from edge.builtin_bundles import default_bundle
-    from export.bundle import extract_bundle
+    from xenoedge.edge.builtin_bundles import default_bundle
+    from xenoedge.export.bundle import extract_bundle
 
     tmp = tmp_path_factory.mktemp("crop-files")
     folder = extract_bundle(default_bundle("crop"), tmp / "bundle")
@@ -81,7 +80,7 @@ def crop_files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def crop_dataset(tmp_path_factory):
     """Two labelled crop images (64x96, mosaic sensor) from the simulator."""
-    from xeno.simulate_dataset import DatasetSpec, write_dataset
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
     out = tmp_path_factory.mktemp("crop-dataset")
     spec = DatasetSpec(domain="crop", species=("tomato",), subjects_per_species=1, images_per_subject=2,
@@ -217,8 +216,8 @@ def test_torch_not_installed_is_skipped_with_a_note_never_a_crash():
         "        if name.split('.')[0] in {'torch', 'onnx', 'nncf', 'onnxslim'}:\n"
         "            raise ImportError('no ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from edge.bench import run_bench, BenchSettings\n"
-        "import edge.bench_inputs, edge.bench_offline, edge.bench_pipeline, edge.bench_torch\n"
+        "from xenoedge.bench.main import run_bench, BenchSettings\n"
+        "import xenoedge.bench.inputs, xenoedge.bench.offline, xenoedge.bench.pipeline, xenoedge.bench.torch_baseline\n"
         f"for precision in {precisions!r}:\n"
         "    r = run_bench(BenchSettings('crop', backend='all', precision=precision, niter=2, warmup=0, rounds=1))\n"
         "    print(json.dumps([[x['target'] for x in r['results']], r['baseline'], r['notes']]))\n"
@@ -323,8 +322,8 @@ def test_pipeline_mode_per_stage_over_a_paced_pty():
 
 
 def test_pipeline_mode_file_link_writes_the_bytes_it_reports(tmp_path):
-    from edge.protocol import StreamDecoder
-    from edge.protocol.packets import PacketType
+    from xenoedge.edge.protocol import StreamDecoder
+    from xenoedge.edge.protocol.packets import PacketType
 
     out = tmp_path / "wire.bin"
     report = run_bench(BenchSettings("crop", backend="ort", mode="pipeline", niter=3, warmup=1, link=f"file:{out}"))
@@ -349,13 +348,14 @@ def test_plot_is_written_or_skipped_with_a_note(tmp_path):
 
 def test_pipeline_mode_on_a_replayed_camera(tmp_path):
     """``--camera replay:FOLDER`` with a references file: the daemon plays the files."""
-    from calibration.capture import capture_reference
-    from calibration.mosaic import cube_from_mosaic
-    from calibration.references import References
-    from calibration.sensors import get_sensor
-    from calibration.store import save_references
-    from devices.formats import write_cube
-    from devices.simulated import SimulatedCamera
+    from xenoedge.calibration.capture import capture_reference
+    from xenoedge.calibration.mosaic import cube_from_mosaic
+    from xenoedge.calibration.references import References
+    from xenoedge.calibration.store import save_references
+    from xenoedge.devices.formats import write_cube
+    from xenoedge.devices.simulated import SimulatedCamera
+
+    from xenoedge.sensors import get_sensor
 
     sensor = get_sensor("mosaic-5x5-nir")
     folder = tmp_path / "scans"
@@ -407,7 +407,7 @@ def test_pipeline_mode_alternates_daemons_in_rounds_each_with_its_own_link():
 
 def test_pipeline_round_that_cannot_reach_its_time_share_ends_at_the_guard(monkeypatch):
     """A timed round whose masks never add up to its share (a stalling camera) is stopped by a timer."""
-    from edge import bench_pipeline
+    from xenoedge.bench import pipeline as bench_pipeline
 
     monkeypatch.setattr(bench_pipeline, "ROUND_GUARD_S", 0.3)
     monkeypatch.setattr(bench_pipeline, "ROUND_GUARD_FACTOR", 0.0)

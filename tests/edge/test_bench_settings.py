@@ -9,16 +9,15 @@ import json
 from pathlib import Path
 
 import pytest
-
-from edge.bench import BenchSettings, gate_results, main, run_bench
-from edge.bench_settings import cpu_info, model_files, profile_by_type
+from xenoedge.bench.main import BenchSettings, gate_results, main, run_bench
+from xenoedge.bench.settings import cpu_info, model_files, profile_by_type
 
 pytest.importorskip("onnxruntime")
 
 
 def _targets(name: str) -> dict:
-    from edge.builtin_bundles import default_bundle
-    from export.bundle import read_manifest
+    from xenoedge.edge.builtin_bundles import default_bundle
+    from xenoedge.export.bundle import read_manifest
 
     return read_manifest(default_bundle(name))["targets"]
 

@@ -7,9 +7,8 @@ import stat
 import tarfile
 
 from typer.testing import CliRunner
-
-from edge.bundle_cli import app
-from export.bundle.testing import write_demo_bundle
+from xenoedge.cli.bundle import app
+from xenoedge.export.bundle.testing import write_demo_bundle
 
 runner = CliRunner()
 

@@ -6,13 +6,14 @@ import sys
 
 import numpy as np
 import pytest
-
-from calibration.store import load_references
-from devices.formats import read_cube, write_cube, write_dark_pattern, write_specim_capture
+from xenoedge.calibration.store import load_references
+from xenoedge.devices.formats import read_cube, write_cube, write_dark_pattern, write_specim_capture
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "xenoedge.cli.main", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_apply_calibrates_a_specim_capture_folder_end_to_end(tmp_path):
 
 
 def test_apply_with_a_references_file_and_its_refusals(tmp_path, refs_file):
-    from calibration.sensors import get_sensor
+    from xenoedge.sensors import get_sensor
 
     sensor = get_sensor("mosaic-5x5-nir")
     refs = load_references(refs_file)
@@ -128,7 +129,7 @@ def test_apply_with_a_references_file_and_its_refusals(tmp_path, refs_file):
 
 
 def test_import_dark_pattern_then_check_reports_missing_white(tmp_path):
-    from calibration.sensors import get_sensor
+    from xenoedge.sensors import get_sensor
 
     h, _, c = get_sensor("tivita").cube_shape
     write_dark_pattern(tmp_path / "DarkPattern.dpic", np.full((h, c), 61.5))

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import typer.main
-
-from edge.cli import app, main
+from xenoedge.cli.main import app, main
 
 OUT_NAMES = {"--out", "-o", "--output"}
 
@@ -147,12 +146,14 @@ def test_the_messages_say_what_is_wrong(tmp_path, monkeypatch, capsys):
 
 def test_experiment_report_defaults_to_its_work_folder(tmp_path, monkeypatch, capsys):
     """A run from the repository root must not overwrite the committed docs/experiments/xeno.md."""
-    import xeno.experiment
+    import xenoedge.xeno.experiment
 
     written = []
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(xeno.experiment, "run", lambda preset, work, **kwargs: {"seconds": 1.0})
-    monkeypatch.setattr(xeno.experiment, "write_report", lambda results, path, *args, **kw: written.append(path))
+    monkeypatch.setattr(xenoedge.xeno.experiment, "run", lambda preset, work, **kwargs: {"seconds": 1.0})
+    monkeypatch.setattr(
+        xenoedge.xeno.experiment, "write_report", lambda results, path, *args, **kw: written.append(path)
+    )
     code, output = _run(["experiment", "xeno", "--preset", "tiny", "--work", "w"], capsys)
     assert code == 0, output
     assert written == [Path("w") / "xeno.md"]

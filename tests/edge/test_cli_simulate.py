@@ -5,13 +5,14 @@ import subprocess
 import sys
 
 import numpy as np
-
-from devices.formats import read_cube, read_label_png
-from xeno.labels import SURGICAL
+from xenoedge.devices.formats import read_cube, read_label_png
+from xenoedge.xeno.labels import SURGICAL
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "xenoedge.cli.main", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_simulate_writes_a_complete_reproducible_data_set(tmp_path):

@@ -4,8 +4,7 @@ and reference source is printed whole, without an ellipsis (issue 17)."""
 from __future__ import annotations
 
 import pytest
-
-from edge.cli import main
+from xenoedge.cli.main import main
 
 
 def _run(argv: list[str], capsys) -> str:
@@ -23,7 +22,7 @@ def eighty_columns(monkeypatch):
 
 
 def test_sensors_lists_every_name_and_signature_whole(capsys):
-    from calibration.sensors import SENSORS
+    from xenoedge.sensors import SENSORS
 
     output = _run(["sensors"], capsys)
     assert "…" not in output
@@ -32,7 +31,7 @@ def test_sensors_lists_every_name_and_signature_whole(capsys):
 
 
 def test_devices_list_prints_every_camera_form_and_example_whole(capsys):
-    from devices.open_camera import CAMERA_KINDS
+    from xenoedge.devices.open_camera import CAMERA_KINDS
 
     output = _run(["devices", "list", "--pattern", "/nonexistent/video*"], capsys)
     assert "…" not in output
@@ -41,7 +40,7 @@ def test_devices_list_prints_every_camera_form_and_example_whole(capsys):
 
 
 def test_calibrate_check_prints_capture_time_and_source_whole(tmp_path, capsys):
-    from calibration.store import load_references
+    from xenoedge.calibration.store import load_references
 
     refs = tmp_path / "refs.npz"
     for kind in ("dark", "white"):

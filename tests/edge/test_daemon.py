@@ -20,17 +20,14 @@ from daemon_fixtures import (  # noqa: F401  (fixtures)
     crop_bundle_fixture,
     jetson_bundles_fixture,
 )
-
-from calibration.errors import CalibrationError, UnknownNameError
-from calibration.sensors import get_sensor
-from calibration.store import load_references, save_references
-from devices.simulated import SimulatedCamera
-from edge.config import ConfigError, DaemonConfig, load_config
-from edge.daemon import Daemon, DaemonError, DropOldestQueue, daemon_main, run_daemon
-from edge.engines import EngineError
-from edge.sdnotify import SdNotifier
-from edge.sinks import CollectingSink, PngSink
-from export.bundle import (
+from xenoedge.calibration.store import load_references, save_references
+from xenoedge.devices.simulated import SimulatedCamera
+from xenoedge.edge.config import ConfigError, DaemonConfig, load_config
+from xenoedge.edge.daemon import Daemon, DaemonError, DropOldestQueue, daemon_main, run_daemon
+from xenoedge.edge.engines import EngineError
+from xenoedge.edge.sdnotify import SdNotifier
+from xenoedge.edge.sinks import CollectingSink, PngSink
+from xenoedge.export.bundle import (
     IncompatibleBundleError,
     IntegrityError,
     SignatureError,
@@ -38,6 +35,9 @@ from export.bundle import (
     save_public_key,
     sign_bundle,
 )
+
+from xenoedge.errors import CalibrationError, UnknownNameError
+from xenoedge.sensors import get_sensor
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,7 +102,7 @@ def test_stage_timing_is_recorded_per_mask_only_when_switched_on(crop_bundle):
 
 
 def test_hello_is_repeated_for_receivers_that_attach_late(crop_bundle):
-    from edge.daemon import HELLO_EVERY_STATUSES
+    from xenoedge.edge.daemon import HELLO_EVERY_STATUSES
 
     sink = CollectingSink()
     with Daemon(config(crop_bundle, status_interval_s=1e-6), sink, camera=camera()) as daemon:
@@ -330,10 +330,9 @@ def test_config_from_toml_example_and_errors(tmp_path):
 @pytest.mark.parametrize("with_frames", [False, True])
 def test_png_sink_writes_mask_pictures_with_a_legend(crop_bundle, tmp_path, with_frames):
     import cv2
-
-    from edge.sinks import RecentFrames
-    from xeno.labels import CROP
-    from xeno.previews import LEGEND_PX, PAD_PX, PANEL_TOP_PX
+    from xenoedge.edge.sinks import RecentFrames
+    from xenoedge.xeno.labels import CROP
+    from xenoedge.xeno.previews import LEGEND_PX, PAD_PX, PANEL_TOP_PX
 
     cam = camera()
     frames = RecentFrames(cam) if with_frames else None
@@ -361,9 +360,9 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in {{'torch', 'onnx', 'nncf', 'openvino', 'onnxslim'}}:
             raise ImportError('device install must not import ' + name)
 sys.meta_path.insert(0, Block())
-from edge.config import DaemonConfig
-from edge.daemon import Daemon
-from edge.sinks import CollectingSink
+from xenoedge.edge.config import DaemonConfig
+from xenoedge.edge.daemon import Daemon
+from xenoedge.edge.sinks import CollectingSink
 sink = CollectingSink()
 with Daemon(DaemonConfig(bundle={str(crop_bundle)!r}, camera="sim:crop", capture_frames=2), sink) as d:
     stats = d.run(max_frames=2)
@@ -391,7 +390,7 @@ def test_a_failing_sink_does_not_stop_the_daemon(crop_bundle):
 
 
 def test_config_table_in_the_docs_matches_the_code():
-    from edge.config import CONFIG_KEYS
+    from xenoedge.edge.config import CONFIG_KEYS
 
     text = (REPO / "docs" / "daemon.md").read_text()
     documented = set(re.findall(r"^\| `\[(\w+)\] (\w+)` \|", text, flags=re.M))
@@ -424,9 +423,9 @@ def test_reflectance_bundle_calibrates_in_numpy_and_matches_the_raw_bundle(crop_
 
 
 def test_replay_camera_runs_to_its_end_and_the_daemon_returns(crop_bundle, tmp_path):
-    from calibration.mosaic import cube_from_mosaic
-    from devices.formats import write_cube
-    from devices.replay import ReplayCamera
+    from xenoedge.calibration.mosaic import cube_from_mosaic
+    from xenoedge.devices.formats import write_cube
+    from xenoedge.devices.replay import ReplayCamera
 
     sensor = get_sensor(SENSOR)
     store = tmp_path / "references.npz"

@@ -4,12 +4,12 @@ import json
 
 import cv2
 import numpy as np
+from xenoedge.devices.simulated import SimulatedCamera
+from xenoedge.edge.demo import run_camera_demo
+from xenoedge.xeno.labels import CROP
+from xenoedge.xeno.previews import LEGEND_PX, PAD_PX, PANEL_TOP_PX
 
-from calibration.sensors import get_sensor
-from devices.simulated import SimulatedCamera
-from edge.demo import run_camera_demo
-from xeno.labels import CROP
-from xeno.previews import LEGEND_PX, PAD_PX, PANEL_TOP_PX
+from xenoedge.sensors import get_sensor
 
 
 def test_demo_calibrates_mosaic_frames_and_writes_pictures(tmp_path):

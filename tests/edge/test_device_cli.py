@@ -5,7 +5,9 @@ import sys
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "xenoedge.cli.main", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_demo_sends_masks_over_a_pty_to_the_receiver(tmp_path):

@@ -9,15 +9,14 @@ import sys
 
 import cv2
 import numpy as np
-
-from calibration.store import load_references
-from devices.open_camera import CAMERA_KINDS, camera_from_spec
+from xenoedge.calibration.store import load_references
+from xenoedge.devices.open_camera import CAMERA_KINDS, camera_from_spec
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "250", "OPENBLAS_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-m", "xenoedge.cli.main", *args], capture_output=True, text=True, timeout=300, env=env
     )
 
 

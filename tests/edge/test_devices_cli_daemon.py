@@ -8,13 +8,12 @@ import subprocess
 import sys
 
 import numpy as np
-
-from calibration.capture import capture_reference
-from calibration.references import References
-from calibration.store import save_references
-from devices.open_camera import camera_from_spec
-from devices.recording import record
-from edge.builtin_bundles import default_bundle
+from xenoedge.calibration.capture import capture_reference
+from xenoedge.calibration.references import References
+from xenoedge.calibration.store import save_references
+from xenoedge.devices.open_camera import camera_from_spec
+from xenoedge.devices.recording import record
+from xenoedge.edge.builtin_bundles import default_bundle
 
 
 def _run_recorded(tmp_path, frames: int, options: str = "") -> tuple[subprocess.CompletedProcess, str]:
@@ -38,7 +37,7 @@ def _run_recorded(tmp_path, frames: int, options: str = "") -> tuple[subprocess.
     )
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "COLUMNS": "200"}
     result = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "xenoedge.cli.main", "run", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=300,

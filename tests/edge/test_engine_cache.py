@@ -11,10 +11,9 @@ import os
 import numpy as np
 import pytest
 from daemon_fixtures import crop_bundle_fixture  # noqa: F401  (the crop_bundle fixture)
-
-from edge.engines import CACHE_KEEP, EngineOptions, model_cache_folder, open_engine
-from export.bundle import extract_bundle, load_selftest, read_manifest, tile_to
-from export.bundle.runtime import tensorrt_provider_options
+from xenoedge.edge.engines import CACHE_KEEP, EngineOptions, model_cache_folder, open_engine
+from xenoedge.export.bundle import extract_bundle, load_selftest, read_manifest, tile_to
+from xenoedge.export.bundle.runtime import tensorrt_provider_options
 
 
 @pytest.fixture(scope="module")
@@ -127,12 +126,12 @@ def test_tensorrt_engine_is_built_once_then_loaded(bundle, tmp_path):
 
 def test_a_daemon_started_twice_on_an_openvino_bundle_compiles_once(crop_bundle, tmp_path):
     from daemon_fixtures import SENSOR
+    from xenoedge.devices.simulated import SimulatedCamera
+    from xenoedge.edge.config import DaemonConfig
+    from xenoedge.edge.daemon import Daemon
+    from xenoedge.edge.sinks import CollectingSink
 
-    from calibration.sensors import get_sensor
-    from devices.simulated import SimulatedCamera
-    from edge.config import DaemonConfig
-    from edge.daemon import Daemon
-    from edge.sinks import CollectingSink
+    from xenoedge.sensors import get_sensor
 
     config = DaemonConfig(
         bundle=crop_bundle, camera="sim:crop", capture_frames=2, prefer=("openvino",), cache_dir=tmp_path / "cache"
@@ -148,7 +147,7 @@ def test_a_daemon_started_twice_on_an_openvino_bundle_compiles_once(crop_bundle,
 
 
 def test_the_daemon_cache_defaults_to_the_state_folder_then_the_user_cache(tmp_path, monkeypatch):
-    from edge.config import DaemonConfig
+    from xenoedge.edge.config import DaemonConfig
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert DaemonConfig().model_cache_dir() == tmp_path / "xdg" / "xenoedge" / "models"

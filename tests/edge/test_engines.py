@@ -8,9 +8,8 @@ import tracemalloc
 import numpy as np
 import pytest
 from daemon_fixtures import crop_bundle_fixture  # noqa: F401  (the crop_bundle fixture)
-
-from edge.engines import EngineError, EngineOptions, engine_candidates, open_engine
-from export.bundle import extract_bundle, load_selftest, read_manifest, tile_to
+from xenoedge.edge.engines import EngineError, EngineOptions, engine_candidates, open_engine
+from xenoedge.export.bundle import extract_bundle, load_selftest, read_manifest, tile_to
 
 RUNTIMES = ["onnxruntime", "openvino"]
 

@@ -23,13 +23,12 @@ from flash_fixtures import (
     write_key,
 )
 from install_fixtures import unpacked_files
-
-from edge.flashing.host import FlashClient, FlashFailed
-from edge.flashing.upload import UploadLimits
-from edge.links import SerialLink
-from edge.protocol.flash import FlashCode
-from edge.protocol.packets import PacketType, model_id_from_sha256
-from export.bundle import generate_keypair
+from xenoedge.edge.flashing.host import FlashClient, FlashFailed
+from xenoedge.edge.flashing.upload import UploadLimits
+from xenoedge.edge.links import SerialLink
+from xenoedge.edge.protocol.flash import FlashCode
+from xenoedge.edge.protocol.packets import PacketType, model_id_from_sha256
+from xenoedge.export.bundle import generate_keypair
 
 REPO = Path(__file__).resolve().parents[2]
 CROP_SHA = hashlib.sha256(CROP.read_bytes()).hexdigest()
@@ -256,7 +255,7 @@ def _start_device(tmp_path: Path, state: Path) -> tuple[subprocess.Popen, str]:
     )
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "xenoedge.cli.main", "run", "--config", str(config)],
         stderr=subprocess.PIPE,
         text=True,
         env=env,
@@ -327,8 +326,7 @@ def test_a_model_that_fails_its_first_frames_is_rolled_back_by_the_device(tmp_pa
 
 def test_flash_and_device_commands_of_the_cli(tmp_path, v2):
     from typer.testing import CliRunner
-
-    from edge.cli import app
+    from xenoedge.cli.main import app
 
     def cli(*args):
         result = CliRunner().invoke(app, list(args))
@@ -353,7 +351,7 @@ def test_flash_and_device_commands_of_the_cli(tmp_path, v2):
     assert json.loads(cli("device", "info", "--root", str(root))[0].stdout)["active"]["version"] == "1.0.0"
     args = ["flash", str(SURGICAL), "--to", str(root), "--sensor", "mosaic-5x5-nir", "--allow-unsigned"]
     refused = subprocess.run(  # the real entry point: one red line, exit code 2
-        [sys.executable, "-m", "edge.cli", *args],
+        [sys.executable, "-m", "xenoedge.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -364,10 +362,10 @@ def test_flash_and_device_commands_of_the_cli(tmp_path, v2):
 
 
 def test_a_device_in_a_restart_loop_stops_with_exit_status_78(tmp_path):
-    from edge.daemon import daemon_main
-    from edge.flashing.errors import EXIT_RESTART_LOOP, RestartLoopError
-    from edge.flashing.install import InstallPolicy, install_bundle
-    from edge.flashing.slots import SlotStore
+    from xenoedge.edge.daemon import daemon_main
+    from xenoedge.edge.flashing.errors import EXIT_RESTART_LOOP, RestartLoopError
+    from xenoedge.edge.flashing.install import InstallPolicy, install_bundle
+    from xenoedge.edge.flashing.slots import SlotStore
 
     store = SlotStore(tmp_path / "state")
     install_bundle(store, CROP, InstallPolicy(self_test=False, allow_unsigned=True))
@@ -381,9 +379,8 @@ def test_a_device_in_a_restart_loop_stops_with_exit_status_78(tmp_path):
 
 def test_a_device_root_that_is_not_mounted_or_holds_no_slots_is_refused_and_nothing_is_created(tmp_path):
     from typer.testing import CliRunner
-
-    from edge.cli import app
-    from edge.flashing.errors import FlashError
+    from xenoedge.cli.main import app
+    from xenoedge.edge.flashing.errors import FlashError
 
     missing, empty = tmp_path / "not-mounted", tmp_path / "empty-card"
     empty.mkdir()
@@ -405,8 +402,8 @@ class _DropFirstRollbackRequest:
         self.link, self.dropped = link, 0
 
     def write(self, data: bytes) -> bool:
-        from edge.protocol.decoder import StreamDecoder
-        from edge.protocol.packets import PacketType
+        from xenoedge.edge.protocol.decoder import StreamDecoder
+        from xenoedge.edge.protocol.packets import PacketType
 
         packets = StreamDecoder().feed(data)
         if not self.dropped and any(p.type == PacketType.ROLLBACK_REQUEST for p in packets):

@@ -10,14 +10,13 @@ import time
 
 import pytest
 from flash_fixtures import CROP, DeviceUnderTest, bundle_variant, masks_from
-
-from edge.flashing.errors import EXIT_RESTART_LOOP, RestartLoopError
-from edge.flashing.host import FlashClient, FlashFailed
-from edge.flashing.install import InstallPolicy, install_bundle
-from edge.flashing.slots import SlotStore
-from edge.protocol.decoder import StreamDecoder
-from edge.protocol.flash import FlashCode
-from edge.protocol.packets import PacketType, model_id_from_sha256
+from xenoedge.edge.flashing.errors import EXIT_RESTART_LOOP, RestartLoopError
+from xenoedge.edge.flashing.host import FlashClient, FlashFailed
+from xenoedge.edge.flashing.install import InstallPolicy, install_bundle
+from xenoedge.edge.flashing.slots import SlotStore
+from xenoedge.edge.protocol.decoder import StreamDecoder
+from xenoedge.edge.protocol.flash import FlashCode
+from xenoedge.edge.protocol.packets import PacketType, model_id_from_sha256
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +51,7 @@ def _count(packets, kind) -> int:
 
 def cli(*args):
     from typer.testing import CliRunner
-
-    from edge.cli import app
+    from xenoedge.cli.main import app
 
     result = CliRunner().invoke(app, list(args))
     return result, " ".join(result.output.split())
@@ -105,12 +103,13 @@ def test_hello_and_error_say_maintenance_to_a_receiver_on_the_line_from_the_star
     """The real daemon's first packets on a pty, read by a host that was there before it started."""
     import threading
 
-    from calibration.sensors import get_sensor
-    from devices.simulated import SimulatedCamera
-    from edge.config import DaemonConfig
-    from edge.daemon import Daemon
-    from edge.links import PtyLink, SerialLink
-    from edge.protocol.sink import ProtocolSink
+    from xenoedge.devices.simulated import SimulatedCamera
+    from xenoedge.edge.config import DaemonConfig
+    from xenoedge.edge.daemon import Daemon
+    from xenoedge.edge.links import PtyLink, SerialLink
+    from xenoedge.edge.protocol.sink import ProtocolSink
+
+    from xenoedge.sensors import get_sensor
 
     looping_store(tmp_path / "state")
     link = PtyLink(announce=lambda line: None, write_timeout_s=0.5)
@@ -166,7 +165,7 @@ def test_no_model_and_none_to_install_is_maintenance_too_and_flashing_ends_it(tm
 
 @pytest.mark.parametrize("sink", ["null", "png"])
 def test_without_a_link_to_flash_over_the_restart_cap_still_exits_78(tmp_path, sink):
-    from edge.daemon import daemon_main
+    from xenoedge.edge.daemon import daemon_main
 
     looping_store(tmp_path / "state")
     spec = f"png:{tmp_path / 'masks'}" if sink == "png" else sink
@@ -185,14 +184,14 @@ def test_xenoedge_run_on_a_pty_stays_up_in_maintenance_and_stops_cleanly_on_sigt
     import sys
     from pathlib import Path
 
-    from edge.links import SerialLink
+    from xenoedge.edge.links import SerialLink
 
     looping_store(tmp_path / "state")
     repo = Path(__file__).resolve().parents[2]
     args = ["run", "--state-dir", str(tmp_path / "state"), "--camera", "sim:crop", "--sink", "pty"]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", *args], stderr=subprocess.PIPE, text=True, cwd=repo, env=env
+        [sys.executable, "-m", "xenoedge.cli.main", *args], stderr=subprocess.PIPE, text=True, cwd=repo, env=env
     )
     try:
         lines = []

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from edge.links import LinkError, open_link
-from edge.links.paced import PacedLink
+from xenoedge.edge.links import LinkError, open_link
+from xenoedge.edge.links.paced import PacedLink
 
 
 class Clock:

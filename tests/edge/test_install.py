@@ -12,8 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from edge.flashing import (
+from xenoedge.edge.flashing import (
     BundleRejected,
     FlashError,
     InstallBusyError,
@@ -25,8 +24,9 @@ from edge.flashing import (
     install_bundle,
     install_into_root,
 )
-from edge.flashing.selftest import selftest_slot
-from export.bundle import file_sha256, generate_keypair, read_manifest, sign_bundle
+from xenoedge.edge.flashing.selftest import selftest_slot
+from xenoedge.export.bundle import file_sha256, generate_keypair, read_manifest, sign_bundle
+
 from tests.edge.install_fixtures import (
     CROP_BUNDLE,
     TIVITA_SENSOR,
@@ -145,7 +145,7 @@ def test_signed_bundle_installs_with_the_trusted_key(tmp_path, bundles):
 
 def _rewrite_member(src: Path, dest: Path, name: str, data: bytes | None) -> Path:
     """Copy a tar bundle with member ``name``'s bytes replaced (None: dropped), canonical headers."""
-    from export.bundle.archive import _header
+    from xenoedge.export.bundle.archive import _header
 
     with tarfile.open(src) as tar, open(dest, "wb") as out:
         members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
@@ -202,9 +202,9 @@ DISK_FULL_SCRIPT = textwrap.dedent(
     import os, subprocess, sys, json
     state = sys.argv[1]
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + sys.argv[4], "none", state], check=True)
-    from edge.flashing import SlotStore, install_bundle, NoSpaceError
-    from edge.flashing.selftest import selftest_slot
-    from export.bundle import read_manifest
+    from xenoedge.edge.flashing import SlotStore, install_bundle, NoSpaceError
+    from xenoedge.edge.flashing.selftest import selftest_slot
+    from xenoedge.export.bundle import read_manifest
     from tests.edge.install_fixtures import policy
     store = SlotStore(state)
     install_bundle(store, sys.argv[2], policy())
@@ -322,7 +322,7 @@ def test_selftest_runs_on_the_engine_the_device_names(tmp_path, bundles):
 def test_a_bundle_swapped_in_staging_between_checks_is_refused(tmp_path, bundles, monkeypatch):
     """A concurrent writer (fault injected around the real verify_bundle) replaces the staged copy
     with another valid bundle after the checks: the unpacked manifest differs, refused."""
-    import export.bundle.archive as archive
+    import xenoedge.export.bundle.archive as archive
 
     real = archive.verify_bundle
 

@@ -13,9 +13,9 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 from onnx import external_data_helper, helper  # noqa: E402
+from xenoedge.edge.flashing import BundleRejected, SlotStore, install_bundle  # noqa: E402
+from xenoedge.edge.flashing.onnx_refs import OnnxParseError, external_data_locations  # noqa: E402
 
-from edge.flashing import BundleRejected, SlotStore, install_bundle  # noqa: E402
-from edge.flashing.onnx_refs import OnnxParseError, external_data_locations  # noqa: E402
 from tests.edge.install_fixtures import CROP_BUNDLE, ort_models, policy, unpacked_files, variant  # noqa: E402
 
 #: The ONNX Runtime target's graphs, read from the manifest: its model first, then the classes-only

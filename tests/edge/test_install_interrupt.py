@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from xenoedge.edge.flashing import SlotStore, check_slot_files, install_bundle
+from xenoedge.edge.flashing.selftest import selftest_slot
+from xenoedge.export.bundle import file_sha256, read_manifest
 
-from edge.flashing import SlotStore, check_slot_files, install_bundle
-from edge.flashing.selftest import selftest_slot
-from export.bundle import file_sha256, read_manifest
 from tests.edge.install_fixtures import CROP_BUNDLE, KILLED_EXIT, ORT_ONLY, install_and_die_at, policy, variant
 
 RANDOM_RUNS = 1000
@@ -207,7 +207,7 @@ def test_a_real_process_killed_at_every_step(world, fast_tmp):
     tmp_path = fast_tmp
     steps = clean_steps(world, "ab", tmp_path)
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["edge.flashing", "tests.edge.install_fixtures"])
+    ctx.set_forkserver_preload(["xenoedge.edge.flashing", "tests.edge.install_fixtures"])
     ids = world["ids"]
     allowed = {ids["v0"], ids["v1"], ids["v2"]}
     outcomes = []

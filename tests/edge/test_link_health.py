@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 from daemon_fixtures import SENSOR, crop_bundle_fixture  # noqa: F401  (fixture)
+from xenoedge.devices.simulated import SimulatedCamera
+from xenoedge.edge.config import DaemonConfig
+from xenoedge.edge.daemon import Daemon, daemon_main, summary_line
+from xenoedge.edge.links import DOWN, UP, WAITING, NoSuchPortError, SerialLink, check_port, open_link, port_spec
+from xenoedge.edge.protocol import StreamDecoder
+from xenoedge.edge.protocol.packets import PacketType
+from xenoedge.edge.protocol.sink import ProtocolSink
+from xenoedge.edge.sinks import LinkSink, sink_from_spec
 
-from calibration.sensors import get_sensor
-from devices.simulated import SimulatedCamera
-from edge.config import DaemonConfig
-from edge.daemon import Daemon, daemon_main, summary_line
-from edge.links import DOWN, UP, WAITING, NoSuchPortError, SerialLink, check_port, open_link, port_spec
-from edge.protocol import StreamDecoder
-from edge.protocol.packets import PacketType
-from edge.protocol.sink import ProtocolSink
-from edge.sinks import LinkSink, sink_from_spec
+from xenoedge.sensors import get_sensor
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 120.0  # generous: only a hang reaches it
@@ -153,7 +153,7 @@ def test_waiting_for_a_port_that_never_comes_warns_and_counts_every_mask_lost(cr
 def test_listen_flash_and_device_say_no_such_port_at_once(argv, spelling, tmp_path):
     missing = tmp_path / "ttyACM0"
     result = subprocess.run(
-        [sys.executable, "-m", "edge.cli", *argv, spelling.format(p=missing)],
+        [sys.executable, "-m", "xenoedge.cli.main", *argv, spelling.format(p=missing)],
         capture_output=True,
         text=True,
         timeout=WAIT_S,
@@ -262,7 +262,7 @@ def test_systemd_status_says_the_link_is_down_while_the_watchdog_keeps_coming(cr
     it: the frame loop is alive (docs/daemon.md, "Link states")."""
     import socket
 
-    from edge.sdnotify import SdNotifier
+    from xenoedge.edge.sdnotify import SdNotifier
 
     notify_path = str(tmp_path / "notify.sock")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -19,9 +19,7 @@ from pathlib import Path
 
 import pytest
 import serial
-
-from calibration.errors import UnknownNameError, XenoedgeError
-from edge.links import (
+from xenoedge.edge.links import (
     LINK_KINDS,
     UP,
     WAITING,
@@ -37,6 +35,8 @@ from edge.links import (
     make_link,
     open_link,
 )
+
+from xenoedge.errors import UnknownNameError, XenoedgeError
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "links.md"
 

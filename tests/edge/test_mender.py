@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 
 import pytest
+from xenoedge.cli.mender import artifact_command
+from xenoedge.edge.flashing import SlotStore, check_slot_files
+from xenoedge.edge.flashing.mender_module import PENDING_NAME, ModuleSettings, run_state
+from xenoedge.edge.flashing.selftest import selftest_slot
+from xenoedge.export.bundle import generate_keypair, load_public_key, read_manifest, save_private_key, save_public_key
 
-from edge.flashing import SlotStore, check_slot_files
-from edge.flashing.mender_module import PENDING_NAME, ModuleSettings, run_state
-from edge.flashing.selftest import selftest_slot
-from edge.mender_cli import artifact_command
-from export.bundle import generate_keypair, load_public_key, read_manifest, save_private_key, save_public_key
 from tests.edge.install_fixtures import CROP_SENSOR, ORT_ONLY, failing_selftest_files, variant
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,7 +105,7 @@ def _xenoedge(tmp: Path) -> Path:
     program = tmp / "xenoedge"
     program.write_text(
         f"#!/bin/sh\nPYTHONPATH={REPO}${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} -c "
-        f'"from edge.cli import main; main()" "$@"\n'
+        f'"from xenoedge.cli.main import main; main()" "$@"\n'
     )
     program.chmod(0o755)
     return program
@@ -313,8 +313,8 @@ def _wait_until_unlocked(lock: Path) -> None:
 PAUSING_MODULE = """#!{python}
 import os, sys, time
 sys.path.insert(0, {repo!r})
-from edge.flashing.mender_module import run_state
-from edge.mender_cli import settings_from_config
+from xenoedge.edge.flashing.mender_module import run_state
+from xenoedge.cli.mender import settings_from_config
 
 def on_step(name):
     if name == {step!r}:
@@ -400,7 +400,7 @@ def _tree(root: Path, bundle: Path, artifact: str) -> Path:
 
 
 def _settings(state_dir: Path, release, **changes) -> ModuleSettings:
-    from edge.flashing import InstallPolicy
+    from xenoedge.edge.flashing import InstallPolicy
 
     key = load_public_key(release["public_key"])
     policy = InstallPolicy(trusted_public_key=key, sensor_signature=CROP_SENSOR, runtimes=ORT_ONLY)

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 from cobs import cobs
-
-from edge.protocol import (
+from xenoedge.edge.protocol import (
     MAX_PAYLOAD_BYTES,
     OVERHEAD,
     ErrorCode,
@@ -31,8 +30,8 @@ from edge.protocol import (
     rle_encode,
     status_payload,
 )
-from edge.protocol.crc import crc32c_python
-from edge.protocol.vectors import _payload, load_vectors, make_vectors
+from xenoedge.edge.protocol.crc import crc32c_python
+from xenoedge.edge.protocol.vectors import _payload, load_vectors, make_vectors
 
 MODEL_ID = bytes(range(16))
 HELLO = {

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import numpy as np
 from cobs import cobs
-
-from edge.protocol import (
+from xenoedge.edge.protocol import (
     HEADER_SIZE,
     MAX_MASK_PIXELS,
     MAX_PAYLOAD_BYTES,
@@ -18,9 +17,9 @@ from edge.protocol import (
     rle_encode,
     status_payload,
 )
-from edge.protocol.masks import MASK_HEADER_SIZE, MAX_VARINT_BYTES
-from edge.protocol.packets import HELLO_KEYS, MAX_TEXT_BYTES, STATUS, STATUS_DELIVERY, decode_status
-from edge.protocol.vectors import load_vectors, vectors_markdown
+from xenoedge.edge.protocol.masks import MASK_HEADER_SIZE, MAX_VARINT_BYTES
+from xenoedge.edge.protocol.packets import HELLO_KEYS, MAX_TEXT_BYTES, STATUS, STATUS_DELIVERY, decode_status
+from xenoedge.edge.protocol.vectors import load_vectors, vectors_markdown
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
 

@@ -6,9 +6,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
-from edge.protocol import PacketEncoder, PacketType, ProtocolError, StreamDecoder
-from edge.protocol.flash import (
+from xenoedge.edge.protocol import PacketEncoder, PacketType, ProtocolError, StreamDecoder
+from xenoedge.edge.protocol.flash import (
     ACK,
     BEGIN,
     MAX_VERSION_BYTES,

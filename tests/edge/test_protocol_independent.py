@@ -1,10 +1,10 @@
-"""A receiver written from docs/protocol.md alone (plain Python, no edge.protocol code) reads the vectors."""
+"""A receiver written from docs/protocol.md alone (plain Python, no xenoedge.edge.protocol code) reads the vectors."""
 
 import json
 import struct
 import zlib
 
-from edge.protocol.vectors import load_vectors
+from xenoedge.edge.protocol.vectors import load_vectors
 
 
 def cobs_decode(frame: bytes) -> bytes:

@@ -5,8 +5,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from edge.protocol import (
+from xenoedge.edge.protocol import (
     PacketType,
     ProtocolError,
     StreamDecoder,
@@ -47,7 +46,7 @@ def test_random_masks_round_trip(mask, frame_index, with_counts):
 @SETTINGS
 @given(st.binary(max_size=2000))
 def test_random_bytes_never_raise_anything_but_protocol_error_from_payload_decoders(data):
-    from edge.protocol import decode_error, decode_hello, decode_log, decode_status
+    from xenoedge.edge.protocol import decode_error, decode_hello, decode_log, decode_status
 
     for decode in (decode_mask, decode_status, decode_hello, decode_log, decode_error):
         try:

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
-from devices.formats.label_png import colorize
-from edge.protocol import (
+from xenoedge.devices.formats.label_png import colorize
+from xenoedge.edge.protocol import (
     PacketEncoder,
     PacketType,
     ProtocolError,
@@ -14,8 +13,8 @@ from edge.protocol import (
     mask_payload,
     status_payload,
 )
-from edge.protocol.receiver import Receiver, default_palette, run_listen
-from xeno.previews import LEGEND_PX, PAD_PX, PANEL_TOP_PX, enlarged
+from xenoedge.edge.protocol.receiver import Receiver, default_palette, run_listen
+from xenoedge.xeno.previews import LEGEND_PX, PAD_PX, PANEL_TOP_PX, enlarged
 
 MODEL_ID = bytes(16)
 COLORS = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8)

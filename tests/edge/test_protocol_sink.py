@@ -4,10 +4,9 @@ import hashlib
 
 import numpy as np
 import pytest
-
-from edge.protocol import PacketType, ProtocolError, StreamDecoder
-from edge.protocol.receiver import Receiver, link_chunks, run_listen
-from edge.protocol.sink import ProtocolSink, model_id_bytes
+from xenoedge.edge.protocol import PacketType, ProtocolError, StreamDecoder
+from xenoedge.edge.protocol.receiver import Receiver, link_chunks, run_listen
+from xenoedge.edge.protocol.sink import ProtocolSink, model_id_bytes
 
 LABELS = [{"id": 0, "name": "background", "color": [0, 0, 0]}, {"id": 1, "name": "liver", "color": [200, 40, 40]}]
 

@@ -3,10 +3,10 @@
 import time
 
 import numpy as np
+from xenoedge.edge.protocol import MaskEncoding, PacketType, decode_mask, encode_packet, mask_payload
+from xenoedge.xeno.scene import SceneConfig, simulate_scene
 
-from calibration.sensors import get_sensor
-from edge.protocol import MaskEncoding, PacketType, decode_mask, encode_packet, mask_payload
-from xeno.scene import SceneConfig, simulate_scene
+from xenoedge.sensors import get_sensor
 
 TIVITA = get_sensor("tivita")
 BAUD_BYTES_PER_S = 921600 / 10  # 8N1: 10 bits per byte

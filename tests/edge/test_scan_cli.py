@@ -21,7 +21,7 @@ def xenoedge(*args: str, **kwargs) -> subprocess.Popen:
     """``xenoedge scan ARGS`` as the device install runs it: torch, onnx, nncf and openvino cannot be
     imported (tests/test_device_install.py's blocker), so the bundle's ONNX Runtime target runs."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    code = BLOCKER + "from edge.cli import main\nmain()\n"
+    code = BLOCKER + "from xenoedge.cli.main import main\nmain()\n"
     command = [sys.executable, "-c", code, "scan", *args, "--reference-frames", "2", "--threads", "1"]
     return subprocess.Popen(command, cwd=ROOT, env=env, text=True, **kwargs)
 

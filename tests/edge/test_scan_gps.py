@@ -9,9 +9,8 @@ import time
 
 import pynmea2
 import pytest
-
-from edge.scan.errors import ScanError
-from edge.scan.gps import GpsReader, NmeaParser, parse_port_spec
+from xenoedge.edge.scan.errors import ScanError
+from xenoedge.edge.scan.gps import GpsReader, NmeaParser, parse_port_spec
 
 
 def gga(lat: str = "4807.038", ns: str = "N", lon: str = "01131.000", ew: str = "E", quality: str = "1") -> str:
@@ -125,7 +124,8 @@ def test_a_gps_port_that_fails_mid_scan_is_reopened_and_frames_keep_coming(tmp_p
     away) and plugged in again as a new pty behind the same path: the frame taken meanwhile is
     scanned with its position missing and a warning, the reader reopens the path (every second)
     and the next frame has a position again; the failures are counted in session.json."""
-    from edge.scan import ScanSession
+    from xenoedge.edge.scan import ScanSession
+
     from tests.edge.test_scan_session import PipeInput, _gga, assert_consistent, options, records_of
     from tests.edge.test_scan_session import _wait as wait_for
 

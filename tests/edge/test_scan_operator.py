@@ -9,13 +9,13 @@ import os
 import threading
 
 import pytest
+from xenoedge.devices.open_camera import camera_from_spec
+from xenoedge.devices.recording import record
+from xenoedge.edge.scan import ScanCalibrationError, ScanSession
+from xenoedge.edge.scan.field_references import DARK_PROMPT, WHITE_PROMPT, references_need_operator
 
-from calibration.sensors import get_sensor
-from devices.open_camera import camera_from_spec
-from devices.recording import record
-from edge.scan import ScanCalibrationError, ScanSession
-from edge.scan.field_references import DARK_PROMPT, WHITE_PROMPT, references_need_operator
 from tests.edge.test_scan_session import _wait, assert_consistent, options, records_of
+from xenoedge.sensors import get_sensor
 
 SENSOR = get_sensor("mosaic-5x5-nir")
 

@@ -19,25 +19,25 @@ import cv2
 import numpy as np
 import pynmea2
 import pytest
+from xenoedge.calibration.mosaic import cube_from_mosaic
+from xenoedge.calibration.reflectance import reflectance_from_raw
+from xenoedge.calibration.store import load_references
+from xenoedge.devices.formats.label_png import read_label_png
+from xenoedge.devices.open_camera import camera_from_spec
+from xenoedge.devices.recording import record
+from xenoedge.edge.builtin_bundles import default_bundle
+from xenoedge.edge.daemon import mean_dsc
+from xenoedge.edge.scan import ScanCalibrationError, ScanError, ScanOptions, ScanOutputError, ScanSession, run_scan
+from xenoedge.edge.scan.measure import LeafClasses, measure
+from xenoedge.edge.scan.pictures import FramePictures
+from xenoedge.edge.scan.store import OutputWriter, SessionStore
+from xenoedge.edge.scan.triggers import LineTrigger
+from xenoedge.export.bundle import IncompatibleBundleError
+from xenoedge.xeno.labels import CROP
+from xenoedge.xeno.previews import LEGEND_PX, pseudo_rgb
 
-from calibration.errors import XenoedgeError
-from calibration.mosaic import cube_from_mosaic
-from calibration.reflectance import reflectance_from_raw
-from calibration.sensors import get_sensor
-from calibration.store import load_references
-from devices.formats.label_png import read_label_png
-from devices.open_camera import camera_from_spec
-from devices.recording import record
-from edge.builtin_bundles import default_bundle
-from edge.daemon import mean_dsc
-from edge.scan import ScanCalibrationError, ScanError, ScanOptions, ScanOutputError, ScanSession, run_scan
-from edge.scan.measure import LeafClasses, measure
-from edge.scan.pictures import FramePictures
-from edge.scan.store import OutputWriter, SessionStore
-from edge.scan.triggers import LineTrigger
-from export.bundle import IncompatibleBundleError
-from xeno.labels import CROP
-from xeno.previews import LEGEND_PX, pseudo_rgb
+from xenoedge.errors import XenoedgeError
+from xenoedge.sensors import get_sensor
 
 T0 = datetime(2026, 6, 1, 9, 0, 0, tzinfo=timezone.utc)
 
@@ -119,7 +119,7 @@ def assert_consistent(session: Path) -> list[dict]:
 
 def test_session_frames_plots_tables_pictures(tmp_path):
     """On the real OpenCV driver: a 16-bit PNG mosaic sequence with dark/white frames, recorded from
-    the simulator (``devices.recording``); the white-tile step uses the recorded reference frames."""
+    the simulator (``xenoedge.devices.recording``); the white-tile step uses the recorded reference frames."""
     recording = tmp_path / "rec"
     record(camera_from_spec("sim:crop", get_sensor("mosaic-5x5-nir"), seed=3), recording, 3, references=2)
     session = tmp_path / "north-12"
@@ -165,7 +165,7 @@ def test_frame_picture_is_the_pseudo_rgb_of_calibrated_reflectance():
     """Three bands calibrated for the picture give exactly what the full calibrated cube would."""
     sensor = get_sensor("mosaic-5x5-nir")
     rng = np.random.default_rng(0)
-    from calibration.references import References
+    from xenoedge.calibration.references import References
 
     h, w, c = sensor.cube_shape
     refs = References("cam", sensor.name, sensor.signature, dark=np.full((h, w, c), 40.0, np.float32))

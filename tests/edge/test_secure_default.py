@@ -19,15 +19,14 @@ from pathlib import Path
 import pytest
 from flash_fixtures import CROP, DeviceUnderTest, bundle_variant, masks_from, write_key
 from install_fixtures import policy
-
-from edge.config import ConfigError, load_config, signature_line
-from edge.flashing import BundleRejected, InstallPolicy, SlotStore, install_bundle
-from edge.flashing.host import FlashClient, FlashFailed
-from edge.flashing.install import device_state_dir
-from edge.protocol.decoder import StreamDecoder
-from edge.protocol.flash import FlashCode
-from edge.protocol.packets import PacketType, model_id_from_sha256
-from export.bundle import generate_keypair, key_id
+from xenoedge.edge.config import ConfigError, load_config, signature_line
+from xenoedge.edge.flashing import BundleRejected, InstallPolicy, SlotStore, install_bundle
+from xenoedge.edge.flashing.host import FlashClient, FlashFailed
+from xenoedge.edge.flashing.install import device_state_dir
+from xenoedge.edge.protocol.decoder import StreamDecoder
+from xenoedge.edge.protocol.flash import FlashCode
+from xenoedge.edge.protocol.packets import PacketType, model_id_from_sha256
+from xenoedge.export.bundle import generate_keypair, key_id
 
 REPO = Path(__file__).resolve().parents[2]
 CROP_SHA = hashlib.sha256(CROP.read_bytes()).hexdigest()
@@ -170,8 +169,7 @@ def test_a_signed_bundle_installs_with_the_key_as_before(tmp_path):
 
 def test_flash_to_refuses_an_unsigned_bundle_without_a_key_or_allow_unsigned(tmp_path, v2):
     from typer.testing import CliRunner
-
-    from edge.cli import app
+    from xenoedge.cli.main import app
 
     def cli(*args):
         result = CliRunner().invoke(app, [str(a) for a in args])
@@ -183,7 +181,7 @@ def test_flash_to_refuses_an_unsigned_bundle_without_a_key_or_allow_unsigned(tmp
     assert done.exit_code == 0 and "installed crop 1.0.0" in out and "signature NOT checked" in out, out
     before = snapshot(device_state_dir(root))
     refused = subprocess.run(  # the real entry point: one line naming the settings, no traceback
-        [sys.executable, "-m", "edge.cli", "flash", str(v2), "--to", str(root), *SENSOR_ARGS],
+        [sys.executable, "-m", "xenoedge.cli.main", "flash", str(v2), "--to", str(root), *SENSOR_ARGS],
         capture_output=True,
         text=True,
         timeout=120,
@@ -219,7 +217,7 @@ def test_config_opt_in_is_a_boolean_and_excludes_a_key(tmp_path):
 
 
 def test_every_start_logs_which_bundles_the_device_installs(tmp_path):
-    from edge.daemon import daemon_main
+    from xenoedge.edge.daemon import daemon_main
 
     common = dict(bundle=CROP, camera="sim:crop", max_frames=2, capture_frames=2, threads=1)
     lines: list[str] = []

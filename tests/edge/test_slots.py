@@ -8,8 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from edge.flashing import (
+from xenoedge.edge.flashing import (
     InstallBusyError,
     RestartLoopError,
     RollbackError,
@@ -17,6 +16,7 @@ from edge.flashing import (
     SlotStore,
     install_bundle,
 )
+
 from tests.edge.install_fixtures import CROP_BUNDLE, ort_models, policy, variant
 
 NO_SELFTEST = policy(self_test=False)
@@ -180,7 +180,7 @@ def test_state_json_is_replaced_atomically(tmp_path, v2):
 def test_with_a_trusted_key_a_slot_edited_on_the_storage_is_left(tmp_path):
     """Someone with the SD card rewrites the active slot's manifest (and state.json's record of
     it) consistently: the hashes agree, but it no longer verifies with the device's key."""
-    from export.bundle import generate_keypair, sign_bundle
+    from xenoedge.export.bundle import generate_keypair, sign_bundle
 
     private, public = generate_keypair()
     v1 = sign_bundle(CROP_BUNDLE, private, out=tmp_path / "v1.xeb")
@@ -225,7 +225,7 @@ def test_lost_state_json_is_rebuilt_not_discarded(tmp_path, v2):
 
 
 def test_without_state_json_nothing_installs_over_the_slots_until_recovered(tmp_path, v2):
-    from edge.flashing import install_into_root
+    from xenoedge.edge.flashing import install_into_root
 
     store = two_slots(tmp_path, v2)
     store.state_path.unlink()

@@ -6,15 +6,15 @@ from __future__ import annotations
 import multiprocessing
 
 import pytest
+from xenoedge.edge.flashing import EXIT_RESTART_LOOP, SlotStore, install_bundle
 
-from edge.flashing import EXIT_RESTART_LOOP, SlotStore, install_bundle
 from tests.edge.install_fixtures import CRASH_EXIT, CROP_BUNDLE, device_start, policy, variant
 
 
 def supervise(state_dir, crashing: tuple[str, ...], limit: int = 40) -> list[int]:
     """Start the device until it serves (0) or refuses to start (78); the exit codes in order."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["edge.flashing", "tests.edge.install_fixtures"])
+    ctx.set_forkserver_preload(["xenoedge.edge.flashing", "tests.edge.install_fixtures"])
     codes = []
     for _ in range(limit):
         child = ctx.Process(target=device_start, args=(str(state_dir), crashing))

@@ -15,12 +15,12 @@ WAIT_S = 120.0  # generous: only a process that ignores Ctrl-C reaches it
 
 
 class Run:
-    """``python -m edge.cli ARGS`` with stdout and stderr merged, read line by line in a thread."""
+    """``python -m xenoedge.cli.main ARGS`` with stdout and stderr merged, read line by line in a thread."""
 
     def __init__(self, *args: str, cwd: Path):
         env = {**os.environ, "COLUMNS": "300", "PYTHONUNBUFFERED": "1", "OPENBLAS_NUM_THREADS": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", *args],
+            [sys.executable, "-m", "xenoedge.cli.main", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

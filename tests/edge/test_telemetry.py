@@ -67,8 +67,8 @@ def _installed_or_skip(*distributions: str) -> None:
 
 def test_importing_the_product_blocks_library_telemetry():
     code = (
-        "import sys, edge, openvino, nncf\n"
-        "from calibration.telemetry import telemetry_disabled\n"
+        "import sys, xenoedge.edge, openvino, nncf\n"
+        "from xenoedge.telemetry import telemetry_disabled\n"
         "import openvino.tools.ovc as ovc\n"
         "assert sys.modules['openvino_telemetry'] is None, 'openvino_telemetry was imported'\n"
         "assert telemetry_disabled()\n"
@@ -85,7 +85,7 @@ def test_already_imported_telemetry_sends_nothing():
     _installed_or_skip("openvino-telemetry")  # not importorskip: this process has it blocked already
     code = (
         "import openvino_telemetry.backend.backend_ga4 as ga4\n"
-        "from calibration.telemetry import disable_telemetry, telemetry_disabled\n"
+        "from xenoedge.telemetry import disable_telemetry, telemetry_disabled\n"
         "disable_telemetry()\n"
         "assert telemetry_disabled()\n"
         "assert ga4.GA4Backend.send(None, {'x': 1}) is None\n"
@@ -112,7 +112,7 @@ def test_scan_in_enter_mode_exits_with_its_summary_and_leaves_no_process(tmp_pat
         "COLUMNS": "120",
     }
     env.pop("CI", None)  # openvino_telemetry stays quiet under CI=true: test the user's case
-    command = [sys.executable, "-m", "edge.cli", "scan", "--session", str(session), "--field", "F"]
+    command = [sys.executable, "-m", "xenoedge.cli.main", "scan", "--session", str(session), "--field", "F"]
     command += ["--plot", "P1", "--camera", "sim:crop", "--frames", "3", "--reference-frames", "2"]
     command += ["--threads", "1"]
     scan = subprocess.Popen(

@@ -6,9 +6,8 @@ import hashlib
 import json
 
 import pytest
-
-from edge.flashing.upload import STATE_NAME, UploadError, UploadLimits, UploadManager
-from edge.protocol.flash import FlashCode, UploadBegin, UploadChunk
+from xenoedge.edge.flashing.upload import STATE_NAME, UploadError, UploadLimits, UploadManager
+from xenoedge.edge.protocol.flash import FlashCode, UploadBegin, UploadChunk
 
 DATA = bytes(range(256)) * 300  # 76800 bytes
 SHA = hashlib.sha256(DATA).digest()

@@ -7,13 +7,18 @@ import hashlib
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from edge.flashing.install import InstallPolicy
-from edge.flashing.service import FlashService
-from edge.flashing.slots import SlotStore
-from edge.flashing.upload import UploadLimits
-from edge.protocol.flash import FlashCode, decode_result, decode_upload_ack, upload_begin_payload, upload_chunk_payload
-from edge.protocol.packets import Packet, PacketType
+from xenoedge.edge.flashing.install import InstallPolicy
+from xenoedge.edge.flashing.service import FlashService
+from xenoedge.edge.flashing.slots import SlotStore
+from xenoedge.edge.flashing.upload import UploadLimits
+from xenoedge.edge.protocol.flash import (
+    FlashCode,
+    decode_result,
+    decode_upload_ack,
+    upload_begin_payload,
+    upload_chunk_payload,
+)
+from xenoedge.edge.protocol.packets import Packet, PacketType
 
 FLASH_TYPES = [
     PacketType.UPLOAD_BEGIN,

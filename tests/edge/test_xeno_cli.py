@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from typer.testing import CliRunner
-
-from edge.xeno_cli import app
-from xeno.projections import ProjectionError, load_projections
-from xeno.simulate_dataset import DatasetSpec, write_dataset
+from xenoedge.cli.xeno import app
+from xenoedge.xeno.projections import ProjectionError, load_projections
+from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
 
 @pytest.fixture(scope="module")

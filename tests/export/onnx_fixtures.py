@@ -35,9 +35,9 @@ class Camera:
     def frame(self, seed: int, pool: int = 1) -> dict[str, np.ndarray]:
         """Graph inputs of one raw frame: raw (1, H, W, C) uint16 counts, dark and gain (H, W, C) float32
         (at (H/pool, W/pool, C) for a graph that pools the frame)."""
-        from calibration.pooling import pooled_references
-        from xeno.camera_model import expected_counts, noise_sigma, sample_raw
-        from xeno.scene import SceneConfig, simulate_scene
+        from xenoedge.calibration.pooling import pooled_references
+        from xenoedge.xeno.camera_model import expected_counts, noise_sigma, sample_raw
+        from xenoedge.xeno.scene import SceneConfig, simulate_scene
 
         height, width = self.dark.shape[:2]
         config = SceneConfig(height=height, width=width)
@@ -53,9 +53,10 @@ class Camera:
 
 
 def make_camera(height: int = HEIGHT, width: int = WIDTH) -> Camera:
-    from calibration.sensors import get_sensor
-    from export.onnx_export import reference_gain
-    from xeno.camera_model import make_camera_model, reference_counts
+    from xenoedge.export.onnx_export import reference_gain
+    from xenoedge.xeno.camera_model import make_camera_model, reference_counts
+
+    from xenoedge.sensors import get_sensor
 
     sensor = get_sensor("tivita")
     model = make_camera_model(sensor, height, width, seed=7)
@@ -72,8 +73,8 @@ def camera() -> Camera:
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """{model name: checkpoint folder} of tiny models trained on a tiny simulated data set."""
-    from xeno.simulate_dataset import DatasetSpec, write_dataset
-    from xeno.train import TrainConfig, train
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+    from xenoedge.xeno.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("onnx-ckpt")
     spec = DatasetSpec(
@@ -106,8 +107,8 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def fp32_graphs(checkpoints, tmp_path_factory) -> dict[str, Path]:
     """{model name: static raw-variant FP32 graph at HEIGHT x WIDTH}, with checkpoint metadata."""
-    from export.onnx_export import export_onnx, metadata_from_config
-    from xeno.checkpoint import load_model
+    from xenoedge.export.onnx_export import export_onnx, metadata_from_config
+    from xenoedge.xeno.checkpoint import load_model
 
     root = tmp_path_factory.mktemp("onnx-fp32")
     out = {}

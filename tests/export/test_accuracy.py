@@ -6,8 +6,7 @@ import json
 
 import numpy as np
 import pytest
-
-from export.accuracy import (
+from xenoedge.export.accuracy import (
     AccuracyGateError,
     compare_to_reference,
     dice,
@@ -16,7 +15,7 @@ from export.accuracy import (
     pixel_agreement,
     unsupported_classes,
 )
-from export.errors import ExportError
+from xenoedge.export.errors import ExportError
 
 NAMES = ["background", "liver", "kidney", "spleen"]
 

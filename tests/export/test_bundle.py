@@ -9,8 +9,7 @@ import tarfile
 
 import numpy as np
 import pytest
-
-from export.bundle import (
+from xenoedge.export.bundle import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
     ArchiveError,
@@ -39,7 +38,7 @@ from export.bundle import (
     verify_bundle,
     write_bundle,
 )
-from export.bundle.testing import demo_files, demo_manifest, write_demo_bundle
+from xenoedge.export.bundle.testing import demo_files, demo_manifest, write_demo_bundle
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +235,7 @@ def test_bad_member_names_and_json_traps(tmp_path):
     manifest["provenance"]["val_loss"] = float("nan")  # free-form fields too: JSON has no NaN
     with pytest.raises(ManifestError, match="write null"):
         write_bundle(tmp_path / "b.xeb", manifest, demo_files())
-    from export.bundle.manifest import loads_manifest
+    from xenoedge.export.bundle.manifest import loads_manifest
 
     with pytest.raises(ManifestError, match="duplicate key 'name'"):
         loads_manifest(b'{"name": "a", "name": "b"}')

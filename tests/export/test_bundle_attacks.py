@@ -8,9 +8,8 @@ import io
 import tarfile
 
 import pytest
-
-from export.bundle import ArchiveError, IntegrityError, UnsafeArchiveError, extract_bundle, verify_bundle
-from export.bundle.testing import write_demo_bundle
+from xenoedge.export.bundle import ArchiveError, IntegrityError, UnsafeArchiveError, extract_bundle, verify_bundle
+from xenoedge.export.bundle.testing import write_demo_bundle
 
 MODEL = "models/cpu-ort-int8/model.onnx"
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-import export.bundle as bundle
-from export.bundle.manifest import OPTIONAL_KEYS, PRECISIONS, REQUIRED_KEYS, RUNTIMES
+import xenoedge.export.bundle as bundle
+from xenoedge.export.bundle.manifest import OPTIONAL_KEYS, PRECISIONS, REQUIRED_KEYS, RUNTIMES
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "bundles.md").read_text()
 

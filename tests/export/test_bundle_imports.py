@@ -1,4 +1,4 @@
-"""``export.bundle`` is what the device imports: it must work with torch, onnx, onnxruntime,
+"""``xenoedge.export.bundle`` is what the device imports: it must work with torch, onnx, onnxruntime,
 openvino and nncf all unimportable (DESIGN.md section 3)."""
 
 import subprocess
@@ -14,9 +14,9 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in {HEAVY!r}:
             raise ImportError('the device must not import ' + name)
 sys.meta_path.insert(0, Block())
-import export.bundle as b
-from export.bundle.testing import write_demo_bundle
-import edge.bundle_cli
+import xenoedge.export.bundle as b
+from xenoedge.export.bundle.testing import write_demo_bundle
+import xenoedge.cli.bundle
 private, public = b.generate_keypair()
 d = pathlib.Path(tempfile.mkdtemp())
 bundle = write_demo_bundle(d / 'x.xeb', signing_key=private)

@@ -9,20 +9,19 @@ import shutil
 
 import numpy as np
 import pytest
-
-import export.default_bundles as default_bundles
-from edge.bench_targets import measure_targets
-from edge.engines import open_engine
-from export.accuracy import compare_to_reference
-from export.bundle import extract_bundle, read_manifest, verify_bundle
-from export.default_bundles import BUNDLE_RECIPES, OUT_DIR, choose_targets, finalize, recipe_record
-from export.export import export_checkpoint, frames_from_data, reference_predictions, sensor_for
-from xeno.default_models import default_model_dir
-from xeno.simulate_dataset import DatasetSpec, write_dataset
+import xenoedge.export.default_bundles as default_bundles
+from xenoedge.bench.targets import measure_targets
+from xenoedge.edge.engines import open_engine
+from xenoedge.export.accuracy import compare_to_reference
+from xenoedge.export.bundle import extract_bundle, read_manifest, verify_bundle
+from xenoedge.export.default_bundles import BUNDLE_RECIPES, OUT_DIR, choose_targets, finalize, recipe_record
+from xenoedge.export.export import export_checkpoint, frames_from_data, reference_predictions, sensor_for
+from xenoedge.xeno.default_models import default_model_dir
+from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
 
 def absent_classes(folder, model_dir) -> tuple[str, ...]:
-    from xeno.dataset import SpectralDataset
+    from xenoedge.xeno.dataset import SpectralDataset
 
     names = [label["name"] for label in json.loads((model_dir / "config.json").read_text())["labels"]]
     dataset = SpectralDataset.open(folder)
@@ -123,7 +122,7 @@ def test_measured_precision_ships_and_is_what_the_daemon_opens(small, tmp_path):
 
 def test_manifest_accuracy_is_reproduced_by_the_daemons_engine_with_its_defaults(small, tmp_path):
     """Gate fidelity: per target and class, within 0.5 DSC points of what the manifest records."""
-    from xeno.checkpoint import load_model
+    from xenoedge.xeno.checkpoint import load_model
 
     root, model_dir = small
     folder = extract_bundle(root / "candidate.xeb", tmp_path / "b")
@@ -151,7 +150,7 @@ def test_manifest_accuracy_is_reproduced_by_the_daemons_engine_with_its_defaults
 
 
 def model_pool(model) -> int:
-    from export.onnx_export import model_pool as pool
+    from xenoedge.export.onnx_export import model_pool as pool
 
     return pool(model)
 

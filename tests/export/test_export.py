@@ -6,15 +6,21 @@ import sys
 
 import numpy as np
 import pytest
-
-from export.accuracy import AccuracyGateError
-from export.bundle import extract_bundle, generate_keypair, load_selftest, save_private_key, tile_to, verify_bundle
-from export.errors import ExportError
-from export.export import export_checkpoint
-from export.runners import OpenVinoRunner, OrtRunner
-from xeno.dataset import SpectralDataset
-from xeno.default_models import default_model_dir
-from xeno.simulate_dataset import DatasetSpec, write_dataset
+from xenoedge.export.accuracy import AccuracyGateError
+from xenoedge.export.bundle import (
+    extract_bundle,
+    generate_keypair,
+    load_selftest,
+    save_private_key,
+    tile_to,
+    verify_bundle,
+)
+from xenoedge.export.errors import ExportError
+from xenoedge.export.export import export_checkpoint
+from xenoedge.export.runners import OpenVinoRunner, OrtRunner
+from xenoedge.xeno.dataset import SpectralDataset
+from xenoedge.xeno.default_models import default_model_dir
+from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +140,7 @@ def test_jetson_export_uses_the_reflectance_variant_with_symmetric_qdq(data, tmp
 
 
 def test_refusals(data, tmp_path):
-    from calibration.errors import UnknownNameError
+    from xenoedge.errors import UnknownNameError
 
     common = {"out": tmp_path / "x.xeb", "shape": (48, 64), "log": lambda _m: None}
     with pytest.raises(UnknownNameError, match="cpu"):
@@ -154,7 +160,7 @@ def test_refusals(data, tmp_path):
             val=data / "surgical",
             **common,
         )
-    from calibration.errors import XenoedgeError
+    from xenoedge.errors import XenoedgeError
 
     with pytest.raises(XenoedgeError, match=r"(?s)crop.*tivita.*outside"):
         export_checkpoint(
@@ -173,7 +179,7 @@ def test_cli_refuses_a_corrupt_checkpoint(tmp_path, data):
         [
             sys.executable,
             "-m",
-            "edge.cli",
+            "xenoedge.cli.main",
             "export",
             str(broken),
             "--precision",

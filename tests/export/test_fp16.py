@@ -7,10 +7,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 from onnx_fixtures import MODELS, agreement, camera, checkpoints, fp32_graphs, run
-
-from export.errors import ExportError
-from export.fp16 import convert_fp16
-from export.onnx_export import CLASSES_OUTPUT, CONFIDENCE_OUTPUT, POST_NODES, PRE_NODES, graph_metadata
+from xenoedge.export.errors import ExportError
+from xenoedge.export.fp16 import convert_fp16
+from xenoedge.export.onnx_export import CLASSES_OUTPUT, CONFIDENCE_OUTPUT, POST_NODES, PRE_NODES, graph_metadata
 
 __all__ = ["camera", "checkpoints", "fp32_graphs"]  # fixtures
 

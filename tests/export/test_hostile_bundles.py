@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from xenoedge.edge.flashing import BundleRejected, FlashError, SelfTestFailed, SlotStore, install_bundle
+from xenoedge.export.bundle import BundleError
+from xenoedge.export.bundle.archive import Limits, _Scan, _Sink
 
-from edge.flashing import BundleRejected, FlashError, SelfTestFailed, SlotStore, install_bundle
-from export.bundle import BundleError
-from export.bundle.archive import Limits, _Scan, _Sink
 from tests.edge.install_fixtures import CROP_BUNDLE, ort_models, policy, variant
 
 MODEL = ort_models(CROP_BUNDLE)[0]  # a real, listed member of the shipped bundle (read from its manifest)

@@ -7,10 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-
-from export.errors import ExportError
-from export.export import export_checkpoint
-from export.targets import check_artifact_for_target, get_target
+from xenoedge.export.errors import ExportError
+from xenoedge.export.export import export_checkpoint
+from xenoedge.export.targets import check_artifact_for_target, get_target
 
 MESSAGE = r"target intel-npu needs static input shapes, but --dynamic would leave H and W of input 'raw'"
 
@@ -47,7 +46,7 @@ def test_cli_refuses_dynamic_for_the_npu_with_the_message(tmp_path):
         [
             sys.executable,
             "-m",
-            "edge.cli",
+            "xenoedge.cli.main",
             "export",
             "crop",
             "--target",
@@ -75,9 +74,9 @@ def test_cli_refuses_dynamic_for_the_npu_with_the_message(tmp_path):
 def dynamic_graphs(tmp_path_factory):
     """A dynamic-shape raw ONNX graph and its OpenVINO IR (pixel-mlp, 10 bands)."""
     pytest.importorskip("torch")
-    from export.onnx_export import export_onnx
-    from export.openvino_export import convert_to_ir
-    from xeno.models import build_model
+    from xenoedge.export.onnx_export import export_onnx
+    from xenoedge.export.openvino_export import convert_to_ir
+    from xenoedge.xeno.models import build_model
 
     root = tmp_path_factory.mktemp("npu")
     model = build_model("pixel-mlp", 10, 3).eval()
@@ -110,10 +109,10 @@ def test_target_rows_name_the_nncf_device_and_runtime_device():
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 def test_npu_int8_export_quantises_for_the_npu(tmp_path, monkeypatch):
     """export passes the row's target_device to NNCF, and the IR records it."""
-    import export.openvino_export as ov_export
-    from export.openvino_export import ir_metadata
-    from xeno.default_models import default_model_dir
-    from xeno.simulate_dataset import DatasetSpec, write_dataset
+    import xenoedge.export.openvino_export as ov_export
+    from xenoedge.export.openvino_export import ir_metadata
+    from xenoedge.xeno.default_models import default_model_dir
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
     data = tmp_path / "crop"
     write_dataset(
@@ -149,7 +148,7 @@ def test_npu_int8_export_quantises_for_the_npu(tmp_path, monkeypatch):
         log=lambda _m: None,
     )
     assert seen == ["NPU"]
-    from export.bundle import extract_bundle, read_manifest
+    from xenoedge.export.bundle import extract_bundle, read_manifest
 
     folder = extract_bundle(report.bundle, tmp_path / "b")
     manifest = read_manifest(folder)

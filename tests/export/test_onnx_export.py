@@ -7,12 +7,10 @@ import onnx
 import pytest
 import torch
 from onnx_fixtures import HEIGHT, MODELS, POOL, WIDTH, agreement, camera, checkpoints, fp32_graphs, make_camera, run
-
-from calibration.errors import UnknownNameError
-from calibration.normalise import L1_EPS, l1_normalise
-from calibration.reflectance import MAX_REFLECTANCE, reflectance_from_raw
-from export.errors import ExportError
-from export.onnx_export import (
+from xenoedge.calibration.normalise import L1_EPS, l1_normalise
+from xenoedge.calibration.reflectance import MAX_REFLECTANCE, reflectance_from_raw
+from xenoedge.export.errors import ExportError
+from xenoedge.export.onnx_export import (
     CLASSES_OUTPUT,
     CONFIDENCE_OUTPUT,
     METADATA_KEYS,
@@ -22,7 +20,9 @@ from export.onnx_export import (
     graph_metadata,
     preprocess_reference,
 )
-from xeno.checkpoint import load_model
+from xenoedge.xeno.checkpoint import load_model
+
+from xenoedge.errors import UnknownNameError
 
 __all__ = ["camera", "checkpoints", "fp32_graphs"]  # fixtures
 
@@ -227,7 +227,7 @@ def test_pooled_graph_refuses_dynamic_shapes(checkpoints, tmp_path):
 def test_calibrating_after_pooling_matches_pooling_the_calibrated_frame(camera):
     """With references constant over each pooled block the two orders agree to float rounding (before
     clipping): the graph's order is exact for flat-field references, docs/models.md measures the rest."""
-    from calibration.pooling import pool_blocks, pooled_references
+    from xenoedge.calibration.pooling import pool_blocks, pooled_references
 
     frame = camera.frame(seed=81)
     pool = 2

@@ -16,10 +16,10 @@ pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 pytest.importorskip("onnxruntime")
 
-from export.accuracy import pixel_agreement
-from export.errors import ExportError
-from export.openvino_export import convert_to_ir, ir_metadata, quantize_ir_int8
-from export.runners import OpenVinoRunner, OrtRunner, classes_from_outputs
+from xenoedge.export.accuracy import pixel_agreement
+from xenoedge.export.errors import ExportError
+from xenoedge.export.openvino_export import convert_to_ir, ir_metadata, quantize_ir_int8
+from xenoedge.export.runners import OpenVinoRunner, OrtRunner, classes_from_outputs
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning", "ignore::FutureWarning")
 
@@ -29,10 +29,10 @@ HEIGHT, WIDTH = 32, 40
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A pixel-mlp trained 40 steps on 4 simulated images, its raw-variant FP32 ONNX and raw frames."""
-    from export.onnx_export import export_onnx, reference_gain
-    from xeno.checkpoint import load_model
-    from xeno.simulate_dataset import DatasetSpec, write_dataset
-    from xeno.train import TrainConfig, train
+    from xenoedge.export.onnx_export import export_onnx, reference_gain
+    from xenoedge.xeno.checkpoint import load_model
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+    from xenoedge.xeno.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("openvino")
     spec = DatasetSpec(
@@ -215,5 +215,5 @@ def test_classes_from_logits_graph(tmp_path):
 
 
 def test_runners_do_not_import_torch():
-    code = "import sys, export.runners; assert 'torch' not in sys.modules and 'onnx' not in sys.modules"
+    code = "import sys, xenoedge.export.runners; assert 'torch' not in sys.modules and 'onnx' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])

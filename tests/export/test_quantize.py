@@ -7,11 +7,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 from onnx_fixtures import MODELS, POOL, agreement, camera, checkpoints, fp32_graphs, run
+from xenoedge.export.errors import ExportError
+from xenoedge.export.onnx_export import CLASSES_OUTPUT, POST_NODES, PRE_NODES, graph_metadata
+from xenoedge.export.quantize import quantize_int8
 
-from calibration.errors import UnknownNameError
-from export.errors import ExportError
-from export.onnx_export import CLASSES_OUTPUT, POST_NODES, PRE_NODES, graph_metadata
-from export.quantize import quantize_int8
+from xenoedge.errors import UnknownNameError
 
 __all__ = ["camera", "checkpoints", "fp32_graphs"]  # fixtures
 

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from calibration.errors import UnknownNameError
-from export.errors import ExportError
-from export.targets import (
+from xenoedge.export.errors import ExportError
+from xenoedge.export.targets import (
     PRECISIONS,
     TARGETS,
     TENSORRT_OPS,
@@ -21,6 +19,8 @@ from export.targets import (
     trt_timing_cache_path,
     trtexec_command,
 )
+
+from xenoedge.errors import UnknownNameError
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -179,8 +179,8 @@ def test_bad_files(tmp_path):
 def test_real_export_graph_fits_the_tensorrt_op_list(tmp_path):
     """The reflectance-variant export of the default model uses only ops in the Jetson list."""
     pytest.importorskip("torch")
-    from export.onnx_export import export_onnx
-    from xeno.models import build_model
+    from xenoedge.export.onnx_export import export_onnx
+    from xenoedge.xeno.models import build_model
 
     model = build_model("pixel-mlp", 10, 3).eval()
     static = export_onnx(model, height=4, width=6, n_bands=10, path=tmp_path / "r.onnx", variant="reflectance")
@@ -243,18 +243,20 @@ def test_trtexec_command_and_cache_key():
 
 def test_doc_holds_the_generated_table():
     text = DOC.read_text()
-    assert targets_markdown() in text, "docs/targets.md is stale: paste export.targets.targets_markdown() into it"
+    assert targets_markdown() in text, (
+        "docs/targets.md is stale: paste xenoedge.export.targets.targets_markdown() into it"
+    )
     assert trtexec_command("model.int8.onnx", "<cache path>", "int8") in text
     assert "INFERENCE_PRECISION_HINT" in text
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 def test_real_qdq_graph_symmetry(tmp_path):
-    """export.quantize's default QDQ passes the TensorRT check; asymmetric activations are refused."""
+    """xenoedge.export.quantize's default QDQ passes the TensorRT check; asymmetric activations are refused."""
     pytest.importorskip("torch")
-    from export.onnx_export import export_onnx
-    from export.quantize import quantize_int8
-    from xeno.models import build_model
+    from xenoedge.export.onnx_export import export_onnx
+    from xenoedge.export.quantize import quantize_int8
+    from xenoedge.xeno.models import build_model
 
     model = build_model("pixel-mlp", 10, 3).eval()
     fp32 = export_onnx(model, height=4, width=6, n_bands=10, path=tmp_path / "r.onnx", variant="reflectance")

@@ -17,20 +17,20 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 
-from export.bundle import extract_bundle, verify_bundle  # noqa: E402
-from export.export import export_checkpoint, frames_from_data, sensor_for  # noqa: E402
-from export.onnx_export import POST_NODES, PRE_NODES  # noqa: E402
-from export.quantize import TENSORRT_QUANTIZED_OP_TYPES  # noqa: E402
-from export.runners import OrtRunner  # noqa: E402
-from xeno.default_models import default_model_dir  # noqa: E402
-from xeno.simulate_dataset import DatasetSpec, write_dataset  # noqa: E402
+from xenoedge.export.bundle import extract_bundle, verify_bundle  # noqa: E402
+from xenoedge.export.export import export_checkpoint, frames_from_data, sensor_for  # noqa: E402
+from xenoedge.export.onnx_export import POST_NODES, PRE_NODES  # noqa: E402
+from xenoedge.export.quantize import TENSORRT_QUANTIZED_OP_TYPES  # noqa: E402
+from xenoedge.export.runners import OrtRunner  # noqa: E402
+from xenoedge.xeno.default_models import default_model_dir  # noqa: E402
+from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset  # noqa: E402
 
 MAX_DROP = 0.2  # the tiny validation set: the gate's mechanics, not the model's accuracy
 WEIGHTED = set(TENSORRT_QUANTIZED_OP_TYPES)
 
 
 def absent_classes(folder, model_dir) -> tuple[str, ...]:
-    from xeno.dataset import SpectralDataset
+    from xenoedge.xeno.dataset import SpectralDataset
 
     names = [label["name"] for label in json.loads((model_dir / "config.json").read_text())["labels"]]
     dataset = SpectralDataset.open(folder)
@@ -171,7 +171,7 @@ def test_jetson_graphs_run_in_onnx_runtime_on_the_cpu_within_the_gate(jetson):
     for name, record in manifest["accuracy"].items():
         assert record["passed"] and record["max_drop"] == MAX_DROP, name
         assert record["max_class_drop"] is None or record["max_class_drop"] <= MAX_DROP, name
-    from xeno.checkpoint import load_model
+    from xenoedge.xeno.checkpoint import load_model
 
     _model_obj, config = load_model(default_model_dir("crop"))
     frames = frames_from_data(
@@ -218,9 +218,9 @@ def test_trtexec_builds_the_stored_command(jetson, tmp_path):  # pragma: no cove
 def test_cpu_placement_is_unchanged(tmp_path):
     """The cpu target's ORT graph keeps its placement (Q/DQ on Relu outputs too) and 7-bit weights."""
     pytest.importorskip("torch")
-    from export.onnx_export import export_onnx
-    from export.quantize import quantize_int8
-    from xeno.models import build_model
+    from xenoedge.export.onnx_export import export_onnx
+    from xenoedge.export.quantize import quantize_int8
+    from xenoedge.xeno.models import build_model
 
     model = build_model("unet-small", 10, 3).eval()
     fp32 = export_onnx(model, height=16, width=16, n_bands=10, path=tmp_path / "r.onnx", variant="reflectance")
@@ -237,8 +237,8 @@ def test_cpu_placement_is_unchanged(tmp_path):
 def test_jetson_graphs_pass_polygraphy_lint_and_a_broken_one_is_named(jetson, tmp_path):
     pytest.importorskip("polygraphy", reason="polygraphy (dev extra) not installed")
     pytest.importorskip("onnx_graphsurgeon", reason="onnx-graphsurgeon (dev extra) not installed")
-    from export.errors import ExportError
-    from export.targets import lint_onnx
+    from xenoedge.export.errors import ExportError
+    from xenoedge.export.targets import lint_onnx
 
     linted = [m for m in jetson["log"] if m.endswith("polygraphy check lint passed")]
     assert len(linted) == 3  # the export linted every Jetson graph

@@ -7,13 +7,17 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from calibration.normalise import L1_EPS, l1_normalise
-from devices.formats import read_cube, read_label_png
-from xeno.augment import FILL_LABEL, PhysiologyAugmentation, geometric_augment
-from xeno.labels import SURGICAL
-from xeno.projections import ProjectionError, identity_projections, learn_projections, organ_samples_from_folder
-from xeno.simulate_dataset import DatasetSpec, write_dataset
+from xenoedge.calibration.normalise import L1_EPS, l1_normalise
+from xenoedge.devices.formats import read_cube, read_label_png
+from xenoedge.xeno.augment import FILL_LABEL, PhysiologyAugmentation, geometric_augment
+from xenoedge.xeno.labels import SURGICAL
+from xenoedge.xeno.projections import (
+    ProjectionError,
+    identity_projections,
+    learn_projections,
+    organ_samples_from_folder,
+)
+from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
 STATE = "malperfused_venous"
 

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from xeno.dataset import DatasetError, ImageRecord, fold_split, subject_folds
-from xeno.evaluate import bootstrap_interval, class_mean_dsc, paired_bootstrap
+from xenoedge.xeno.dataset import DatasetError, ImageRecord, fold_split, subject_folds
+from xenoedge.xeno.evaluate import bootstrap_interval, class_mean_dsc, paired_bootstrap
 
 
 def _records(subjects=10, images=3, species=("human", "pig")):

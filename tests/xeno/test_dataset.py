@@ -8,11 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from calibration.errors import FileFormatError, InvalidCubeError, UnknownNameError, XenoedgeError
-from calibration.sensors import get_sensor
-from devices.formats import write_cube, write_label_png
-from xeno.dataset import (
+from xenoedge.devices.formats import write_cube, write_label_png
+from xenoedge.xeno.dataset import (
     NO_STATE,
     DatasetError,
     SpectralDataset,
@@ -21,7 +18,10 @@ from xeno.dataset import (
     select,
     split_by_subject,
 )
-from xeno.simulate_dataset import DatasetSpec, write_dataset
+from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+
+from xenoedge.errors import FileFormatError, InvalidCubeError, UnknownNameError, XenoedgeError
+from xenoedge.sensors import get_sensor
 
 H, W = 24, 32
 

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+from xenoedge.calibration.normalise import l1_normalise
+from xenoedge.xeno.checkpoint import load_model
+from xenoedge.xeno.default_models import RECIPES, default_model_dir
+from xenoedge.xeno.evaluate import dice, predict
+from xenoedge.xeno.scene import SceneConfig, simulate_scene
 
-from calibration.normalise import l1_normalise
-from calibration.sensors import get_sensor
-from xeno.checkpoint import load_model
-from xeno.default_models import RECIPES, default_model_dir
-from xeno.evaluate import dice, predict
-from xeno.scene import SceneConfig, simulate_scene
+from xenoedge.sensors import get_sensor
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))

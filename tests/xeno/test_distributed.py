@@ -1,4 +1,4 @@
-"""Training across processes (xeno.distributed): PyTorch DDP on gloo, 2 processes on this CPU.
+"""Training across processes (xenoedge.xeno.distributed): PyTorch DDP on gloo, 2 processes on this CPU.
 
 One tiny training (pixel-mlp, 40 steps of 8 crops of 16 x 16 from 8 images of 32 x 40) is run
 three ways: in this process (the single-process training), with ``xenoedge train --nproc 2``
@@ -16,15 +16,15 @@ import subprocess
 import sys
 
 import pytest
+from xenoedge.cli.main import main
+from xenoedge.xeno.checkpoint import load_model
+from xenoedge.xeno.dataset import SpectralDataset
+from xenoedge.xeno.distributed import launch, train_processes
+from xenoedge.xeno.evaluate import evaluate_model
+from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+from xenoedge.xeno.train import TrainConfig, train
 
-from calibration.errors import XenoedgeError
-from edge.cli import main
-from xeno.checkpoint import load_model
-from xeno.dataset import SpectralDataset
-from xeno.distributed import launch, train_processes
-from xeno.evaluate import evaluate_model
-from xeno.simulate_dataset import DatasetSpec, write_dataset
-from xeno.train import TrainConfig, train
+from xenoedge.errors import XenoedgeError
 
 #: Largest |DSC(2 processes) - DSC(1 process)| on the held-out images accepted as noise.
 #: Measured for this very config (docs/training.md "Training across processes"): over seeds 0-9
@@ -104,7 +104,7 @@ def test_torchrun_reproduces_the_two_process_checkpoint_byte_for_byte(runs, tmp_
     config.write_text(json.dumps(cli_config(runs["data"]).to_json()))
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "xeno.distributed", str(config), "--out", str(tmp_path / "torchrun")]  # fmt: skip
+               "-m", "xenoedge.xeno.distributed", str(config), "--out", str(tmp_path / "torchrun")]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"checkpoint in {tmp_path / 'torchrun'}" in result.stdout

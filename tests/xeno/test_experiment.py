@@ -1,9 +1,9 @@
 """The xeno experiment end to end on the tiny preset (one shared run), and its report."""
 
 import pytest
+from xenoedge.xeno.experiment import get_preset, run, write_report
 
-from calibration.errors import UnknownNameError
-from xeno.experiment import get_preset, run, write_report
+from xenoedge.errors import UnknownNameError
 
 
 def test_tiny_experiment_runs_every_part_and_writes_a_report(tiny_results, tmp_path):
@@ -20,8 +20,8 @@ def test_tiny_experiment_runs_every_part_and_writes_a_report(tiny_results, tmp_p
     assert " n=" in text  # every cell prints its n
     assert (tmp_path / "docs" / "xeno.png").stat().st_size > 10_000
     # Test subjects never train: per fold, the training pool holds no subject of the fold's test side.
-    from xeno.checkpoint import read_config
-    from xeno.dataset import SpectralDataset, fold_split
+    from xenoedge.xeno.checkpoint import read_config
+    from xenoedge.xeno.dataset import SpectralDataset, fold_split
 
     data = SpectralDataset.open(work / "data" / "surgical_physiological")
     preset = get_preset("tiny")

@@ -10,10 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from calibration.errors import InvalidCubeError, UnknownNameError, XenoedgeError
-from xeno.labels import CROP
-from xeno.leaves import (
+from xenoedge.xeno.labels import CROP
+from xenoedge.xeno.leaves import (
     CROP_STATES,
     CROPS,
     STATE_EFFECTS,
@@ -25,6 +23,8 @@ from xeno.leaves import (
     plant_traits,
     soil_reflectance,
 )
+
+from xenoedge.errors import InvalidCubeError, UnknownNameError, XenoedgeError
 
 needs_prosail = pytest.mark.skipif(importlib.util.find_spec("prosail") is None, reason="needs prosail (extra sim)")
 
@@ -219,7 +219,7 @@ def test_leaf_reflectance_rejects_bad_wavelengths(wavelengths: np.ndarray) -> No
 
 
 def test_importing_leaves_does_not_import_prosail() -> None:
-    code = "import sys, xeno.leaves; sys.exit('prosail' in sys.modules)"
+    code = "import sys, xenoedge.xeno.leaves; sys.exit('prosail' in sys.modules)"
     root = Path(__file__).resolve().parents[2]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0
 

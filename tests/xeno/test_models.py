@@ -9,8 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from calibration.errors import UnknownNameError, XenoedgeError  # noqa: E402
-from xeno.models import (  # noqa: E402
+from xenoedge.xeno.models import (  # noqa: E402
     MODELS,
     ModelConfigError,
     ModelInputError,
@@ -20,6 +19,8 @@ from xeno.models import (  # noqa: E402
     model_from_config,
     pad_to_multiple,
 )
+
+from xenoedge.errors import UnknownNameError, XenoedgeError  # noqa: E402
 
 EDGE = [name for name, spec in MODELS.items() if spec.edge]
 BANDS, CLASSES = 100, 10
@@ -78,9 +79,9 @@ def test_edge_first_model_options_are_checked():
 
 def test_pooled_training_images_take_block_means_and_majority_labels(tmp_path):
     """Training at the working size: cubes block-averaged, labels by block majority, crops aligned."""
-    from xeno.dataset import SpectralDataset
-    from xeno.simulate_dataset import DatasetSpec, write_dataset
-    from xeno.torch_data import PooledImages, majority_blocks
+    from xenoedge.xeno.dataset import SpectralDataset
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+    from xenoedge.xeno.torch_data import PooledImages, majority_blocks
 
     write_dataset(
         tmp_path / "d",

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
-from xeno import species as tables
-from xeno.optics import GRID_NM, TissueParams, chromophores, tissue_reflectance
+from xenoedge.xeno import species as tables
+from xenoedge.xeno.optics import GRID_NM, TissueParams, chromophores, tissue_reflectance
 
 PERFUSED = ("kidney", "liver", "stomach", "small_bowel", "colon", "spleen")
 
@@ -89,7 +88,7 @@ def test_species_differ_more_than_subjects():
 
 
 def test_pathological_change_is_more_similar_across_species_than_across_states():
-    # Issue 18 changed this test: states now act through xeno.species.state_change with each
+    # Issue 18 changed this test: states now act through xenoedge.xeno.species.state_change with each
     # species' own response at the default state_deviation (1.0), so species depart from the
     # shared change on purpose (tests/xeno/test_state_deviation.py covers deviation 0 and
     # raised). Arterial and venous malperfusion are both mainly desaturation, and with species
@@ -126,7 +125,7 @@ def test_subject_draw_is_reproducible_and_seed_dependent():
 
 
 def test_unknown_names_list_what_exists():
-    from calibration.errors import UnknownNameError
+    from xenoedge.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="available: human, pig, rat"):
         tables.species_baseline("dog", "kidney")

@@ -8,16 +8,16 @@ from itertools import combinations
 
 import numpy as np
 import pytest
+from xenoedge.calibration.normalise import l1_normalise
+from xenoedge.calibration.reflectance import reflectance_from_raw
+from xenoedge.xeno import camera_model
+from xenoedge.xeno import species as tables
+from xenoedge.xeno.labels import SURGICAL
+from xenoedge.xeno.optics import TissueParams, tissue_reflectance
+from xenoedge.xeno.scene import SceneConfig, simulate_scene
+from xenoedge.xeno.seeds import stable_seed
 
-from calibration.normalise import l1_normalise
-from calibration.reflectance import reflectance_from_raw
-from calibration.sensors import get_sensor
-from xeno import camera_model
-from xeno import species as tables
-from xeno.labels import SURGICAL
-from xeno.optics import TissueParams, tissue_reflectance
-from xeno.scene import SceneConfig, simulate_scene
-from xeno.seeds import stable_seed
+from xenoedge.sensors import get_sensor
 
 TIVITA = get_sensor("tivita")
 H, W = 40, 48
@@ -71,8 +71,8 @@ def test_every_organ_pair_is_farther_apart_than_either_organs_spread(species):
 def test_the_pairs_the_issue_named_are_now_apart_in_every_species():
     # Issue 18: liver/spleen were 0.025 apart (L1) against liver's spread of 0.035, pancreas/
     # peritoneum 0.013. Noise-free baseline spectra at the Tivita bands now differ by much more.
-    from calibration.bands import band_response_matrix
-    from xeno.optics import GRID_NM
+    from xenoedge.calibration.bands import band_response_matrix
+    from xenoedge.xeno.optics import GRID_NM
 
     m = band_response_matrix(GRID_NM, *bands())
     for species in tables.SPECIES:
@@ -83,7 +83,7 @@ def test_the_pairs_the_issue_named_are_now_apart_in_every_species():
 
 
 def test_two_layer_tissue_tends_to_its_layers():
-    from xeno.optics import layer_over
+    from xenoedge.xeno.optics import layer_over
 
     spleen = tables.species_baseline("human", "spleen")
     thin, thick = spleen.replace(layer_mm=1e-9), spleen.replace(layer_mm=50.0)
@@ -116,7 +116,7 @@ def _border(region_map: np.ndarray, a: int, b: int) -> int:
 
 
 def test_layout_places_organs_by_anatomy_and_size():
-    from xeno.layout import surgical_layout
+    from xenoedge.xeno.layout import surgical_layout
 
     borders = {"stomach/liver": 0, "liver/small_bowel": 0}
     areas: dict[str, list[int]] = {"liver": [], "pancreas": []}

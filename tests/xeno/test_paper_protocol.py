@@ -4,10 +4,9 @@ label-balanced sampling, and the stopping rule on a validation split."""
 import numpy as np
 import pytest
 import torch
-
-from xeno.augment import PhysiologyAugmentation, organ_transplantation
-from xeno.experiment import icg_targets, protocol_arms
-from xeno.projections import OrganSample, ProjectionError, ProjectionSet, pairs_for
+from xenoedge.xeno.augment import PhysiologyAugmentation, organ_transplantation
+from xenoedge.xeno.experiment import icg_targets, protocol_arms
+from xenoedge.xeno.projections import OrganSample, ProjectionError, ProjectionSet, pairs_for
 
 LABELS = ["background", "kidney", "liver", "spleen"]
 C = 6
@@ -111,9 +110,9 @@ def test_organ_transplantation_moves_one_donor_organ_into_the_acceptor():
 
 
 def test_label_balanced_sampler_balances(tmp_path):
-    from xeno.dataset import SpectralDataset
-    from xeno.simulate_dataset import DatasetSpec, write_dataset
-    from xeno.torch_data import RandomCrops
+    from xenoedge.xeno.dataset import SpectralDataset
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+    from xenoedge.xeno.torch_data import RandomCrops
 
     root = tmp_path / "d"
     write_dataset(root, DatasetSpec(species=("human",), states=("physiological",), subjects_per_species=2,
@@ -141,9 +140,9 @@ def test_label_balanced_sampler_balances(tmp_path):
 def test_stopping_rule_keeps_the_best_validation_weights(tmp_path):
     import json
 
-    from xeno.dataset import SpectralDataset
-    from xeno.simulate_dataset import DatasetSpec, write_dataset
-    from xeno.train import TrainConfig, train
+    from xenoedge.xeno.dataset import SpectralDataset
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+    from xenoedge.xeno.train import TrainConfig, train
 
     root = tmp_path / "d"
     write_dataset(root, DatasetSpec(species=("human",), states=("physiological",), subjects_per_species=3,
@@ -159,7 +158,7 @@ def test_stopping_rule_keeps_the_best_validation_weights(tmp_path):
     validation = state["validation"]
     assert validation["stopped"] == "converged" and state["step"] == 4
     assert [s for s, _ in validation["curve"]] == [2, 4] and validation["best_step"] == 2
-    from xeno.checkpoint import load_tensors
+    from xenoedge.xeno.checkpoint import load_tensors
 
     best, final = load_tensors(out / "best" / "model.pt"), load_tensors(out / "model.pt")
     assert all(torch.equal(best[k], final[k]) for k in best)  # the checkpoint is the best check's weights

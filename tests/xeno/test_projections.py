@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from xeno.projections import (
+from xenoedge.xeno.projections import (
     FORMAT_VERSION,
     OrganSample,
     ProjectionError,
@@ -23,7 +22,7 @@ from xeno.projections import (
     plot_projection_effect,
     save_projections,
 )
-from xeno.simulate_dataset import DatasetSpec, write_dataset
+from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
 STATE = "malperfused_venous"
 
@@ -243,7 +242,7 @@ def test_loading_needs_no_torch(tmp_path, pig_maps):
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name.split('.')[0] == 'torch': raise ImportError('no torch')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from xeno.projections import load_projections\n"
+        "from xenoedge.xeno.projections import load_projections\n"
         f"print(len(load_projections({str(path)!r})))\n"
     )
     result = subprocess.run(

@@ -5,8 +5,7 @@ import json
 
 import numpy as np
 import pytest
-
-from xeno.experiment import MALPERFUSION, analyse, get_preset, protocol_arms
+from xenoedge.xeno.experiment import MALPERFUSION, analyse, get_preset, protocol_arms
 
 
 def _rows(preset, quality):

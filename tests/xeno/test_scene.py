@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+from xenoedge.calibration.reflectance import reflectance_from_raw
+from xenoedge.xeno import camera_model
+from xenoedge.xeno.labels import CROP, SURGICAL
+from xenoedge.xeno.scene import NO_STATE, SceneConfig, simulate_scene
 
-from calibration.errors import UnknownNameError
-from calibration.reflectance import reflectance_from_raw
-from calibration.sensors import get_sensor
-from xeno import camera_model
-from xeno.labels import CROP, SURGICAL
-from xeno.scene import NO_STATE, SceneConfig, simulate_scene
+from xenoedge.errors import UnknownNameError
+from xenoedge.sensors import get_sensor
 
 TIVITA = get_sensor("tivita")
 

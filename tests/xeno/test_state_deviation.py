@@ -7,11 +7,11 @@ change learnt in one species predicts another species' pathological spectra less
 
 import numpy as np
 import pytest
+from xenoedge.xeno import species as tables
+from xenoedge.xeno.optics import tissue_reflectance
+from xenoedge.xeno.scene import SceneConfig, simulate_scene
 
-from calibration.sensors import get_sensor
-from xeno import species as tables
-from xeno.optics import tissue_reflectance
-from xeno.scene import SceneConfig, simulate_scene
+from xenoedge.sensors import get_sensor
 
 PATHOLOGICAL = [s for s in tables.STATES if s != "physiological"]
 ORGANS = ("kidney", "liver", "small_bowel", "spleen", "colon", "peritoneum")

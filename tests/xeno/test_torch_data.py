@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from xenoedge.xeno.dataset import NO_STATE, SpectralDataset
+from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+from xenoedge.xeno.torch_data import RandomCrops, full_images, make_loader
 
-from calibration.errors import XenoedgeError
-from calibration.sensors import get_sensor
-from xeno.dataset import NO_STATE, SpectralDataset
-from xeno.simulate_dataset import DatasetSpec, write_dataset
-from xeno.torch_data import RandomCrops, full_images, make_loader
+from xenoedge.errors import XenoedgeError
+from xenoedge.sensors import get_sensor
 
 H, W = 24, 32
 

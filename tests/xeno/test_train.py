@@ -7,11 +7,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-
-from xeno.checkpoint import CheckpointError, load_model
-from xeno.evaluate import Evaluation, dice, predict
-from xeno.simulate_dataset import DatasetSpec, write_dataset
-from xeno.train import TrainConfig, train, training_history
+from xenoedge.xeno.checkpoint import CheckpointError, load_model
+from xenoedge.xeno.evaluate import Evaluation, dice, predict
+from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+from xenoedge.xeno.train import TrainConfig, train, training_history
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +92,7 @@ def test_same_seed_same_weights_other_seed_other_weights(data, tmp_path):
 
 
 def test_refusals(data, tmp_path):
-    from calibration.errors import XenoedgeError
+    from xenoedge.errors import XenoedgeError
 
     out = train(config(data, steps=2), tmp_path / "ckpt")
     with pytest.raises(XenoedgeError, match="another training config"):
@@ -125,7 +124,7 @@ def test_dice_and_evaluation_tables():
 
 
 def test_predict_pads_to_the_model_multiple():
-    from xeno.models import build_model
+    from xenoedge.xeno.models import build_model
 
     model = build_model("unet-small", 100, 12).eval()
     cube = np.random.default_rng(0).uniform(0, 0.02, (30, 21, 100)).astype(np.float32)
@@ -134,7 +133,9 @@ def test_predict_pads_to_the_model_multiple():
 
 def test_cli_train_then_evaluate(data, tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "xenoedge.cli.main", *args], capture_output=True, text=True, timeout=300
+        )
 
     result = run(
         "train",

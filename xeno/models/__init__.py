@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
+from xenoedge.xeno.models.base import ModelConfigError, ModelInputError, XenoModel, pad_to_multiple
+from xenoedge.xeno.models.edge_unet import EdgeUNet
+from xenoedge.xeno.models.pixel import PixelMLP
+from xenoedge.xeno.models.reference import UNetEfficientNetB5
+from xenoedge.xeno.models.unet import UNetSmall
 
-from calibration.errors import UnknownNameError
-from xeno.models.base import ModelConfigError, ModelInputError, XenoModel, pad_to_multiple
-from xeno.models.edge_unet import EdgeUNet
-from xeno.models.pixel import PixelMLP
-from xeno.models.reference import UNetEfficientNetB5
-from xeno.models.unet import UNetSmall
+from xenoedge.errors import UnknownNameError
 
 __all__ = [
     "MODELS",

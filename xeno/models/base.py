@@ -5,7 +5,7 @@ per-class logits (B, n_classes, H, W) at the input's resolution. Class 0 is back
 
 Every model records the arguments it was built with (``in_channels``, ``n_classes`` and its
 JSON-safe ``options``) so that a checkpoint's JSON config can rebuild it without unpickling
-anything (see :func:`xeno.models.model_config`).
+anything (see :func:`xenoedge.xeno.models.model_config`).
 
 Models with pooling need ``H`` and ``W`` to be multiples of ``required_multiple``;
 :func:`pad_to_multiple` pads a frame (edge replication) so that they are, and the caller crops
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from calibration.errors import XenoedgeError
+from xenoedge.errors import XenoedgeError
 
 #: Frame pooling factors a model may take (``input_pool``); the export graph implements each.
 POOL_FACTORS = (1, 2, 4, 8)
@@ -37,7 +37,7 @@ class ModelInputError(XenoedgeError, ValueError):
 class XenoModel(nn.Module):
     """Base class: records the constructor arguments and checks inputs (outside export tracing).
 
-    Subclasses set ``registry_name`` (their key in :data:`xeno.models.MODELS`) and
+    Subclasses set ``registry_name`` (their key in :data:`xenoedge.xeno.models.MODELS`) and
     ``required_multiple`` (1 for per-pixel models), and call ``super().__init__`` with the
     options they were built with, already in JSON-safe form (ints, floats, strings, lists).
     """
@@ -68,7 +68,7 @@ class XenoModel(nn.Module):
     def forward_working(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) spectra already pooled ``input_pool`` times -> (B, K, h, w) logits.
 
-        Training (``xeno.train``) and the export graph run this; ``forward`` wraps it in
+        Training (``xenoedge.xeno.train``) and the export graph run this; ``forward`` wraps it in
         :func:`pooled_forward`. Models that do not pool have nothing to wrap: this is ``forward``.
         """
         return self(x)
@@ -95,7 +95,7 @@ class XenoModel(nn.Module):
         if x.shape[2] % m or x.shape[3] % m:
             raise ModelInputError(
                 f"{self.registry_name}: H and W must be multiples of {m}, got {x.shape[2]}x{x.shape[3]}; "
-                f"pad with xeno.models.pad_to_multiple(x, {m}) and crop the logits"
+                f"pad with xenoedge.xeno.models.pad_to_multiple(x, {m}) and crop the logits"
             )
 
 

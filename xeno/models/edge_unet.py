@@ -34,8 +34,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from xeno.models.base import (
+from xenoedge.xeno.models.base import (
     POOL_FACTORS,
     ModelConfigError,
     XenoModel,

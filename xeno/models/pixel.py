@@ -15,8 +15,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-
-from xeno.models.base import XenoModel, conv_bn_act, int_list
+from xenoedge.xeno.models.base import XenoModel, conv_bn_act, int_list
 
 
 class PixelMLP(XenoModel):

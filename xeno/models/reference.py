@@ -42,8 +42,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-
-from xeno.models.base import (
+from xenoedge.xeno.models.base import (
     ModelConfigError,
     XenoModel,
     checked_pool,

@@ -25,8 +25,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-
-from xeno.models.base import ModelConfigError, XenoModel, conv_bn_act, int_list, pad_to_multiple
+from xenoedge.xeno.models.base import ModelConfigError, XenoModel, conv_bn_act, int_list, pad_to_multiple
 
 __all__ = ["UNetSmall", "pad_to_multiple"]
 

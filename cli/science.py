@@ -9,8 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
-
-from edge.cli_common import (
+from xenoedge.cli.common import (
     check_input_file,
     check_input_folder,
     console,
@@ -53,8 +52,8 @@ def train(
     """Train a segmentation model (CE + Dice, Adam) with optional xeno augmentation."""
     for projection in split_csv(projections) or ():
         check_input_file(Path(projection), "projection file")
-    from xeno.distributed import is_main_process, train_processes
-    from xeno.train import TrainConfig
+    from xenoedge.xeno.distributed import is_main_process, train_processes
+    from xenoedge.xeno.train import TrainConfig
 
     config = TrainConfig(
         data=str(data),
@@ -100,10 +99,11 @@ def evaluate(
     exclude_training: bool = typer.Option(True, help="Skip images the checkpoint trained or validated on."),
 ) -> None:
     """DSC per class, species and state; confusion matrix; truth-vs-prediction pictures."""
-    from calibration.sensors import get_sensor
-    from xeno.checkpoint import load_model
-    from xeno.dataset import SpectralDataset
-    from xeno.evaluate import evaluate_model, write_evaluation
+    from xenoedge.xeno.checkpoint import load_model
+    from xenoedge.xeno.dataset import SpectralDataset
+    from xenoedge.xeno.evaluate import evaluate_model, write_evaluation
+
+    from xenoedge.sensors import get_sensor
 
     model, config = load_model(checkpoint)
     dataset = SpectralDataset.open(data, sensor=get_sensor(config["sensor"]) if config.get("sensor") else None)
@@ -151,7 +151,7 @@ def experiment_xeno(
     ),
 ) -> None:
     """In-species vs cross-species transfer, xeno augmentation for pathology, and crops (k-fold, bootstrap CIs)."""
-    from xeno.experiment import get_preset, run, write_report
+    from xenoedge.xeno.experiment import get_preset, run, write_report
 
     report = report if report is not None else work / "xeno.md"
     chosen = get_preset(preset)
@@ -194,11 +194,11 @@ def export(
     """Checkpoint -> ONNX/OpenVINO artifacts -> accuracy gate -> one (signed) bundle."""
     import logging
 
-    from xeno.default_models import RECIPES, default_model_dir
+    from xenoedge.xeno.default_models import RECIPES, default_model_dir
 
     if str(checkpoint) not in RECIPES:
         check_input_folder(checkpoint, "checkpoint folder")
-    from export.export import export_checkpoint
+    from xenoedge.export.export import export_checkpoint
 
     logging.getLogger("nncf").setLevel(logging.WARNING)
 
@@ -244,7 +244,7 @@ def export(
     for artifact, path in report.quant_reports.items():
         import json
 
-        from export.quantize import quantization_report_table
+        from xenoedge.export.quantize import quantization_report_table
 
         console.print(f"{artifact}: worst layers first (all in {path}, table in {path.with_suffix('.md')})")
         console.print(quantization_report_table(json.loads(path.read_text()), limit=5), markup=False, soft_wrap=True)
@@ -252,7 +252,7 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
-    from edge.xeno_cli import app as projections_app
+    from xenoedge.cli.xeno import app as projections_app
 
     app.command()(train)
     app.command()(evaluate)

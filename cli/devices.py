@@ -14,8 +14,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-
-from edge.cli_common import (
+from xenoedge.cli.common import (
     console,
     input_file_option,
     output_folder_option,
@@ -32,8 +31,8 @@ def list_devices(
     pattern: str = typer.Option("/dev/video*", help="Device nodes to probe."),
 ) -> None:
     """List the camera kinds (form, what each needs, example, options) and the V4L2 devices present."""
-    from devices.open_camera import CAMERA_KINDS
-    from devices.opencv_camera import probe_v4l2_devices
+    from xenoedge.devices.open_camera import CAMERA_KINDS
+    from xenoedge.devices.opencv_camera import probe_v4l2_devices
 
     out = Console()
     kinds = wide_table(
@@ -64,7 +63,7 @@ def read_frames(
     camera: str = typer.Option(..., help="Camera string (`xenoedge devices list`)."),
     frames: int = typer.Option(100, min=1, help="Frames to read (fewer if the source ends)."),
     sensor: str = typer.Option(None, help="Sensor profile the camera must deliver (default: from the string)."),
-    demosaic: bool = typer.Option(False, help="Also demosaic each frame to the cube (calibration.mosaic)."),
+    demosaic: bool = typer.Option(False, help="Also demosaic each frame to the cube (xenoedge.calibration.mosaic)."),
     refs: Path = typer.Option(
         None,
         callback=input_file_option,
@@ -75,19 +74,19 @@ def read_frames(
     import contextlib
 
     import numpy as np
+    from xenoedge.calibration.mosaic import cube_from_mosaic
+    from xenoedge.devices.open_camera import camera_from_spec
 
-    from calibration.errors import CameraExhaustedError
-    from calibration.mosaic import cube_from_mosaic
-    from calibration.sensors import get_sensor
-    from devices.open_camera import camera_from_spec
+    from xenoedge.errors import CameraExhaustedError
+    from xenoedge.sensors import get_sensor
 
     cam = camera_from_spec(camera, get_sensor(sensor) if sensor else None)
     profile = cam.sensor
     cube = np.empty(profile.cube_shape, dtype=np.uint16) if demosaic and profile.mosaic else None
     calibrator = None
     if refs is not None:
-        from calibration.calibrator import FrameCalibrator
-        from calibration.store import load_references
+        from xenoedge.calibration.calibrator import FrameCalibrator
+        from xenoedge.calibration.store import load_references
 
         references = load_references(refs, camera_id=cam.camera_id, sensor=profile, require_complete=True)
         calibrator = FrameCalibrator(references, profile, crosstalk=getattr(cam, "crosstalk", None))
@@ -136,8 +135,8 @@ def camera_record(
     ),
 ) -> None:
     """Record mosaic frames as a 16-bit PNG sequence (or FFV1 video) for `file:` cameras (docs/cameras.md)."""
-    from devices.open_camera import camera_from_spec
-    from devices.recording import FRAME_PATTERN, VIDEO_NAME, FolderNotEmptyError, record
+    from xenoedge.devices.open_camera import camera_from_spec
+    from xenoedge.devices.recording import FRAME_PATTERN, VIDEO_NAME, FolderNotEmptyError, record
 
     if size:
         camera = f"{camera}{'&' if '?' in camera else '?'}size={size}"

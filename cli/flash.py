@@ -15,8 +15,7 @@ from typing import Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
-from edge.cli_common import console
+from xenoedge.cli.common import console
 
 app = typer.Typer(help="Talk to a device: its model slots, rollback.", no_args_is_help=True)
 
@@ -26,8 +25,8 @@ PORT_HELP = "Device port: /dev/ttyACM0 (better /dev/serial/by-id/...), or a seri
 def _installed_state(root: Path) -> Path:
     """The state folder of the model slots inside a mounted device storage ``root``; the root must
     exist and hold installed slots (info and rollback create nothing on the host)."""
-    from edge.flashing.errors import FlashError
-    from edge.flashing.install import check_device_root, device_state_dir
+    from xenoedge.edge.flashing.errors import FlashError
+    from xenoedge.edge.flashing.install import check_device_root, device_state_dir
 
     state = device_state_dir(check_device_root(root))
     if not (state / "state.json").is_file():
@@ -37,9 +36,9 @@ def _installed_state(root: Path) -> Path:
 
 def _link_spec(port: str, baud: int) -> str:
     """A plain device path becomes ``serial:PATH@BAUD``; a link spec (``serial:...``, ``loop://``) is kept
-    (``edge.links.port_spec``, shared with ``listen``). (Not ``tcp:``: over TCP the device is the client
+    (``xenoedge.edge.links.port_spec``, shared with ``listen``). (Not ``tcp:``: over TCP the device is the client
     of a listening receiver, not a port to open.)"""
-    from edge.links import port_spec
+    from xenoedge.edge.links import port_spec
 
     return port_spec(port, baud)
 
@@ -47,7 +46,7 @@ def _link_spec(port: str, baud: int) -> str:
 def _open(port: str, baud: int) -> Any:
     """Open the device's port; a serial path that does not exist fails at once ("no such port",
     listing the ports that exist) instead of waiting for answers that cannot come."""
-    from edge.links import check_port, open_link
+    from xenoedge.edge.links import check_port, open_link
 
     spec = _link_spec(port, baud)
     check_port(spec)
@@ -55,9 +54,10 @@ def _open(port: str, baud: int) -> Any:
 
 
 def _policy(public_key: Path | None, sensor: str | None, max_bundle_bytes: int, allow_unsigned: bool = False) -> Any:
-    from calibration.sensors import get_sensor
-    from edge.flashing.install import InstallPolicy
-    from export.bundle import load_public_key
+    from xenoedge.edge.flashing.install import InstallPolicy
+    from xenoedge.export.bundle import load_public_key
+
+    from xenoedge.sensors import get_sensor
 
     return InstallPolicy(
         trusted_public_key=load_public_key(public_key) if public_key else None,
@@ -100,7 +100,7 @@ def flash(
     if allow_unsigned and (public_key is not None or to is None):
         raise typer.BadParameter("--allow-unsigned goes with --to and without --public-key")
     if to is not None:
-        from edge.flashing.install import install_into_root
+        from xenoedge.edge.flashing.install import install_into_root
 
         started = time.monotonic()
         report = install_into_root(to, bundle, _policy(public_key, sensor, 2 << 30, allow_unsigned))
@@ -114,7 +114,7 @@ def flash(
             f"{time.monotonic() - started:.1f} s"
         )
         return
-    from edge.flashing.host import FlashClient
+    from xenoedge.edge.flashing.host import FlashClient
 
     size = bundle.stat().st_size if bundle.is_file() else 0
     link = _open(port, baud)
@@ -178,11 +178,11 @@ def info(
     if (port is None) == (root is None):
         raise typer.BadParameter("give exactly one of --port and --root")
     if root is not None:
-        from edge.flashing.slots import SlotStore
+        from xenoedge.edge.flashing.slots import SlotStore
 
         typer.echo(json.dumps(SlotStore(_installed_state(root)).info(), indent=2, sort_keys=True))
         return
-    from edge.flashing.host import FlashClient
+    from xenoedge.edge.flashing.host import FlashClient
 
     with _open(port, baud) as link:
         device = FlashClient(link).info()
@@ -205,15 +205,15 @@ def rollback(
     if (port is None) == (root is None):
         raise typer.BadParameter("give exactly one of --port and --root")
     if root is not None:
-        from edge.flashing.slots import SlotStore
-        from export.bundle import load_public_key
+        from xenoedge.edge.flashing.slots import SlotStore
+        from xenoedge.export.bundle import load_public_key
 
         key = load_public_key(public_key) if public_key else None
         store = SlotStore(_installed_state(root), public_key=key)
         target = store.rollback("rollback requested with xenoedge device rollback")
         console.print(f"rolled back to {target.describe()} in {root}")
         return
-    from edge.flashing.host import FlashClient
+    from xenoedge.edge.flashing.host import FlashClient
 
     with _open(port, baud) as link:
         result = FlashClient(link).rollback()

@@ -32,9 +32,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
-
-from edge.bench_common import cpu_seconds
-from edge.engines import OpenVinoEngine
+from xenoedge.bench.common import cpu_seconds
+from xenoedge.edge.engines import OpenVinoEngine
 
 __all__ = ["HintedOpenVinoEngine", "OrtOffline", "OvOffline", "offline_runner", "ort_offline_threads"]
 
@@ -51,7 +50,7 @@ def ort_offline_threads(nireq: int | None, threads: int | None) -> tuple[int, in
 
 class HintedOpenVinoEngine(OpenVinoEngine):
     """The daemon's OpenVINO engine for a target, compiled once with ``properties`` (``PERFORMANCE_HINT``,
-    ``NUM_STREAMS``) on top of the engine's own configuration (``export.bundle.runtime.openvino_config``:
+    ``NUM_STREAMS``) on top of the engine's own configuration (``xenoedge.export.bundle.runtime.openvino_config``:
     precision hint, threads, ``CACHE_DIR``; ``PERF_COUNT`` with ``EngineOptions.profile``), through
     ``EngineOptions.openvino_properties``. ``properties``: what it was compiled with; ``compiled``: the
     compiled model (the offline queue's).

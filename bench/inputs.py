@@ -2,7 +2,7 @@
 
 ``open_source(arg, tmp, ...)`` turns the command's MODEL_OR_BUNDLE into a ``Source``: an
 extracted folder plus a manifest in the bundle format (``docs/bundle.md``), so that every model
-runs through the daemon's own engines (``edge.engines``):
+runs through the daemon's own engines (``xenoedge.edge.engines``):
 
 - a bundle (``.xeb``, or a packaged name ``surgical`` / ``crop``): extracted, its manifest as is;
 - an ONNX file: one target per runtime that can read it (``onnxruntime-<precision>``, and
@@ -10,7 +10,7 @@ runs through the daemon's own engines (``edge.engines``):
 - an OpenVINO IR (``.xml`` with its ``.bin``): one ``openvino-<precision>`` target;
 - a checkpoint folder (``config.json`` + ``model.pt``, e.g. ``xeno/default_models/crop``): the
   PyTorch eager FP32 baseline, plus (when torch, onnx and onnxslim are installed) its FP32
-  graph exported here with ``export.onnx_export`` for ``onnxruntime-fp32`` / ``openvino-fp32``.
+  graph exported here with ``xenoedge.export.onnx_export`` for ``onnxruntime-fp32`` / ``openvino-fp32``.
 
 Input layout of a file is read from its graph and must follow the export contract
 (``export/onnx_export.py``): ``raw`` (1, H, W, C) uint16 + ``dark`` / ``gain`` (H, W, C)
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from xenoedge.bench.common import BenchError
+from xenoedge.bench.torch_baseline import is_checkpoint
 
-from calibration.errors import XenoedgeError
-from edge.bench_common import BenchError
-from edge.bench_torch import is_checkpoint
+from xenoedge.errors import XenoedgeError
 
 __all__ = ["BenchInputError", "Source", "default_checkpoint", "open_source", "parse_shape", "synthetic_inputs"]
 
@@ -278,7 +278,7 @@ def _checkpoint_source(path: Path, tmp: Path, shape: str | None, want_graphs: bo
     config = json.loads((path / "config.json").read_text())
     bands = int(config["model"]["in_channels"])
     try:  # by name, else by the checkpoint's wavelengths: its frame size is the sensor's cube
-        from export.export import sensor_for
+        from xenoedge.export.export import sensor_for
 
         profile = sensor_for(config)
         sensor, hw = profile.name, profile.cube_shape[:2]
@@ -297,8 +297,8 @@ def _checkpoint_source(path: Path, tmp: Path, shape: str | None, want_graphs: bo
     except BenchInputError:
         return source
     try:
-        from export.onnx_export import export_onnx, metadata_from_config, model_pool
-        from xeno.checkpoint import load_model
+        from xenoedge.export.onnx_export import export_onnx, metadata_from_config, model_pool
+        from xenoedge.xeno.checkpoint import load_model
 
         model, cfg = load_model(path)
         export_onnx(model, height=h, width=w, n_bands=bands, path=tmp / "model.fp32.onnx",
@@ -321,8 +321,8 @@ def _checkpoint_source(path: Path, tmp: Path, shape: str | None, want_graphs: bo
 
 def open_source(arg: str, tmp: Path, *, shape: str | None = None, want_graphs: bool = True) -> Source:
     """Resolve MODEL_OR_BUNDLE (see the module docstring); ``tmp``: a folder for extracted files."""
-    from edge.builtin_bundles import DEFAULT_BUNDLES, default_bundle
-    from export.bundle import extract_bundle, read_manifest
+    from xenoedge.edge.builtin_bundles import DEFAULT_BUNDLES, default_bundle
+    from xenoedge.export.bundle import extract_bundle, read_manifest
 
     path = Path(arg)
     if arg in DEFAULT_BUNDLES or path.suffix.lower() == ".xeb":

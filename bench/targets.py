@@ -1,14 +1,14 @@
 """Every target of one bundle, side by side, through the daemon's own engine code and defaults.
 
-    python -m edge.bench_targets BUNDLE [--rounds 7] [--runs 3] [--threads N] [--json OUT]
+    python -m xenoedge.bench.targets BUNDLE [--rounds 7] [--runs 3] [--threads N] [--json OUT]
 
-Each target is opened with ``edge.engines.open_engine`` (``prefer=[target]``, default
+Each target is opened with ``xenoedge.edge.engines.open_engine`` (``prefer=[target]``, default
 ``EngineOptions``: the OpenVINO precision hint ``"auto"``, no confidence, the runtime's default
 threads), its references bound from the self-test and its input the self-test frame tiled to
 the full frame. After a warm-up, the targets run in alternating rounds (round r runs every
 target ``runs`` times before round r + 1), so a background load hits all of them alike; the
 report gives the median, mean, min and max latency per target, its effective precision and
-device. ``export.default_bundles`` runs this in a fresh process (no torch/NNCF thread pools) to
+device. ``xenoedge.export.default_bundles`` runs this in a fresh process (no torch/NNCF thread pools) to
 decide which precision each runtime ships.
 """
 
@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from edge.engines import EngineOptions, open_engine
-from export.bundle import extract_bundle, load_selftest, read_manifest, tile_to
+from xenoedge.edge.engines import EngineOptions, open_engine
+from xenoedge.export.bundle import extract_bundle, load_selftest, read_manifest, tile_to
 
 
 def measure_targets(

@@ -1,9 +1,9 @@
 """``edge-bench --mode pipeline``: the daemon path itself, per stage, into a real link.
 
-Every bundle target is an open ``edge.daemon.Daemon`` (the ``xenoedge run`` path) with stage
+Every bundle target is an open ``xenoedge.edge.daemon.Daemon`` (the ``xenoedge run`` path) with stage
 timing on (``DaemonStats.stage_ns``): camera (simulated, or any ``camera_from_spec`` spec such
 as ``replay:FOLDER``) → calibration → inference (in-graph post-processing) → the wire protocol
-(``edge.protocol.ProtocolSink``) → a link (``null``, ``file:PATH`` or ``pty``), each target its
+(``xenoedge.edge.protocol.ProtocolSink``) → a link (``null``, ``file:PATH`` or ``pty``), each target its
 own sink and link. All daemons are started and warmed up first, then measured in alternating
 rounds (A, B, A, B, ...; ``--rounds``) like engine mode, so drift hits all alike: a round is one
 ``Daemon.run`` (its capture thread starts, frames flow until the round's share of ``-niter`` /
@@ -39,8 +39,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-
-from edge.bench_common import STAGE_KEYS, BenchError, cpu_seconds, latency_stats, run_length
+from xenoedge.bench.common import STAGE_KEYS, BenchError, cpu_seconds, latency_stats, run_length
 
 __all__ = [
     "LINK_KINDS",
@@ -91,8 +90,8 @@ class BenchSink:
     all rounds. With a time share, the sink stops the daemon once both minima are reached."""
 
     def __init__(self, link_spec: str):
-        from edge.links import open_link
-        from edge.protocol.sink import ProtocolSink
+        from xenoedge.edge.links import open_link
+        from xenoedge.edge.protocol.sink import ProtocolSink
 
         kind = link_spec.partition(":")[0]
         if kind not in ("null", "file", "pty"):
@@ -175,7 +174,7 @@ class PtyReader:
     the line's clock: paused, it reads nothing, and the pacing resumes where it stopped."""
 
     def __init__(self, slave_path: str, baud: int | None):
-        from edge.protocol import StreamDecoder
+        from xenoedge.edge.protocol import StreamDecoder
 
         self.fd = os.open(slave_path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
         self.rate = baud / 10.0 if baud else None
@@ -202,7 +201,7 @@ class PtyReader:
     def _loop(self) -> None:
         import select
 
-        from edge.protocol.packets import PacketType
+        from xenoedge.edge.protocol.packets import PacketType
 
         chunk = 4096 if self.rate is None else max(1, min(4096, int(self.rate / 100)))  # ~10 ms of line time
         while not self._stop.is_set():
@@ -244,7 +243,7 @@ class PtyReader:
 
 
 def stage_summary(values_ns) -> dict | None:
-    """{median, p95, mean} in ms of per-mask durations (ns) (``edge.bench.latency_stats``); None when empty."""
+    """{median, p95, mean} in ms of per-mask durations (ns) (``xenoedge.bench.main.latency_stats``); None when empty."""
     if not len(values_ns):
         return None
     stats = latency_stats(values_ns, 50)
@@ -252,8 +251,8 @@ def stage_summary(values_ns) -> dict | None:
 
 
 def default_camera(manifest: Mapping, camera: str | None) -> str:
-    """``camera`` or the simulated camera of the bundle's sensor (``edge.builtin_bundles.DEFAULT_BUNDLES``)."""
-    from edge.builtin_bundles import DEFAULT_BUNDLES
+    """``camera`` or the simulated camera of the bundle's sensor (``xenoedge.edge.builtin_bundles.DEFAULT_BUNDLES``)."""
+    from xenoedge.edge.builtin_bundles import DEFAULT_BUNDLES
 
     sensor = manifest["sensor"]["name"]
     sim_cameras = {sensor_name: cam for cam, sensor_name in DEFAULT_BUNDLES.values()}
@@ -264,7 +263,7 @@ def default_camera(manifest: Mapping, camera: str | None) -> str:
 
 
 class PipelineTarget:
-    """One bundle target as an open daemon (``edge.daemon.Daemon``) with its own sink, link and pty
+    """One bundle target as an open daemon (``xenoedge.edge.daemon.Daemon``) with its own sink, link and pty
     reader, measured in rounds: ``open`` (start + untimed warm-up), ``run_round`` (one
     ``Daemon.run``: the capture thread starts, frames flow until the round's share is done, the
     capture thread is joined, so the daemon is idle between its rounds), ``result``, ``close``."""
@@ -285,8 +284,8 @@ class PipelineTarget:
     def open(self) -> None:
         """Start the daemon (timed: ``start_ms``), then ``--warmup`` untimed masks (at least one; the
         first one's time from the start: ``first_mask_ms``)."""
-        from edge.config import DaemonConfig
-        from edge.daemon import Daemon
+        from xenoedge.edge.config import DaemonConfig
+        from xenoedge.edge.daemon import Daemon
 
         s = self.settings
         config = DaemonConfig(
@@ -399,7 +398,7 @@ class PipelineTarget:
         """The daemon's engine: ``load_ms`` (its compile / session creation alone), settings, model size.
         ``first_inference_ms`` is None here: the daemon runs its self-test and warm-up inside ``start``,
         so no mask is a first inference (engine mode measures it)."""
-        from edge.bench_settings import model_files
+        from xenoedge.bench.settings import model_files
 
         engine = self.daemon.engine
         if engine is None:

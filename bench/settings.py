@@ -6,7 +6,7 @@
   effective precisions on an AVX2 laptop and an AMX server, and the report says which it was.
 - ``model_files(path)``: the files a loaded model reads from disk (an IR's ``.xml`` and its
   ``.bin``, an ONNX file and its external data) and their bytes.
-- ``profile_by_type(ops, frames)``: per-operator times (``edge.engines.OperatorTime``, from ONNX
+- ``profile_by_type(ops, frames)``: per-operator times (``xenoedge.edge.engines.OperatorTime``, from ONNX
   Runtime's profiler or OpenVINO's performance counters) summed by operator type and precision,
   as ms per frame and share of the total (``edge-bench --profile``).
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
-
-from edge.cli_common import check_input_file, console, input_file_option, output_folder_option, split_csv
+from xenoedge.cli.common import check_input_file, console, input_file_option, output_folder_option, split_csv
 
 
 def scan(
@@ -65,9 +64,9 @@ def scan(
     per-frame and per-plot CSV/GeoJSON, pictures and summaries in the session folder."""
     if bundle != "crop":
         check_input_file(Path(bundle), "bundle file")
-    from edge.scan import ScanOptions, run_scan
-    from edge.scan.gps import rejected_text
-    from edge.scan.measure import SHARE_NAMES, percent_text
+    from xenoedge.edge.scan import ScanOptions, run_scan
+    from xenoedge.edge.scan.gps import rejected_text
+    from xenoedge.edge.scan.measure import SHARE_NAMES, percent_text
 
     options = ScanOptions(
         session=session,

@@ -20,9 +20,7 @@ from pathlib import Path
 import numpy as np
 import typer
 from rich.table import Table
-
-from calibration.errors import CalibrationError
-from edge.cli_common import (
+from xenoedge.cli.common import (
     console,
     input_file_option,
     input_folder_option,
@@ -33,6 +31,8 @@ from edge.cli_common import (
     progress_bar,
     wide_table,
 )
+
+from xenoedge.errors import CalibrationError
 
 app = typer.Typer(help="White/dark references: capture, check, import, apply.", no_args_is_help=True)
 
@@ -50,11 +50,12 @@ def _print_report(report) -> None:
 
 
 def _capture(kind: str, camera: str, sensor: str, frames: int, out: Path, exposure: float, seed: int) -> None:
-    from calibration.capture import capture_reference
-    from calibration.sensors import get_sensor
-    from calibration.store import load_references, merge_reference, save_references
-    from calibration.validation import validate_dark, validate_white
-    from devices.open_camera import camera_from_spec
+    from xenoedge.calibration.capture import capture_reference
+    from xenoedge.calibration.store import load_references, merge_reference, save_references
+    from xenoedge.calibration.validation import validate_dark, validate_white
+    from xenoedge.devices.open_camera import camera_from_spec
+
+    from xenoedge.sensors import get_sensor
 
     cam = camera_from_spec(camera, get_sensor(sensor), seed=seed, exposure_ms=exposure)
     profile = cam.sensor  # the camera string may name a window of the sensor (size=HxW)
@@ -134,9 +135,10 @@ def check(
     strict: bool = typer.Option(False, help="Refuse instead of warning."),
 ) -> None:
     """Verify a references file (checksum, values, camera, sensor, age, exposure) and summarise it."""
-    from calibration.sensors import get_sensor
-    from calibration.store import load_references
-    from calibration.validation import defect_map
+    from xenoedge.calibration.store import load_references
+    from xenoedge.calibration.validation import defect_map
+
+    from xenoedge.sensors import get_sensor
 
     profile = get_sensor(sensor) if sensor else None
     with warnings.catch_warnings(record=True) as caught:
@@ -183,7 +185,7 @@ def check(
 
 
 def _known_sensors() -> set[str]:
-    from calibration.sensors import SENSORS
+    from xenoedge.sensors import SENSORS
 
     return set(SENSORS)
 
@@ -201,10 +203,11 @@ def import_references(
     sensor: str = typer.Option("tivita", help="Sensor profile (for --dark-pattern)."),
 ) -> None:
     """Import existing references: a Tivita DarkPattern or a Specim capture's DARKREF/WHITEREF."""
-    from calibration.importers import references_from_dark_pattern, references_from_specim
-    from calibration.sensors import get_sensor
-    from calibration.store import save_references
-    from devices.formats import read_dark_pattern, read_specim_capture
+    from xenoedge.calibration.importers import references_from_dark_pattern, references_from_specim
+    from xenoedge.calibration.store import save_references
+    from xenoedge.devices.formats import read_dark_pattern, read_specim_capture
+
+    from xenoedge.sensors import get_sensor
 
     if (dark_pattern is None) == (specim is None):
         raise typer.BadParameter("give exactly one of --dark-pattern or --specim")
@@ -230,7 +233,7 @@ def _bit_depth(*arrays: np.ndarray) -> int:
 
 
 def _specim_sensor(capture):
-    from calibration.sensors import custom_sensor
+    from xenoedge.sensors import custom_sensor
 
     lines, width, _ = capture.cube.shape
     return custom_sensor(
@@ -243,7 +246,7 @@ def _specim_sensor(capture):
 
 
 def _rgb_and_saturation(reflectance: np.ndarray, saturated: np.ndarray, wavelengths_nm: np.ndarray):
-    from xeno.previews import pseudo_rgb
+    from xenoedge.xeno.previews import pseudo_rgb
 
     rgb = pseudo_rgb(reflectance, wavelengths_nm)
     grey = rgb.mean(axis=2, keepdims=True).astype(np.uint8).repeat(3, axis=2)
@@ -265,11 +268,12 @@ def apply(
     sensor: str = typer.Option(None, help="Sensor profile of a raw cube without wavelengths (.npy)."),
 ) -> None:
     """Raw capture -> reflectance .npz, pseudo-RGB and saturation pictures, and a report."""
-    from calibration.importers import references_from_specim
-    from calibration.reflectance import reflectance_from_raw
-    from calibration.sensors import get_sensor
-    from calibration.store import load_references
-    from devices.formats import cube_format, read_cube, read_specim_capture, write_cube, write_rgb_png
+    from xenoedge.calibration.importers import references_from_specim
+    from xenoedge.calibration.reflectance import reflectance_from_raw
+    from xenoedge.calibration.store import load_references
+    from xenoedge.devices.formats import cube_format, read_cube, read_specim_capture, write_cube, write_rgb_png
+
+    from xenoedge.sensors import get_sensor
 
     if capture.is_dir():
         specim = read_specim_capture(capture)
@@ -336,7 +340,7 @@ def apply(
 
 
 def _profile_for(sensor_name: str, raw: np.ndarray):
-    from calibration.sensors import SENSORS, custom_sensor
+    from xenoedge.sensors import SENSORS, custom_sensor
 
     if sensor_name in SENSORS:
         return SENSORS[sensor_name]

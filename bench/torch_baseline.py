@@ -8,7 +8,7 @@ Cast → Sub(dark) → Mul(gain) → Clip[0, MAX_REFLECTANCE] → L1 over C → 
 model's multiple) → model → ArgMax → uint8, the graph's own pre/post-processing.
 
 torch is imported inside the constructor only: importing this module costs nothing and the
-device install (no torch) can import ``edge.bench``. ``torch_available()`` says whether the
+device install (no torch) can import ``xenoedge.bench.main``. ``torch_available()`` says whether the
 baseline can run here.
 """
 
@@ -18,10 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-
-from calibration.normalise import L1_EPS
-from calibration.reflectance import MAX_REFLECTANCE
-from edge.engines import EngineError, Inference
+from xenoedge.calibration.normalise import L1_EPS
+from xenoedge.calibration.reflectance import MAX_REFLECTANCE
+from xenoedge.edge.engines import EngineError, Inference
 
 __all__ = ["TorchEngine", "is_checkpoint", "torch_available"]
 
@@ -41,7 +40,7 @@ def is_checkpoint(path: Path) -> bool:
 
 
 class TorchEngine:
-    """A checkpoint in eager PyTorch FP32 with the bundle engines' interface (``edge.engines.Engine``).
+    """A checkpoint in eager PyTorch FP32 with the bundle engines' interface (``xenoedge.edge.engines.Engine``).
 
     ``input_shape`` (1, H, W, C); ``variant`` ``raw`` or ``reflectance``; ``threads``: torch
     intra-op threads (None: torch's default).
@@ -54,8 +53,7 @@ class TorchEngine:
         self, checkpoint: Path, input_shape: tuple[int, int, int, int], variant: str = "raw", threads: int | None = None
     ):
         import torch
-
-        from xeno.checkpoint import load_model
+        from xenoedge.xeno.checkpoint import load_model
 
         self._torch = torch
         if threads is not None:

@@ -1,7 +1,7 @@
 """What every part of ``edge-bench`` shares: its error, the run length, CPU time and latency statistics.
 
-``edge.bench`` (the command), ``edge.bench_inputs``, ``edge.bench_offline`` and
-``edge.bench_pipeline`` import these from here; this module imports none of them, so the
+``xenoedge.bench.main`` (the command), ``xenoedge.bench.inputs``, ``xenoedge.bench.offline`` and
+``xenoedge.bench.pipeline`` import these from here; this module imports none of them, so the
 bench modules form no import circle.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from calibration.errors import XenoedgeError
+from xenoedge.errors import XenoedgeError
 
 __all__ = [
     "DEFAULT_TIME_S",

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import typer
-
-from edge.cli_common import console, input_file_option, output_file_option
+from xenoedge.cli.common import console, input_file_option, output_file_option
 
 #: The daemon configuration the module reads its slot store, trusted key and sensor from.
 DEFAULT_DAEMON_CONFIG = Path("/etc/xenoedge/daemon.toml")
@@ -39,7 +38,7 @@ def artifact_command(
     ends in ``.xeb``) for the ``xenoedge-model`` module: artifact name ``NAME-VERSION``, software
     version (``rootfs-image.xenoedge-model.version``) the bundle's version, provides
     ``xenoedge-model.bundle_name`` / ``xenoedge-model.bundle_sha256``."""
-    from edge.flashing.mender_module import MODULE_TYPE
+    from xenoedge.edge.flashing.mender_module import MODULE_TYPE
 
     name = artifact_name or f"{manifest['name']}-{manifest['version']}"
     command = [mender_artifact, "write", "module-image", "-T", MODULE_TYPE, "-n", name]
@@ -80,7 +79,7 @@ def bundle_mender(
     mender_artifact: str = typer.Option("mender-artifact", help="The mender-artifact program."),
 ) -> None:
     """Wrap a bundle into a Mender artifact for the xenoedge-model Update Module (docs/fleet.md)."""
-    from export.bundle import BundleError, file_sha256, load_public_key, verify_bundle
+    from xenoedge.export.bundle import BundleError, file_sha256, load_public_key, verify_bundle
 
     program = shutil.which(mender_artifact)
     if program is None:
@@ -132,12 +131,13 @@ def bundle_mender(
 
 def settings_from_config(config: Path, restart_command: str = "", confirm_s: float = 0.0):
     """The module's settings from the daemon's configuration (its slot store, key, sensor, engines)."""
-    from calibration.sensors import get_sensor
-    from edge.config import load_config
-    from edge.flashing.errors import FlashError
-    from edge.flashing.install import InstallPolicy
-    from edge.flashing.mender_module import ModuleSettings
-    from export.bundle import load_public_key
+    from xenoedge.edge.config import load_config
+    from xenoedge.edge.flashing.errors import FlashError
+    from xenoedge.edge.flashing.install import InstallPolicy
+    from xenoedge.edge.flashing.mender_module import ModuleSettings
+    from xenoedge.export.bundle import load_public_key
+
+    from xenoedge.sensors import get_sensor
 
     daemon = load_config(config)
     if daemon.state_dir is None:
@@ -177,7 +177,7 @@ def mender_module(
     ),
 ) -> None:
     """The device side of the xenoedge-model Mender Update Module (deploy/mender/xenoedge-model)."""
-    from edge.flashing.mender_module import run_state
+    from xenoedge.edge.flashing.mender_module import run_state
 
     code = run_state(state, files, lambda: settings_from_config(config, restart_command, confirm_s))
     raise typer.Exit(code)

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
-
-from edge.cli_common import console, input_file_option, output_file_option
-from export.bundle import (
+from xenoedge.cli.common import console, input_file_option, output_file_option
+from xenoedge.export.bundle import (
     BundleError,
     generate_keypair,
     inspect_bundle,
@@ -31,7 +30,7 @@ from export.bundle import (
     sign_bundle,
     verify_bundle,
 )
-from export.bundle.signing import private_key_is_encrypted
+from xenoedge.export.bundle.signing import private_key_is_encrypted
 
 app = typer.Typer(help="Model bundles: keygen, sign, verify, inspect.", no_args_is_help=True)
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from calibration.errors import XenoedgeError
+from xenoedge.errors import XenoedgeError
 
 console = Console(stderr=True)
 

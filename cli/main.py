@@ -11,10 +11,15 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-
-from calibration.errors import XenoedgeError
-from edge import bundle_cli, calibrate_cli, device_cli, devices_cli, flash_cli, mender_cli, scan_cli, science_cli
-from edge.cli_common import (
+from xenoedge.cli import bundle as bundle_cli
+from xenoedge.cli import calibrate as calibrate_cli
+from xenoedge.cli import device as device_cli
+from xenoedge.cli import devices as devices_cli
+from xenoedge.cli import flash as flash_cli
+from xenoedge.cli import mender as mender_cli
+from xenoedge.cli import scan as scan_cli
+from xenoedge.cli import science as science_cli
+from xenoedge.cli.common import (
     console,
     output_folder_option,
     print_table,
@@ -22,6 +27,8 @@ from edge.cli_common import (
     split_csv,
     wide_table,
 )
+
+from xenoedge.errors import XenoedgeError
 
 app = typer.Typer(help="xenoedge: cross-species spectral segmentation from training to the edge.", no_args_is_help=True)
 app.add_typer(calibrate_cli.app, name="calibrate")
@@ -56,8 +63,8 @@ def simulate(
     seed: int = typer.Option(0, help="Data set seed: the same seed gives the same data set."),
 ) -> None:
     """Simulate a labelled spectral data set, with previews and median-spectra plots."""
-    from xeno.scene import get_domain
-    from xeno.simulate_dataset import DatasetSpec, write_dataset
+    from xenoedge.xeno.scene import get_domain
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
     height = width = None
     if size:
@@ -107,10 +114,11 @@ def camera_preview(
     seed: int = typer.Option(0, help="Camera seed: same seed, same scenes."),
 ) -> None:
     """Simulated camera -> references -> calibration -> pictures, no model (checks a camera's calibration)."""
-    from calibration.sensors import get_sensor
-    from devices.simulated import SimulatedCamera
-    from edge.demo import run_camera_demo
-    from xeno.scene import get_domain
+    from xenoedge.devices.simulated import SimulatedCamera
+    from xenoedge.edge.demo import run_camera_demo
+    from xenoedge.xeno.scene import get_domain
+
+    from xenoedge.sensors import get_sensor
 
     scene_domain = get_domain(domain)
     camera = SimulatedCamera(
@@ -140,7 +148,7 @@ def camera_preview(
 @app.command()
 def sensors() -> None:
     """List the sensor profiles."""
-    from calibration.sensors import SENSORS
+    from xenoedge.sensors import SENSORS
 
     table = wide_table("name", "raw frame", "cube", "bands (nm)", "bit depth", "signature", names=("name", "signature"))
     for p in SENSORS.values():

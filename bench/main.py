@@ -2,7 +2,7 @@
 
 ``edge-bench MODEL_OR_BUNDLE``: a bundle (``.xeb``, or a packaged default: ``surgical``,
 ``crop``), an ONNX file, an OpenVINO IR (``.xml``) or a training checkpoint folder (the
-PyTorch eager FP32 baseline); see ``edge.bench_inputs``.
+PyTorch eager FP32 baseline); see ``xenoedge.bench.inputs``.
 
 Compare mode: every configuration asked for (``--backend``, ``--precision``, ``-d``) is
 measured in one run, in alternating rounds (A, B, C, A, B, C, ...) so that thermal or
@@ -16,21 +16,21 @@ Modes and scenarios:
 - ``--mode engine`` (default), ``--scenario singlestream``: bare ``engine.infer()`` on one
   frame (references bound once, as in the daemon), one request in flight.
 - ``--scenario offline`` (``-hint throughput`` implies it): ``-nireq`` requests in flight
-  (``edge.bench_offline``: OpenVINO AsyncInferQueue with PERFORMANCE_HINT / NUM_STREAMS;
+  (``xenoedge.bench.offline``: OpenVINO AsyncInferQueue with PERFORMANCE_HINT / NUM_STREAMS;
   ONNX Runtime concurrent ``run`` calls from threads).
 - ``--mode pipeline``: the daemon itself, per stage, into a real link, one open daemon per target in
-  alternating rounds too (``edge.bench_pipeline``).
+  alternating rounds too (``xenoedge.bench.pipeline``).
 
 Metrics (docs/bench.md): count, duration_s, throughput_fps, latency min/median/mean/p90/p95/p99/max
 and a chosen percentile (ms, ``time.perf_counter_ns``), warm-up excluded; load_ms (the runtime's compile /
 session creation, one per configuration) and first_inference_ms (one run on bound inputs) reported apart;
 the effective settings (``Engine.settings()``), model size, pass/fail, ``--profile`` by op type, and the
-host's CPU model and ISA flags (``edge.bench_settings``); cpu_util (cores); rss_growth_mb (RSS added by loading and
+host's CPU model and ISA flags (``xenoedge.bench.settings``); cpu_util (cores); rss_growth_mb (RSS added by loading and
 warming up this configuration) and peak_rss_mb (the process's); fps_ratio / latency_ratio to the
 baseline; with ``--dataset``: DSC vs ground truth and vs the baseline's masks.
 
 Device-side: imports no torch, onnx or nncf at module level; the runtimes load lazily through
-``edge.engines``, torch only inside ``edge.bench_torch.TorchEngine``.
+``xenoedge.edge.engines``, torch only inside ``xenoedge.bench.torch_baseline.TorchEngine``.
 """
 
 from __future__ import annotations
@@ -51,9 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from calibration.errors import XenoedgeError
-from edge.bench_common import (
+from xenoedge.bench.common import (
     DEFAULT_TIME_S,
     LATENCY_KEYS,
     STAGE_KEYS,
@@ -64,6 +62,8 @@ from edge.bench_common import (
     run_length,
     summarize,
 )
+
+from xenoedge.errors import XenoedgeError
 
 __all__ = [
     "BACKENDS",
@@ -145,7 +145,9 @@ class BenchSettings:
     rss_alone: bool = False
     compare: str | None = None  # other bundles/graphs measured in the same rounds (engine mode)
     profile: bool = False  # per-operator times by op type (engine mode, single stream)
-    cache_dir: str | None = None  # OpenVINO CACHE_DIR / TensorRT engine cache root (edge.engines.model_cache_folder)
+    cache_dir: str | None = (
+        None  # OpenVINO CACHE_DIR / TensorRT engine cache root (xenoedge.edge.engines.model_cache_folder)
+    )
     max_drop: float = 0.01  # pass/fail: largest mean-DSC drop vs the baseline (--dataset), as the export's gate
 
 
@@ -211,7 +213,7 @@ def check_settings(settings: BenchSettings) -> str:
 
 def _options(device: str | None, threads: int | None, manifest: Mapping):
     """EngineOptions and the target/runtime filter that ``-d`` asks for."""
-    from edge.engines import DEFAULT_ORT_PROVIDERS, OPENVINO_DEVICES, EngineOptions
+    from xenoedge.edge.engines import DEFAULT_ORT_PROVIDERS, OPENVINO_DEVICES, EngineOptions
 
     targets = manifest["targets"]
     only_target = only_runtime = None
@@ -238,8 +240,8 @@ def _options(device: str | None, threads: int | None, manifest: Mapping):
 
 def _torch_config(source, settings: BenchSettings, options, notes: list[str]) -> _Config | None:
     """The PyTorch baseline configuration, or None with a note when it cannot run here."""
-    from edge.bench_inputs import default_checkpoint
-    from edge.bench_torch import is_checkpoint, torch_available
+    from xenoedge.bench.inputs import default_checkpoint
+    from xenoedge.bench.torch_baseline import is_checkpoint, torch_available
 
     if settings.checkpoint is not None:
         checkpoint = Path(settings.checkpoint)
@@ -261,7 +263,7 @@ def _torch_config(source, settings: BenchSettings, options, notes: list[str]) ->
 
 def select_configs(source, settings: BenchSettings) -> tuple[list[_Config], list[str], object]:
     """The configurations to measure, notes on those skipped (runtime not installed / no device), options."""
-    from edge.engines import ENGINES
+    from xenoedge.edge.engines import ENGINES
 
     manifest = source.manifest
     backends = _split(settings.backend, list(BACKENDS), "backend") or ["all"]
@@ -298,7 +300,7 @@ def select_configs(source, settings: BenchSettings) -> tuple[list[_Config], list
         spec = targets[name]
         kind = ENGINES.get(spec.get("runtime", ""))
         if kind is None:
-            notes.append(f"skipped {name}: runtime {spec.get('runtime')!r} is not supported by edge.engines")
+            notes.append(f"skipped {name}: runtime {spec.get('runtime')!r} is not supported by xenoedge.edge.engines")
             continue
         devices = kind.devices(spec, options)
         if not devices:
@@ -361,11 +363,11 @@ def _open_config(source, cfg: _Config, options, hw: tuple[int, int], inputs: Map
     """Open the configuration (compiled once, with its OpenVINO properties if any; timed: ``open_ms``, and
     the runtime's own compile / session creation: ``load_ms``), fill its input and bind references
     (``bind_ms``), then run it once on the bound buffers (``first_inference_ms``: that run alone)."""
-    from edge.bench_offline import HintedOpenVinoEngine, ort_offline_threads
-    from edge.bench_settings import model_files
-    from edge.bench_torch import TorchEngine
-    from edge.engines import ENGINES
-    from export.bundle import check_selftest
+    from xenoedge.bench.offline import HintedOpenVinoEngine, ort_offline_threads
+    from xenoedge.bench.settings import model_files
+    from xenoedge.bench.torch_baseline import TorchEngine
+    from xenoedge.edge.engines import ENGINES
+    from xenoedge.export.bundle import check_selftest
 
     source = cfg.source or source
     manifest = source.manifest
@@ -454,17 +456,17 @@ def _run_chunk(cfg: _Config, n_until: int, ns_until: int) -> None:
 
 def bench_engine(source, configs: list[_Config], settings: BenchSettings, options, scenario: str, notes) -> dict:
     """Alternating rounds over ``configs`` (engines left open for accuracy); returns the input description."""
-    from edge.bench_common import bench_console
-    from edge.bench_inputs import bundle_inputs, frame_hw, synthetic_inputs
-    from edge.bench_offline import offline_runner
+    from xenoedge.bench.common import bench_console
+    from xenoedge.bench.inputs import bundle_inputs, frame_hw, synthetic_inputs
+    from xenoedge.bench.offline import offline_runner
 
     console = bench_console()
 
     multiple = 1
     torch_cfg = next((c for c in configs if c.runtime == "torch"), None)
     if torch_cfg is not None:
-        from xeno.checkpoint import read_config
-        from xeno.models import model_from_config
+        from xenoedge.xeno.checkpoint import read_config
+        from xenoedge.xeno.models import model_from_config
 
         multiple = int(getattr(model_from_config(read_config(torch_cfg.checkpoint)["model"]), "required_multiple", 1))
     hw = frame_hw(source, settings.shape, multiple)
@@ -473,14 +475,14 @@ def bench_engine(source, configs: list[_Config], settings: BenchSettings, option
     shape = (1, hw[0], hw[1], int(manifest["input"]["shape"][3]))
     selftest = None
     if source.kind == "bundle":
-        from export.bundle import load_selftest
+        from xenoedge.export.bundle import load_selftest
 
         selftest = load_selftest(source.folder, manifest)
         inputs = bundle_inputs(selftest, shape, variant)
         where = "bundle self-test input, repeated to the frame size"
     else:
         inputs = synthetic_inputs(shape, variant, settings.seed)
-        where = f"synthetic seeded frame (seed {settings.seed}; edge.bench_inputs.synthetic_inputs)"
+        where = f"synthetic seeded frame (seed {settings.seed}; xenoedge.bench.inputs.synthetic_inputs)"
     for cfg in list(configs):
         _open_config(source, cfg, options, hw, inputs, selftest, settings, scenario)
         cfg.engine.warm_up(settings.warmup)
@@ -535,10 +537,11 @@ def bench_engine(source, configs: list[_Config], settings: BenchSettings, option
 
 
 def _profile(cfg: _Config, settings: BenchSettings, scenario: str, notes: list[str]) -> None:
-    """``--profile``: the configuration's operator times summed by op type (``edge.bench_settings.profile_by_type``):
+    """``--profile``: the configuration's operator times summed by op type
+    (``xenoedge.bench.settings.profile_by_type``):
     ONNX Runtime's profiler (totals over every run since the engine opened: first, warm-up, timed; per frame
     ÷ their number) or OpenVINO's performance counters (the last inference)."""
-    from edge.bench_settings import profile_by_type
+    from xenoedge.bench.settings import profile_by_type
 
     if cfg.runtime == "torch":
         notes.append("--profile: the PyTorch baseline is not profiled (torch.profiler is not wired in)")
@@ -565,7 +568,7 @@ def _profile(cfg: _Config, settings: BenchSettings, scenario: str, notes: list[s
 
 
 def _sensor_for(source, bands: int):
-    from calibration.sensors import SENSORS, get_sensor
+    from xenoedge.sensors import SENSORS, get_sensor
 
     name = (source.manifest.get("sensor") or {}).get("name")
     if name:
@@ -581,8 +584,8 @@ def _sensor_for(source, bands: int):
 
 def bench_accuracy(source, configs: list[_Config], baseline: _Config, settings: BenchSettings, info: dict) -> None:
     """DSC of every configuration vs the data set's labels and vs the baseline's masks (``--dataset``)."""
-    from edge.daemon import mean_dsc
-    from export.export import frames_from_data
+    from xenoedge.edge.daemon import mean_dsc
+    from xenoedge.export.export import frames_from_data
 
     _, h, w, c = info["shape"]
     data = Path(settings.dataset)
@@ -683,7 +686,7 @@ def _host() -> dict:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
-    from edge.bench_settings import cpu_info, openvino_cpu
+    from xenoedge.bench.settings import cpu_info, openvino_cpu
 
     cpu = cpu_info()
     return {
@@ -707,7 +710,8 @@ def peak_rss_alone(settings: BenchSettings, cfg: _Config, notes: list[str]) -> f
 
     with tempfile.TemporaryDirectory(prefix="edge-bench-rss-") as tmp:
         out = Path(tmp) / "alone.json"
-        args = [sys.executable, "-m", "edge.bench", settings.model, "-niter", "3", "--warmup", "1", "--rounds", "1",
+        args = [sys.executable, "-m", "xenoedge.bench.main", settings.model, "-niter", "3", "--warmup", "1",
+                "--rounds", "1",
                 "--json", str(out), "--seed", str(settings.seed)]  # fmt: skip
         args += ["-d", "torch", "--checkpoint", str(cfg.checkpoint)] if cfg.runtime == "torch" else ["-d", cfg.target]
         for flag, value in (("-shape", settings.shape), ("--threads", settings.threads), ("-hint", settings.hint),
@@ -730,7 +734,7 @@ def peak_rss_alone(settings: BenchSettings, cfg: _Config, notes: list[str]) -> f
 def run_bench(settings: BenchSettings, latencies_ns: dict | None = None) -> dict:
     """Measure and return the report (``schema_version`` first); raises ``BenchError`` (any
     ``XenoedgeError``) on bad input. ``latencies_ns``: filled with configuration -> latencies (ns)."""
-    from edge.bench_inputs import open_source
+    from xenoedge.bench.inputs import open_source
 
     scenario = check_settings(settings)
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
@@ -795,7 +799,7 @@ def compared_configs(settings: BenchSettings, tmp: Path, source, notes: list[str
     They take the same frames: the same (1, H, W, C) input and the frame-size references (each engine
     pools them when its graph pools the frame).
     """
-    from edge.bench_inputs import open_source
+    from xenoedge.bench.inputs import open_source
 
     if not settings.compare:
         return []
@@ -819,8 +823,8 @@ def compared_configs(settings: BenchSettings, tmp: Path, source, notes: list[str
 
 
 def _pipeline(source, configs: list[_Config], settings: BenchSettings, notes: list[str]) -> dict:
-    from edge.bench_common import bench_console
-    from edge.bench_pipeline import bench_pipeline, pipeline_rounds
+    from xenoedge.bench.common import bench_console
+    from xenoedge.bench.pipeline import bench_pipeline, pipeline_rounds
 
     console = bench_console()
 
@@ -833,7 +837,7 @@ def _pipeline(source, configs: list[_Config], settings: BenchSettings, notes: li
     if not configs:
         raise BenchError(f"nothing to measure in {source.label}: " + "; ".join(notes))
     if settings.shape is not None:
-        from edge.bench_inputs import frame_hw
+        from xenoedge.bench.inputs import frame_hw
 
         frame_hw(source, settings.shape)  # a static bundle: only its own size (the camera's)
     by_target = {cfg.target: cfg for cfg in configs}
@@ -878,7 +882,7 @@ def _csv_row(r: Mapping) -> dict:
 
 def _write_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) atomically: a half-written report never replaces a good one."""
-    from calibration.atomic import atomic_write
+    from xenoedge.atomic import atomic_write
 
     atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
 
@@ -1038,8 +1042,7 @@ def print_table(report: Mapping) -> None:
     tables, then pipeline stages when measured."""
     from rich.console import Console
     from rich.table import Table
-
-    from edge.bench_common import bench_console
+    from xenoedge.bench.common import bench_console
 
     console = bench_console()
 
@@ -1171,7 +1174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``edge-bench`` console script; returns the exit code (1: bad input or failure)."""
-    from edge.bench_common import bench_console
+    from xenoedge.bench.common import bench_console
 
     console = bench_console()
 

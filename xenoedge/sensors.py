@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calibration.errors import UnknownNameError
+from xenoedge.errors import UnknownNameError
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
-
-from edge.cli_common import (
+from xenoedge.cli.common import (
     console,
     input_file_option,
     input_folder_option,
@@ -76,7 +75,7 @@ def learn(
     """Learn one affine map per (physiological, pathological) image pair of each organ in SPECIES."""
     import json
 
-    from xeno.projections import (
+    from xenoedge.xeno.projections import (
         ProjectionError,
         learn_projections,
         organ_samples_from_folder,
@@ -126,7 +125,7 @@ def learn(
 @app.command()
 def show(path: Path = typer.Argument(..., callback=input_file_option, help="Projection file (.npz).")) -> None:
     """Print what a projection file holds: source, bands, maps per organ and their losses."""
-    from xeno.projections import load_projections
+    from xenoedge.xeno.projections import load_projections
 
     ps = load_projections(path)
     console.print(

@@ -9,9 +9,8 @@ import threading
 from pathlib import Path
 
 import typer
-
-from edge.builtin_bundles import DEFAULT_BUNDLES, default_bundle
-from edge.cli_common import console, output_folder_option
+from xenoedge.cli.common import console, output_folder_option
+from xenoedge.edge.builtin_bundles import DEFAULT_BUNDLES, default_bundle
 
 
 def _bundle_and_camera(bundle: str | None, camera: str | None) -> tuple[Path | None, str | None]:
@@ -46,7 +45,7 @@ def run(
     reached the link; 78 after too many failed starts (docs/daemon.md)."""
     import json
 
-    from edge.daemon import daemon_main
+    from xenoedge.edge.daemon import daemon_main
 
     if config is None and bundle is None:
         bundle = "surgical"
@@ -98,8 +97,8 @@ def listen(
     """Host receiver: decode the device's stream, write mask pictures, print live stats.
 
     A serial port that does not exist is an error at once, listing the ports that do."""
-    from edge.links import check_port, open_link, port_spec
-    from edge.protocol.receiver import Receiver, link_chunks, run_listen
+    from xenoedge.edge.links import check_port, open_link, port_spec
+    from xenoedge.edge.protocol.receiver import Receiver, link_chunks, run_listen
 
     spec = port_spec(port, baud)
     check_port(spec)  # "no such port", before any folder is made
@@ -133,15 +132,16 @@ def demo(
     Prints frames per second, bytes per mask and DSC against the simulator's ground truth. The
     receiver's pictures show each pictured mask over its frame (device and host share this process).
     """
-    from calibration.sensors import get_sensor
-    from devices.open_camera import camera_from_spec
-    from edge.config import load_config
-    from edge.daemon import run_daemon
-    from edge.links import open_link
-    from edge.protocol.receiver import Receiver, link_chunks, run_listen
-    from edge.protocol.sink import ProtocolSink
-    from edge.sinks import RecentFrames
-    from export.bundle import read_manifest
+    from xenoedge.devices.open_camera import camera_from_spec
+    from xenoedge.edge.config import load_config
+    from xenoedge.edge.daemon import run_daemon
+    from xenoedge.edge.links import open_link
+    from xenoedge.edge.protocol.receiver import Receiver, link_chunks, run_listen
+    from xenoedge.edge.protocol.sink import ProtocolSink
+    from xenoedge.edge.sinks import RecentFrames
+    from xenoedge.export.bundle import read_manifest
+
+    from xenoedge.sensors import get_sensor
 
     bundle_path, camera = _bundle_and_camera(bundle, None)
     config = load_config(

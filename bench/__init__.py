@@ -1,0 +1,4 @@
+"""edge-bench: latency, throughput and accuracy of bundle targets and of the whole daemon
+pipeline, reported like OpenVINO's benchmark_app and trtexec (docs/bench.md).
+``xenoedge.bench.main`` is the entry point; ``common`` holds what the others share and imports
+none of them."""
