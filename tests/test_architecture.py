@@ -74,3 +74,33 @@ def test_no_module_imports_a_private_name_of_another_module():
                     if private:
                         offenders.append(f"{path.relative_to(REPO)}: from {node.module} import {', '.join(private)}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_wheel_installs_only_xenoedge_and_imports_from_another_folder(tmp_path):
+    """The built wheel claims no generic top-level name and works without the source tree."""
+    import zipfile
+
+    wheel_dir = tmp_path / "wheel"
+    # built as pip builds it for users: in an isolated environment with the build-system requirements
+    command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheel_dir)]
+    build = subprocess.run([*command, str(REPO)], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = wheel_dir.glob("xenoedge-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        archive.extractall(tmp_path / "site")
+    assert {n.split("/")[0] for n in names} == {
+        "xenoedge",
+        wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info",
+    }
+    assert "xenoedge/edge/default_bundles/surgical.xeb" in names
+    code = (
+        "import xenoedge.edge.engines as engines, xenoedge.cli.main\n"
+        "from xenoedge.edge.builtin_bundles import default_bundle\n"
+        "assert default_bundle('crop').is_file()\n"
+        "print(engines.__file__)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    result = subprocess.run([sys.executable, "-c", code], cwd="/", env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().startswith(str(tmp_path / "site"))
