@@ -90,11 +90,11 @@ def open_fds() -> int:
 
 
 def fds_back_to(count: int, timeout_s: float = 30.0) -> int:
-    """The open descriptor count once it is back to ``count`` (or at the deadline): the test's own
-    closes are synchronous, but threads of earlier tests in the same process may still be closing
-    theirs on a busy machine."""
+    """The open descriptor count once it is back to ``count`` or below (or at the deadline): a leak
+    leaves more; threads of earlier tests in the same process may still be closing theirs (fewer,
+    or more for a moment) on a busy machine."""
     deadline = time.monotonic() + timeout_s
-    while open_fds() != count and time.monotonic() < deadline:
+    while open_fds() > count and time.monotonic() < deadline:
         time.sleep(0.05)
     return open_fds()
 
@@ -191,7 +191,7 @@ def test_serial_unplug_replug_cycles_reconnect_without_leaking_fds(by_id: Path, 
     assert link.device == pair.name
     link.close()
     pair.unplug()
-    assert fds_back_to(fds_before) == fds_before
+    assert fds_back_to(fds_before) <= fds_before  # nothing leaked
 
 
 def test_concurrent_reader_and_writer_survive_unplug(by_id: Path) -> None:
@@ -243,7 +243,7 @@ def test_concurrent_reader_and_writer_survive_unplug(by_id: Path) -> None:
     assert not errors and bytes(inbound).startswith(b"AB") and inbound.endswith(b"CD")
     link.close()
     pair.unplug()
-    assert fds_back_to(fds_before) == fds_before
+    assert fds_back_to(fds_before) <= fds_before  # nothing leaked
 
 
 def test_serial_read_notices_unplug(by_id: Path, clock: FakeClock) -> None:
@@ -483,7 +483,7 @@ def test_tcp_round_trip_and_server_restart(clock: FakeClock) -> None:
         assert link.stats.reconnects == restart + 1
     link.close()
     server.stop()
-    assert fds_back_to(fds_before) == fds_before
+    assert fds_back_to(fds_before) <= fds_before  # nothing leaked
 
 
 def test_tcp_write_notices_closed_peer(clock: FakeClock) -> None:
