@@ -20,6 +20,7 @@ __all__ = [
     "LATENCY_KEYS",
     "STAGE_KEYS",
     "BenchError",
+    "accuracy_text",
     "bench_console",
     "cpu_seconds",
     "fmt",
@@ -114,3 +115,12 @@ def bench_console():
 
 
 _CONSOLE = None
+
+
+def accuracy_text(result: dict) -> str:
+    """A report row's accuracy for the summary tables: DSC against the truth, else the self-test agreement."""
+    if result.get("dsc_truth") is not None:
+        return f"DSC {result['dsc_truth']:.3f}"
+    if result.get("selftest_agreement") is not None:
+        return f"self-test {result['selftest_agreement']:.3f}"
+    return "-"

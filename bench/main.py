@@ -56,6 +56,7 @@ from xenoedge.bench.common import (
     LATENCY_KEYS,
     STAGE_KEYS,
     BenchError,
+    accuracy_text,
     cpu_seconds,
     fmt,
     rounded,
@@ -980,12 +981,7 @@ def print_summary(report: Mapping, console) -> None:
         table.add_column(col, justify="left" if i < 4 else "right")
     for r in report["results"]:
         eff = (r.get("settings") or {}).get("effective_precision")
-        if r.get("dsc_truth") is not None:
-            acc = f"DSC {r['dsc_truth']:.3f}"
-        elif r.get("selftest_agreement") is not None:
-            acc = f"self-test {r['selftest_agreement']:.3f}"
-        else:
-            acc = "-"
+        acc = accuracy_text(r)
         size = r.get("model_bytes")
         table.add_row(
             r["target"], str(r.get("device")), f"{r.get('precision') or '-'} ({eff or '?'})",

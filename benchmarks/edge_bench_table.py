@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from xenoedge.bench.common import STAGE_KEYS
+from xenoedge.bench.common import STAGE_KEYS, accuracy_text
 from xenoedge.bench.common import fmt as _f
 from xenoedge.bench.main import host_line
 
@@ -28,12 +28,7 @@ def summary(report: dict) -> list[str]:
               "p50 ms | FPS | × baseline |", "|---|---|---|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in report["results"]:
         eff = (r.get("settings") or {}).get("effective_precision") or "?"
-        if r.get("dsc_truth") is not None:
-            acc = f"DSC {r['dsc_truth']:.3f}"
-        elif r.get("selftest_agreement") is not None:
-            acc = f"self-test {r['selftest_agreement']:.3f}"
-        else:
-            acc = "-"
+        acc = accuracy_text(r)
         size = r.get("model_bytes")
         lines.append(
             f"| `{r['target']}`{' (baseline)' if r.get('baseline') else ''} | {r.get('precision') or '-'} ({eff}) | "
