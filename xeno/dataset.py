@@ -16,6 +16,11 @@ in a bounded in-memory LRU cache and, with ``cache_dir``, in ``.npy`` files reop
 Splits go by subject, a subject being a ``(species, subject)`` pair: ``split_by_subject``.
 
 numpy only: torch lives in ``xenoedge.xeno.torch_data``.
+
+Why one file (~800 lines): both layouts, the cube checks on load and the record selection and
+splits share ``ImageRecord`` and the label-set/state name checks, and ``SpectralDataset``'s
+methods call the selection functions; splitting them apart would make an import circle or spread
+one contract over several files.
 """
 
 from __future__ import annotations

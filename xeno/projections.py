@@ -27,6 +27,10 @@ Method, pairing rule and format: docs/projections.md.
 >>> ps = identity_projections(["kidney"], np.linspace(500, 1000, 3))
 >>> ps.apply(np.array([[0.2, 0.3, 0.5]], dtype=np.float32), 0).tolist()
 [[0.20000000298023224, 0.30000001192092896, 0.5]]
+
+Why one file (~750 lines): a projection set's whole life (organ samples, pairing, learning,
+combining, applying, the ``.npz`` format and its checks, the diagnostic plot) shares the
+``ProjectionSet`` invariants (channel count, wavelength range, digest) that each step checks.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ and the probation between two frames); the sink and the systemd notifier; an ``a
 callback that sends a HELLO (built by the control channel); ``xenoedge.edge.daemon.events`` (errors,
 statistics, ``Events`` to the sink). It imports nothing from the model manager or the control
 channel.
+
+Why one file (~650 lines): the frame loop, its capture thread and drop-oldest queue, and the
+link-health counts run on the same frames under the same stop flag; the model manager and the
+control channel, which have their own ideas, are already apart (``models.py``, ``control.py``).
 """
 
 from __future__ import annotations

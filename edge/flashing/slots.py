@@ -17,6 +17,10 @@ keeps failing to serve its first frames. Every durable step is reported to ``on_
 (``"write .state.json.tmp"``, ``"fsync .state.json.tmp"``, ``"rename state.json"``,
 ``"fsync-dir ."``; paths relative to the state folder) so the crash tests can stop the process
 exactly there.
+
+Why one file (~700 lines): every transition of the A/B state (install target, commit, mark-good,
+rollback, recover, rebuild) runs under the same two locks on the same ``state.json``; one class
+keeps that locking protocol private instead of spreading it over modules.
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ the signal handlers), in this order:
 
 A write that fails (disk full) stops the scan: ``ScanOutputError`` after the daemon has
 stopped, the frame being written is lost, the rest is intact and the session resumes.
+
+Why one file (~700 lines): it is the operator's session in the order listed above, one step
+after another on one ``ScanSession``; the step order and its recovery rules are the contract and
+read best in one place (the parts with their own idea live beside it: store, references, GPS).
 """
 
 from __future__ import annotations

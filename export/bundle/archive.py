@@ -10,6 +10,10 @@ to a 10240-byte record. A reader accepts exactly that layout, so changing any by
 bundle is caught: a listed file by its SHA-256, the manifest by the signature, a header,
 padding or trailer byte by the layout check. Only ``manifest.sig`` itself needs a key to
 check (docs/bundles.md).
+
+Why one file (~700 lines): the writer and the reader of one byte-exact format must agree on
+every header, padding and trailer byte; keeping both beside the layout they share is what makes
+the "any changed byte is caught" promise checkable by reading.
 """
 
 from __future__ import annotations
