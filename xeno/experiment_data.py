@@ -1,0 +1,131 @@
+"""The xeno experiment's data: the simulated dataset folders in the work folder and the projection
+files learnt from them (both skipped when already there, so a run resumes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xenoedge.xeno.experiment_protocol import (
+    CROP_SEEN,
+    CROP_TRANSFERRED,
+    DATA_SEED,
+    MALPERFUSION,
+    SCORING_SEED,
+    SPECIES,
+    Log,
+    Preset,
+)
+
+
+def _folder_jobs(preset: Preset, protocol: str) -> dict[str, tuple]:
+    """name -> (domain, species, states, images per subject, pathological probability)."""
+    jobs = {"surgical_physiological": ("surgical", SPECIES, ("physiological",), preset.images_phys, 0.0)}
+    sources = preset.projection_images or preset.images_path
+    for state in MALPERFUSION:
+        # scored on human only; pig and rat images of the state only feed projection learning
+        jobs[f"surgical_{state}"] = ("surgical", ("human",), ("physiological", state), preset.images_path, 1.0)
+        jobs[f"source_{state}"] = ("surgical", ("pig", "rat"), ("physiological", state), sources, 1.0)
+    icg_species = SPECIES if protocol == "legacy" else ("pig", "rat")
+    jobs["surgical_icg"] = ("surgical", icg_species, ("physiological", "icg"), preset.images_path, 1.0)
+    if preset.images_phys_scoring:
+        jobs["surgical_physiological_scoring"] = (
+            "surgical", ("human",), ("physiological",), preset.images_phys_scoring, 0.0, SCORING_SEED,
+        )  # fmt: skip
+    crops = (preset.source_crop, preset.target_crop)
+    jobs["crop_seen"] = ("crop", crops, CROP_SEEN, preset.images_phys, 0.5)
+    for state in CROP_TRANSFERRED:
+        jobs[f"crop_{state}"] = ("crop", crops, ("healthy", state), max(2, preset.images_path // 3), 1.0)
+    return jobs
+
+
+def simulate_folders(work: Path, preset: Preset, protocol: str, log: Log) -> dict[str, Path]:
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+
+    folders = {}
+    for name, (domain, species, states, images, p_path, *seed) in _folder_jobs(preset, protocol).items():
+        folder = work / "data" / name
+        if not (folder / "index.json").is_file():
+            log(f"simulating {name}: {len(species)} species x {preset.subjects} subjects x {images} images")
+            spec = DatasetSpec(
+                domain=domain,
+                species=species,
+                states=states,
+                subjects_per_species=preset.subjects,
+                images_per_subject=images,
+                height=preset.height,
+                width=preset.width,
+                pathological_probability=p_path,
+                seed=seed[0] if seed else DATA_SEED,
+            )
+            write_dataset(folder, spec)
+        folders[name] = folder
+    return folders
+
+
+def learn_projection_file(
+    folders: list[Path],
+    species: str,
+    states: tuple[str, ...],
+    healthy: str,
+    steps: int,
+    out: Path,
+    log: Log,
+    *,
+    organs: tuple[str, ...] | None = None,
+    pairing: str = "same-subject",
+    max_images: int | None = None,
+    max_subjects: int | None = None,
+) -> Path:
+    """Maps healthy -> each state in ``species``; states without any image pair are skipped (logged).
+
+    ``max_images``: per (subject, state), only the first images (by id) enter, as the paper's
+    code learns from a few subjects' images; with ``pairing="all"`` the map count grows as
+    n_phys x n_path.
+    """
+    from xenoedge.xeno.projections import (
+        ProjectionError,
+        combine,
+        learn_projections,
+        organ_samples_from_folder,
+        save_projections,
+    )
+
+    if out.is_file():
+        return out
+    samples, wavelengths = [], None
+    for folder in folders:
+        found, wavelengths = organ_samples_from_folder(folder, species)
+        samples.extend(found)
+    if max_subjects is not None:
+        chosen = sorted({s.subject for s in samples}, key=lambda v: (len(str(v)), str(v)))[:max_subjects]
+        samples = [s for s in samples if s.subject in chosen]
+    if max_images is not None:
+        kept: dict[tuple[str, str], list[str]] = {}
+        for s in sorted(samples, key=lambda s: s.image_id):
+            ids = kept.setdefault((s.subject, s.state), [])
+            if s.image_id not in ids and len(ids) < max_images:
+                ids.append(s.image_id)
+        samples = [s for s in samples if s.image_id in kept[(s.subject, s.state)]]
+    sets = []
+    for state in states:
+        try:
+            sets.append(
+                learn_projections(
+                    samples,
+                    state=state,
+                    physiological=healthy,
+                    source_species=species,
+                    wavelengths_nm=wavelengths,
+                    steps=steps,
+                    organs=organs,
+                    pairing=pairing,
+                    max_partners=None if pairing == "all" else 4,
+                )
+            )
+        except ProjectionError as exc:
+            log(f"{species}: no maps for {state}: {exc}")
+    if not sets:
+        raise ProjectionError(f"{species}: no projection could be learnt for any of {', '.join(states)}")
+    projections = combine(sets)
+    log(f"{species}: {len(projections)} maps for {', '.join(states)} ({pairing} pairing)")
+    return save_projections(out, projections)
