@@ -8,7 +8,8 @@ alternating rounds (medians):
 - ONNX Runtime, the same session fetching ``classes`` + ``confidence`` vs ``classes`` only,
   and whether a Softmax node still runs in the profile when only ``classes`` is fetched;
 - OpenVINO, the compiled model with both outputs vs the model with the ``confidence`` result
-  dropped before compiling (what ``xenoedge.edge.engines`` does when no consumer asks for confidence).
+  dropped before compiling (``openvino_without_outputs``: what ``xenoedge.edge.engines`` does when no
+  consumer asks for confidence).
 
 Prints one JSON object. docs/export.md ("Confidence") quotes a run.
 """
@@ -37,6 +38,7 @@ def main() -> None:
     import onnxruntime as ort
     import openvino as ov
     import torch
+    from xenoedge.export.bundle.runtime import openvino_without_outputs
     from xenoedge.export.onnx_export import export_onnx
     from xenoedge.xeno.models import build_model
 
@@ -60,8 +62,7 @@ def main() -> None:
     full = core.read_model(str(path))
     both_ov = core.compile_model(full, "CPU", cfg)
     pruned = core.read_model(str(path))
-    keep = [r for r in pruned.get_results() if "classes" in r.output(0).get_names()]
-    classes_ov = core.compile_model(ov.Model(keep, pruned.get_parameters(), "classes-only"), "CPU", cfg)
+    classes_ov = core.compile_model(openvino_without_outputs(pruned, ("confidence",)), "CPU", cfg)
     variants = {
         "ort classes+confidence": lambda: session.run(["classes", "confidence"], inputs),
         "ort classes only": lambda: session.run(["classes"], inputs),

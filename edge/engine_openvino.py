@@ -31,6 +31,7 @@ from xenoedge.export.bundle.runtime import (
     CONFIDENCE_OUTPUT,
     effective_precision,
     openvino_config,
+    openvino_without_outputs,
 )
 
 __all__ = ["OpenVinoEngine", "openvino_available", "openvino_devices"]
@@ -99,12 +100,8 @@ class OpenVinoEngine(Engine):
                 if self.variant == "raw":
                     shapes.update({DARK_INPUT: list(self.reference_shape), GAIN_INPUT: list(self.reference_shape)})
                 model.reshape(shapes)
-            results = model.get_results()
-            if not options.confidence and any(
-                CONFIDENCE_OUTPUT in r.output(0).get_names() for r in results
-            ):  # drop the confidence branch (Softmax + ReduceMax at full frame size) before compiling
-                keep = [r for r in results if CONFIDENCE_OUTPUT not in r.output(0).get_names()]
-                model = ov.Model(keep, model.get_parameters(), model.friendly_name)
+            # the confidence branch (Softmax + ReduceMax at full frame size) only when a consumer reads it
+            model = openvino_without_outputs(model, () if options.confidence else (CONFIDENCE_OUTPUT,))
             t0 = time.perf_counter()
             self._compiled = core.compile_model(model, device, config)
             self.load_ms = (time.perf_counter() - t0) * 1e3

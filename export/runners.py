@@ -24,7 +24,8 @@ what the compiled model actually runs at (``xenoedge.export.bundle.runtime.effec
 
 ``outputs``: the graph outputs to compute (None: all). ``("classes",)`` is what the daemon
 computes when no consumer asks for ``confidence``: OpenVINO drops the other results before
-compiling; ONNX Runtime fetches only those.
+compiling (``xenoedge.export.bundle.runtime.openvino_without_outputs``, as the engines do); ONNX
+Runtime fetches only those.
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ class OpenVinoRunner:
         outputs: Sequence[str] | None = None,
     ):
         import openvino as ov
-        from xenoedge.export.bundle.runtime import effective_precision
+        from xenoedge.export.bundle.runtime import effective_precision, openvino_without_outputs
 
         _check_threads(threads)
         if precision_hint is not None and precision_hint not in _PRECISION_HINTS:
@@ -190,9 +191,7 @@ class OpenVinoRunner:
             model = core.read_model(str(self.path))
             names = [result.output(0).get_any_name() for result in model.get_results()]
             keep = _select_outputs(names, outputs, self.path)
-            if len(keep) < len(names):
-                results = [r for r, name in zip(model.get_results(), names, strict=True) if name in keep]
-                model = ov.Model(results, model.get_parameters(), model.friendly_name)
+            model = openvino_without_outputs(model, [name for name in names if name not in keep])
             self._compiled = core.compile_model(model, device, config)
         except ExportError:
             raise

@@ -2,8 +2,9 @@
 
 One definition of how a bundle target is compiled and run, so that what the gate measured is
 what the daemon runs (``xenoedge.export.export`` gates through ``xenoedge.export.runners``; the daemon runs
-``xenoedge.edge.engines``; both take their settings from here). Standard library only: the device
-imports this module, and ``export/`` must not import ``edge/``.
+``xenoedge.edge.engines``; both take their settings from here). Standard library only at import
+time (``openvino_without_outputs`` imports openvino when it drops a result): the device imports
+this module, and ``export/`` must not import ``edge/``.
 
 OpenVINO precision (the ``"auto"`` hint, the engines' default): an fp32 target on CPU is
 compiled with ``INFERENCE_PRECISION_HINT=f32`` (the CPU plugin would otherwise infer in bf16 on
@@ -14,13 +15,14 @@ compiled model actually uses; the export records it per target in the manifest
 
 Outputs: the graphs have ``classes`` and ``confidence``. Engines ask only for what a consumer
 needs (``outputs_needed``): ``confidence`` costs a full-frame Softmax + ReduceMax that the
-serial sink never sends; OpenVINO drops that branch from the compiled model, ONNX Runtime is
-given only ``classes`` to fetch (docs/export.md, "Confidence").
+serial sink never sends; OpenVINO drops that branch from the model before compiling it
+(``openvino_without_outputs``, for the engines and the runners alike), ONNX Runtime is given only
+``classes`` to fetch (docs/export.md, "Confidence").
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 __all__ = [
     "CLASSES_OUTPUT",
@@ -31,6 +33,7 @@ __all__ = [
     "effective_precision",
     "openvino_config",
     "openvino_precision_hint",
+    "openvino_without_outputs",
     "ort_thread_settings",
     "outputs_needed",
     "target_rank",
@@ -135,6 +138,22 @@ def outputs_needed(available: set[str] | frozenset[str], confidence: bool) -> li
     if confidence and CONFIDENCE_OUTPUT in available:
         wanted.append(CONFIDENCE_OUTPUT)
     return wanted
+
+
+def openvino_without_outputs(model, drop: Collection[str]):
+    """``model`` (an ``openvino.Model``) without the results named in ``drop``, to compile.
+
+    A result goes when any of its tensor names is in ``drop``; its branch (for ``confidence``: a
+    full-frame Softmax + ReduceMax) is then not compiled. Returns ``model`` itself when no result
+    is named; openvino is imported only to build the smaller model.
+    """
+    results = model.get_results()
+    keep = [result for result in results if not set(result.output(0).get_names()) & set(drop)]
+    if len(keep) == len(results):
+        return model
+    import openvino as ov
+
+    return ov.Model(keep, model.get_parameters(), model.friendly_name)
 
 
 def effective_precision(runtime: str, handle: object) -> str:
