@@ -1,7 +1,7 @@
 """What every part of ``edge-bench`` shares: its error, the run length, CPU time and latency statistics.
 
-``xenoedge.bench.main`` (the command), ``xenoedge.bench.inputs``, ``xenoedge.bench.offline`` and
-``xenoedge.bench.pipeline`` import these from here; this module imports none of them, so the
+``xenoedge.bench.main`` (the command), ``configs``, ``measure``, ``report``, ``inputs``, ``offline``
+and ``pipeline`` import these from here; this module imports none of them, so the
 bench modules form no import circle.
 """
 

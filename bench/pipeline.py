@@ -243,7 +243,7 @@ class PtyReader:
 
 
 def stage_summary(values_ns) -> dict | None:
-    """{median, p95, mean} in ms of per-mask durations (ns) (``xenoedge.bench.main.latency_stats``); None when empty."""
+    """{median, p95, mean} in ms of per-mask durations (ns) (``common.latency_stats``); None when empty."""
     if not len(values_ns):
         return None
     stats = latency_stats(values_ns, 50)

@@ -1,5 +1,7 @@
-"""What a configuration ran with, for ``edge-bench`` reports: the CPU, the model files, the operator profile.
+"""What a configuration ran with, for ``edge-bench`` reports: host and CPU, model files, operator profile.
 
+- ``host_info()``: the machine for a report's ``host``: platform, CPU (``cpu_info``, and OpenVINO's view of
+  it), core count and affinity, Python, runtime versions, the thread variables of the environment.
 - ``cpu_info()``: the CPU model and the ISA extensions that decide which kernels the runtimes
   pick (from ``/proc/cpuinfo`` on Linux: AVX2, AVX-512, VNNI, BF16, AMX, ...). OpenVINO runs
   INT8 and BF16 kernels only where the CPU has them: the same bundle runs at different speeds and
@@ -15,11 +17,20 @@ Imports no runtime at module level (OpenVINO is asked lazily in ``openvino_cpu``
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["ARM_ISA_FLAGS", "ISA_FLAGS", "cpu_info", "model_files", "openvino_cpu", "profile_by_type"]
+__all__ = [
+    "ARM_ISA_FLAGS",
+    "ISA_FLAGS",
+    "cpu_info",
+    "host_info",
+    "model_files",
+    "openvino_cpu",
+    "profile_by_type",
+]
 
 #: ``/proc/cpuinfo`` flags that change what the runtimes run (kernel choice, INT8/BF16/FP16 support).
 ISA_FLAGS = (
@@ -142,3 +153,30 @@ def profile_by_type(ops: Iterable, frames: int | Sequence[int] = 1) -> list[dict
     ]
     rows.sort(key=lambda r: -r["ms_per_frame"])
     return rows
+
+
+def host_info() -> dict:
+    """The report's ``host``: platform, machine, processor, ``cpu`` (``cpu_info()``), ``openvino_cpu``, cpu_count,
+    cpu_affinity, python, ``versions`` of onnxruntime/openvino/numpy/torch (None: not installed), ``env``
+    (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS when set)."""
+    from importlib import metadata
+
+    versions = {}
+    for pkg in ("onnxruntime", "openvino", "numpy", "torch"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    cpu = cpu_info()
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": cpu["model"] or platform.processor() or None,
+        "cpu": cpu,
+        "openvino_cpu": openvino_cpu() if versions.get("openvino") else None,
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": platform.python_version(),
+        "versions": versions,
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS") if k in os.environ},
+    }

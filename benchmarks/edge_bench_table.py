@@ -18,7 +18,7 @@ from pathlib import Path
 
 from xenoedge.bench.common import STAGE_KEYS, accuracy_text
 from xenoedge.bench.common import fmt as _f
-from xenoedge.bench.main import host_line
+from xenoedge.bench.report import host_line
 
 
 def summary(report: dict) -> list[str]:

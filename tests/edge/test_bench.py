@@ -14,8 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from xenoedge.bench import main as bench
-from xenoedge.bench.main import CSV_COLUMNS, SCHEMA_VERSION, BenchError, BenchSettings, main, run_bench
+from xenoedge.bench import measure
+from xenoedge.bench.common import BenchError
+from xenoedge.bench.configs import BenchSettings
+from xenoedge.bench.main import SCHEMA_VERSION, main, run_bench
+from xenoedge.bench.report import CSV_COLUMNS, write_plot
 from xenoedge.edge.engines import ENGINES, EngineKind
 
 pytest.importorskip("onnxruntime")
@@ -119,8 +122,8 @@ def test_compare_mode_torch_baseline_alternating_with_accuracy_and_plot(monkeypa
     pytest.importorskip("torch")
     pytest.importorskip("openvino")
     order = []
-    real = bench._run_chunk
-    monkeypatch.setattr(bench, "_run_chunk", lambda cfg, n, ns: (order.append(cfg.target), real(cfg, n, ns)))
+    real = measure._run_chunk
+    monkeypatch.setattr(measure, "_run_chunk", lambda cfg, n, ns: (order.append(cfg.target), real(cfg, n, ns)))
     lat: dict = {}
     settings = BenchSettings("crop", backend="all", niter=3, warmup=1, rounds=3, dataset=str(crop_dataset),
                              dataset_frames=2)  # fmt: skip
@@ -144,7 +147,7 @@ def test_compare_mode_torch_baseline_alternating_with_accuracy_and_plot(monkeypa
     assert torch_r["dsc_reference"] == 1.0 and torch_r["agreement_reference"] == 1.0
     assert report["input"]["dataset"]["frames"] == 2
     out = tmp_path / "lat.png"
-    assert bench.write_plot(report, out, lat) is None
+    assert write_plot(report, out, lat) is None
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -216,7 +219,8 @@ def test_torch_not_installed_is_skipped_with_a_note_never_a_crash():
         "        if name.split('.')[0] in {'torch', 'onnx', 'nncf', 'onnxslim'}:\n"
         "            raise ImportError('no ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from xenoedge.bench.main import run_bench, BenchSettings\n"
+        "from xenoedge.bench.configs import BenchSettings\n"
+        "from xenoedge.bench.main import run_bench\n"
         "import xenoedge.bench.inputs, xenoedge.bench.offline, xenoedge.bench.pipeline, xenoedge.bench.torch_baseline\n"
         f"for precision in {precisions!r}:\n"
         "    r = run_bench(BenchSettings('crop', backend='all', precision=precision, niter=2, warmup=0, rounds=1))\n"
@@ -422,8 +426,8 @@ def test_compare_measures_an_earlier_bundle_in_the_same_rounds_on_the_same_frame
     """--compare: the previous default (kept in benchmarks/baselines) joins the alternating rounds."""
     baseline = BASELINE_CROP
     order = []
-    real = bench._run_chunk
-    monkeypatch.setattr(bench, "_run_chunk", lambda cfg, n, ns: (order.append(cfg.target), real(cfg, n, ns)))
+    real = measure._run_chunk
+    monkeypatch.setattr(measure, "_run_chunk", lambda cfg, n, ns: (order.append(cfg.target), real(cfg, n, ns)))
     settings = BenchSettings("crop", backend="ort,openvino", niter=2, warmup=1, rounds=2, compare=str(baseline))
     report = run_bench(settings)
     names = [r["target"] for r in report["results"]]

@@ -9,7 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
-from xenoedge.bench.main import BenchSettings, gate_results, main, run_bench
+from xenoedge.bench.configs import BenchSettings
+from xenoedge.bench.main import main, run_bench
+from xenoedge.bench.measure import gate_results
 from xenoedge.bench.settings import cpu_info, model_files, profile_by_type
 
 pytest.importorskip("onnxruntime")
