@@ -1,11 +1,11 @@
 """`xenoedge export` end to end: shipped model -> gated artifacts -> signed bundle -> verify and self-test."""
 
-import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from export_fixtures import absent_classes, write_crop_data, write_surgical_data
 from xenoedge.export.accuracy import AccuracyGateError
 from xenoedge.export.bundle import (
     extract_bundle,
@@ -18,42 +18,15 @@ from xenoedge.export.bundle import (
 from xenoedge.export.errors import ExportError
 from xenoedge.export.export import export_checkpoint
 from xenoedge.export.runners import OpenVinoRunner, OrtRunner
-from xenoedge.xeno.dataset import SpectralDataset
 from xenoedge.xeno.default_models import default_model_dir
-from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
-    write_dataset(
-        root / "surgical",
-        # 192 x 256: the default surgical model pools 4x and was trained at the Tivita's 480 x 640 scale; at
-        # 48 x 64 its 12 x 16 working image would be far smaller than anything it has seen
-        DatasetSpec(species=("human",), subjects_per_species=2, images_per_subject=3, height=192, width=256, seed=21),
-    )
-    write_dataset(
-        root / "crop",
-        DatasetSpec(
-            domain="crop",
-            species=("maize",),
-            subjects_per_species=1,
-            images_per_subject=2,
-            sensor="mosaic-5x5-nir",
-            height=48,
-            width=64,
-            seed=21,
-        ),
-    )
+    write_surgical_data(root / "surgical")
+    write_crop_data(root / "crop")
     return root
-
-
-def absent_classes(folder, model_dir) -> tuple[str, ...]:
-    """Foreground classes of the model's label set that no image of the data set holds."""
-    names = [label["name"] for label in json.loads((model_dir / "config.json").read_text())["labels"]]
-    dataset = SpectralDataset.open(folder)
-    present = set().union(*(np.unique(dataset.load(i).labels).tolist() for i in range(len(dataset.records))))
-    return tuple(name for i, name in enumerate(names) if i and i not in present)
 
 
 def test_export_fails_a_class_without_validation_support_naming_it(data, tmp_path):

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from export_fixtures import write_crop_data
 from xenoedge.export.errors import ExportError
 from xenoedge.export.export import export_checkpoint
 from xenoedge.export.targets import check_artifact_for_target, get_target
@@ -112,22 +113,8 @@ def test_npu_int8_export_quantises_for_the_npu(tmp_path, monkeypatch):
     import xenoedge.export.openvino_export as ov_export
     from xenoedge.export.openvino_export import ir_metadata
     from xenoedge.xeno.default_models import default_model_dir
-    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
-    data = tmp_path / "crop"
-    write_dataset(
-        data,
-        DatasetSpec(
-            domain="crop",
-            species=("maize",),
-            subjects_per_species=1,
-            images_per_subject=1,
-            sensor="mosaic-5x5-nir",
-            height=48,
-            width=64,
-            seed=3,
-        ),
-    )
+    data = write_crop_data(tmp_path / "crop", images_per_subject=1, seed=3)
     seen = []
     original = ov_export.quantize_ir_int8
 

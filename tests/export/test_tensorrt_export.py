@@ -17,44 +17,22 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 
+from export_fixtures import absent_classes, write_crop_data  # noqa: E402
 from xenoedge.export.bundle import extract_bundle, verify_bundle  # noqa: E402
 from xenoedge.export.export import export_checkpoint, frames_from_data, sensor_for  # noqa: E402
 from xenoedge.export.onnx_export import POST_NODES, PRE_NODES  # noqa: E402
 from xenoedge.export.quantize import TENSORRT_QUANTIZED_OP_TYPES  # noqa: E402
 from xenoedge.export.runners import OrtRunner  # noqa: E402
 from xenoedge.xeno.default_models import default_model_dir  # noqa: E402
-from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset  # noqa: E402
 
 MAX_DROP = 0.2  # the tiny validation set: the gate's mechanics, not the model's accuracy
 WEIGHTED = set(TENSORRT_QUANTIZED_OP_TYPES)
 
 
-def absent_classes(folder, model_dir) -> tuple[str, ...]:
-    from xenoedge.xeno.dataset import SpectralDataset
-
-    names = [label["name"] for label in json.loads((model_dir / "config.json").read_text())["labels"]]
-    dataset = SpectralDataset.open(folder)
-    present = set().union(*(np.unique(dataset.load(i).labels).tolist() for i in range(len(dataset.records))))
-    return tuple(name for i, name in enumerate(names) if i and i not in present)
-
-
 @pytest.fixture(scope="module")
 def jetson(tmp_path_factory):
     root = tmp_path_factory.mktemp("jetson")
-    data = root / "crop"
-    write_dataset(
-        data,
-        DatasetSpec(
-            domain="crop",
-            species=("maize",),
-            subjects_per_species=1,
-            images_per_subject=2,
-            sensor="mosaic-5x5-nir",
-            height=48,
-            width=64,
-            seed=21,
-        ),
-    )
+    data = write_crop_data(root / "crop")
     model_dir = default_model_dir("crop")
     messages: list[str] = []
     report = export_checkpoint(
