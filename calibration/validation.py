@@ -37,9 +37,10 @@ from typing import Any
 
 import numpy as np
 from xenoedge.calibration.capture import ReferenceCapture
+from xenoedge.calibration.references import References
 
 from xenoedge.errors import CalibrationError, ReferenceValidationError
-from xenoedge.sensors import SensorProfile
+from xenoedge.sensors import SENSORS, SensorProfile, get_sensor
 
 #: How many failing bands a check's detail names before it says "and N more".
 MAX_BANDS_LISTED = 30
@@ -370,3 +371,12 @@ def defect_map(
     band_median = np.median(signal3.reshape(-1, signal3.shape[-1]), axis=0)
     dead = (signal3 < dead_fraction * band_median).any(axis=-1)
     return np.broadcast_to(hot, (h, w)) | np.broadcast_to(dead, (h, w))
+
+
+def references_defect_map(refs: References, sensor: SensorProfile | None = None) -> np.ndarray | None:
+    """``defect_map`` of complete ``refs`` on the cube of ``sensor``, or of the table's sensor that
+    ``refs`` name; None when neither is known (references of a custom sensor)."""
+    if sensor is None and refs.sensor_signature.split(":")[0] not in SENSORS:
+        return None
+    cube_shape = (sensor or get_sensor(refs.sensor)).cube_shape
+    return defect_map(refs.dark, refs.white, cube_shape)

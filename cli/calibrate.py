@@ -32,11 +32,7 @@ from xenoedge.cli.common import (
     wide_table,
 )
 
-from xenoedge.errors import CalibrationError
-
 app = typer.Typer(help="White/dark references: capture, check, import, apply.", no_args_is_help=True)
-
-BIT_DEPTHS = (8, 10, 12, 14, 16)
 
 
 def _print_report(report) -> None:
@@ -50,38 +46,28 @@ def _print_report(report) -> None:
 
 
 def _capture(kind: str, camera: str, sensor: str, frames: int, out: Path, exposure: float, seed: int) -> None:
-    from xenoedge.calibration.capture import capture_reference
-    from xenoedge.calibration.store import load_references, merge_reference, save_references
-    from xenoedge.calibration.validation import validate_dark, validate_white
+    from xenoedge.calibration.reference_update import capture_reference_update, references_to_update
+    from xenoedge.calibration.store import save_references
     from xenoedge.devices.open_camera import camera_from_spec
 
     from xenoedge.sensors import get_sensor
 
     cam = camera_from_spec(camera, get_sensor(sensor), seed=seed, exposure_ms=exposure)
-    profile = cam.sensor  # the camera string may name a window of the sensor (size=HxW)
-    existing = None
-    if out.exists():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # age/exposure of the old file do not matter here
-            existing = load_references(out, camera_id=cam.camera_id, sensor=profile)
-    if kind == "white" and (existing is None or existing.dark is None):
-        raise CalibrationError(f"{out}: capture the dark reference first (xenoedge calibrate dark ... --out {out})")
+    existing = references_to_update(out, kind, cam.camera_id, cam.sensor)  # sensor: maybe a window (size=HxW)
     with cam, progress_bar() as bar:
         task = bar.add_task(f"{kind} reference from {cam.camera_id}", total=frames)
-        capture = capture_reference(cam, kind, frames, progress=lambda done, _t: bar.update(task, completed=done))
-    if capture.fallback:
+        update = capture_reference_update(
+            cam, kind, frames, existing, progress=lambda done, _t: bar.update(task, completed=done)
+        )
+    if update.capture.fallback:
         console.print(f"note: {cam.camera_id} cannot capture a {kind} reference itself; frames were read as they came")
-    report = (
-        validate_dark(capture, profile) if kind == "dark" else validate_white(capture, existing.dark, profile)  # type: ignore[union-attr]
-    )
-    _print_report(report)
-    if not report.ok:
+    _print_report(update.report)
+    if update.references is None:
         console.print(f"[red]{kind} reference rejected; {out} left unchanged[/red]")
         raise typer.Exit(1)
-    refs = merge_reference(existing, kind, capture, cam.camera_id, profile, stats={"validation": report.to_dict()})
-    save_references(out, refs)
-    console.print(f"{kind} reference of {cam.camera_id} ({capture.n_frames} frames) stored in {out}")
-    if kind == "dark" and refs.white is not None:
+    save_references(out, update.references)
+    console.print(f"{kind} reference of {cam.camera_id} ({update.capture.n_frames} frames) stored in {out}")
+    if kind == "dark" and update.references.white is not None:
         console.print("note: the stored white reference was kept; capture it again if the light or exposure changed")
 
 
@@ -136,7 +122,7 @@ def check(
 ) -> None:
     """Verify a references file (checksum, values, camera, sensor, age, exposure) and summarise it."""
     from xenoedge.calibration.store import load_references
-    from xenoedge.calibration.validation import defect_map
+    from xenoedge.calibration.validation import references_defect_map
 
     from xenoedge.sensors import get_sensor
 
@@ -177,17 +163,10 @@ def check(
     if not loaded.complete:
         console.print("[red]incomplete: capture the missing reference before use[/red]")
         raise typer.Exit(1)
-    if profile is not None or loaded.sensor_signature.split(":")[0] in _known_sensors():
-        cube_shape = (profile or get_sensor(loaded.sensor)).cube_shape
-        defects = defect_map(loaded.dark, loaded.white, cube_shape)
+    defects = references_defect_map(loaded, profile)
+    if defects is not None:
         console.print(f"defective (hot or dead) pixels: {int(defects.sum())} of {defects.size}")
     console.print("[green]references verified[/green]")
-
-
-def _known_sensors() -> set[str]:
-    from xenoedge.sensors import SENSORS
-
-    return set(SENSORS)
 
 
 @app.command("import")
@@ -204,6 +183,7 @@ def import_references(
 ) -> None:
     """Import existing references: a Tivita DarkPattern or a Specim capture's DARKREF/WHITEREF."""
     from xenoedge.calibration.importers import references_from_dark_pattern, references_from_specim
+    from xenoedge.calibration.inferred_sensor import specim_sensor
     from xenoedge.calibration.store import save_references
     from xenoedge.devices.formats import read_dark_pattern, read_specim_capture
 
@@ -215,43 +195,13 @@ def import_references(
         refs = references_from_dark_pattern(read_dark_pattern(dark_pattern), get_sensor(sensor), camera_id)
     else:
         capture = read_specim_capture(specim)
-        profile = _specim_sensor(capture)
+        profile = specim_sensor(capture.name, capture.cube, capture.dark, capture.white, capture.wavelengths_nm)
         refs = references_from_specim(
             capture.dark, capture.white, profile, camera_id, wavelengths_nm=capture.wavelengths_nm
         )
     save_references(out, refs)
     have = " and ".join(k for k in ("dark", "white") if getattr(refs, k) is not None)
     console.print(f"imported {have} reference(s) for {camera_id} into {out}")
-
-
-def _bit_depth(*arrays: np.ndarray) -> int:
-    top = max(float(np.max(a)) for a in arrays)
-    for bits in BIT_DEPTHS:
-        if top <= (1 << bits) - 1:
-            return bits
-    raise CalibrationError(f"counts up to {top:g} exceed 16 bits")
-
-
-def _specim_sensor(capture):
-    from xenoedge.sensors import custom_sensor
-
-    lines, width, _ = capture.cube.shape
-    return custom_sensor(
-        f"envi-{capture.name}",
-        capture.wavelengths_nm,
-        lines,
-        width,
-        _bit_depth(capture.cube, capture.dark, capture.white),
-    )
-
-
-def _rgb_and_saturation(reflectance: np.ndarray, saturated: np.ndarray, wavelengths_nm: np.ndarray):
-    from xenoedge.xeno.previews import pseudo_rgb
-
-    rgb = pseudo_rgb(reflectance, wavelengths_nm)
-    grey = rgb.mean(axis=2, keepdims=True).astype(np.uint8).repeat(3, axis=2)
-    grey[saturated] = (255, 0, 0)
-    return rgb, grey
 
 
 @app.command()
@@ -268,81 +218,31 @@ def apply(
     sensor: str = typer.Option(None, help="Sensor profile of a raw cube without wavelengths (.npy)."),
 ) -> None:
     """Raw capture -> reflectance .npz, pseudo-RGB and saturation pictures, and a report."""
-    from xenoedge.calibration.importers import references_from_specim
-    from xenoedge.calibration.reflectance import reflectance_from_raw
-    from xenoedge.calibration.store import load_references
-    from xenoedge.devices.formats import cube_format, read_cube, read_specim_capture, write_cube, write_rgb_png
+    from xenoedge.calibration.calibrated_cube import calibrate_cube
+    from xenoedge.devices.formats import write_cube, write_rgb_png
+    from xenoedge.devices.raw_capture import read_raw_capture
+    from xenoedge.xeno.previews import pseudo_rgb, saturation_picture
 
-    from xenoedge.sensors import get_sensor
-
-    if capture.is_dir():
-        specim = read_specim_capture(capture)
-        name, raw, wavelengths = specim.name, specim.cube, specim.wavelengths_nm
-        profile = _specim_sensor(specim)
-        if refs is None:
-            references = references_from_specim(
-                specim.dark, specim.white, profile, "specim", wavelengths_nm=wavelengths
-            )
-            refs_used = "the capture's own DARKREF/WHITEREF"
-        else:
-            references, refs_used = load_references(refs, require_complete=True), str(refs)
-    else:
-        fmt = cube_format(capture)
-        name = capture.name[: -len(fmt.suffix)]
-        if fmt.name == "tivita":
-            raise CalibrationError(f"{capture}: a Tivita SpecCube already holds reflectance; nothing to calibrate")
-        raw, wavelengths = read_cube(capture)
-        if refs is None:
-            raise CalibrationError(f"{capture}: give --refs (this file carries no references)")
-        references, refs_used = load_references(refs, require_complete=True), str(refs)
-        if wavelengths is None:
-            known = sensor or references.sensor
-            try:
-                wavelengths = get_sensor(known).wavelengths()
-            except KeyError:
-                raise CalibrationError(f"{capture}: no wavelengths in the file; give --sensor") from None
-        profile = None
-    if not np.issubdtype(raw.dtype, np.integer):
-        raise CalibrationError(f"{capture}: holds {raw.dtype} values, not raw counts (already reflectance?)")
-    if raw.min() < 0:
-        raise CalibrationError(f"{capture}: negative raw counts (min {raw.min()})")
-    for kind in ("dark", "white"):
-        ref = getattr(references, kind)
-        try:
-            np.broadcast_shapes(ref.shape, raw.shape)
-        except ValueError:
-            raise CalibrationError(
-                f"{kind} reference of shape {ref.shape} ({refs_used}) does not fit {capture} of shape {raw.shape}"
-            ) from None
-    saturation_counts = (profile or _profile_for(references.sensor, raw)).saturation_counts
-    reflectance = reflectance_from_raw(raw, references.dark, references.white)
-    saturated = (raw >= saturation_counts).any(axis=2)
-    out.mkdir(parents=True, exist_ok=True)
-    cube_path = write_cube(out / f"{name}_reflectance.npz", reflectance, np.asarray(wavelengths, dtype=np.float32))
-    rgb, sat_picture = _rgb_and_saturation(reflectance, saturated, wavelengths)
-    write_rgb_png(out / f"{name}_rgb.png", rgb)
-    write_rgb_png(out / f"{name}_saturation.png", sat_picture)
-    report = {
-        "capture": str(capture),
-        "references": refs_used,
-        "shape": list(reflectance.shape),
-        "saturation_counts": int(saturation_counts),
-        "saturated_pixel_fraction": float(saturated.mean()),
-        "reflectance_median": float(np.median(reflectance)),
-        "reflectance_above_1_fraction": float((reflectance > 1).mean()),
-        "outputs": [cube_path.name, f"{name}_rgb.png", f"{name}_saturation.png"],
-    }
-    (out / f"{name}_report.json").write_text(json.dumps(report, indent=2))
-    console.print(
-        f"{name}: {reflectance.shape[0]}x{reflectance.shape[1]}x{reflectance.shape[2]} reflectance, "
-        f"{100 * report['saturated_pixel_fraction']:.2f}% pixels saturated -> {out}"
+    loaded = read_raw_capture(capture, references_file=refs, sensor=sensor)
+    name, wavelengths = loaded.name, loaded.wavelengths_nm
+    result = calibrate_cube(
+        loaded.raw,
+        loaded.references,
+        sensor=loaded.sensor,
+        what=str(capture),
+        references_source=loaded.references_source,
     )
-
-
-def _profile_for(sensor_name: str, raw: np.ndarray):
-    from xenoedge.sensors import SENSORS, custom_sensor
-
-    if sensor_name in SENSORS:
-        return SENSORS[sensor_name]
-    h, w, _ = raw.shape
-    return custom_sensor(sensor_name, np.arange(raw.shape[2], dtype=float), h, w, _bit_depth(raw))
+    out.mkdir(parents=True, exist_ok=True)
+    cube_path = write_cube(
+        out / f"{name}_reflectance.npz", result.reflectance, np.asarray(wavelengths, dtype=np.float32)
+    )
+    rgb = pseudo_rgb(result.reflectance, wavelengths)
+    write_rgb_png(out / f"{name}_rgb.png", rgb)
+    write_rgb_png(out / f"{name}_saturation.png", saturation_picture(rgb, result.saturated))
+    outputs = [cube_path.name, f"{name}_rgb.png", f"{name}_saturation.png"]
+    report = result.report(str(capture), loaded.references_source, outputs)
+    (out / f"{name}_report.json").write_text(json.dumps(report, indent=2))
+    shape = "x".join(map(str, result.reflectance.shape))
+    console.print(
+        f"{name}: {shape} reflectance, {100 * report['saturated_pixel_fraction']:.2f}% pixels saturated -> {out}"
+    )

@@ -100,18 +100,11 @@ def evaluate(
 ) -> None:
     """DSC per class, species and state; confusion matrix; truth-vs-prediction pictures."""
     from xenoedge.xeno.checkpoint import load_model
-    from xenoedge.xeno.dataset import SpectralDataset
-    from xenoedge.xeno.evaluate import evaluate_model, write_evaluation
-
-    from xenoedge.sensors import get_sensor
+    from xenoedge.xeno.evaluate import checkpoint_dataset, evaluate_model, held_out_indices, write_evaluation
 
     model, config = load_model(checkpoint)
-    dataset = SpectralDataset.open(data, sensor=get_sensor(config["sensor"]) if config.get("sensor") else None)
-    used = set(config["split"]["train"]) | set(config["split"]["val"]) if exclude_training else set()
-    wanted = split_csv(species)
-    indices = [
-        i for i, r in enumerate(dataset.records) if r.image_id not in used and (wanted is None or r.species in wanted)
-    ]
+    dataset = checkpoint_dataset(data, config)
+    indices = held_out_indices(dataset.records, config, species=split_csv(species), exclude_training=exclude_training)
     if not indices:
         raise typer.BadParameter("no images left to evaluate (all used in training, or none of those species)")
     result = evaluate_model(model, dataset, indices, pictures=out / "pictures")
@@ -194,15 +187,15 @@ def export(
     """Checkpoint -> ONNX/OpenVINO artifacts -> accuracy gate -> one (signed) bundle."""
     import logging
 
-    from xenoedge.xeno.default_models import RECIPES, default_model_dir
+    from xenoedge.xeno.default_models import checkpoint_or_default
 
-    if str(checkpoint) not in RECIPES:
+    folder, default_name = checkpoint_or_default(checkpoint)
+    if default_name is None:
         check_input_folder(checkpoint, "checkpoint folder")
     from xenoedge.export.export import export_checkpoint
 
     logging.getLogger("nncf").setLevel(logging.WARNING)
 
-    folder = default_model_dir(str(checkpoint)) if str(checkpoint) in RECIPES else checkpoint
     size = None
     if shape:
         try:
@@ -222,7 +215,7 @@ def export(
         dynamic=dynamic,
         method=method,
         keep_float=split_csv(keep_float) or (),
-        name=name or (str(checkpoint) if str(checkpoint) in RECIPES else None),
+        name=name or default_name,
         version=version,
         quant_report=quant_report,
         log=lambda message: console.print(f"[dim]{message}[/dim]"),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from importlib import resources
@@ -85,6 +86,22 @@ def default_model_dir(name: str) -> Path:
     if name not in RECIPES:
         raise UnknownNameError("default model", name, sorted(RECIPES))
     return Path(str(resources.files("xenoedge.xeno").joinpath("default_models", name)))
+
+
+def checkpoint_or_default(checkpoint: str | os.PathLike) -> tuple[Path, str | None]:
+    """``(folder, name)`` of a checkpoint given as a folder or as a default model's name (a name in
+    ``RECIPES`` wins over a folder of that name): ``(default_model_dir(name), name)`` or
+    ``(Path(checkpoint), None)``.
+
+    >>> checkpoint_or_default("runs/a") == (Path("runs/a"), None)
+    True
+    >>> checkpoint_or_default("crop")[1]
+    'crop'
+    """
+    name = str(checkpoint)
+    if name in RECIPES:
+        return default_model_dir(name), name
+    return Path(checkpoint), None
 
 
 def build(recipe: Recipe, work: Path, out: Path, log=print, *, reference: bool = False) -> dict:

@@ -9,8 +9,10 @@ the non-background classes, as the xeno-learning paper reports organ DSC.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections import defaultdict
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,6 +282,26 @@ def subject_bootstrap(
         out["low"], out["high"] = (float(v) for v in np.percentile(boots, [tail, 100 - tail]))
     out["n"] = round(min(counts))
     return out
+
+
+def checkpoint_dataset(data: str | os.PathLike, config: dict):
+    """The data set folder ``data`` opened as a checkpoint of ``config`` (its ``config.json``) sees
+    it: resampled to the checkpoint's sensor when it names one (a ``SpectralDataset``)."""
+    from xenoedge.xeno.dataset import SpectralDataset
+
+    from xenoedge.sensors import get_sensor
+
+    return SpectralDataset.open(data, sensor=get_sensor(config["sensor"]) if config.get("sensor") else None)
+
+
+def held_out_indices(
+    records: Sequence, config: dict, *, species: Collection[str] | None = None, exclude_training: bool = True
+) -> list[int]:
+    """Indices of ``records`` (``ImageRecord``s) to evaluate a checkpoint of ``config`` on: only
+    ``species`` (all when None), and with ``exclude_training`` none of the images of its train and
+    val split."""
+    used = set(config["split"]["train"]) | set(config["split"]["val"]) if exclude_training else set()
+    return [i for i, r in enumerate(records) if r.image_id not in used and (species is None or r.species in species)]
 
 
 def evaluate_model(model, dataset, indices: list[int], *, pictures: Path | None = None, max_pictures: int = 8):

@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from xenoedge.calibration.capture import capture_reference
+from xenoedge.calibration.reference_update import merge_validated, validate_capture
 from xenoedge.calibration.references import References
-from xenoedge.calibration.store import ReferenceWarning, load_references, merge_reference, save_references
-from xenoedge.calibration.validation import ValidationReport, validate_dark, validate_white
+from xenoedge.calibration.store import ReferenceWarning, load_references, save_references
+from xenoedge.calibration.validation import ValidationReport
 from xenoedge.edge.scan.errors import ScanCalibrationError
 from xenoedge.edge.scan.store import SessionStore, output_error
 
@@ -113,9 +114,9 @@ def capture_field_references(
         if not confirm(prompt):
             raise ScanCalibrationError("white-tile step abandoned: the input ended", ["abandoned"])
         capture = capture_reference(camera, kind, n_frames, clock=clock)
-        report = validate_dark(capture, sensor) if kind == "dark" else validate_white(capture, refs.dark, sensor)
+        report = validate_capture(capture, refs, sensor)
         reports.append(report)
-        refs = merge_reference(refs, kind, capture, camera.camera_id, sensor, stats={"validation": report.to_dict()})
+        refs = merge_validated(refs, capture, report, camera.camera_id, sensor)
     return refs, reports  # type: ignore[return-value]
 
 
