@@ -37,6 +37,15 @@ def wait_for(condition, what: str, timeout_s: float = WAIT_S) -> None:
         time.sleep(0.01)
 
 
+def read_within(fd: int, size: int, timeout_s: float = WAIT_S) -> bytes:
+    """``os.read`` that fails after ``timeout_s`` instead of blocking forever on a silent pty."""
+    import select
+
+    ready, _, _ = select.select([fd], [], [], timeout_s)
+    assert ready, f"nothing to read after {timeout_s} s"
+    return os.read(fd, size)
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -235,7 +244,7 @@ def test_200_close_reopen_cycles_leak_no_descriptor_or_thread(tmp_path):
         by_id.symlink_to(os.ttyname(slave))
         with open_link(f"serial:{by_id}@921600") as link:
             assert link.write(b"hello\x00") and link.state == UP
-        assert os.read(master, 16) == b"hello\x00"
+        assert read_within(master, 16) == b"hello\x00"
         os.close(slave)
         os.close(master)
         by_id.unlink()
@@ -248,7 +257,7 @@ def test_200_close_reopen_cycles_leak_no_descriptor_or_thread(tmp_path):
         by_id.symlink_to(os.ttyname(slave))
         os.close(slave)
         assert link.write(b"x", keep=False), cycle
-        assert os.read(master, 1) == b"x"
+        assert read_within(master, 1) == b"x"
         os.close(master)
         by_id.unlink()
         assert link.write(b"y", keep=False) is False and link.state == DOWN
@@ -267,14 +276,16 @@ def test_systemd_status_says_the_link_is_down_while_the_watchdog_keeps_coming(cr
     notify_path = str(tmp_path / "notify.sock")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(notify_path)
-    server.settimeout(0.2)
+    server.setblocking(False)
     received: list[str] = []
 
     def drain() -> list[str]:
+        """What is queued now. (A blocking read with a timeout never returned on a machine where
+        STATUS and WATCHDOG datagrams kept coming closer together than the timeout: CI hung here.)"""
         while True:
             try:
                 received.append(server.recv(65536).decode())
-            except (TimeoutError, BlockingIOError):
+            except BlockingIOError:
                 return received
 
     notifier = SdNotifier.from_environ({"NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "200000"})

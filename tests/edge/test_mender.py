@@ -297,11 +297,13 @@ def _wait_until_unlocked(lock: Path) -> None:
     import fcntl
 
     fd = os.open(lock, os.O_RDWR)
+    deadline = time.monotonic() + 120  # generous: only a process that never lets go reaches it
     try:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                assert time.monotonic() < deadline, f"{lock} still held after 120 s"
                 time.sleep(0.05)
                 continue
             fcntl.flock(fd, fcntl.LOCK_UN)
