@@ -99,11 +99,15 @@ class ReferenceCapture:
 
 
 class FrameAccumulator:
-    """Running float64 sums of frames of one shape: mean, temporal noise, per-frame figures.
+    """Running sums of frames of one shape: mean, temporal noise, per-frame figures.
 
     ``add(cube, what)`` takes an (h, w, C) array of counts; ``what`` names the frame in
-    errors. Frames are added in blocks of lines through a small float64 scratch buffer, so
-    memory is the two cube-sized sums (2 x 8 bytes per value) and no per-frame copy.
+    errors. The sums are of each frame's difference from the first frame (the shifted-data
+    form of the variance: no cancellation between two large sums, so float32 is enough), so
+    memory is three cube-sized float32 arrays (first frame, sum, sum of squares; ~370 MB for
+    a Tivita cube, where two float64 sums plus the float32 results were ~740 MB at the peak).
+    Frames go through a small float64 scratch buffer in blocks of lines, with no per-frame
+    copy. ``result()`` turns the arrays into the mean and noise in place: call it once.
     """
 
     block_values = 1 << 20  # float64 values per scratch block (8 MiB)
@@ -111,30 +115,41 @@ class FrameAccumulator:
     def __init__(self, shape: tuple[int, ...], saturation_counts: float):
         self.shape = tuple(shape)
         self.saturation_counts = saturation_counts
-        self._sum = np.zeros(self.shape, dtype=np.float64)
-        self._sum_sq = np.zeros(self.shape, dtype=np.float64)
+        self._first = np.zeros(self.shape, dtype=np.float32)
+        self._sum = np.zeros(self.shape, dtype=np.float32)  # sum over frames of (frame - first)
+        self._sum_sq = np.zeros(self.shape, dtype=np.float32)  # sum over frames of (frame - first)**2
         line_values = int(np.prod(self.shape[1:], dtype=np.int64)) or 1
         self._block_lines = max(1, self.block_values // line_values)
         self._scratch = np.empty((min(self._block_lines, self.shape[0]), *self.shape[1:]), dtype=np.float64)
         self.frame_means: list[float] = []
         self.saturated_fractions: list[float] = []
+        self._done = False
 
     @property
     def n(self) -> int:
         return len(self.frame_means)
 
+    def _blocks(self):
+        for start in range(0, self.shape[0], self._block_lines):
+            yield start, min(start + self._block_lines, self.shape[0])
+
     def add(self, cube: np.ndarray, what: str) -> None:
+        if self._done:
+            raise CalibrationError(f"{what}: the capture was already summarised")
         if cube.shape != self.shape:
             raise CalibrationError(f"{what}: shape {cube.shape} differs from the expected {self.shape}")
         total = 0.0
         n_saturated = 0
-        for start in range(0, self.shape[0], self._block_lines):
-            stop = min(start + self._block_lines, self.shape[0])
+        first = self.n == 0
+        for start, stop in self._blocks():
             block = cube[start:stop]
             scratch = self._scratch[: stop - start]
             np.copyto(scratch, block, casting="unsafe")
             total += float(scratch.sum())
             n_saturated += int(np.count_nonzero((block >= self.saturation_counts).any(axis=-1)))
+            if first:
+                self._first[start:stop] = scratch
+            scratch -= self._first[start:stop]  # the difference from the first frame as stored
             self._sum[start:stop] += scratch
             np.multiply(scratch, scratch, out=scratch)
             self._sum_sq[start:stop] += scratch
@@ -151,22 +166,26 @@ class FrameAccumulator:
         captured_at: str,
         fallback: bool = False,
     ) -> ReferenceCapture:
-        """The ``ReferenceCapture`` of all frames added."""
+        """The ``ReferenceCapture`` of all frames added (its arrays are this accumulator's own)."""
         n = self.n
         if n < 1:
             raise CalibrationError(f"{kind} capture: no frames")
-        # In blocks of lines, as ``add`` does: float64 temporaries of a Tivita cube would be ~1 GB.
-        mean = np.empty(self.shape, dtype=np.float32)
-        noise = np.zeros(self.shape, dtype=np.float32)
-        for start in range(0, self.shape[0], self._block_lines):
-            stop = min(start + self._block_lines, self.shape[0])
-            block_mean = self._sum[start:stop] / n
-            mean[start:stop] = block_mean
+        if self._done:
+            raise CalibrationError(f"{kind} capture: already summarised")
+        self._done = True
+        mean, noise = self._first, self._sum_sq  # filled in place, block by block (float64 in the scratch)
+        for start, stop in self._blocks():
+            shift = self._scratch[: stop - start]
+            np.divide(self._sum[start:stop], n, out=shift)  # mean difference from the first frame
             if n > 1:
-                var = self._sum_sq[start:stop] / n - block_mean * block_mean
-                np.maximum(var, 0.0, out=var)  # rounding can make a constant pixel's variance -1e-12
+                var = self._sum_sq[start:stop] / n - shift * shift
+                np.maximum(var, 0.0, out=var)  # rounding can make a constant pixel's variance slightly < 0
                 var *= n / (n - 1)
                 noise[start:stop] = np.sqrt(var)
+            else:
+                noise[start:stop] = 0.0
+            mean[start:stop] += shift
+        self._sum = np.zeros(0, dtype=np.float32)
         return ReferenceCapture(
             kind=kind,
             mean=mean,

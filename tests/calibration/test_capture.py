@@ -151,3 +151,36 @@ def test_dark_line_band_recovers_the_per_line_pattern(dark):
 
 def test_iso_utc_treats_naive_as_utc():
     assert iso_utc(datetime(2026, 5, 6, 7, 8, 9)) == "2026-05-06T07:08:09Z"
+
+
+def test_accumulator_matches_numpy_on_bright_drifting_frames_with_little_memory():
+    """Mean and temporal noise agree with float64 NumPy where a naive float32 sum of squares would
+    not (bright counts, small noise, a drift); the sums cost three float32 cubes, no more."""
+    import tracemalloc
+
+    from xenoedge.calibration.capture import FrameAccumulator
+
+    rng = np.random.default_rng(7)
+    shape = (240, 50, 30)
+    base = rng.uniform(30_000, 60_000, size=shape)
+    frames = [np.round(base + 40.0 * i + rng.normal(0, 3.0, size=shape)).astype(np.uint16) for i in range(12)]
+    stack = np.stack(frames).astype(np.float64)
+
+    class FourLineBlocks(FrameAccumulator):
+        block_values = 4 * shape[1] * shape[2]  # scratch and temporaries of 4 lines, as a Tivita cube has 8
+
+    tracemalloc.start()
+    acc = FourLineBlocks(shape, saturation_counts=65_535)
+    for i, frame in enumerate(frames):
+        acc.add(frame, f"frame {i}")
+    got = acc.result("white", camera_id="c", sensor="s", exposure_ms=1.0, captured_at="t")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    np.testing.assert_allclose(got.mean, stack.mean(axis=0), rtol=0, atol=0.01)
+    np.testing.assert_allclose(got.temporal_noise, stack.std(axis=0, ddof=1), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(got.frame_means, stack.mean(axis=(1, 2, 3)))
+    cube_f32 = int(np.prod(shape)) * 4
+    assert peak <= 3.5 * cube_f32, f"{peak} bytes at the peak for a {cube_f32}-byte float32 cube"
+    with pytest.raises(CalibrationError, match="already summarised"):
+        acc.add(frames[0], "one more")
