@@ -298,14 +298,16 @@ class FramePipeline:
         sensor = self.models.sensor
         camera = StopAwareCamera(self.camera, self._stopped)  # a stop ends the capture within a frame
         dark = capture_reference(camera, "dark", n)
+        dark_mean, dark_meta = dark.mean, dark.to_meta("camera")
+        del dark  # its temporal noise (a cube of float32) is in the meta's figures: not kept during the white
         white = capture_reference(camera, "white", n)
         return References(
             self.camera.camera_id,
             sensor.name,
             sensor.signature,
-            dark=dark.mean,
+            dark=dark_mean,
             white=white.mean,
-            dark_meta=dark.to_meta("camera"),
+            dark_meta=dark_meta,
             white_meta=white.to_meta("camera"),
         )
 
