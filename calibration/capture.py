@@ -104,10 +104,11 @@ class FrameAccumulator:
     ``add(cube, what)`` takes an (h, w, C) array of counts; ``what`` names the frame in
     errors. The sums are of each frame's difference from the first frame (the shifted-data
     form of the variance: no cancellation between two large sums, so float32 is enough), so
-    memory is three cube-sized float32 arrays (first frame, sum, sum of squares; ~370 MB for
-    a Tivita cube, where two float64 sums plus the float32 results were ~740 MB at the peak).
-    Frames go through a small float64 scratch buffer in blocks of lines, with no per-frame
-    copy. ``result()`` turns the arrays into the mean and noise in place: call it once.
+    memory is the first frame in its own dtype (uint16 counts: 2 bytes a value; float32 for
+    float frames) and two float32 sums (~310 MB for a Tivita cube, where two float64 sums plus
+    the float32 results were ~740 MB at the peak). Frames go through a small float64 scratch
+    buffer in blocks of lines, with no per-frame copy. ``result()`` turns the sums into the mean
+    and noise in place: call it once.
     """
 
     block_values = 1 << 20  # float64 values per scratch block (8 MiB)
@@ -115,7 +116,7 @@ class FrameAccumulator:
     def __init__(self, shape: tuple[int, ...], saturation_counts: float):
         self.shape = tuple(shape)
         self.saturation_counts = saturation_counts
-        self._first = np.zeros(self.shape, dtype=np.float32)
+        self._first: np.ndarray | None = None  # allocated by the first add, in the frame's dtype
         self._sum = np.zeros(self.shape, dtype=np.float32)  # sum over frames of (frame - first)
         self._sum_sq = np.zeros(self.shape, dtype=np.float32)  # sum over frames of (frame - first)**2
         line_values = int(np.prod(self.shape[1:], dtype=np.int64)) or 1
@@ -141,6 +142,8 @@ class FrameAccumulator:
         total = 0.0
         n_saturated = 0
         first = self.n == 0
+        if first:
+            self._first = _first_frame_array(self.shape, cube.dtype)
         for start, stop in self._blocks():
             block = cube[start:stop]
             scratch = self._scratch[: stop - start]
@@ -148,7 +151,7 @@ class FrameAccumulator:
             total += float(scratch.sum())
             n_saturated += int(np.count_nonzero((block >= self.saturation_counts).any(axis=-1)))
             if first:
-                self._first[start:stop] = scratch
+                self._first[start:stop] = block
             scratch -= self._first[start:stop]  # the difference from the first frame as stored
             self._sum[start:stop] += scratch
             np.multiply(scratch, scratch, out=scratch)
@@ -173,7 +176,7 @@ class FrameAccumulator:
         if self._done:
             raise CalibrationError(f"{kind} capture: already summarised")
         self._done = True
-        mean, noise = self._first, self._sum_sq  # filled in place, block by block (float64 in the scratch)
+        mean, noise = self._sum, self._sum_sq  # filled in place, block by block (float64 in the scratch)
         for start, stop in self._blocks():
             shift = self._scratch[: stop - start]
             np.divide(self._sum[start:stop], n, out=shift)  # mean difference from the first frame
@@ -184,8 +187,9 @@ class FrameAccumulator:
                 noise[start:stop] = np.sqrt(var)
             else:
                 noise[start:stop] = 0.0
-            mean[start:stop] += shift
-        self._sum = np.zeros(0, dtype=np.float32)
+            shift += self._first[start:stop]
+            mean[start:stop] = shift
+        self._first = None
         return ReferenceCapture(
             kind=kind,
             mean=mean,
@@ -199,6 +203,13 @@ class FrameAccumulator:
             captured_at=captured_at,
             fallback=fallback,
         )
+
+
+def _first_frame_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Where the first frame is kept: integer counts of up to 16 bits as they are, else float32."""
+    dtype = np.dtype(dtype)
+    keep = dtype if dtype.kind in "ui" and dtype.itemsize <= 2 else np.dtype(np.float32)
+    return np.empty(shape, dtype=keep)
 
 
 def _check_kind(kind: str) -> None:
