@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from xenoedge.calibration.inferred_sensor import sensor_or_inferred
-from xenoedge.calibration.references import References
+from xenoedge.calibration.references import References, require_broadcast
 from xenoedge.calibration.reflectance import reflectance_from_raw
 
 from xenoedge.errors import CalibrationError
@@ -65,12 +65,8 @@ def calibrate_cube(
         raise CalibrationError(f"{what}: negative raw counts (min {raw.min()})")
     for kind in ("dark", "white"):
         ref = getattr(references, kind)
-        try:
-            np.broadcast_shapes(ref.shape, raw.shape)
-        except ValueError:
-            raise CalibrationError(
-                f"{kind} reference of shape {ref.shape} ({references_source}) does not fit {what} of shape {raw.shape}"
-            ) from None
+        where = f"({references_source}) does not fit {what} of shape {raw.shape}"
+        require_broadcast(ref.shape, raw.shape, f"{kind} reference of shape {ref.shape} {where}")
     saturation_counts = (sensor or sensor_or_inferred(references.sensor, raw)).saturation_counts
     reflectance = reflectance_from_raw(raw, references.dark, references.white)
     saturated = (raw >= saturation_counts).any(axis=2)

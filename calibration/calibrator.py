@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from xenoedge.calibration.mosaic import cube_from_mosaic
-from xenoedge.calibration.references import References
+from xenoedge.calibration.references import References, require_broadcast
 from xenoedge.calibration.reflectance import MAX_REFLECTANCE, signal_range
 
 from xenoedge.errors import CalibrationError
@@ -75,12 +75,8 @@ class FrameCalibrator:
         dark = np.asarray(references.dark, dtype=np.float32)
         white = np.asarray(references.white, dtype=np.float32)
         for name, ref in (("dark", dark), ("white", white)):
-            try:
-                np.broadcast_shapes(ref.shape, self.shape)
-            except ValueError:
-                raise CalibrationError(
-                    f"{name} reference of shape {ref.shape} does not fit {sensor.name} frames {self.shape}"
-                ) from None
+            message = f"{name} reference of shape {ref.shape} does not fit {sensor.name} frames {self.shape}"
+            require_broadcast(ref.shape, self.shape, message)
         signal = signal_range(dark, white)
         if crosstalk is not None:
             crosstalk = np.asarray(crosstalk, dtype=np.float32)

@@ -39,3 +39,14 @@ class References:
     @property
     def complete(self) -> bool:
         return self.dark is not None and self.white is not None
+
+
+def require_broadcast(shape: tuple[int, ...], other: tuple[int, ...], message: str) -> tuple[int, ...]:
+    """The shape ``shape`` and ``other`` broadcast to; ``CalibrationError(message)`` when they do not
+    (a reference that does not fit the frames it would calibrate)."""
+    from xenoedge.errors import CalibrationError
+
+    try:
+        return np.broadcast_shapes(tuple(shape), tuple(other))
+    except ValueError:
+        raise CalibrationError(message) from None

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 from xenoedge.calibration.capture import ReferenceCapture
-from xenoedge.calibration.references import References
+from xenoedge.calibration.references import References, require_broadcast
 
 from xenoedge.errors import CalibrationError, ReferenceValidationError
 from xenoedge.sensors import SENSORS, SensorProfile, get_sensor
@@ -176,13 +176,11 @@ def _stability_check(
 
 
 def _check_sensor_shape(capture: ReferenceCapture, sensor: SensorProfile) -> None:
-    try:
-        np.broadcast_shapes(capture.mean.shape, sensor.cube_shape)
-    except ValueError:
-        raise CalibrationError(
-            f"{capture.kind} capture of shape {capture.mean.shape} does not fit the "
-            f"{sensor.name} cube {sensor.cube_shape}"
-        ) from None
+    require_broadcast(
+        capture.mean.shape,
+        sensor.cube_shape,
+        f"{capture.kind} capture of shape {capture.mean.shape} does not fit the {sensor.name} cube {sensor.cube_shape}",
+    )
     if capture.mean.shape[-1] != sensor.n_bands:
         raise CalibrationError(
             f"{capture.kind} capture has {capture.mean.shape[-1]} bands, sensor {sensor.name} {sensor.n_bands}"
@@ -265,12 +263,11 @@ def validate_white(
     lim = limits or DEFAULT_LIMITS
     _check_sensor_shape(capture, sensor)
     dark_mean = np.asarray(dark_mean, dtype=np.float32)
-    try:
-        np.broadcast_shapes(capture.mean.shape, dark_mean.shape)
-    except ValueError:
-        raise CalibrationError(
-            f"dark reference of shape {dark_mean.shape} does not fit the white {capture.mean.shape}"
-        ) from None
+    require_broadcast(
+        capture.mean.shape,
+        dark_mean.shape,
+        f"dark reference of shape {dark_mean.shape} does not fit the white {capture.mean.shape}",
+    )
     report = ValidationReport("white reference")
     arrays = {"white mean": capture.mean, "white noise": capture.temporal_noise, "dark": dark_mean}
     if not _finite_check(report, arrays):
