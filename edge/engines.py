@@ -7,16 +7,7 @@ re-exports the engines' public names, so callers import from here. The parts, on
 ``xenoedge.edge.engine_openvino`` (``OpenVinoEngine``) and ``xenoedge.edge.engine_cache``
 (the compiled-model cache folders).
 
-An engine runs one target of an extracted bundle (``manifest["targets"][name]``) on the graph
-contract of ``docs/export.md``: inputs ``raw`` (1, H, W, C) uint16 counts plus ``dark`` and
-``gain`` (H, W, C) float32 for the raw variant, or ``reflectance`` (1, H, W, C) float32;
-outputs ``classes`` (1, H, W) uint8 and optionally ``confidence`` (1, H, W) float32.
-
-The per-frame path allocates nothing: the engine owns a preallocated input buffer
-(``engine.input_buffer``, (1, H, W, C)) that the caller fills in place (or that ``infer``
-copies into), and output buffers that the runtime writes into (ONNX Runtime: IOBinding with
-OrtValues sharing the NumPy memory; OpenVINO: tensors sharing memory set once on one
-InferRequest). ``dark`` and ``gain`` are bound once per reference load (``bind_references``).
+The graph contract and the allocation-free per-frame path: ``xenoedge.edge.engine_base``.
 
 Which target runs (``open_engine``): the targets of the bundle whose runtime is installed and
 has a usable device here, ordered by ``prefer`` (target names or runtime names, first match
