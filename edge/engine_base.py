@@ -5,11 +5,13 @@ contract of ``docs/export.md``: inputs ``raw`` (1, H, W, C) uint16 counts plus `
 ``gain`` (H, W, C) float32 for the raw variant, or ``reflectance`` (1, H, W, C) float32;
 outputs ``classes`` (1, H, W) uint8 and optionally ``confidence`` (1, H, W) float32.
 
-The per-frame path allocates nothing: the engine owns a preallocated input buffer
-(``engine.input_buffer``, (1, H, W, C)) that the caller fills in place (or that ``infer``
-copies into), and output buffers that the runtime writes into (the subclasses bind them:
-``xenoedge.edge.engine_ort``, ``xenoedge.edge.engine_openvino``). ``dark`` and ``gain`` are
-bound once per reference load (``bind_references``).
+The per-frame path allocates nothing and copies nothing: the engine owns a preallocated input
+buffer (``engine.input_buffer``, (1, H, W, C)) that the caller fills in place, or the runtime
+reads the caller's frame array in place (``infer(frame)``; the daemon hands over each camera
+frame so, saving a 61 MB copy per Tivita frame). Output buffers are preallocated too, and the
+runtime writes into them (the subclasses bind them: ``xenoedge.edge.engine_ort``,
+``xenoedge.edge.engine_openvino``). ``dark`` and ``gain`` are bound once per reference load
+(``bind_references``).
 
 Each engine reports what it runs with (``Engine.settings()``: runtime version, providers and
 their options, threads, effective precision, cache) and, with ``EngineOptions.profile``, the
@@ -233,21 +235,32 @@ class Engine:
         self._refs_bound = True
 
     def infer(self, frame_input: np.ndarray | None = None) -> Inference:
-        """Run one frame. ``frame_input`` (1, H, W, C) or (H, W, C) is copied into ``input_buffer``
-        unless it is that buffer; None runs what the buffer holds. Returns views (see ``Inference``)."""
+        """Run one frame. ``frame_input`` (1, H, W, C) or (H, W, C): a C-contiguous, writable array
+        of the input dtype is read in place by the runtime (no copy; the engine keeps no reference
+        to it after the call); any other array is copied into ``input_buffer``. None runs what the
+        buffer holds. Returns views (see ``Inference``)."""
         if not self._refs_bound:
             raise EngineError(f"{self.name}: bind_references(dark, gain) before the first frame")
+        shared = None
         if frame_input is not None and frame_input is not self.input_buffer:
             target = self.input_buffer if frame_input.ndim == 4 else self.input_buffer[0]
             if frame_input.shape != target.shape:
                 raise EngineError(f"{self.name}: input of shape {frame_input.shape}, expected {self.input_shape}")
-            np.copyto(target, frame_input, casting="same_kind")
+            if self._can_read_in_place(frame_input):
+                shared = frame_input.reshape(self.input_shape)
+            else:
+                np.copyto(target, frame_input, casting="same_kind")
+        if shared is not None:
+            self._bind_input(shared)
         try:
             self._run_bound()
         except XenoedgeError:
             raise
         except Exception as exc:  # the runtimes raise their own types
             raise EngineError(f"{self.name}: inference failed ({first_line(exc)})") from None
+        finally:
+            if shared is not None:  # hold no reference to the caller's frame after the call
+                self._bind_input(self.input_buffer)
         if self._result is None:
             self._result = Inference(self._classes[0], self._confidence[0] if self._has_confidence else None)
         return self._result
@@ -321,6 +334,15 @@ class Engine:
     _has_confidence = False
 
     def _bind_references(self, dark: np.ndarray, gain: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _can_read_in_place(self, frame_input: np.ndarray) -> bool:
+        """Whether the runtime can read ``frame_input`` without a copy (see ``infer``)."""
+        flags = frame_input.flags
+        return frame_input.dtype == self.input_buffer.dtype and flags.c_contiguous and flags.writeable
+
+    def _bind_input(self, array: np.ndarray) -> None:
+        """Make the runtime read the frame from ``array`` ((1, H, W, C), the input dtype, C-contiguous)."""
         raise NotImplementedError
 
     def _run_bound(self) -> None:

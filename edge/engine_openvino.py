@@ -143,6 +143,10 @@ class OpenVinoEngine(Engine):
             self._tensors[name] = self._ov.Tensor(array, shared_memory=True)
             self._request.set_tensor(name, self._tensors[name])
 
+    def _bind_input(self, array: np.ndarray) -> None:
+        self._tensors[self.input_name] = self._ov.Tensor(array, shared_memory=True)
+        self._request.set_tensor(self.input_name, self._tensors[self.input_name])
+
     def _run_bound(self) -> None:
         self._request.infer()
 

@@ -148,6 +148,10 @@ class OrtEngine(Engine):
             self._values[name] = self._ort.OrtValue.ortvalue_from_numpy(array)
             self._binding.bind_ortvalue_input(name, self._values[name])
 
+    def _bind_input(self, array: np.ndarray) -> None:
+        self._values[self.input_name] = self._ort.OrtValue.ortvalue_from_numpy(array)  # shares array's memory
+        self._binding.bind_ortvalue_input(self.input_name, self._values[self.input_name])
+
     def _run_bound(self) -> None:
         self._session.run_with_iobinding(self._binding)
 

@@ -480,9 +480,9 @@ class FramePipeline:
         started = time.perf_counter()
         t0 = time.perf_counter_ns()
         try:
-            self._feed(frame)
+            frame_input = self._feed(frame)
             t1 = time.perf_counter_ns()
-            result = models.engine.infer()
+            result = models.engine.infer(frame_input)
             t2 = time.perf_counter_ns()
         except XenoedgeError as exc:
             self.stats.skipped += 1
@@ -523,8 +523,10 @@ class FramePipeline:
         models.mask_served()
         return True
 
-    def _feed(self, frame: Any) -> None:
-        """Put the frame into the engine's input buffer (raw counts or reflectance); raises
+    def _feed(self, frame: Any) -> np.ndarray | None:
+        """Check the frame and prepare the engine's input: returns a raw uint16 frame for the
+        engine to read in place (``Engine.infer``), or None when the frame was written into the
+        engine's input buffer (reflectance, demosaiced mosaic, converted counts); raises
         ``DaemonError`` naming the frame when it has the wrong kind, shape, dtype or values."""
         data, what = frame.data, f"frame {frame.index}"
         engine, sensor = self.models.engine, self.models.sensor
@@ -544,7 +546,7 @@ class FramePipeline:
                     f"{what}: the camera delivered reflectance, but bundle {self.models.model_id} takes raw counts"
                 )
             np.copyto(engine.input_buffer[0], data, casting="same_kind")
-            return
+            return None
         # a mosaic sensor's raw frame, or its cube already demosaiced (a replayed raw cube file)
         is_cube = bool(sensor.mosaic) and data.shape == sensor.cube_shape
         if data.shape != sensor.raw_shape and not is_cube:
@@ -560,13 +562,14 @@ class FramePipeline:
                 from xenoedge.calibration.mosaic import cube_from_mosaic
 
                 cube_from_mosaic(data, sensor, out=engine.input_buffer[0])
-            else:
-                np.copyto(engine.input_buffer[0], data)
+                return None
+            return data  # read in place when it can be (C-contiguous uint16), else copied by the engine
         else:
             if is_cube:
                 raise DaemonError(f"{what}: a demosaiced raw cube; the reflectance path calibrates mosaic frames only")
             calibrated = self.models.calibrator.process(data, what)
             np.copyto(engine.input_buffer[0], calibrated.reflectance, casting="same_kind")
+        return None
 
     # ---- link health (docs/daemon.md, "Link states") ------------------------------------------
     def _link(self) -> Any:

@@ -228,3 +228,24 @@ def test_noise_realisations_mix_whole_row_blocks():
         np.testing.assert_array_equal(r.frame(np.array(choice)), expected)
     choices = [r.choose(rng) for _ in range(200)]
     assert all(not np.array_equal(x, y) for x, y in itertools.pairwise(choices))
+
+
+def test_noise_realisations_reuse_a_frame_buffer_only_when_nobody_holds_it():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 1024, (16, 3, 4), dtype=np.uint16)
+    b = np.clip(a.astype(np.int32) + rng.integers(-40, 40, a.shape), 0, 1023).astype(np.uint16)
+    r = NoiseRealisations(a.copy(), rows_per_block=8)
+    r.add(b)
+    held = r.frame(np.array([0, 1]))
+    view = r.frame(np.array([1, 0]))[4:12]  # only a view of the second frame survives
+    kept = held.copy(), view.copy()
+    third = r.frame(np.array([1, 1]))
+    assert not np.shares_memory(third, held) and not np.shares_memory(third, view)
+    np.testing.assert_array_equal(held, kept[0])  # frames still in use are never overwritten
+    np.testing.assert_array_equal(view, kept[1])
+    np.testing.assert_array_equal(third, b)
+    address = third.__array_interface__["data"][0]
+    del third
+    again = r.frame(np.array([0, 0]))
+    assert again.__array_interface__["data"][0] == address  # released: its buffer serves the next frame
+    np.testing.assert_array_equal(again, a)

@@ -98,6 +98,41 @@ def test_infer_writes_into_preallocated_buffers_and_allocates_no_frame_sized_mem
     assert peak < 64 * 1024, f"{peak} bytes allocated over 10 frames (a frame is {engine.input_buffer.nbytes})"
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_camera_frame_is_read_in_place_and_not_held_after_the_call(bundle, runtime):
+    """The daemon hands each frame to ``infer``: no copy into the input buffer, the same classes as
+    the copy path, and no reference kept (the camera reuses a frame buffer nobody holds)."""
+    import sys
+
+    folder, manifest = bundle
+    engine = open_engine(folder, manifest, prefer=[runtime], threads=2)
+    engine.bind_references(np.full((1, 1, 25), 32.0, np.float32), np.full((1, 1, 25), 1 / 800.0, np.float32))
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(40, 900, size=(217, 409, 25), dtype=np.uint16) for _ in range(2)]
+    copied = []
+    for frame in frames:  # a read-only array cannot be shared: copied into the buffer
+        readonly = frame.copy()
+        readonly.flags.writeable = False
+        copied.append(engine.infer(readonly).classes.copy())
+    assert np.array_equal(engine.input_buffer[0], frames[-1])
+    engine.input_buffer[...] = 0
+    for frame, expected in zip(frames, copied, strict=True):
+        refs = sys.getrefcount(frame)
+        assert np.array_equal(engine.infer(frame).classes, expected)
+        assert sys.getrefcount(frame) == refs  # not held by the engine's binding
+    assert not engine.input_buffer.any()  # read in place: nothing was copied into the buffer
+    assert np.array_equal(
+        engine.infer().classes,
+        engine.run_once(
+            {
+                "raw": engine.input_buffer,
+                "dark": np.full((217, 409, 25), 32.0, np.float32),
+                "gain": np.full((217, 409, 25), 1 / 800.0, np.float32),
+            }
+        ),
+    )  # buffer bound again
+
+
 def test_default_order_prefers_openvino_then_onnxruntime_and_prefer_reorders(bundle):
     _, manifest = bundle
     names = [name for name, _ in engine_candidates(manifest)]
