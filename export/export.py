@@ -327,6 +327,8 @@ def export_checkpoint(
                 report.quant_reports[bundle_target] = report_path
                 log(f"{bundle_target}: per-layer quantisation error in {report_path} (+ .md)")
             check_artifact_for_target(main, target, precision)
+            if artifact.runtime == "onnxruntime" and tuple(spec.ort_providers) == ("CPUExecutionProvider",):
+                channels_last_post_file(main)  # measured faster in ONNX Runtime's CPU kernels only
             if artifact.runtime == "tensorrt" and lint_onnx(main) is not None:  # where polygraphy installs
                 log(f"{bundle_target}: polygraphy check lint passed")
             entry = {
@@ -435,6 +437,20 @@ def export_checkpoint(
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def channels_last_post_file(path: Path) -> bool:
+    """Rewrite the ONNX file at ``path`` with channels-last post-processing
+    (``xenoedge.export.channels_last_post``); False when it does not apply (no pooling)."""
+    import onnx
+    from xenoedge.export.channels_last_post import channels_last_post
+
+    model = onnx.load(str(path))
+    if not channels_last_post(model):
+        return False
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return True
 
 
 def classes_only_onnx(src: Path, dst: Path) -> bool:

@@ -98,6 +98,7 @@ PRE_NODES = {
 }
 #: Names of the postprocessing nodes (logits → outputs).
 POST_NODES = {
+    "to_nhwc": "post/logits_to_nhwc",  # ONNX Runtime CPU targets only (xenoedge.export.channels_last_post)
     "upsample": "post/upsample_logits",
     "crop": "post/crop_logits",
     "argmax": "post/argmax",

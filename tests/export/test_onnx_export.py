@@ -237,3 +237,32 @@ def test_calibrating_after_pooling_matches_pooling_the_calibrated_frame(camera):
     after = (pool_blocks(frame["raw"][0], pool) - dark) * gain
     before = pool_blocks((frame["raw"][0].astype(np.float32) - flat_dark) * flat_gain, pool)
     np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("height, width", [(32, 40), (33, 41)])
+def test_channels_last_post_keeps_classes_and_confidence(height, width, checkpoints, tmp_path):
+    """ONNX Runtime CPU targets get the post-processing channels-last (upsample and arg-max over a
+    contiguous class axis, crop included): the same classes, the same confidence to float rounding."""
+    from xenoedge.export.channels_last_post import channels_last_post
+    from xenoedge.export.export import channels_last_post_file
+
+    model, _ = load_model(checkpoints["unet-edge"])
+    path = export_onnx(model, height=height, width=width, n_bands=100, path=tmp_path / "nchw.onnx")
+    rewritten = tmp_path / "nhwc.onnx"
+    rewritten.write_bytes(path.read_bytes())
+    assert channels_last_post_file(rewritten)
+    graph = onnx.load(str(rewritten)).graph
+    nodes = {n.name: n for n in graph.node}
+    assert nodes[POST_NODES["to_nhwc"]].op_type == "Transpose"
+    assert nodes[POST_NODES["upsample"]].input[0] == nodes[POST_NODES["to_nhwc"]].output[0]
+    assert [a.i for a in nodes[POST_NODES["argmax"]].attribute if a.name == "axis"] == [3]
+    frame = make_camera(height, width).frame(seed=5, pool=POOL["unet-edge"])
+    before, after = run(path, frame), run(rewritten, frame)
+    np.testing.assert_array_equal(after[CLASSES_OUTPUT], before[CLASSES_OUTPUT])
+    np.testing.assert_allclose(after[CONFIDENCE_OUTPUT], before[CONFIDENCE_OUTPUT], atol=1e-6)
+    again = onnx.load(str(rewritten))
+    assert not channels_last_post(again)  # already channels-last: left alone
+    unpooled = export_onnx(
+        load_model(checkpoints["pixel-mlp"])[0], height=height, width=width, n_bands=100, path=tmp_path / "mlp.onnx"
+    )
+    assert not channels_last_post_file(unpooled)  # no upsampling: nothing to rewrite
