@@ -17,6 +17,11 @@ link's ``write``).
 
 Throughput: masks per second within rounds, (masks − 1) per round over the first-to-last-mask
 span, summed over rounds (the pause between rounds and the pipeline's fill are left out).
+Right after each daemon round, the same daemon's engine runs bare (``engine.infer()`` on its
+input buffer, filled once with the bundle's self-test frame tiled to the frame size, as engine
+mode does) for as long as the round took: ``engine_fps`` over those runs and
+``pipeline_vs_engine`` = throughput ÷ ``engine_fps``, measured side by side on the same engine
+in the same minutes, so a busy host hits both alike.
 Link: ``bytes_per_mask`` (median size of one MASK frame on the wire), ``link_bytes_per_s``
 (bytes written per second over the same spans) and, with ``--baud``, ``link_utilisation`` =
 bytes/s ÷ (baud/10) (8N1: ten line bits per byte; above 1 the line cannot keep up). With
@@ -278,6 +283,7 @@ class PipelineTarget:
         self.rounds: list[dict] = []
         self.cpu_s = 0.0
         self.run_ns = 0
+        self.engine_ns: list[int] = []  # bare engine.infer() times, the rounds after the daemon's
         self.start_ms = self.first_mask_ms = 0.0
         self._dropped0 = 0
 
@@ -308,6 +314,7 @@ class PipelineTarget:
             self.start_ms = round((t_ready - t0) / 1e6, 3)
             self.first_mask_ms = round(((self.sink.first_mask_ns or t_ready) - t0) / 1e6, 3)
             self.daemon.stats.stage_ns = {}  # stage timing from here on: the warm-up is left out
+            self._fill_engine_input()
             self._dropped0 = self.daemon.stats.dropped
             if self.reader is not None:
                 self.reader.pause()
@@ -339,6 +346,7 @@ class PipelineTarget:
             self.reader.pause()
         self.cpu_s += cpu_s
         self.run_ns += run_ns
+        self._bare_engine(run_ns)
         span = sink.round_span_ns()
         self.rounds.append(
             {
@@ -351,8 +359,32 @@ class PipelineTarget:
             }
         )
 
+    def _fill_engine_input(self) -> None:
+        """The engine's input buffer holds the self-test frame tiled to the frame size (a raw cube is
+        read in place by the daemon, so the buffer would otherwise hold zeros)."""
+        from xenoedge.export.bundle import load_selftest, tile_to
+
+        engine = self.daemon.engine
+        if engine is not None:
+            selftest = load_selftest(engine.folder, engine.manifest)
+            engine.input_buffer[...] = tile_to(selftest.inputs[engine.input_name], engine.input_shape)
+
+    def _bare_engine(self, duration_ns: int) -> None:
+        """``engine.infer()`` alone, for ``duration_ns`` (at least two runs), into ``engine_ns``."""
+        engine = self.daemon.engine
+        if engine is None:
+            return
+        end = time.perf_counter_ns() + duration_ns
+        runs = 0
+        while runs < 2 or time.perf_counter_ns() < end:
+            t0 = time.perf_counter_ns()
+            engine.infer()
+            self.engine_ns.append(time.perf_counter_ns() - t0)
+            runs += 1
+
     def result(self, summarize) -> dict:
-        """The result fields: the engine-mode ones over all timed rounds, plus stages and link."""
+        """The result fields: the engine-mode ones over all timed rounds, plus stages, link and the
+        bare engine's rate beside the pipeline's."""
         s, sink, stats = self.settings, self.sink, self.daemon.stats
         if self.reader is not None:  # what is still in the pty reaches the reader at its pace (at most 5 s more)
             self.reader.resume()
@@ -363,6 +395,10 @@ class PipelineTarget:
         res = summarize(sink.lat_ns, wall, self.cpu_s * wall / max(1, self.run_ns), s.percentile)
         if wall > 0:
             res["throughput_fps"] = round(sink.intervals / (wall / 1e9), 3)
+        if self.engine_ns:
+            res["engine_fps"] = round(len(self.engine_ns) / (sum(self.engine_ns) / 1e9), 3)
+            if res.get("throughput_fps"):
+                res["pipeline_vs_engine"] = round(res["throughput_fps"] / res["engine_fps"], 3)
         stages = {**(stats.stage_ns or {}), "encode": sink.encode_ns, "link": sink.link_ns}
         res["stages_ms"] = {k: stage_summary(stages.get(k, ())) for k in STAGES}
         bytes_per_s = sink.span_bytes / (wall / 1e9) if wall > 0 else None

@@ -37,7 +37,7 @@ CSV_COLUMNS = (
     "selftest_agreement", "passed", "gate", "model_bytes", "effective_precision", "runtime_version", "threads",
     "cache",
     *(f"stage_{k}_median_ms" for k in STAGE_KEYS), *(f"stage_{k}_p95_ms" for k in STAGE_KEYS),
-    "bytes_per_mask", "link_bytes_per_s", "link_utilisation", "masks_received",
+    "bytes_per_mask", "link_bytes_per_s", "link_utilisation", "masks_received", "engine_fps", "pipeline_vs_engine",
     "dsc_truth", "dsc_reference", "agreement_reference", "note",
 )  # fmt: skip
 
@@ -266,14 +266,15 @@ def print_table(report: Mapping) -> None:
         stages.add_column("configuration")
         for k in STAGE_KEYS:
             stages.add_column(k, justify="right")
-        for col in ("bytes/mask", "link B/s", "link util."):
+        for col in ("bytes/mask", "link B/s", "link util.", "engine FPS", "× engine"):
             stages.add_column(col, justify="right")
         for r in results:
             st = r.get("stages_ms") or {}
             cells = [f"{_fmt((st.get(k) or {}).get('median'), '.2f')} / {_fmt((st.get(k) or {}).get('p95'), '.2f')}"
                      for k in STAGE_KEYS]  # fmt: skip
             stages.add_row(r["target"], *cells, _fmt(r.get("bytes_per_mask"), "d"),
-                           _fmt(r.get("link_bytes_per_s"), ".0f"), _fmt(r.get("link_utilisation"), ".3f"))  # fmt: skip
+                           _fmt(r.get("link_bytes_per_s"), ".0f"), _fmt(r.get("link_utilisation"), ".3f"),
+                           _fmt(r.get("engine_fps")), _fmt(r.get("pipeline_vs_engine"), ".2f"))  # fmt: skip
         console.print(stages)
     for note in report["notes"]:
         console.print(f"[yellow]note[/]: {note}")

@@ -156,6 +156,7 @@ def _simulated(spec: CameraSpec, sensor: SensorProfile | None, seed: int, exposu
         fps=spec.float_option("fps", None, positive=True),
         frames_per_scene=spec.int_option("scene", 30, minimum=1),
         camera_id=spec.text_option("id"),
+        ring=spec.int_option("ring", None, minimum=2),
     )
 
 
@@ -258,6 +259,7 @@ CAMERA_KINDS: dict[str, CameraKind] = {
                 "frames": "stop after N frames",
                 "fps": "pace to N frames/s",
                 "scene": "frames per scene",
+                "ring": "pre-assemble N frames per scene and hand them out in turn (no CPU per read)",
             },
             _simulated,
         ),

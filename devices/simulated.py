@@ -9,6 +9,12 @@ Live mode (default) renders a loop of a few scenes at open, each ``k`` times wit
 noise, and assembles frames from row blocks of those realisations
 (``xenoedge.xeno.noise_realisations``): > 60 frames/s at Tivita size, ~250 MB. ``exact_noise=True``
 simulates every scene and draws every frame's noise afresh (slow, statistically exact).
+
+Ring mode (``ring=N``, camera string ``sim:...?ring=N``) assembles N such frames per loop scene
+at open and then hands them out in turn without copying or computing anything, as a hardware
+camera's driver hands out the buffers of its DMA ring: a read costs no CPU, so
+``edge-bench --mode pipeline`` can measure the device path alone (docs/bench.md). The noise
+then repeats every N frames of a scene; consumers must not write into frames (the daemon does not).
 """
 
 from __future__ import annotations
@@ -84,6 +90,7 @@ class SimulatedCamera(Camera):
         loop_scenes: int | None = None,
         realisations: int | None = None,
         memory_mb: float = 256.0,
+        ring: int | None = None,
         clock_ns: Callable[[], int] = time.monotonic_ns,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -101,7 +108,9 @@ class SimulatedCamera(Camera):
             raise CameraError(f"loop_scenes must be >= 1, got {loop_scenes}")
         if realisations is not None and realisations < 2:
             raise CameraError(f"realisations must be >= 2 (frames must differ), got {realisations}")
-        self.fps, self.exact_noise = fps, exact_noise
+        if ring is not None and (ring < 2 or exact_noise):
+            raise CameraError(f"ring must be >= 2 frames (frames must differ) and needs live mode, got {ring}")
+        self.fps, self.exact_noise, self.ring = fps, exact_noise, ring
         self.loop_scenes, self.realisations, self.memory_mb = loop_scenes, realisations, memory_mb
         self._pacer = FramePacer(fps, clock_ns, sleep)
         self._scene_number = -1
@@ -137,12 +146,12 @@ class SimulatedCamera(Camera):
         """Bytes the open live camera holds: compact model plus the rendered loop (0 if exact)."""
         if self.exact_noise or not self.is_open:
             return 0
-        return self._compact.nbytes + sum(s.frames.nbytes + s.labels.nbytes + s.states.nbytes for s in self._loop)
+        return self._compact.nbytes + sum(s.nbytes for s in self._loop)
 
     @property
     def loop_shape(self) -> tuple[int, int]:
         """(scenes, realisations per scene) of the live loop; (0, 0) in exact mode or closed."""
-        return (len(self._loop), self._loop[0].frames.k) if self._loop else (0, 0)
+        return (len(self._loop), self._loop[0].realisations) if self._loop else (0, 0)
 
     def _render_loop(self) -> None:
         from xenoedge.xeno.noise_realisations import NoiseRealisations
@@ -164,8 +173,13 @@ class SimulatedCamera(Camera):
                     frames.add(raw)
                 del raw
             assert frames is not None
-            self._loop.append(_LoopScene(n, scene.labels, scene.states, scene.meta, frames))
-            del scene
+            ring = None
+            if self.ring:  # assembled once; the realisations they came from are not kept
+                ring_rng = np.random.default_rng([self.seed, n, 0x121C])
+                ring = [frames.frame(frames.choose(ring_rng)).copy() for _ in range(self.ring)]
+            kept = None if ring else frames
+            self._loop.append(_LoopScene(n, scene.labels, scene.states, scene.meta, frames.k, kept, ring))
+            del scene, frames
         self._loop_exposure_ms = self.exposure_ms
 
     def scene_seed(self, scene_number: int) -> int:
@@ -230,7 +244,7 @@ class SimulatedCamera(Camera):
             loop = self._loop[(index // self.frames_per_scene) % len(self._loop)]
             scene_number = self._scene_number = loop.number
             self._pacer.wait()
-            raw = loop.frames.next_frame(self._noise_rng)
+            raw = loop.ring[index % len(loop.ring)] if loop.ring else loop.frames.next_frame(self._noise_rng)
             labels, states, meta = loop.labels, loop.states, loop.meta
         extras = {
             "labels": labels,  # (h, w) at cube resolution, also for mosaic sensors
@@ -254,10 +268,18 @@ class SimulatedCamera(Camera):
 
 @dataclass
 class _LoopScene:
-    """One scene of the live loop: its ground truth and its noisy realisations."""
+    """One scene of the live loop: its ground truth and its noisy realisations (live mode) or the
+    frames assembled from them (ring mode)."""
 
     number: int
     labels: np.ndarray  # (h, w) uint8
     states: np.ndarray  # (h, w) uint8
     meta: dict
-    frames: NoiseRealisations
+    realisations: int
+    frames: NoiseRealisations | None
+    ring: list[np.ndarray] | None = None
+
+    @property
+    def nbytes(self) -> int:
+        held = self.frames.nbytes if self.frames is not None else sum(f.nbytes for f in self.ring or ())
+        return held + self.labels.nbytes + self.states.nbytes

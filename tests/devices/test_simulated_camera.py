@@ -249,3 +249,18 @@ def test_noise_realisations_reuse_a_frame_buffer_only_when_nobody_holds_it():
     again = r.frame(np.array([0, 0]))
     assert again.__array_interface__["data"][0] == address  # released: its buffer serves the next frame
     np.testing.assert_array_equal(again, a)
+
+
+def test_ring_camera_hands_out_its_prepared_frames_in_turn(tivita):
+    """``ring=N``: N frames per loop scene assembled at open, then handed out without copying."""
+    with SimulatedCamera(tivita, species=("human",), frames_per_scene=5, seed=3, loop_scenes=1, ring=3) as cam:
+        frames = [cam.read() for _ in range(7)]
+        assert cam.loop_shape == (1, 2)
+        assert cam.nbytes < 3 * frames[0].data.nbytes + 10 * 2**20 + cam._compact.nbytes  # ring only, no realisations
+    assert frames[3].data is frames[0].data and frames[4].data is frames[1].data  # in turn, no copy
+    assert not np.array_equal(frames[0].data, frames[1].data)  # and different frames
+    assert frames[0].labels is frames[6].labels  # one scene
+    with pytest.raises(CameraError, match="ring must be >= 2"):
+        SimulatedCamera(tivita, ring=1)
+    with pytest.raises(CameraError, match="needs live mode"):
+        SimulatedCamera(tivita, ring=3, exact_noise=True)

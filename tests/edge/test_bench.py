@@ -323,6 +323,9 @@ def test_pipeline_mode_per_stage_over_a_paced_pty():
     assert 100 < r["bytes_per_mask"] < 217 * 409
     assert r["masks_received"] == 5 and r["link_dropped_bytes"] == 0
     assert r["link_utilisation"] == pytest.approx(r["link_bytes_per_s"] / (baud / 10), rel=1e-3)
+    # the same engine, bare, right after each round: the pipeline's rate beside the engine's
+    assert r["engine_fps"] > 0
+    assert r["pipeline_vs_engine"] == pytest.approx(r["throughput_fps"] / r["engine_fps"], rel=1e-2)
 
 
 def test_pipeline_mode_file_link_writes_the_bytes_it_reports(tmp_path):
