@@ -5,7 +5,7 @@ contract of ``docs/export.md``: inputs ``raw`` (1, H, W, C) uint16 counts plus `
 ``gain`` (H, W, C) float32 for the raw variant, or ``reflectance`` (1, H, W, C) float32;
 outputs ``classes`` (1, H, W) uint8 and optionally ``confidence`` (1, H, W) float32.
 
-The per-frame path allocates nothing and copies nothing: the engine owns a preallocated input
+The per-frame path allocates and copies nothing frame-sized: the engine owns a preallocated input
 buffer (``engine.input_buffer``, (1, H, W, C)) that the caller fills in place, or the runtime
 reads the caller's frame array in place (``infer(frame)``; the daemon hands over each camera
 frame so, saving a 61 MB copy per Tivita frame). Output buffers are preallocated too, and the
@@ -250,9 +250,9 @@ class Engine:
                 shared = frame_input.reshape(self.input_shape)
             else:
                 np.copyto(target, frame_input, casting="same_kind")
-        if shared is not None:
-            self._bind_input(shared)
         try:
+            if shared is not None:
+                self._bind_input(shared)
             self._run_bound()
         except XenoedgeError:
             raise
