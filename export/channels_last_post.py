@@ -1,11 +1,11 @@
 """The post-processing of a pooling graph in channels-last layout, for ONNX Runtime on the CPU.
 
 A pooling bundle's graph upsamples the (1, K, h, w) logits to the full frame (``Resize``,
-bilinear, half-pixel) and takes the arg-max over the class axis (``docs/export.md``). ONNX
+bilinear, half-pixel) and takes the arg-max over the class axis (docs/export_onnx.md). ONNX
 Runtime's CPU provider runs that faster with the classes last: a ``Transpose`` of the small
 logits to (1, h, w, K), ``Resize`` with scales (1, p, p, 1) (its channels-last bilinear
 kernel) and the arg-max over the last, contiguous axis. Measured on the surgical bundle's
-post-processing alone (12 classes, 120 x 160 -> 480 x 640, 2 threads, docs/models.md):
+post-processing alone (12 classes, 120 x 160 -> 480 x 640, 2 threads, docs/export_onnx.md):
 ONNX Runtime 7.1-12.7 ms NCHW vs 4.3-6.6 ms NHWC; OpenVINO 8.5-9.7 ms NCHW vs 53 ms NHWC,
 so only ONNX Runtime CPU targets get it (``xenoedge.export.export``). The same arithmetic on
 the same values: the classes are unchanged; the confidence (a Softmax over another axis) agrees
