@@ -15,6 +15,7 @@ to float rounding (2.4e-7 on the surgical bundle).
 from __future__ import annotations
 
 import numpy as np
+from xenoedge.export.errors import ExportError
 from xenoedge.export.onnx_export import POST_NODES
 
 __all__ = ["channels_last_post"]
@@ -92,7 +93,7 @@ def _set_reduce_axes(graph, node, axis: int) -> None:
             del attribute.ints[:]
             attribute.ints.append(axis)
             return
-    raise ValueError(f"{node.name}: a ReduceMax without axes reduces every axis")
+    raise ExportError(f"{node.name}: a ReduceMax without axes cannot be pointed at the class axis")
 
 
 def _drop_unused_initializers(graph) -> None:

@@ -49,8 +49,8 @@ class NoiseRealisations:
         self._base = base
         self._others: list[np.ndarray] = []
         self._last: np.ndarray | None = None
-        self._buffers: list[np.ndarray] = []
-        self._held: list[np.ndarray] = []  # per kept buffer: the realisation each of its blocks holds (-1: none)
+        # kept frame buffers, each with the realisation each of its blocks holds (-1: none)
+        self._buffers: list[tuple[np.ndarray, np.ndarray]] = []
 
     def add(self, other: np.ndarray) -> None:
         """Add a realisation: stored as uint8 differences from the base when they fit, else whole."""
@@ -87,14 +87,13 @@ class NoiseRealisations:
         """A kept frame buffer that no one else references (no frame, view or engine binding holds
         it), else a new one, kept while fewer than ``MAX_KEPT_BUFFERS`` are; with the (n_blocks,)
         realisation each of its blocks holds (-1: unwritten)."""
-        for index in range(len(self._buffers)):  # not enumerate: its cached tuple would hold a reference
-            buffer = self._buffers[index]
-            if sys.getrefcount(buffer) <= 3:  # the list, this name and getrefcount's argument
-                return buffer, self._held[index]
+        for kept in self._buffers:
+            buffer = kept[0]
+            if sys.getrefcount(buffer) <= 3:  # the pair, this name and getrefcount's argument
+                return kept
         buffer, held = np.empty(self.shape, dtype=np.uint16), np.full(self.n_blocks, -1)
         if len(self._buffers) < MAX_KEPT_BUFFERS:
-            self._buffers.append(buffer)
-            self._held.append(held)
+            self._buffers.append((buffer, held))
         return buffer, held
 
     def frame(self, choice: np.ndarray) -> np.ndarray:
