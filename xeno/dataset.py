@@ -26,6 +26,7 @@ one contract over several files.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -163,6 +164,21 @@ def probe_cube(path: Path) -> tuple[int, np.ndarray | None]:
         raise
     except (OSError, ValueError, EOFError) as e:
         raise FileFormatError(path, f"cannot read the cube's header ({e})") from None
+
+
+def _probe_unchanged(path: Path) -> tuple[int, np.ndarray | None]:
+    """``probe_cube``, remembered in this process while the file keeps its size and mtime: the
+    xeno experiment opens the same data sets for every training run and scoring (~2,000 headers)."""
+    stat = path.stat()
+    return _probe_remembered(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _probe_remembered(path: str, size: int, mtime_ns: int) -> tuple[int, np.ndarray | None]:
+    n_bands, wavelengths = probe_cube(Path(path))
+    if wavelengths is not None:
+        wavelengths.flags.writeable = False  # shared by every later caller
+    return n_bands, wavelengths
 
 
 # ---------------------------------------------------------------- layouts
@@ -431,7 +447,7 @@ class SpectralDataset:
 
     @staticmethod
     def _common_wavelengths(root: Path, records: list[ImageRecord], info: dict) -> np.ndarray:
-        probes = {r.image_id: probe_cube(r.cube_path) for r in records}
+        probes = {r.image_id: _probe_unchanged(r.cube_path) for r in records}
         counts: dict[int, list[str]] = {}
         for image_id, (n, _) in probes.items():
             counts.setdefault(n, []).append(image_id)

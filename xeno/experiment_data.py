@@ -3,6 +3,8 @@ files learnt from them (both skipped when already there, so a run resumes)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from xenoedge.xeno.experiment_protocol import (
@@ -38,10 +40,57 @@ def _folder_jobs(preset: Preset, protocol: str) -> dict[str, tuple]:
     return jobs
 
 
-def simulate_folders(work: Path, preset: Preset, protocol: str, log: Log) -> dict[str, Path]:
+Call = tuple[Callable, tuple]  # a function and its arguments, picklable for a worker process
+Done = Callable[[int], None]  # told the index of each call whose result is in, in call order
+RunAll = Callable[[list[Call], Done | None], list]
+
+
+def run_in_process(calls: list[Call], done: Done | None = None) -> list:
+    """Each call in turn, in this process: the results in order (``RunAll`` without workers)."""
+    results = []
+    for i, (function, args) in enumerate(calls):
+        results.append(function(*args))
+        if done:
+            done(i)
+    return results
+
+
+def _collect(futures: list, done: Done | None) -> list:
+    results = []
+    for i, future in enumerate(futures):
+        results.append(future.result())
+        if done:
+            done(i)
+    return results
+
+
+@contextmanager
+def worker_pool(workers: int) -> Iterator[RunAll]:
+    """A ``RunAll`` on ``workers`` spawned processes (in this process when ``workers`` <= 1); the
+    pool lives for the ``with`` block, so the simulation, the projections and the trainings share it.
+    Results come back in call order, whatever order the workers finish in."""
+    if workers <= 1:
+        yield run_in_process
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield lambda calls, done=None: _collect([pool.submit(function, *args) for function, args in calls], done)
+
+
+def _largest_first(calls: list[tuple[int, Call]]) -> list[Call]:
+    return [call for _, call in sorted(calls, key=lambda c: -c[0])]
+
+
+def simulate_folders(
+    work: Path, preset: Preset, protocol: str, log: Log, run_all: RunAll = run_in_process
+) -> dict[str, Path]:
+    """Simulate the data set folders the work folder lacks (on ``run_all``'s workers, largest
+    first); returns every folder by name."""
     from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
-    folders = {}
+    folders, calls = {}, []
     for name, (domain, species, states, images, p_path, *seed) in _folder_jobs(preset, protocol).items():
         folder = work / "data" / name
         if not (folder / "index.json").is_file():
@@ -57,8 +106,9 @@ def simulate_folders(work: Path, preset: Preset, protocol: str, log: Log) -> dic
                 pathological_probability=p_path,
                 seed=seed[0] if seed else DATA_SEED,
             )
-            write_dataset(folder, spec)
+            calls.append((len(species) * images, (write_dataset, (folder, spec))))
         folders[name] = folder
+    run_all(_largest_first(calls), None)
     return folders
 
 
@@ -129,3 +179,12 @@ def learn_projection_file(
     projections = combine(sets)
     log(f"{species}: {len(projections)} maps for {', '.join(states)} ({pairing} pairing)")
     return save_projections(out, projections)
+
+
+def learn_projection_file_quietly(
+    folders: list[Path], species: str, states: tuple[str, ...], healthy: str, steps: int, out: Path, **options
+) -> tuple[Path, list[str]]:
+    """``learn_projection_file`` without ``log``, for a worker process: (the file, the lines it
+    would have logged), so that the caller logs them."""
+    lines: list[str] = []
+    return learn_projection_file(folders, species, states, healthy, steps, out, lines.append, **options), lines

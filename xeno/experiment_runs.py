@@ -9,10 +9,11 @@ import json
 import os
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from xenoedge.xeno.experiment_analysis import analyse
-from xenoedge.xeno.experiment_data import learn_projection_file, simulate_folders
+from xenoedge.xeno.experiment_data import RunAll, learn_projection_file_quietly, simulate_folders, worker_pool
 from xenoedge.xeno.experiment_protocol import (
     CROP_TRANSFERRED,
     ICG_LABELS,
@@ -122,47 +123,51 @@ def _run_one(work, preset, arm, model, model_options, folders, fold, seed, files
     return record, rows
 
 
-def run(preset: Preset, work: Path, *, protocol: str = "paper", log: Log = print) -> dict:
-    """Run every part; returns the results (also written to work/results.json)."""
-
-    if protocol not in PROTOCOLS:
-        raise UnknownNameError("protocol", protocol, PROTOCOLS)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    work.mkdir(parents=True, exist_ok=True)
-    folders = simulate_folders(work, preset, protocol, log)
+def _projection_files(
+    work: Path, preset: Preset, protocol: str, folders: dict[str, Path], log: Log, run_all: RunAll
+) -> dict[tuple[str, str], Path]:
+    """(source species, task) -> projection file, learnt in the source species from all its
+    subjects (never the target's), on ``run_all``'s workers; files already there are kept."""
     paper = protocol == "paper"
-    pairing = "all" if paper else "same-subject"
-
-    # Projections: learnt in the source species from all its subjects (never the target's).
-    projections: dict[tuple[str, str], Path] = {}
+    options = {"pairing": "all" if paper else "same-subject", "max_images": preset.projection_images}
+    steps = preset.projection_steps
     surgical_sources = [folders["surgical_physiological"], *(folders[f"source_{s}"] for s in MALPERFUSION)]
+    jobs: dict[tuple[str, str], tuple] = {}
     for species in ("pig", "rat"):
         if paper:
-            projections[(species, "malperfusion")] = learn_projection_file(
-                surgical_sources, species, MALPERFUSION, "physiological", preset.projection_steps,
-                work / f"projections-{species}-malperfusion.npz", log, organs=MALPERFUSION_LABELS, pairing=pairing,
-                max_images=preset.projection_images,
+            jobs[(species, "malperfusion")] = (
+                surgical_sources, species, MALPERFUSION, "physiological", steps,
+                work / f"projections-{species}-malperfusion.npz", {"organs": MALPERFUSION_LABELS},
             )  # fmt: skip
-            projections[(species, "icg")] = learn_projection_file(
+            jobs[(species, "icg")] = (
                 [folders["surgical_physiological"], folders["surgical_icg"]], species, ("icg",), "physiological",
-                preset.projection_steps, work / f"projections-{species}-icg.npz", log, organs=ICG_LABELS,
-                pairing=pairing, max_images=preset.projection_images, max_subjects=preset.projection_subjects,
+                steps, work / f"projections-{species}-icg.npz",
+                {"organs": ICG_LABELS, "max_subjects": preset.projection_subjects},
             )  # fmt: skip
         else:
-            projections[(species, "all")] = learn_projection_file(
+            jobs[(species, "all")] = (
                 [*surgical_sources, folders["surgical_icg"]], species, SURGICAL_PATHOLOGICAL, "physiological",
-                preset.projection_steps, work / f"projections-{species}-all.npz", log, pairing=pairing,
-                max_images=preset.projection_images,
+                steps, work / f"projections-{species}-all.npz", {},
             )  # fmt: skip
-    projections[(preset.source_crop, "crop")] = learn_projection_file(
+    jobs[(preset.source_crop, "crop")] = (
         [folders["crop_seen"], *(folders[f"crop_{s}"] for s in CROP_TRANSFERRED)], preset.source_crop,
-        CROP_TRANSFERRED, "healthy", preset.projection_steps, work / f"projections-{preset.source_crop}.npz", log,
-        pairing=pairing, max_images=preset.projection_images, max_subjects=preset.projection_subjects,
+        CROP_TRANSFERRED, "healthy", steps, work / f"projections-{preset.source_crop}.npz",
+        {"max_subjects": preset.projection_subjects},
     )  # fmt: skip
+    calls = [(partial(learn_projection_file_quietly, **options, **job[-1]), job[:-1]) for job in jobs.values()]
+    files = {}
+    for key, (path, lines) in zip(jobs, run_all(calls, None), strict=True):
+        for line in lines:
+            log(line)
+        files[key] = path
+    return files
 
+
+def _training_tasks(
+    work: Path, preset: Preset, protocol: str, folders: dict[str, Path], projections: dict[tuple[str, str], Path]
+) -> list[tuple]:
+    """``_run_one``'s arguments for every (arm, model, fold, seed) of the preset."""
     options = dict(preset.model_options)
-    rows: list[dict] = []
-    runs: list[dict] = []
     arms = [
         a for a in protocol_arms(protocol, (preset.source_crop, preset.target_crop)) if a.name not in preset.skip_arms
     ]
@@ -176,27 +181,35 @@ def run(preset: Preset, work: Path, *, protocol: str = "paper", log: Log = print
             for seed in seeds:
                 tasks.append((work, preset, arm, model, model_options, folders, fold, seed,
                               tuple(projections[(s, arm.task)] for s in arm.sources)))  # fmt: skip
-    workers = max(1, int(os.environ.get("XENO_WORKERS", "1")))
-    if workers == 1:
-        done = []
-        for task in tasks:
-            log(f"{task[2].name} ({task[3]}): fold {task[6] + 1}/{preset.folds}, seed {task[7]}")
-            done.append(_run_one(*task))
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    return tasks
 
-        log(f"{len(tasks)} training runs on {workers} processes")
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_run_one, *task) for task in tasks]
-            done = []
-            for task, future in zip(tasks, futures, strict=True):
-                done.append(future.result())
-                log(f"done: {task[2].name} ({task[3]}) fold {task[6] + 1}, seed {task[7]}")
+
+def run(preset: Preset, work: Path, *, protocol: str = "paper", log: Log = print) -> dict:
+    """Run every part; returns the results (also written to work/results.json)."""
+
+    if protocol not in PROTOCOLS:
+        raise UnknownNameError("protocol", protocol, PROTOCOLS)
+    started, cpu_started, cpu_children = time.perf_counter(), time.process_time(), _children_cpu_seconds()
+    work.mkdir(parents=True, exist_ok=True)
+    workers = max(1, int(os.environ.get("XENO_WORKERS", "1")))
+    with worker_pool(workers) as run_all:
+        folders = simulate_folders(work, preset, protocol, log, run_all)
+        projections = _projection_files(work, preset, protocol, folders, log, run_all)
+        tasks = _training_tasks(work, preset, protocol, folders, projections)
+        log(f"{len(tasks)} training runs on {workers} process{'es' if workers > 1 else ''}")
+
+        def finished(i: int) -> None:
+            arm, model, fold, seed = tasks[i][2].name, tasks[i][3], tasks[i][6], tasks[i][7]
+            log(f"done {i + 1}/{len(tasks)}: {arm} ({model}) fold {fold + 1}/{preset.folds}, seed {seed}")
+
+        done = run_all([(_run_one, task) for task in tasks], finished)
+    runs: list[dict] = []
+    rows: list[dict] = []
     for record, scored in done:  # task order: the same results whatever the number of processes
         runs.append(record)
         rows += scored
-    cpu_children = sum(r["cpu_seconds"] for r in runs) if workers > 1 else 0.0
+    # The pool's processes have been joined, so their CPU time is in the children's total.
+    cpu_children = _children_cpu_seconds() - cpu_children
 
     results: dict = {"preset": asdict(preset), "protocol": protocol, "runs": runs}
     results.update(analyse(rows, preset, protocol, runs))
@@ -228,6 +241,14 @@ def reanalyse(work: Path) -> dict:
             results["summary"][key] = previous[key]
     _write_json(work / "results.json", results)
     return results
+
+
+def _children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's finished (joined) child processes."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -40,3 +40,28 @@ def test_unknown_preset_and_protocol(tmp_path):
         get_preset("huge")
     with pytest.raises(UnknownNameError, match="paper"):
         run(get_preset("tiny"), tmp_path, protocol="other")
+
+
+def test_two_worker_processes_give_the_results_of_one(tiny_results, tmp_path, monkeypatch):
+    """Simulation, projections and trainings spread over spawned workers: every score, step count
+    and stopping decision as in the one-process run, and the workers' CPU time is counted."""
+    import gzip
+    import json
+
+    one, one_work = tiny_results
+    monkeypatch.setenv("XENO_WORKERS", "2")
+    logged: list[str] = []
+    two = run(get_preset("tiny"), tmp_path / "work", log=logged.append)
+    assert two["workers"] == 2 and one["workers"] == 1
+
+    def rows(work):
+        with gzip.open(work / "rows.json.gz", "rt") as f:
+            return json.load(f)
+
+    assert rows(tmp_path / "work") == rows(one_work)
+    timing = {"seconds", "cpu_seconds"}
+    assert [{k: v for k, v in r.items() if k not in timing} for r in two["runs"]] == [
+        {k: v for k, v in r.items() if k not in timing} for r in one["runs"]
+    ]
+    assert two["cpu_seconds"] >= sum(r["cpu_seconds"] for r in two["runs"])  # the children's CPU is in
+    assert any(line.startswith(f"done {len(two['runs'])}/{len(two['runs'])}:") for line in logged)
