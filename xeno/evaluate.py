@@ -12,7 +12,7 @@ import json
 import os
 import warnings
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,18 +22,25 @@ from xenoedge.xeno.scene import NO_STATE
 
 def predict(model, cube: np.ndarray) -> np.ndarray:
     """(H, W) uint8 class ids for an (H, W, C) L1-normalised cube (padded to the model's multiple)."""
+    return predict_batch(model, [cube])[0]
+
+
+def predict_batch(model, cubes: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``predict`` for (H, W, C) cubes of one shape in one forward pass: (H, W) uint8 each."""
     import torch
     import torch.nn.functional as F
 
-    h, w, _ = cube.shape
+    h, w, _ = cubes[0].shape
+    if any(c.shape != cubes[0].shape for c in cubes):
+        raise ValueError(f"predict_batch needs cubes of one shape, got {sorted({c.shape for c in cubes})}")
     multiple = int(getattr(model, "required_multiple", 1))
-    x = torch.from_numpy(np.ascontiguousarray(cube.transpose(2, 0, 1)))[None]
+    x = torch.from_numpy(np.stack([c.transpose(2, 0, 1) for c in cubes]))
     pad_h, pad_w = (-h) % multiple, (-w) % multiple
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
     with torch.inference_mode():
         logits = model(x)
-    return logits[0, :, :h, :w].argmax(dim=0).to(torch.uint8).numpy()
+    return list(logits[:, :, :h, :w].argmax(dim=1).to(torch.uint8).numpy())
 
 
 def predict_working(model, spectra: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
@@ -311,9 +318,7 @@ def evaluate_model(model, dataset, indices: list[int], *, pictures: Path | None 
 
     result = Evaluation(dataset.label_set.names, list(dataset.states))
     colors = dataset.label_set.colors()
-    for n, i in enumerate(indices):
-        sample = dataset.load(i)
-        pred = predict(model, sample.cube)
+    for n, (sample, pred) in enumerate(_predictions(model, dataset, indices)):
         first_row = len(result.rows)
         result.add_image(
             sample.record.image_id,
@@ -334,6 +339,28 @@ def evaluate_model(model, dataset, indices: list[int], *, pictures: Path | None 
             picture = truth_vs_pred_picture(rgb, sample.labels, pred, colors, result.label_names, title)
             write_rgb_png(pictures / f"{sample.record.image_id}_truth_vs_pred.png", picture)
     return result
+
+
+EVALUATION_BATCH = 16  # images of one shape per forward pass (a batch costs far less than its images one by one)
+EVALUATION_BATCH_BYTES = 64 << 20  # ... and at most this much input: full-size frames go one at a time
+
+
+def _predictions(model, dataset, indices: list[int]) -> Iterator[tuple]:
+    """(sample, (H, W) uint8 prediction) for each of ``indices`` in order, predicted in batches of
+    consecutive images of one shape."""
+    batch: list = []
+    for i in indices:
+        sample = dataset.load(i)
+        if batch and (
+            sample.cube.shape != batch[0].cube.shape
+            or len(batch) == EVALUATION_BATCH
+            or (len(batch) + 1) * sample.cube.nbytes > EVALUATION_BATCH_BYTES
+        ):
+            yield from zip(batch, predict_batch(model, [s.cube for s in batch]), strict=True)
+            batch = []
+        batch.append(sample)
+    if batch:
+        yield from zip(batch, predict_batch(model, [s.cube for s in batch]), strict=True)
 
 
 def truth_vs_pred_picture(

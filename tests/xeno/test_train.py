@@ -131,6 +131,27 @@ def test_predict_pads_to_the_model_multiple():
     assert predict(model, cube).shape == (30, 21)
 
 
+def test_evaluation_predicts_in_batches_as_it_would_image_by_image(data):
+    """``evaluate_model`` groups consecutive images of one shape into a forward pass: the same
+    masks as one image at a time; cubes of several shapes in one call are refused."""
+    from xenoedge.xeno.dataset import SpectralDataset
+    from xenoedge.xeno.evaluate import evaluate_model, predict_batch
+    from xenoedge.xeno.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("unet-edge", 100, 12, pool=2).eval()
+    dataset = SpectralDataset.open(data)
+    cubes = [dataset.load(i).cube for i in range(len(dataset))]
+    batched = predict_batch(model, cubes)
+    for cube, mask in zip(cubes, batched, strict=True):
+        assert mask.shape == cube.shape[:2] and mask.dtype == np.uint8
+        assert np.mean(mask == predict(model, cube)) >= 0.999
+    evaluation = evaluate_model(model, dataset, list(range(len(dataset))))
+    assert {r["image_id"] for r in evaluation.rows} == {r.image_id for r in dataset.records}
+    with pytest.raises(ValueError, match="one shape"):
+        predict_batch(model, [cubes[0], cubes[0][:-2]])
+
+
 def test_cli_train_then_evaluate(data, tmp_path):
     def run(*args):
         return subprocess.run(
