@@ -142,14 +142,28 @@ def experiment_xeno(
         help="paper: the paper's protocol (kidney-only malperfusion maps, ICG with pig/rat targets, organ "
         "transplantation, label-balanced sampling, all-pairs projections); legacy: the earlier one.",
     ),
+    state_deviation: float = typer.Option(
+        None,
+        min=0.0,
+        help="Simulate every species' states at this deviation from the shared relative change "
+        "(0: the premise holds exactly; default: the simulator's, 1). Needs its own --work folder.",
+    ),
 ) -> None:
     """In-species vs cross-species transfer, xeno augmentation for pathology, and crops (k-fold, bootstrap CIs)."""
     from xenoedge.xeno.experiment import get_preset, run, write_report
 
     report = report if report is not None else work / "xeno.md"
     chosen = get_preset(preset)
-    results = run(chosen, work, protocol=protocol, log=lambda message: console.print(f"[dim]{message}[/dim]"))
+    results = run(
+        chosen,
+        work,
+        protocol=protocol,
+        log=lambda message: console.print(f"[dim]{message}[/dim]"),
+        state_deviation=state_deviation,
+    )
     command = f"xenoedge experiment xeno --preset {preset} --protocol {protocol} --work {work} --report {report}"
+    if state_deviation is not None:
+        command += f" --state-deviation {state_deviation:g}"
     write_report(results, report, command)
     console.print(f"results in {report} and {work / 'results.json'} ({results['seconds']:.0f} s)")
 

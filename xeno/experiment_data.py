@@ -84,16 +84,24 @@ def _largest_first(calls: list[tuple[int, Call]]) -> list[Call]:
 
 
 def simulate_folders(
-    work: Path, preset: Preset, protocol: str, log: Log, run_all: RunAll = run_in_process
+    work: Path,
+    preset: Preset,
+    protocol: str,
+    log: Log,
+    run_all: RunAll = run_in_process,
+    state_deviation: float | None = None,
 ) -> dict[str, Path]:
     """Simulate the data set folders the work folder lacks (on ``run_all``'s workers, largest
-    first); returns every folder by name."""
+    first) at ``state_deviation`` (None: the species' default); returns every folder by name.
+    A folder simulated at another deviation is refused (``XenoedgeError``): use another work folder."""
     from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
     folders, calls = {}, []
     for name, (domain, species, states, images, p_path, *seed) in _folder_jobs(preset, protocol).items():
         folder = work / "data" / name
-        if not (folder / "index.json").is_file():
+        if (folder / "index.json").is_file():
+            _check_deviation(folder, state_deviation)
+        else:
             log(f"simulating {name}: {len(species)} species x {preset.subjects} subjects x {images} images")
             spec = DatasetSpec(
                 domain=domain,
@@ -105,11 +113,25 @@ def simulate_folders(
                 width=preset.width,
                 pathological_probability=p_path,
                 seed=seed[0] if seed else DATA_SEED,
+                state_deviation=state_deviation,
             )
             calls.append((len(species) * images, (write_dataset, (folder, spec))))
         folders[name] = folder
     run_all(_largest_first(calls), None)
     return folders
+
+
+def _check_deviation(folder: Path, state_deviation: float | None) -> None:
+    import json
+
+    from xenoedge.errors import XenoedgeError
+
+    stored = json.loads((folder / "index.json").read_text()).get("spec", {}).get("state_deviation")
+    if stored != state_deviation:
+        raise XenoedgeError(
+            f"{folder}: simulated at state deviation {stored} (None: the default), this run asks for "
+            f"{state_deviation}; use another work folder"
+        )
 
 
 def learn_projection_file(

@@ -31,7 +31,8 @@ def write_report(results: dict, path: Path, command: str) -> Path:
         f"Produced by `{command}` (preset `{preset['name']}`, protocol `{results['protocol']}`: "
         f"{preset['height']}×{preset['width']} px, {preset['subjects']} subjects per species, "
         f"{preset['folds']}-fold subject cross-validation, model `{preset['model']}` "
-        f"{dict(preset['model_options']) or ''}, seeds {list(preset['seeds'])}; "
+        f"{dict(preset['model_options']) or ''}, seeds {list(preset['seeds'])}, state deviation "
+        f"{_deviation(results.get('state_deviation'))}; "
         f"{results['seconds']:.0f} s wall, {results['cpu_seconds']:.0f} s CPU on this machine).",
         "",
         "Cells: mean DSC over classes (seed-averaged), [bootstrap 95 % interval over test subjects], "
@@ -157,6 +158,10 @@ def write_report(results: dict, path: Path, command: str) -> Path:
     lines += ["", f"![results]({figure.name})", ""]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _deviation(value: float | None) -> str:
+    return "1 (the default)" if value is None else f"{value:g}"
 
 
 SIMULATOR_NOTES = [

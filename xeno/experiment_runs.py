@@ -184,8 +184,11 @@ def _training_tasks(
     return tasks
 
 
-def run(preset: Preset, work: Path, *, protocol: str = "paper", log: Log = print) -> dict:
-    """Run every part; returns the results (also written to work/results.json)."""
+def run(
+    preset: Preset, work: Path, *, protocol: str = "paper", log: Log = print, state_deviation: float | None = None
+) -> dict:
+    """Run every part; returns the results (also written to work/results.json). ``state_deviation``:
+    simulate every species' states at this deviation (docs/simulator.md; None: the default, 1)."""
 
     if protocol not in PROTOCOLS:
         raise UnknownNameError("protocol", protocol, PROTOCOLS)
@@ -193,7 +196,7 @@ def run(preset: Preset, work: Path, *, protocol: str = "paper", log: Log = print
     work.mkdir(parents=True, exist_ok=True)
     workers = max(1, int(os.environ.get("XENO_WORKERS", "1")))
     with worker_pool(workers) as run_all:
-        folders = simulate_folders(work, preset, protocol, log, run_all)
+        folders = simulate_folders(work, preset, protocol, log, run_all, state_deviation)
         projections = _projection_files(work, preset, protocol, folders, log, run_all)
         tasks = _training_tasks(work, preset, protocol, folders, projections)
         log(f"{len(tasks)} training runs on {workers} process{'es' if workers > 1 else ''}")
@@ -211,8 +214,9 @@ def run(preset: Preset, work: Path, *, protocol: str = "paper", log: Log = print
     # The pool's processes have been joined, so their CPU time is in the children's total.
     cpu_children = _children_cpu_seconds() - cpu_children
 
-    results: dict = {"preset": asdict(preset), "protocol": protocol, "runs": runs}
+    results: dict = {"preset": asdict(preset), "protocol": protocol, "state_deviation": state_deviation, "runs": runs}
     results.update(analyse(rows, preset, protocol, runs))
+    results["summary"]["state_deviation"] = state_deviation
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["cpu_seconds"] = round(time.process_time() - cpu_started + cpu_children, 1)
     results["workers"] = workers
@@ -234,7 +238,9 @@ def reanalyse(work: Path) -> dict:
               for k, v in previous["preset"].items()}  # fmt: skip
     preset = Preset(**fields)
     results = {k: previous[k] for k in ("preset", "protocol", "runs")}
+    results["state_deviation"] = previous.get("state_deviation")
     results.update(analyse(rows, preset, previous["protocol"], previous["runs"]))
+    results["summary"]["state_deviation"] = results["state_deviation"]
     for key in ("seconds", "cpu_seconds", "workers"):
         if key in previous:
             results[key] = previous[key]

@@ -87,3 +87,23 @@ def test_documented_default_is_nonzero_and_override_and_config_agree():
     assert {r["params"]["state_deviation"] for r in zero.meta["regions"] if r["kind"] == "tissue"} == {0.0}
     with pytest.raises(ValueError, match="state deviation"):
         tables.state_change(tables.species_baseline("pig", "kidney"), "kidney", "icg", {"icg_cm": 2.0}, "pig", -1.0)
+
+
+def test_the_experiment_simulates_at_a_chosen_deviation_and_keeps_work_folders_apart(tmp_path):
+    """``xenoedge experiment xeno --state-deviation D``: every data set of the work folder is
+    simulated at D (recorded in its index and in each region), and a work folder simulated at
+    another deviation is refused rather than mixed."""
+    import json
+
+    from xenoedge.xeno.experiment import get_preset, simulate_folders
+
+    from xenoedge.errors import XenoedgeError
+
+    preset = get_preset("tiny")
+    folders = simulate_folders(tmp_path, preset, "paper", lambda _m: None, state_deviation=0.0)
+    index = json.loads((folders["surgical_malperfused_venous"] / "index.json").read_text())
+    assert index["spec"]["state_deviation"] == 0.0
+    meta = json.loads((folders["surgical_malperfused_venous"] / index["images"][0]["meta"]).read_text())
+    assert {r["params"]["state_deviation"] for r in meta["regions"] if r["kind"] == "tissue"} == {0.0}
+    with pytest.raises(XenoedgeError, match=r"surgical_physiological: simulated at state deviation 0.0"):
+        simulate_folders(tmp_path, preset, "paper", lambda _m: None)
