@@ -172,8 +172,8 @@ SIMULATOR_NOTES = [
     "run they do for ICG (0.43 pig, 0.44 rat against the paper's 0.56, 0.58) and do not for malperfused human "
     "kidney (0.000 against the paper's ~0.65): the malperfusion gaps here are wider than the paper's.",
     "- **How well animal maps carry to another species** rests on `state_deviation` (default 1.0: each species "
-    "responds in its own way; 0 makes the premise exact). Gap recoveries at another deviation were not measured "
-    "in this run.",
+    "responds in its own way; 0 makes the premise exact). Other deviations are separate runs "
+    "(`--state-deviation D`); docs/experiments/xeno.md tables their gap recoveries beside this run's.",
     "- **Direct cross-species transfer** rests on the species' baseline optical parameters (docs/simulator.md "
     "tables): how far apart the species' absolute spectra are is a simulator choice.",
     "- **Physiological DSC and its drop** rest on how separable the organs are (two-layer tissue, organ-specific "
