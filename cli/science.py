@@ -142,11 +142,11 @@ def experiment_xeno(
         help="paper: the paper's protocol (kidney-only malperfusion maps, ICG with pig/rat targets, organ "
         "transplantation, label-balanced sampling, all-pairs projections); legacy: the earlier one.",
     ),
-    state_deviation: float = typer.Option(
+    state_deviation: str = typer.Option(
         None,
-        min=0.0,
-        help="Simulate every species' states at this deviation from the shared relative change "
-        "(0: the premise holds exactly; default: the simulator's, 1). Needs its own --work folder.",
+        metavar="D or SPECIES=D,...",
+        help="Simulate the species' states at this deviation from the shared relative change (0: the premise "
+        "holds exactly; default: the simulator's, 1); 'pig=2,rat=2' for some species only. Needs its own --work.",
     ),
 ) -> None:
     """In-species vs cross-species transfer, xeno augmentation for pathology, and crops (k-fold, bootstrap CIs)."""
@@ -154,16 +154,21 @@ def experiment_xeno(
 
     report = report if report is not None else work / "xeno.md"
     chosen = get_preset(preset)
+    deviation = None
+    if state_deviation is not None:
+        from xenoedge.xeno.experiment_data import parse_state_deviation
+
+        deviation = parse_state_deviation(state_deviation)
     results = run(
         chosen,
         work,
         protocol=protocol,
         log=lambda message: console.print(f"[dim]{message}[/dim]"),
-        state_deviation=state_deviation,
+        state_deviation=deviation,
     )
     command = f"xenoedge experiment xeno --preset {preset} --protocol {protocol} --work {work} --report {report}"
     if state_deviation is not None:
-        command += f" --state-deviation {state_deviation:g}"
+        command += f" --state-deviation {state_deviation}"
     write_report(results, report, command)
     console.print(f"results in {report} and {work / 'results.json'} ({results['seconds']:.0f} s)")
 

@@ -89,10 +89,11 @@ def simulate_folders(
     protocol: str,
     log: Log,
     run_all: RunAll = run_in_process,
-    state_deviation: float | None = None,
+    state_deviation: float | dict[str, float] | None = None,
 ) -> dict[str, Path]:
     """Simulate the data set folders the work folder lacks (on ``run_all``'s workers, largest
-    first) at ``state_deviation`` (None: the species' default); returns every folder by name.
+    first) at ``state_deviation`` (one value, {species: value}, or None: the species' defaults);
+    returns every folder by name.
     A folder simulated at another deviation is refused (``XenoedgeError``): use another work folder."""
     from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
 
@@ -121,7 +122,35 @@ def simulate_folders(
     return folders
 
 
-def _check_deviation(folder: Path, state_deviation: float | None) -> None:
+def parse_state_deviation(text: str) -> float | dict[str, float]:
+    """``"2"`` -> 2.0 (every species); ``"pig=2,rat=2"`` -> {"pig": 2.0, "rat": 2.0} (the others
+    keep their default). Values must be numbers >= 0 and species known; ``XenoedgeError`` otherwise."""
+    from xenoedge.xeno.species import SPECIES_FACTORS
+
+    from xenoedge.errors import UnknownNameError, XenoedgeError
+
+    def number(value: str, what: str) -> float:
+        try:
+            parsed = float(value)
+        except ValueError:
+            parsed = -1.0
+        if not parsed >= 0.0:
+            raise XenoedgeError(f"state deviation{what}: {value!r} is not a number >= 0")
+        return parsed
+
+    if "=" not in text:
+        return number(text.strip(), "")
+    chosen = {}
+    for part in text.split(","):
+        species, _, value = part.partition("=")
+        species = species.strip()
+        if species not in SPECIES_FACTORS:
+            raise UnknownNameError("species", species, sorted(SPECIES_FACTORS))
+        chosen[species] = number(value.strip(), f" of {species}")
+    return chosen
+
+
+def _check_deviation(folder: Path, state_deviation: float | dict[str, float] | None) -> None:
     import json
 
     from xenoedge.errors import XenoedgeError

@@ -160,7 +160,9 @@ def write_report(results: dict, path: Path, command: str) -> Path:
     return path
 
 
-def _deviation(value: float | None) -> str:
+def _deviation(value: float | dict | None) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{species} {d:g}" for species, d in value.items()) + " (the others 1, the default)"
     return "1 (the default)" if value is None else f"{value:g}"
 
 

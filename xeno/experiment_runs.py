@@ -185,10 +185,16 @@ def _training_tasks(
 
 
 def run(
-    preset: Preset, work: Path, *, protocol: str = "paper", log: Log = print, state_deviation: float | None = None
+    preset: Preset,
+    work: Path,
+    *,
+    protocol: str = "paper",
+    log: Log = print,
+    state_deviation: float | dict[str, float] | None = None,
 ) -> dict:
     """Run every part; returns the results (also written to work/results.json). ``state_deviation``:
-    simulate every species' states at this deviation (docs/simulator.md; None: the default, 1)."""
+    simulate every species' states at this deviation, or {species: deviation} for some species
+    (docs/simulator.md; None: the default, 1)."""
 
     if protocol not in PROTOCOLS:
         raise UnknownNameError("protocol", protocol, PROTOCOLS)

@@ -56,8 +56,9 @@ class DatasetSpec:
     cube_format: str = "npz"
     seed: int = 0
     # How far each species' states depart from the shared relative change (docs/simulator.md,
-    # "State deviation"); None: the species' default (``xenoedge.xeno.species.STATE_DEVIATION``).
-    state_deviation: float | None = None
+    # "State deviation"): one value for every species, or {species: value} (species left out keep
+    # theirs); None: the species' default (``xenoedge.xeno.species.STATE_DEVIATION``).
+    state_deviation: float | dict[str, float] | None = None
 
 
 def image_seed(seed: int, species: str, subject: int, number: int) -> int:
@@ -113,7 +114,11 @@ def write_dataset(out: Path, spec: DatasetSpec, progress: Callable[[int, int], N
                     width=w,
                     states=spec.states,
                     pathological_probability=spec.pathological_probability,
-                    state_deviation=spec.state_deviation,
+                    state_deviation=(
+                        spec.state_deviation.get(species)
+                        if isinstance(spec.state_deviation, dict)
+                        else spec.state_deviation
+                    ),
                 )
                 scene = simulate_scene(config, seed, wavelengths, sensor.fwhm())
                 mean = camera_model.expected_counts(model, scene.reflectance, spec.exposure_ms)

@@ -107,3 +107,42 @@ def test_the_experiment_simulates_at_a_chosen_deviation_and_keeps_work_folders_a
     assert {r["params"]["state_deviation"] for r in meta["regions"] if r["kind"] == "tissue"} == {0.0}
     with pytest.raises(XenoedgeError, match=r"surgical_physiological: simulated at state deviation 0.0"):
         simulate_folders(tmp_path, preset, "paper", lambda _m: None)
+
+
+def test_a_deviation_for_some_species_only(tmp_path):
+    """``--state-deviation pig=0``: pig's states at 0, human's at its default; bad values and
+    unknown species are refused with the name of what is wrong."""
+    import json
+
+    from xenoedge.xeno.experiment_data import parse_state_deviation
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+
+    from xenoedge.errors import UnknownNameError, XenoedgeError
+
+    assert parse_state_deviation("2") == 2.0
+    assert parse_state_deviation("pig=0, rat=2") == {"pig": 0.0, "rat": 2.0}
+    with pytest.raises(UnknownNameError, match="cow"):
+        parse_state_deviation("cow=1")
+    with pytest.raises(XenoedgeError, match="of pig: '-1'"):
+        parse_state_deviation("pig=-1")
+    with pytest.raises(XenoedgeError, match="'x' is not a number"):
+        parse_state_deviation("x")
+
+    spec = DatasetSpec(
+        species=("human", "pig"),
+        states=("malperfused_venous",),
+        subjects_per_species=1,
+        images_per_subject=1,
+        height=24,
+        width=32,
+        pathological_probability=1.0,
+        state_deviation={"pig": 0.0},
+    )
+    index = write_dataset(tmp_path / "data", spec)
+    deviations = {}
+    for entry in index["images"]:
+        meta = json.loads((tmp_path / "data" / entry["meta"]).read_text())
+        deviations[entry["species"]] = {
+            r["params"]["state_deviation"] for r in meta["regions"] if r["kind"] == "tissue"
+        }
+    assert deviations == {"human": {tables.state_deviation("human")}, "pig": {0.0}}
