@@ -75,8 +75,14 @@ def worker_pool(workers: int) -> Iterator[RunAll]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
         yield lambda calls, done=None: _collect([pool.submit(function, *args) for function, args in calls], done)
+    except BaseException:
+        # Ctrl-C or a failed job: drop the queued jobs instead of running them all to the end.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _largest_first(calls: list[tuple[int, Call]]) -> list[Call]:
