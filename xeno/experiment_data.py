@@ -3,7 +3,7 @@ files learnt from them (both skipped when already there, so a run resumes)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,21 +47,17 @@ RunAll = Callable[[list[Call], Done | None], list]
 
 def run_in_process(calls: list[Call], done: Done | None = None) -> list:
     """Each call in turn, in this process: the results in order (``RunAll`` without workers)."""
-    results = []
-    for i, (function, args) in enumerate(calls):
-        results.append(function(*args))
-        if done:
-            done(i)
-    return results
+    return _in_order((function(*args) for function, args in calls), done)
 
 
-def _collect(futures: list, done: Done | None) -> list:
-    results = []
-    for i, future in enumerate(futures):
-        results.append(future.result())
+def _in_order(results: Iterable, done: Done | None) -> list:
+    """Drain ``results`` (lazy: each is computed or awaited when reached), telling ``done`` each index."""
+    collected = []
+    for i, result in enumerate(results):
+        collected.append(result)
         if done:
             done(i)
-    return results
+    return collected
 
 
 @contextmanager
@@ -77,7 +73,9 @@ def worker_pool(workers: int) -> Iterator[RunAll]:
 
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        yield lambda calls, done=None: _collect([pool.submit(function, *args) for function, args in calls], done)
+        yield lambda calls, done=None: _in_order(
+            (f.result() for f in [pool.submit(function, *args) for function, args in calls]), done
+        )
     except BaseException:
         # Ctrl-C or a failed job: drop the queued jobs instead of running them all to the end.
         pool.shutdown(wait=True, cancel_futures=True)
@@ -138,11 +136,11 @@ def parse_state_deviation(text: str) -> float | dict[str, float]:
     def number(value: str, what: str) -> float:
         try:
             parsed = float(value)
+            if parsed >= 0.0:  # also refuses nan
+                return parsed
         except ValueError:
-            parsed = -1.0
-        if not parsed >= 0.0:
-            raise XenoedgeError(f"state deviation{what}: {value!r} is not a number >= 0")
-        return parsed
+            pass
+        raise XenoedgeError(f"state deviation{what}: {value!r} is not a number >= 0")
 
     if "=" not in text:
         return number(text.strip(), "")

@@ -102,6 +102,9 @@ def write_dataset(out: Path, spec: DatasetSpec, progress: Callable[[int, int], N
     entries = []
     total = len(spec.species) * spec.subjects_per_species * spec.images_per_subject
     for species in spec.species:
+        deviation = spec.state_deviation
+        if isinstance(deviation, dict):
+            deviation = deviation.get(species)  # None: this species' default
         for subject in range(spec.subjects_per_species):
             for number in range(spec.images_per_subject):
                 image_id = f"{species}_s{subject:03d}_{number:03d}"
@@ -114,11 +117,7 @@ def write_dataset(out: Path, spec: DatasetSpec, progress: Callable[[int, int], N
                     width=w,
                     states=spec.states,
                     pathological_probability=spec.pathological_probability,
-                    state_deviation=(
-                        spec.state_deviation.get(species)
-                        if isinstance(spec.state_deviation, dict)
-                        else spec.state_deviation
-                    ),
+                    state_deviation=deviation,
                 )
                 scene = simulate_scene(config, seed, wavelengths, sensor.fwhm())
                 mean = camera_model.expected_counts(model, scene.reflectance, spec.exposure_ms)
