@@ -105,7 +105,7 @@ def simulate_folders(
     for name, (domain, species, states, images, p_path, *seed) in _folder_jobs(preset, protocol).items():
         folder = work / "data" / name
         if (folder / "index.json").is_file():
-            _check_deviation(folder, state_deviation)
+            _check_simulation(folder, state_deviation)
         else:
             log(f"simulating {name}: {len(species)} species x {preset.subjects} subjects x {images} images")
             spec = DatasetSpec(
@@ -154,16 +154,26 @@ def parse_state_deviation(text: str) -> float | dict[str, float]:
     return chosen
 
 
-def _check_deviation(folder: Path, state_deviation: float | dict[str, float] | None) -> None:
+def _check_simulation(folder: Path, state_deviation: float | dict[str, float] | None) -> None:
+    """Refuse a surgical data set simulated at another state deviation or other state strengths."""
     import json
+
+    from xenoedge.xeno.simulate_dataset import state_ranges_json
 
     from xenoedge.errors import XenoedgeError
 
-    stored = json.loads((folder / "index.json").read_text()).get("spec", {}).get("state_deviation")
+    index = json.loads((folder / "index.json").read_text())
+    stored = index.get("spec", {}).get("state_deviation")
     if stored != state_deviation:
         raise XenoedgeError(
             f"{folder}: simulated at state deviation {stored} (None: the default), this run asks for "
             f"{state_deviation}; use another work folder"
+        )
+    if index.get("spec", {}).get("domain") == "surgical" and index.get("state_ranges") != state_ranges_json():
+        stored_ranges = index.get("state_ranges") or "not recorded: before 2026-12-07"
+        raise XenoedgeError(
+            f"{folder}: simulated with other state strengths ({stored_ranges}) than "
+            "xenoedge.xeno.species.STATE_RANGES now; use another work folder"
         )
 
 

@@ -67,7 +67,7 @@ PRESETS = {
         skip_arms=("human+rat",),
     ),
     "quick": Preset(
-        "quick", 48, 64, 10, 5, 6, 32, "unet-edge", 240, 8, 32, (0, 1, 2), 100,
+        "quick", 48, 64, 10, 4, 6, 32, "unet-edge", 240, 8, 32, (0, 1, 2), 100,
         model_options=(("pool", 2),), projection_images=4, projection_subjects=4, skip_arms=("human+rat",),
         val_every=40, patience=2, min_steps=80, images_phys_scoring=30,
     ),

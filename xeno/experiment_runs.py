@@ -220,7 +220,10 @@ def run(
     # The pool's processes have been joined, so their CPU time is in the children's total.
     cpu_children = _children_cpu_seconds() - cpu_children
 
+    from xenoedge.xeno.species import STATE_RANGES
+
     results: dict = {"preset": asdict(preset), "protocol": protocol, "state_deviation": state_deviation, "runs": runs}
+    results["state_ranges"] = STATE_RANGES  # the strengths simulated (the report quotes them)
     results.update(analyse(rows, preset, protocol, runs))
     results["summary"]["state_deviation"] = state_deviation
     results["seconds"] = round(time.perf_counter() - started, 1)
@@ -245,6 +248,8 @@ def reanalyse(work: Path) -> dict:
     preset = Preset(**fields)
     results = {k: previous[k] for k in ("preset", "protocol", "runs")}
     results["state_deviation"] = previous.get("state_deviation")
+    if "state_ranges" in previous:
+        results["state_ranges"] = previous["state_ranges"]
     results.update(analyse(rows, preset, previous["protocol"], previous["runs"]))
     results["summary"]["state_deviation"] = results["state_deviation"]
     for key in ("seconds", "cpu_seconds", "workers"):

@@ -163,6 +163,7 @@ def write_dataset(out: Path, spec: DatasetSpec, progress: Callable[[int, int], N
     index = {
         "format_version": 1,
         "spec": asdict(spec),
+        "state_ranges": state_ranges_json(),
         "sensor": sensor.name,
         "sensor_signature": sensor.signature,
         "height": h,
@@ -176,6 +177,14 @@ def write_dataset(out: Path, spec: DatasetSpec, progress: Callable[[int, int], N
     medians = {key: np.median(np.concatenate(v), axis=0) for key, v in samples.items()}
     plot_median_spectra(out / "median_spectra.png", medians, wavelengths, domain.labels.names)
     return index
+
+
+def state_ranges_json() -> dict:
+    """The pathological state strengths in force (``xenoedge.xeno.species.STATE_RANGES``) as the
+    index stores them, so that data simulated at other strengths can be told apart."""
+    from xenoedge.xeno.species import STATE_RANGES
+
+    return json.loads(json.dumps(STATE_RANGES))
 
 
 def _collect_spectra(samples: dict, cube: np.ndarray, scene, label_names: list[str], rng) -> None:

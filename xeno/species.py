@@ -20,11 +20,14 @@ tissue (the same in every species) plus ``d`` times the change the species' own 
 (``STATE_RESPONSES``) causes in its own tissue; d = ``STATE_DEVIATION[species]`` (default
 1.0). Shared mechanism, strengths drawn per region (calibrated, docs/simulator.md):
 
-* ``malperfused_arterial`` (arterial clamping, ischaemia): StO2 x U(0.38, 0.55),
-  blood volume x U(0.65, 0.85).
-* ``malperfused_venous`` (venous stasis, congestion): StO2 x U(0.35, 0.50), blood volume
-  x U(1.30, 1.60).
-* ``icg``: indocyanine green at a peak tissue absorption of U(0.1, 0.6) cm^-1 (805 nm).
+* ``malperfused_arterial`` (arterial inflow reduced, ischaemia): StO2 x U(0.85, 0.89),
+  blood volume x U(0.91, 0.96).
+* ``malperfused_venous`` (venous outflow reduced, congestion): StO2 x U(0.84, 0.88), blood
+  volume x U(1.07, 1.15).
+
+These are milder than full clamping: calibrated so that a physiological-only network keeps the
+paper's share of malperfused human kidney (docs/simulator.md, "Calibration").
+* ``icg``: indocyanine green at a peak tissue absorption of U(0.08, 0.45) cm^-1 (805 nm).
 """
 
 from __future__ import annotations
@@ -151,25 +154,26 @@ SUBJECT_SIGMA = {
 # State strength ranges: (low, high) for a uniform draw; see module docstring.
 STATE_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "physiological": {},
-    "malperfused_arterial": {"sto2_factor": (0.38, 0.55), "blood_factor": (0.65, 0.85)},
-    "malperfused_venous": {"sto2_factor": (0.35, 0.50), "blood_factor": (1.30, 1.60)},
-    "icg": {"icg_cm": (0.1, 0.6)},
+    "malperfused_arterial": {"sto2_factor": (0.85, 0.89), "blood_factor": (0.91, 0.96)},
+    "malperfused_venous": {"sto2_factor": (0.84, 0.88), "blood_factor": (1.07, 1.15)},
+    "icg": {"icg_cm": (0.08, 0.45)},
 }
 
 
 # How each species departs from the shared state mechanism (``apply_state(..., species=)``),
-# our choice of plausible directions (docs/simulator.md, "State deviation"): multipliers on the
-# strength factors, added water (oedema), ICG peak shift and aggregate shoulder, ICG uptake.
+# our choice of plausible directions (docs/simulator.md, "State deviation"): multipliers on how
+# far a strength factor departs from 1 (``sto2_change`` 1.2: a 10 % desaturation becomes 12 %),
+# added water (oedema), ICG peak shift and aggregate shoulder, ICG uptake.
 STATE_RESPONSES: dict[tuple[str, str], dict[str, float]] = {
     # Pig: end-arteries and few collaterals -> deeper ischaemia; more congestion and oedema
     # under venous stasis; ICG band slightly red-shifted with more aggregate shoulder.
-    ("pig", "malperfused_arterial"): {"sto2_factor": 0.85, "blood_factor": 0.90},
-    ("pig", "malperfused_venous"): {"blood_factor": 1.12, "water_add": 0.03},
+    ("pig", "malperfused_arterial"): {"sto2_change": 1.15, "blood_change": 1.30},
+    ("pig", "malperfused_venous"): {"blood_change": 1.40, "water_add": 0.01},
     ("pig", "icg"): {"icg_shift_nm": 5.0, "icg_shoulder_add": 0.10},
     # Rat: rich collaterals and high metabolic rate -> milder desaturation, less pooling;
     # faster hepatic ICG clearance (less ICG) and a blue-shifted, less aggregated band.
-    ("rat", "malperfused_arterial"): {"sto2_factor": 1.20, "blood_factor": 1.08},
-    ("rat", "malperfused_venous"): {"sto2_factor": 1.15, "blood_factor": 0.92},
+    ("rat", "malperfused_arterial"): {"sto2_change": 0.80, "blood_change": 0.75},
+    ("rat", "malperfused_venous"): {"sto2_change": 0.90, "blood_change": 0.75},
     ("rat", "icg"): {"icg_shift_nm": -4.0, "icg_shoulder_add": -0.10, "icg_factor": 0.85},
 }
 
@@ -265,8 +269,8 @@ def apply_state(
         return params
     response = STATE_RESPONSES.get((species, state), {}) if species is not None else {}
     if state in ("malperfused_arterial", "malperfused_venous"):
-        sto2_f = min(1.0, strength["sto2_factor"] * response.get("sto2_factor", 1.0))
-        blood_f = strength["blood_factor"] * response.get("blood_factor", 1.0)
+        sto2_f = 1.0 - (1.0 - strength["sto2_factor"]) * response.get("sto2_change", 1.0)
+        blood_f = 1.0 + (strength["blood_factor"] - 1.0) * response.get("blood_change", 1.0)
         water = response.get("water_add", 0.0)
         return params.replace(
             sto2=params.sto2 * sto2_f,
