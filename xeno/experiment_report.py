@@ -213,8 +213,9 @@ def _strengths_note(results: dict) -> str:
     icg_base = [results.get("part2_icg", {}).get(t, {}).get("baseline", {}).get("icg", {}) for t in ("pig", "rat")]
     measured = []
     if kidney:
+        scored = "kidney" if results.get("protocol") == "paper" else "tissue (every organ)"
         measured.append(
-            f"malperfused human kidney {' and '.join(f'{v:.2f}' for v in kidney)} against the paper's ~0.65"
+            f"malperfused human {scored} {' and '.join(f'{v:.2f}' for v in kidney)} against the paper's ~0.65 (kidney)"
         )
     if all(icg_base):
         measured.append(f"ICG {icg_base[0]['value']:.2f} (pig) and {icg_base[1]['value']:.2f} (rat) against 0.56, 0.58")
