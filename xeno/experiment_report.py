@@ -169,7 +169,8 @@ def _deviation(value: float | dict | None) -> str:
 SIMULATOR_NOTES = [
     "- **How well animal maps carry to another species** rests on `state_deviation` (default 1.0: each species "
     "responds in its own way; 0 makes the premise exact). Other deviations are separate runs "
-    "(`--state-deviation D`); docs/experiments/xeno.md tables their gap recoveries beside this run's.",
+    "(`--state-deviation D`); docs/experiments/xeno.md tables the gap recoveries of such runs "
+    "(with the date and strengths they ran at).",
     "- **Direct cross-species transfer** rests on the species' baseline optical parameters (docs/simulator.md "
     "tables): how far apart the species' absolute spectra are is a simulator choice.",
     "- **Physiological DSC and its drop** rest on how separable the organs are (two-layer tissue, organ-specific "
