@@ -24,10 +24,11 @@ tissue (the same in every species) plus ``d`` times the change the species' own 
   blood volume x U(0.91, 0.96).
 * ``malperfused_venous`` (venous outflow reduced, congestion): StO2 x U(0.84, 0.88), blood
   volume x U(1.07, 1.15).
-
-These are milder than full clamping: calibrated so that a physiological-only network keeps the
-paper's share of malperfused human kidney (docs/simulator.md, "Calibration").
 * ``icg``: indocyanine green at a peak tissue absorption of U(0.08, 0.45) cm^-1 (805 nm).
+
+The malperfusion strengths are milder than full clamping: calibrated so that a
+physiological-only network keeps the paper's share of malperfused human kidney
+(docs/simulator.md, "Calibration").
 """
 
 from __future__ import annotations
