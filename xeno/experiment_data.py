@@ -129,9 +129,9 @@ def simulate_folders(
 def parse_state_deviation(text: str) -> float | dict[str, float]:
     """``"2"`` -> 2.0 (every species); ``"pig=2,rat=2"`` -> {"pig": 2.0, "rat": 2.0} (the others
     keep their default). Values must be numbers >= 0 and species known; ``XenoedgeError`` otherwise."""
-    from xenoedge.xeno.species import SPECIES_FACTORS
+    from xenoedge.xeno.species import check_species
 
-    from xenoedge.errors import UnknownNameError, XenoedgeError
+    from xenoedge.errors import XenoedgeError
 
     def number(value: str, what: str) -> float:
         try:
@@ -147,9 +147,7 @@ def parse_state_deviation(text: str) -> float | dict[str, float]:
     chosen = {}
     for part in text.split(","):
         species, _, value = part.partition("=")
-        species = species.strip()
-        if species not in SPECIES_FACTORS:
-            raise UnknownNameError("species", species, sorted(SPECIES_FACTORS))
+        species = check_species(species.strip())
         chosen[species] = number(value.strip(), f" of {species}")
     return chosen
 

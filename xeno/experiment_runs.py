@@ -220,10 +220,11 @@ def run(
     # The pool's processes have been joined, so their CPU time is in the children's total.
     cpu_children = _children_cpu_seconds() - cpu_children
 
-    from xenoedge.xeno.species import STATE_RANGES
+    from xenoedge.xeno.simulate_dataset import state_ranges_json
 
     results: dict = {"preset": asdict(preset), "protocol": protocol, "state_deviation": state_deviation, "runs": runs}
-    results["state_ranges"] = STATE_RANGES  # the strengths simulated (the report quotes them)
+    # The strengths simulated (the data sets' own record, which simulate_folders checked); the report quotes them.
+    results["state_ranges"] = state_ranges_json()
     results.update(analyse(rows, preset, protocol, runs))
     results["summary"]["state_deviation"] = state_deviation
     results["seconds"] = round(time.perf_counter() - started, 1)
