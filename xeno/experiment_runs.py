@@ -133,6 +133,13 @@ def _projection_files(
     steps = preset.projection_steps
     surgical_sources = [folders["surgical_physiological"], *(folders[f"source_{s}"] for s in MALPERFUSION)]
     jobs: dict[tuple[str, str], tuple] = {}
+    # The crop job first: it learns by far the most maps (all pairs of 4 subjects' leaves), so
+    # it must not start last on a worker.
+    jobs[(preset.source_crop, "crop")] = (
+        [folders["crop_seen"], *(folders[f"crop_{s}"] for s in CROP_TRANSFERRED)], preset.source_crop,
+        CROP_TRANSFERRED, "healthy", steps, work / f"projections-{preset.source_crop}.npz",
+        {"max_subjects": preset.projection_subjects},
+    )  # fmt: skip
     for species in ("pig", "rat"):
         if paper:
             jobs[(species, "malperfusion")] = (
@@ -149,11 +156,6 @@ def _projection_files(
                 [*surgical_sources, folders["surgical_icg"]], species, SURGICAL_PATHOLOGICAL, "physiological",
                 steps, work / f"projections-{species}-all.npz", {},
             )  # fmt: skip
-    jobs[(preset.source_crop, "crop")] = (
-        [folders["crop_seen"], *(folders[f"crop_{s}"] for s in CROP_TRANSFERRED)], preset.source_crop,
-        CROP_TRANSFERRED, "healthy", steps, work / f"projections-{preset.source_crop}.npz",
-        {"max_subjects": preset.projection_subjects},
-    )  # fmt: skip
     calls = [(partial(learn_projection_file_quietly, **options, **job[-1]), job[:-1]) for job in jobs.values()]
     files = {}
     for key, (path, lines) in zip(jobs, run_all(calls, None), strict=True):

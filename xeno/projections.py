@@ -15,8 +15,11 @@ Adam, lr 0.01, 100 steps, one map per (physiological, pathological) image pair. 
 is affine in ``x``, its per-channel mean and variance follow exactly from the mean (C,) and
 covariance (C, C) of the source pixels: ``mean(y) = mean(x) @ W + b``,
 ``var(y)_c = W[:, c] @ cov(x) @ W[:, c]``. The optimiser therefore works on these moments
-(float64, all pairs in one batch), which gives the same gradients as the pixel formulation
-at a cost independent of the pixel count.
+(computed in float64, optimised in float32 with fused Adam, all pairs in one batch), which
+gives the same gradients as the pixel formulation at a cost independent of the pixel count.
+Float32 and fused Adam are 3-4x faster than float64 (the quick experiment's 1,024 crop maps:
+~75 -> ~21 s) and move the stored float32 maps by at most ~1e-5 (the quick experiment's ICG
+and crop maps: 6e-6 and 2e-6).
 
 Storage: one ``.npz`` without pickles: ``matrices`` (N, C, C + 1) float32 with W in
 ``[:, :, :C]`` and b in ``[:, :, C]``, ``wavelengths_nm`` (C,), ``losses`` / ``initial_losses``
@@ -379,14 +382,15 @@ def learn_projections(
         rng = np.random.default_rng(stable_seed("projection-pixels", seed, sample.image_id, sample.organ) % 2**63)
         moments[id(sample)] = _moments(sample.spectra, max_pixels, rng)
 
-    src_mean = torch.tensor(np.stack([moments[id(p)][0] for p, _ in pairs]))  # (N, C)
-    src_cov = torch.tensor(np.stack([moments[id(p)][1] for p, _ in pairs]))  # (N, C, C)
-    tgt_mean = torch.tensor(np.stack([moments[id(t)][0] for _, t in pairs]))
-    tgt_std = torch.tensor(np.stack([moments[id(t)][2] for _, t in pairs]))
+    def stacked(which: int, side: int) -> torch.Tensor:
+        return torch.tensor(np.stack([moments[id(pair[side])][which] for pair in pairs]), dtype=torch.float32)
+
+    src_mean, src_cov = stacked(0, 0), stacked(1, 0)  # (N, C), (N, C, C)
+    tgt_mean, tgt_std = stacked(0, 1), stacked(2, 1)
 
     n = len(pairs)
-    weight = torch.eye(c, dtype=torch.float64).repeat(n, 1, 1).requires_grad_(True)
-    bias = torch.zeros(n, c, dtype=torch.float64, requires_grad=True)
+    weight = torch.eye(c, dtype=torch.float32).repeat(n, 1, 1).requires_grad_(True)
+    bias = torch.zeros(n, c, dtype=torch.float32, requires_grad=True)
 
     def per_map_loss() -> torch.Tensor:
         mean = torch.einsum("nc,ncd->nd", src_mean, weight) + bias
@@ -394,9 +398,9 @@ def learn_projections(
         std = var.clamp_min(1e-30).sqrt()
         return ((mean - tgt_mean) ** 2).mean(dim=1) + ((std - tgt_std) ** 2).mean(dim=1)
 
-    optimiser = torch.optim.Adam([weight, bias], lr=lr)
+    optimiser = torch.optim.Adam([weight, bias], lr=lr, fused=True)
     with torch.no_grad():
-        initial = per_map_loss().numpy().copy()
+        initial = per_map_loss().double().numpy()
     for step in range(steps):
         optimiser.zero_grad()
         # The sum keeps each map's gradient equal to that of its own loss: Adam is per element,
@@ -406,8 +410,8 @@ def learn_projections(
         if progress is not None:
             progress(step + 1, steps)
     with torch.no_grad():
-        final = per_map_loss().numpy().copy()
-        matrices = torch.cat([weight, bias[:, :, None]], dim=2).to(torch.float32).numpy()
+        final = per_map_loss().double().numpy()
+        matrices = torch.cat([weight, bias[:, :, None]], dim=2).numpy()
 
     return ProjectionSet(
         matrices=matrices,
@@ -429,7 +433,7 @@ def learn_projections(
             "max_partners": None if pairing == "all" else max_partners,
             "min_pixels": min_pixels,
             "pairing": pairing,
-            "optimiser": "Adam",
+            "optimiser": "Adam (fused, float32)",
             "loss": "MSE(mean) + MSE(std) over channels",
         },
     )

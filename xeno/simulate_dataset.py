@@ -76,6 +76,8 @@ def write_dataset(out: Path, spec: DatasetSpec, progress: Callable[[int, int], N
     """Simulate ``spec`` into folder ``out``; returns the index (also written as index.json)."""
     from xenoedge.devices.formats import write_cube, write_label_png, write_rgb_png
 
+    from xenoedge.atomic import deferred_fsync
+
     domain = get_domain(spec.domain)
     sensor = get_sensor(spec.sensor)
     if spec.cube_format not in CUBE_SUFFIXES:
@@ -101,64 +103,69 @@ def write_dataset(out: Path, spec: DatasetSpec, progress: Callable[[int, int], N
     samples: dict[tuple[str, str, str], list[np.ndarray]] = defaultdict(list)
     entries = []
     total = len(spec.species) * spec.subjects_per_species * spec.images_per_subject
-    for species in spec.species:
-        deviation = spec.state_deviation
-        if isinstance(deviation, dict):
-            deviation = deviation.get(species)  # None: this species' default
-        for subject in range(spec.subjects_per_species):
-            for number in range(spec.images_per_subject):
-                image_id = f"{species}_s{subject:03d}_{number:03d}"
-                seed = image_seed(spec.seed, species, subject, number)
-                config = SceneConfig(
-                    domain=spec.domain,
-                    species=species,
-                    subject=subject,
-                    height=h,
-                    width=w,
-                    states=spec.states,
-                    pathological_probability=spec.pathological_probability,
-                    state_deviation=deviation,
-                )
-                scene = simulate_scene(config, seed, wavelengths, sensor.fwhm())
-                mean = camera_model.expected_counts(model, scene.reflectance, spec.exposure_ms)
-                raw = camera_model.sample_raw(
-                    model, mean, camera_model.noise_sigma(model, mean), noise_rng, mosaic=False
-                )
-                cube = reflectance_from_raw(raw, dark, white)
-                saturated = int(np.count_nonzero((raw >= sensor.saturation_counts).any(axis=2)))
+    # Each image's files are renamed into place at once but flushed together at the end (~10 files
+    # per image); index.json, written after the block, is what marks the data set complete.
+    with deferred_fsync():
+        for species in spec.species:
+            deviation = spec.state_deviation
+            if isinstance(deviation, dict):
+                deviation = deviation.get(species)  # None: this species' default
+            for subject in range(spec.subjects_per_species):
+                for number in range(spec.images_per_subject):
+                    image_id = f"{species}_s{subject:03d}_{number:03d}"
+                    seed = image_seed(spec.seed, species, subject, number)
+                    config = SceneConfig(
+                        domain=spec.domain,
+                        species=species,
+                        subject=subject,
+                        height=h,
+                        width=w,
+                        states=spec.states,
+                        pathological_probability=spec.pathological_probability,
+                        state_deviation=deviation,
+                    )
+                    scene = simulate_scene(config, seed, wavelengths, sensor.fwhm())
+                    mean = camera_model.expected_counts(model, scene.reflectance, spec.exposure_ms)
+                    raw = camera_model.sample_raw(
+                        model, mean, camera_model.noise_sigma(model, mean), noise_rng, mosaic=False
+                    )
+                    cube = reflectance_from_raw(raw, dark, white)
+                    saturated = int(np.count_nonzero((raw >= sensor.saturation_counts).any(axis=2)))
 
-                cube_path = out / "cubes" / f"{image_id}{CUBE_SUFFIXES[spec.cube_format]}"
-                write_cube(cube_path, cube, None if spec.cube_format == "tivita" else wavelengths)
-                write_label_png(out / "labels" / f"{image_id}.png", scene.labels)
-                write_label_png(out / "states" / f"{image_id}.png", scene.states)
-                rgb = pseudo_rgb(cube, wavelengths)
-                write_rgb_png(
-                    out / "preview" / f"{image_id}.png",
-                    np.hstack([rgb, label_overlay(rgb, scene.labels, domain.labels.colors())]),
-                )
-                meta = {
-                    **scene.meta,
-                    "image_id": image_id,
-                    "sensor": sensor.name,
-                    "saturated_pixels": saturated,
-                }
-                _write_json(out / "meta" / f"{image_id}.json", meta)
-                _collect_spectra(samples, cube, scene, domain.labels.names, np.random.default_rng(seed))
-                entries.append(
-                    {
+                    cube_path = out / "cubes" / f"{image_id}{CUBE_SUFFIXES[spec.cube_format]}"
+                    write_cube(cube_path, cube, None if spec.cube_format == "tivita" else wavelengths)
+                    write_label_png(out / "labels" / f"{image_id}.png", scene.labels)
+                    write_label_png(out / "states" / f"{image_id}.png", scene.states)
+                    rgb = pseudo_rgb(cube, wavelengths)
+                    write_rgb_png(
+                        out / "preview" / f"{image_id}.png",
+                        np.hstack([rgb, label_overlay(rgb, scene.labels, domain.labels.colors())]),
+                    )
+                    meta = {
+                        **scene.meta,
                         "image_id": image_id,
-                        "species": species,
-                        "subject": subject,
-                        "seed": seed,
-                        "cube": str(cube_path.relative_to(out)),
-                        "labels": f"labels/{image_id}.png",
-                        "states": f"states/{image_id}.png",
-                        "meta": f"meta/{image_id}.json",
-                        "region_states": sorted({(r["label"], r["state"]) for r in scene.meta["regions"]}),
+                        "sensor": sensor.name,
+                        "saturated_pixels": saturated,
                     }
-                )
-                if progress:
-                    progress(len(entries), total)
+                    _write_json(out / "meta" / f"{image_id}.json", meta)
+                    _collect_spectra(samples, cube, scene, domain.labels.names, np.random.default_rng(seed))
+                    entries.append(
+                        {
+                            "image_id": image_id,
+                            "species": species,
+                            "subject": subject,
+                            "seed": seed,
+                            "cube": str(cube_path.relative_to(out)),
+                            "labels": f"labels/{image_id}.png",
+                            "states": f"states/{image_id}.png",
+                            "meta": f"meta/{image_id}.json",
+                            "region_states": sorted({(r["label"], r["state"]) for r in scene.meta["regions"]}),
+                        }
+                    )
+                    if progress:
+                        progress(len(entries), total)
+        medians = {key: np.median(np.concatenate(v), axis=0) for key, v in samples.items()}
+        plot_median_spectra(out / "median_spectra.png", medians, wavelengths, domain.labels.names)
 
     index = {
         "format_version": 1,
@@ -174,8 +181,6 @@ def write_dataset(out: Path, spec: DatasetSpec, progress: Callable[[int, int], N
         "images": entries,
     }
     _write_json(out / "index.json", index)
-    medians = {key: np.median(np.concatenate(v), axis=0) for key, v in samples.items()}
-    plot_median_spectra(out / "median_spectra.png", medians, wavelengths, domain.labels.names)
     return index
 
 
