@@ -213,7 +213,7 @@ def geometric_augment(
         xs.append(xb)
         for store, m in zip(ms, mb, strict=True):
             store.append(m)
-    x_out = torch.stack(xs)
+    x_out = torch.stack(xs)  # new tensors (never views of the inputs): written in place below
     m_out = [torch.stack(store) for store in ms]
 
     if affine_p > 0:
@@ -232,15 +232,12 @@ def geometric_augment(
             # Spectra brought in from outside repeat the border (labels there are ignored): zero
             # spectra would be a cluster far from any tissue and skew BatchNorm's running statistics.
             warped = F.grid_sample(x_out[idx], grid[idx], mode="bilinear", padding_mode="border", align_corners=False)
-            x_out = x_out.clone()
             x_out[idx] = warped.to(x_out.dtype)
-            for i, m in enumerate(m_out):
+            for m in m_out:
                 # Shift by one so that 0 marks "outside"; labels up to 2^24 stay exact in float32.
                 mf = (m[idx].to(grid.dtype) + 1).unsqueeze(1)
                 wm = F.grid_sample(mf, grid[idx], mode="nearest", padding_mode="zeros", align_corners=False)
                 wm = wm.squeeze(1).round().to(torch.int64) - 1
                 wm[wm < 0] = fill_label
-                m = m.clone()
                 m[idx] = wm.to(m.dtype)
-                m_out[i] = m
     return (x_out, *m_out)
