@@ -2,7 +2,7 @@
 
 ``PhysiologyAugmentation`` is step 2 of DESIGN.md section 1: per image with probability
 ``p``, for each organ present that has maps, pick one of its maps at random, apply it to that
-organ's pixels, blend with the original by a weight drawn from U(0, 1) and re-normalise (L1,
+organ's pixels, blend with the original by a weight drawn from U(0, 1) (``blend_range``) and re-normalise (L1,
 the same ``L1_EPS`` as ``xenoedge.calibration.normalise``). Pixels of other organs stay bit-identical.
 
 ``geometric_augment`` flips, rotates by multiples of 90° (180° only when H != W, so shapes
@@ -38,6 +38,8 @@ class PhysiologyAugmentation:
     labels, as the paper's code does (``htc`` ``ProjectionTransform(target_labels=...)``: the
     human target gets malperfusion maps for kidney only). Not to be confused with
     ``ProjectionSet.target_labels``, the label the pathological pixels carry.
+    ``blend_range`` (lo, hi): the blend weight is drawn from U(lo, hi); the paper's code draws it
+    from U(0, 1) (``htc`` ``ProjectionTransform(interpolate=True)``), (1, 1) applies every map whole.
     """
 
     def __init__(
@@ -49,9 +51,14 @@ class PhysiologyAugmentation:
         generator: torch.Generator | None = None,
         relabel_threshold: float | None = None,
         target_labels: Sequence[str] | None = None,
+        blend_range: tuple[float, float] = (0.0, 1.0),
     ):
         if not 0.0 <= p <= 1.0:
             raise ProjectionError(f"augmentation probability must be in [0, 1], got {p}")
+        lo, hi = (float(v) for v in blend_range)
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ProjectionError(f"blend range must be (lo, hi) with 0 <= lo <= hi <= 1, got {tuple(blend_range)}")
+        self.blend_lo, self.blend_span = lo, hi - lo
         self.target_labels = None if target_labels is None else tuple(target_labels)
         if self.target_labels is not None:
             unknown = sorted(set(self.target_labels) - set(label_names))
@@ -113,7 +120,7 @@ class PhysiologyAugmentation:
                 if label_id not in present:
                     continue
                 index = int(maps[torch.randint(len(maps), (), generator=self.generator)])
-                blend = float(torch.rand((), generator=self.generator))
+                blend = self.blend_lo + self.blend_span * float(torch.rand((), generator=self.generator))
                 mask = y[b] == label_id  # (H, W)
                 pixels = out[b][:, mask].T  # (P, C)
                 mapped = pixels @ weights[index] + bias[index]

@@ -91,6 +91,7 @@ class Arm:
     organ_transplantation: float = 0.0
     label_balanced: bool = False
     domain: str = "surgical"
+    augment_blend: tuple[float, float] = (0.0, 1.0)  # map blend weight ~ U(lo, hi), as htc (benchmarks vary it)
 
     @property
     def baseline(self) -> str:

@@ -69,6 +69,7 @@ def _train_arm(
         relabel_threshold=0.5 if arm.domain == "crop" else None,
         organ_transplantation=arm.organ_transplantation,
         label_balanced=arm.label_balanced,
+        augment_blend=arm.augment_blend,
         steps=preset.max_steps,
         batch_size=preset.batch_size,
         crop=preset.crop,

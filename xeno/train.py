@@ -52,6 +52,7 @@ class TrainConfig:
     augment_labels: tuple[str, ...] | None = None  # physiology maps only on these labels (htc target_labels)
     organ_transplantation: float = 0.0  # share of each batch that donates one organ (htc: 0.8)
     label_balanced: bool = False  # crops around a label drawn uniformly (htc hierarchical_sampling "label")
+    augment_blend: tuple[float, float] = (0.0, 1.0)  # physiology map blend weight ~ U(lo, hi); htc: U(0, 1)
     # Stopping rule on a validation split (docs/training.md "Training to convergence"); off when 0.
     val_image_ids: tuple[str, ...] | None = None  # explicit validation images (overrides val_fraction)
     val_every: int = 0  # evaluate validation mean DSC every this many steps; 0: no validation, train `steps`
@@ -65,7 +66,7 @@ class TrainConfig:
         checkpoints) of trainings that do not use them read exactly as before they existed."""
         data = json.loads(json.dumps(dataclasses.asdict(self)))
         for name in OPTIONAL_FIELDS:
-            if data[name] == _DEFAULTS[name]:
+            if data[name] == json.loads(json.dumps(_DEFAULTS[name])):
                 del data[name]
         return data
 
@@ -76,7 +77,15 @@ class TrainConfig:
         if unknown:
             raise XenoedgeError(f"unknown training options: {', '.join(sorted(unknown))}")
         values = dict(data)
-        for name in ("species", "states", "image_ids", "projections", "augment_labels", "val_image_ids"):
+        for name in (
+            "species",
+            "states",
+            "image_ids",
+            "projections",
+            "augment_labels",
+            "val_image_ids",
+            "augment_blend",
+        ):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -86,6 +95,7 @@ OPTIONAL_FIELDS = (
     "augment_labels",
     "organ_transplantation",
     "label_balanced",
+    "augment_blend",
     "val_image_ids",
     "val_every",
     "patience",
@@ -238,6 +248,7 @@ def train(
             generator=generator,
             relabel_threshold=config.relabel_threshold,
             target_labels=config.augment_labels,
+            blend_range=config.augment_blend,
         )
 
     run_config = {

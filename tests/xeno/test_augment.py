@@ -122,6 +122,35 @@ def test_bad_inputs_are_clear_errors(batch_and_maps):
         PhysiologyAugmentation(maps, ["background", "leaf"])
     with pytest.raises(ProjectionError, match="probability"):
         PhysiologyAugmentation(maps, SURGICAL.names, p=1.5)
+    with pytest.raises(ProjectionError, match=r"blend range .* got \(0\.5, 0\.2\)"):
+        PhysiologyAugmentation(maps, SURGICAL.names, blend_range=(0.5, 0.2))
+
+
+def test_blend_range_1_1_applies_every_map_whole_and_0_1_is_the_default(batch_and_maps):
+    x, y, maps = batch_and_maps
+
+    def run(**options) -> torch.Tensor:
+        return PhysiologyAugmentation(
+            maps, SURGICAL.names, p=1.0, generator=torch.Generator().manual_seed(5), **options
+        )(x, y)
+
+    assert torch.equal(run(blend_range=(0.0, 1.0)), run())
+    whole = run(blend_range=(1.0, 1.0))
+    g = torch.Generator().manual_seed(5)
+    expected = x.numpy().copy()
+    for b in range(x.shape[0]):
+        present = set(torch.unique(y[b]).tolist())
+        for organ in sorted(maps.organ_names(), key=SURGICAL.names.index):
+            label = SURGICAL.names.index(organ)
+            if label not in present:
+                continue
+            indices = maps.maps_for(organ)
+            index = int(indices[int(torch.randint(len(indices), (), generator=g))])
+            torch.rand((), generator=g)  # the blend weight's draw, as with any range
+            mask = y[b].numpy() == label
+            mapped = maps.apply(expected[b][:, mask].T, index)
+            expected[b][:, mask] = (mapped / (np.abs(mapped).sum(axis=1, keepdims=True) + L1_EPS)).T
+    np.testing.assert_allclose(whole.numpy(), expected, atol=1e-6)
 
 
 def test_relabel_threshold_gives_augmented_pixels_the_target_label(batch_and_maps):

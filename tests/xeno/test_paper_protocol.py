@@ -138,6 +138,7 @@ def test_label_balanced_sampler_balances(tmp_path):
 
 
 def test_stopping_rule_keeps_the_best_validation_weights(tmp_path):
+    import dataclasses
     import json
 
     from xenoedge.xeno.dataset import SpectralDataset
@@ -165,5 +166,8 @@ def test_stopping_rule_keeps_the_best_validation_weights(tmp_path):
     assert train(config, tmp_path / "run") == out  # a finished run returns at once
     # Without the options a config serialises as before they existed.
     plain = TrainConfig(**base).to_json()
-    assert not {"val_every", "organ_transplantation", "label_balanced", "augment_labels", "lr_schedule"} & set(plain)
+    assert not {"val_every", "organ_transplantation", "label_balanced", "augment_labels", "lr_schedule",
+                "augment_blend"} & set(plain)  # fmt: skip
     assert TrainConfig.from_json(config.to_json()) == config
+    whole = dataclasses.replace(config, augment_blend=(1.0, 1.0))
+    assert whole.to_json()["augment_blend"] == [1.0, 1.0] and TrainConfig.from_json(whole.to_json()) == whole
