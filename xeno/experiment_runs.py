@@ -4,7 +4,6 @@ recomputes the results from a finished run's rows."""
 
 from __future__ import annotations
 
-import functools
 import gzip
 import json
 import os
@@ -36,22 +35,8 @@ def _records_of(dataset, keys: set, species: str | None = None):
     return [r for r in dataset.records if r.subject_key in keys and (species is None or r.species == species)]
 
 
-@functools.lru_cache(maxsize=16)
-def _opened(folder: Path, index_size: int, index_mtime_ns: int):
-    from xenoedge.xeno.dataset import SpectralDataset
-
-    return SpectralDataset.open(folder)
-
-
-def _open(folder: Path):
-    """The data set in ``folder``, opened once per worker process while its index is unchanged: every
-    run of the experiment reads the same folders, and opening one (index, headers) costs ~0.1 s."""
-    stat = (Path(folder) / "index.json").stat()
-    return _opened(Path(folder), stat.st_size, stat.st_mtime_ns)
-
-
 def _train_arm(
-    work: Path, preset: Preset, arm: Arm, model: str, options: dict, dataset, split, seed: int, fold: int,
+    work: Path, preset: Preset, arm: Arm, model: str, options: dict, data: Path, split, seed: int, fold: int,
     projections: tuple[Path, ...],
 ) -> Path:  # fmt: skip
     from xenoedge.xeno.train import TrainConfig, train
@@ -59,7 +44,7 @@ def _train_arm(
     train_ids = tuple(sorted(r.image_id for r in split.train if r.species == arm.target))
     val_ids = tuple(sorted(r.image_id for r in split.val if r.species == arm.target))
     config = TrainConfig(
-        data=str(dataset.root),
+        data=str(data),
         model=model,
         model_options=options,
         image_ids=train_ids + val_ids,
@@ -84,12 +69,10 @@ def _train_arm(
         threads=int(os.environ.get("XENO_THREADS", "1")),  # one thread: see docs/training.md
     )
     tag = "" if model == preset.model else f"-{model}"
-    return train(config, work / "runs" / f"{arm.name}{tag}-fold{fold}-seed{seed}", dataset=dataset)
+    return train(config, work / "runs" / f"{arm.name}{tag}-fold{fold}-seed{seed}")
 
 
-def _score(checkpoint: Path, dataset, records, *, keep_cubes: bool = False, **tags) -> list[dict]:
-    """Rows of ``checkpoint`` scored on ``records`` of ``dataset``; the cubes read are dropped from
-    its memory afterwards unless ``keep_cubes`` (the training set, which the next run reads again)."""
+def _score(checkpoint: Path, dataset, records, **tags) -> list[dict]:
     from xenoedge.xeno.checkpoint import load_model
     from xenoedge.xeno.evaluate import evaluate_model
 
@@ -97,8 +80,6 @@ def _score(checkpoint: Path, dataset, records, *, keep_cubes: bool = False, **ta
         return []
     model, _ = load_model(checkpoint)
     evaluation = evaluate_model(model, dataset, [dataset.index_of(r.image_id) for r in records])
-    if not keep_cubes:
-        dataset.clear_memory_cache()
     return [
         {k: v for k, v in {**row, **tags}.items() if k != "image_id"}
         for row in evaluation.rows
@@ -108,38 +89,34 @@ def _score(checkpoint: Path, dataset, records, *, keep_cubes: bool = False, **ta
 
 def _run_one(work, preset, arm, model, model_options, folders, fold, seed, files) -> tuple[dict, list[dict]]:
     """Train one (arm, model, fold, seed) and score it on its fold's test subjects: (run record, rows)."""
-    from xenoedge.xeno.dataset import fold_split
+    from xenoedge.xeno.dataset import SpectralDataset, fold_split
 
     started, cpu = time.perf_counter(), time.process_time()
     train_folder = "surgical_physiological" if arm.domain == "surgical" else "crop_seen"
-    train_data = _open(folders[train_folder])
+    train_data = SpectralDataset.open(folders[train_folder])
     split = fold_split(train_data.records, preset.folds, fold, val_subjects=1, seed=0)
     test = {r.subject_key for r in split.test}
-    checkpoint = _train_arm(work, preset, arm, model, model_options, train_data, split, seed, fold, files)
+    checkpoint = _train_arm(work, preset, arm, model, model_options, folders[train_folder], split, seed, fold, files)
     state = json.loads((checkpoint / "state.json").read_text())
     tags = {"arm": arm.name, "model": model, "fold": fold, "seed": seed}
     rows: list[dict] = []
     if arm.domain == "surgical":
         for species in SPECIES if not arm.sources else (arm.target,):
-            rows += _score(
-                checkpoint, train_data, _records_of(train_data, test, species), keep_cubes=True, data="physiological",
-                **tags,
-            )  # fmt: skip
+            rows += _score(checkpoint, train_data, _records_of(train_data, test, species), data="physiological", **tags)
         extra = folders.get("surgical_physiological_scoring")
         if extra is not None and arm.target == "human":
-            ds = _open(extra)
+            ds = SpectralDataset.open(extra)
             rows += _score(checkpoint, ds, _records_of(ds, test, "human"), data="physiological", **tags)
         for state_name in SURGICAL_PATHOLOGICAL:
             folder = folders.get(f"surgical_{state_name}")
             if folder is not None:
-                ds = _open(folder)
+                ds = SpectralDataset.open(folder)
                 rows += _score(checkpoint, ds, _records_of(ds, test, arm.target), data=state_name, **tags)
     else:
         for species in (preset.source_crop, preset.target_crop) if not arm.sources else (arm.target,):
-            rows += _score(checkpoint, train_data, _records_of(train_data, test, species), keep_cubes=True, data="seen",
-                           **tags)  # fmt: skip
+            rows += _score(checkpoint, train_data, _records_of(train_data, test, species), data="seen", **tags)
         for state_name in CROP_TRANSFERRED:
-            ds = _open(folders[f"crop_{state_name}"])
+            ds = SpectralDataset.open(folders[f"crop_{state_name}"])
             rows += _score(checkpoint, ds, _records_of(ds, test, arm.target), data=state_name, **tags)
     record = {"arm": arm.name, "model": model, "fold": fold, "seed": seed, "steps": state["step"],
               "seconds": round(time.perf_counter() - started, 1), "cpu_seconds": round(time.process_time() - cpu, 1),

@@ -179,14 +179,11 @@ def train(
     resume: bool = True,
     progress: ProgressCallback | None = None,
     dist: Rank = SINGLE,
-    dataset=None,
 ) -> Path:
     """Train per ``config`` into checkpoint folder ``out``; returns ``out``.
 
     ``dist``: this process's rank in a DistributedDataParallel group (``xenoedge.xeno.distributed``);
-    the default is the single-process training. ``dataset``: ``config.data`` already opened as a
-    ``SpectralDataset`` (the xeno experiment reuses one per worker process, with the cubes it has
-    read); None: opened here."""
+    the default is the single-process training."""
     import torch
     from xenoedge.xeno.augment import PhysiologyAugmentation, geometric_augment, organ_transplantation
     from xenoedge.xeno.dataset import SpectralDataset, Split, split_by_subject
@@ -202,13 +199,7 @@ def train(
         from xenoedge.sensors import get_sensor
 
         sensor = get_sensor(config.sensor)
-    if dataset is None:
-        dataset = SpectralDataset.open(Path(config.data), sensor=sensor, cache_dir=config.cache_dir)
-    elif Path(dataset.root).resolve() != Path(config.data).resolve() or dataset.sensor != sensor:
-        raise XenoedgeError(
-            f"the data set passed to train is {dataset.root} (sensor {getattr(dataset.sensor, 'name', None)}); "
-            f"the configuration names {config.data} (sensor {config.sensor})"
-        )
+    dataset = SpectralDataset.open(Path(config.data), sensor=sensor, cache_dir=config.cache_dir)
     pool = select_training_pool(dataset, config)
     records = [dataset.records[i] for i in pool]
     if config.lr_schedule not in LR_SCHEDULES:

@@ -91,26 +91,6 @@ def test_same_seed_same_weights_other_seed_other_weights(data, tmp_path):
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
 
 
-def test_an_already_opened_data_set_trains_the_same_weights_and_another_folder_is_refused(data, tmp_path):
-    from xenoedge.xeno.dataset import SpectralDataset
-
-    from xenoedge.errors import XenoedgeError
-
-    opened = SpectralDataset.open(data)
-    a = weights(train(config(data, steps=3), tmp_path / "a"))
-    b = weights(train(config(data, steps=3), tmp_path / "b", dataset=opened))
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert opened.stats.cube_reads > 0  # the run read through the object it was given
-    other = tmp_path / "other"
-    other.symlink_to(data, target_is_directory=True)
-    assert train(config(other, steps=1), tmp_path / "c", dataset=opened).is_dir()  # the same folder, resolved
-    copy = tmp_path / "copy"
-    write_dataset(copy, DatasetSpec(species=("human",), subjects_per_species=3, images_per_subject=1, height=32,
-                                    width=40, seed=4))  # fmt: skip
-    with pytest.raises(XenoedgeError, match=r"data set passed to train is .*train.*the configuration names .*copy"):
-        train(config(copy, steps=1), tmp_path / "d", dataset=opened)
-
-
 def test_refusals(data, tmp_path):
     from xenoedge.errors import XenoedgeError
 
