@@ -71,12 +71,10 @@ def test_only_organs_with_maps_change_and_stay_l1_normalised(batch_and_maps):
     assert torch.equal(y, batch_and_maps[1])  # labels untouched
 
 
-def test_augmentation_follows_its_definition(batch_and_maps):
-    """Recompute with the documented draw order: per image (p = 1: no draw), per organ in label order:
-    map index, then blend weight."""
-    x, y, maps = batch_and_maps
-    out = PhysiologyAugmentation(maps, SURGICAL.names, p=1.0, generator=torch.Generator().manual_seed(7))(x, y)
-    g = torch.Generator().manual_seed(7)
+def recomputed(x, y, maps, seed: int, *, whole: bool = False) -> np.ndarray:
+    """The augmentation by its documented draw order: per image (p = 1: no draw), per organ in label
+    order: map index, then blend weight (drawn even when ``whole`` applies the map at weight 1)."""
+    g = torch.Generator().manual_seed(seed)
     expected = x.numpy().copy()
     for b in range(x.shape[0]):
         present = set(torch.unique(y[b]).tolist())
@@ -86,12 +84,19 @@ def test_augmentation_follows_its_definition(batch_and_maps):
                 continue
             indices = maps.maps_for(organ)
             index = int(indices[int(torch.randint(len(indices), (), generator=g))])
-            blend = float(torch.rand((), generator=g))
+            drawn = float(torch.rand((), generator=g))
+            blend = 1.0 if whole else drawn
             mask = y[b].numpy() == label
             pixels = expected[b][:, mask].T
             mixed = blend * maps.apply(pixels, index) + (1 - blend) * pixels
             expected[b][:, mask] = (mixed / (np.abs(mixed).sum(axis=1, keepdims=True) + L1_EPS)).T
-    np.testing.assert_allclose(out.numpy(), expected, atol=1e-6)
+    return expected
+
+
+def test_augmentation_follows_its_definition(batch_and_maps):
+    x, y, maps = batch_and_maps
+    out = PhysiologyAugmentation(maps, SURGICAL.names, p=1.0, generator=torch.Generator().manual_seed(7))(x, y)
+    np.testing.assert_allclose(out.numpy(), recomputed(x, y, maps, 7), atol=1e-6)
 
 
 def test_seeded_generator_is_deterministic(batch_and_maps):
@@ -135,22 +140,7 @@ def test_blend_range_1_1_applies_every_map_whole_and_0_1_is_the_default(batch_an
         )(x, y)
 
     assert torch.equal(run(blend_range=(0.0, 1.0)), run())
-    whole = run(blend_range=(1.0, 1.0))
-    g = torch.Generator().manual_seed(5)
-    expected = x.numpy().copy()
-    for b in range(x.shape[0]):
-        present = set(torch.unique(y[b]).tolist())
-        for organ in sorted(maps.organ_names(), key=SURGICAL.names.index):
-            label = SURGICAL.names.index(organ)
-            if label not in present:
-                continue
-            indices = maps.maps_for(organ)
-            index = int(indices[int(torch.randint(len(indices), (), generator=g))])
-            torch.rand((), generator=g)  # the blend weight's draw, as with any range
-            mask = y[b].numpy() == label
-            mapped = maps.apply(expected[b][:, mask].T, index)
-            expected[b][:, mask] = (mapped / (np.abs(mapped).sum(axis=1, keepdims=True) + L1_EPS)).T
-    np.testing.assert_allclose(whole.numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(run(blend_range=(1.0, 1.0)).numpy(), recomputed(x, y, maps, 5, whole=True), atol=1e-6)
 
 
 def test_relabel_threshold_gives_augmented_pixels_the_target_label(batch_and_maps):
