@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
-import json
 import os
 from pathlib import Path
 
 from xenoedge.xeno.experiment_analysis import analyse
 from xenoedge.xeno.experiment_data import worker_pool
-from xenoedge.xeno.experiment_protocol import PRESETS, protocol_arms
-from xenoedge.xeno.experiment_runs import _run_one
+from xenoedge.xeno.experiment_protocol import protocol_arms
+from xenoedge.xeno.experiment_runs import _run_one, read_finished_run
 
 ARM = "human+pig"
 STATES = ("malperfused_arterial", "malperfused_venous")
@@ -38,10 +36,7 @@ def main() -> None:
     parser.add_argument("--blend", default="1,1", help="LO,HI of the blend weight's uniform range (default 1,1)")
     args = parser.parse_args()
     lo, hi = (float(v) for v in args.blend.split(","))
-    results = json.loads((args.work / "results.json").read_text())
-    preset = PRESETS[results["preset"]["name"]]
-    if json.loads(json.dumps(dataclasses.asdict(preset))) != results["preset"]:
-        raise SystemExit(f"{args.work}: run with another {preset.name!r} preset than this code's; rerun it first")
+    results, preset, rows = read_finished_run(args.work)
     protocol = results["protocol"]
     arm = dataclasses.replace(next(a for a in protocol_arms(protocol) if a.name == ARM), augment_blend=(lo, hi))
     folders = {p.name: p for p in (args.work / "data").iterdir() if p.is_dir()}
@@ -56,8 +51,6 @@ def main() -> None:
         done = run_all([(_run_one, task) for task in tasks], None)
     new_runs = [record for record, _ in done]
     new_rows = [row for _, scored in done for row in scored]
-    with gzip.open(args.work / "rows.json.gz", "rt") as f:
-        rows = json.load(f)
 
     def replaced(items: list[dict], new: list[dict]) -> list[dict]:
         return [r for r in items if not (r["arm"] == ARM and r["model"] == preset.model)] + new

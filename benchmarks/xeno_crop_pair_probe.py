@@ -15,25 +15,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
-import json
 import os
 from pathlib import Path
 
 from xenoedge.xeno.experiment_analysis import analyse
 from xenoedge.xeno.experiment_data import simulate_folders, worker_pool
-from xenoedge.xeno.experiment_protocol import PRESETS
-from xenoedge.xeno.experiment_runs import _projection_files, _run_one, _training_tasks
+from xenoedge.xeno.experiment_runs import _projection_files, _run_one, _training_tasks, read_finished_run
 
 
-def _summary_rows(label: str, crops: dict) -> list[str]:
+def _summary_row(label: str, crops: dict) -> str:
     gap = crops["gap_recovery"]
     cells = [f"{gap[s]['value']:.2f} [{gap[s]['low']:.2f}, {gap[s]['high']:.2f}]" for s in gap]
     transfer = crops["transfer"]
-    return [
+    return (
         f"| {label} | " + " | ".join(cells) + f" | {100 * transfer['relative_drop']:.0f} % "
         f"({transfer['cross_species']:.3f} vs {transfer['in_species']:.3f}) |"
-    ]
+    )
 
 
 def main() -> None:
@@ -41,10 +38,7 @@ def main() -> None:
     parser.add_argument("work", type=Path)
     parser.add_argument("--source", default="tomato", help="source crop replacing the preset's (default tomato)")
     args = parser.parse_args()
-    results = json.loads((args.work / "results.json").read_text())
-    preset = PRESETS[results["preset"]["name"]]
-    if json.loads(json.dumps(dataclasses.asdict(preset))) != results["preset"]:
-        raise SystemExit(f"{args.work}: run with another {preset.name!r} preset than this code's; rerun it first")
+    results, preset, rows = read_finished_run(args.work)
     protocol = results["protocol"]
     probe = dataclasses.replace(preset, source_crop=args.source)
     out = args.work.parent / f"{args.work.name}-crops-{args.source}"
@@ -65,19 +59,15 @@ def main() -> None:
         print(f"{len(tasks)} crop training runs on {workers} process(es)")
         done = run_all([(_run_one, task) for task in tasks], None)
     old_crop_arms = {preset.target_crop, preset.source_crop, f"{preset.target_crop}+{preset.source_crop}"}
-    with gzip.open(args.work / "rows.json.gz", "rt") as f:
-        rows = [r for r in json.load(f) if r["arm"] not in old_crop_arms]
-    rows += [row for _, scored in done for row in scored]
+    rows = [r for r in rows if r["arm"] not in old_crop_arms] + [row for _, scored in done for row in scored]
     runs = [r for r in results["runs"] if r["arm"] not in old_crop_arms] + [record for record, _ in done]
     crops = analyse(rows, probe, protocol, runs)["summary"]["crops"]
     states = " | ".join(crops["gap_recovery"])
     print(f"\n{args.work}: crop part, target {preset.target_crop}; gap recovery [bootstrap 95 %], direct transfer")
     print(f"| source crop | {states} | direct transfer below in-species |")
     print("|---|" + "---|" * len(crops["gap_recovery"]) + "---|")
-    for line in _summary_rows(f"{preset.source_crop} (the run)", results["summary"]["crops"]):
-        print(line)
-    for line in _summary_rows(args.source, crops):
-        print(line)
+    print(_summary_row(f"{preset.source_crop} (the run)", results["summary"]["crops"]))
+    print(_summary_row(args.source, crops))
 
 
 if __name__ == "__main__":

@@ -241,15 +241,21 @@ def run(
     return results
 
 
-def reanalyse(work: Path) -> dict:
-    """Recompute tables and summary from a finished run's ``rows.json.gz`` and ``results.json``
-    (no training): for a changed analysis or report on the same scores. Rewrites results.json."""
+def read_finished_run(work: Path) -> tuple[dict, Preset, list[dict]]:
+    """(``results.json``, the ``Preset`` the run used, the scored rows of ``rows.json.gz``) of a
+    finished run in ``work``: the preset as recorded, whatever the code's presets say now."""
     previous = json.loads((work / "results.json").read_text())
     with gzip.open(work / "rows.json.gz", "rt") as f:
         rows = json.load(f)
     fields = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
               for k, v in previous["preset"].items()}  # fmt: skip
-    preset = Preset(**fields)
+    return previous, Preset(**fields), rows
+
+
+def reanalyse(work: Path) -> dict:
+    """Recompute tables and summary from a finished run's ``rows.json.gz`` and ``results.json``
+    (no training): for a changed analysis or report on the same scores. Rewrites results.json."""
+    previous, preset, rows = read_finished_run(work)
     results = {k: previous[k] for k in ("preset", "protocol", "runs")}
     results["state_deviation"] = previous.get("state_deviation")
     if "state_ranges" in previous:

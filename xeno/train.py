@@ -66,7 +66,7 @@ class TrainConfig:
         checkpoints) of trainings that do not use them read exactly as before they existed."""
         data = json.loads(json.dumps(dataclasses.asdict(self)))
         for name in OPTIONAL_FIELDS:
-            if data[name] == json.loads(json.dumps(_DEFAULTS[name])):
+            if data[name] == _DEFAULTS[name]:
                 del data[name]
         return data
 
@@ -103,7 +103,10 @@ OPTIONAL_FIELDS = (
     "min_steps",
     "lr_schedule",
 )
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in OPTIONAL_FIELDS}
+# As JSON holds them (tuples as lists), so that to_json compares like with like.
+_DEFAULTS = {
+    f.name: json.loads(json.dumps(f.default)) for f in dataclasses.fields(TrainConfig) if f.name in OPTIONAL_FIELDS
+}
 LR_SCHEDULES = ("cosine", "constant")
 VALIDATION_BN_BATCHES = 8  # BatchNorm recalibration batches before each validation (on a copy)
 
