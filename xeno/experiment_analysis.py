@@ -20,8 +20,21 @@ from xenoedge.xeno.experiment_protocol import (
 )
 
 
+class _Rows(list):
+    """Scored rows (a list, in scoring order) that also keep them grouped by (arm, data), so
+    that each of the analysis's ~80 selections scans one group, not every row (~10 s -> <1 s)."""
+
+    def __init__(self, rows):
+        super().__init__(rows)
+        self.groups: dict[tuple, list[dict]] = {}
+        for r in self:
+            self.groups.setdefault((r.get("arm"), r.get("data")), []).append(r)
+
+
 def _select(rows, **where):
     labels = where.pop("labels", None)
+    if isinstance(rows, _Rows) and "arm" in where and "data" in where:
+        rows = rows.groups.get((where["arm"], where["data"]), [])
     return [
         r for r in rows if all(r.get(k) == v for k, v in where.items()) and (labels is None or r["label"] in labels)
     ]
@@ -53,7 +66,7 @@ def analyse(rows: list[dict], preset: Preset, protocol: str, runs: list[dict]) -
     from xenoedge.xeno.evaluate import subject_bootstrap
 
     paper = protocol == "paper"
-    main = [r for r in rows if r["model"] == preset.model]
+    main = _Rows(r for r in rows if r["model"] == preset.model)
     out: dict = {}
 
     # Part 1: transfer matrix (baselines on physiological tissue of every species).
@@ -147,7 +160,7 @@ def analyse(rows: list[dict], preset: Preset, protocol: str, runs: list[dict]) -
     # Rows of the other models: the per-pixel model, and unet-edge where the main model is another.
     out["extra_rows"] = {}
     for model, arms_of in (("pixel-mlp", preset.pixel_arms), ("unet-edge", preset.edge_arms)):
-        scored_rows = [r for r in rows if r["model"] == model and model != preset.model]
+        scored_rows = _Rows(r for r in rows if r["model"] == model and model != preset.model)
         for arm in arms_of:
             if _select(scored_rows, arm=arm):
                 out["extra_rows"][f"{arm} ({model})"] = {

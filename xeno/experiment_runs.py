@@ -184,7 +184,9 @@ def _training_tasks(
             for seed in seeds:
                 tasks.append((work, preset, arm, model, model_options, folders, fold, seed,
                               tuple(projections[(s, arm.task)] for s in arm.sources)))  # fmt: skip
-    return tasks
+    # The crop runs last: they are the shortest (~9 s against ~14 s on the quick preset), so the
+    # workers finish closer together (longest first). Every run is deterministic: order changes no result.
+    return sorted(tasks, key=lambda task: task[2].domain == "crop")
 
 
 def run(

@@ -171,6 +171,10 @@ def _seed_everything(seed: int, threads: int):
 
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
+    # Deterministic mode also fills every new tensor with NaN, to expose reads of uninitialised
+    # memory. No op here reads any (the weights come out bit-identical without the fills), and
+    # the fills cost a few % of a small model's step (docs/training.md "Speed").
+    torch.utils.deterministic.fill_uninitialized_memory = False
     torch.set_num_threads(max(1, threads))
     return torch.Generator().manual_seed(seed)
 
@@ -310,13 +314,19 @@ def train(
     best_dir = out / "best"  # the best validation weights so far (a checkpoint folder of its own)
     val_indices = [index_of[i] for i in val_ids]
 
+    candidate = None  # the copy that validation recalibrates and scores, built once
+
     def validate(at_step: int) -> bool:
         """Score a BatchNorm-recalibrated copy on the validation images; True when the rule says stop."""
         import copy
 
         from xenoedge.xeno.evaluate import evaluate_model
 
-        candidate = copy.deepcopy(model)
+        nonlocal candidate
+        if candidate is None:
+            candidate = copy.deepcopy(model)
+        else:
+            candidate.load_state_dict(model.state_dict())  # same values as a fresh deep copy, no rebuild
         recalibrate_batchnorm(candidate, crops, config.batch_size, VALIDATION_BN_BATCHES, forward=_working(candidate))
         candidate.eval()
         dsc = evaluate_model(candidate, dataset, val_indices).mean_dsc()
