@@ -74,6 +74,29 @@ def test_summary_from_known_rows():
     assert set(summary["crops"]["gap_recovery"]) == {"nitrogen_deficiency", "lesion"}
 
 
+def test_grouped_selection_returns_what_a_scan_of_every_row_returns():
+    """The analysis selects from rows grouped by (arm, data); every selection it makes must give
+    the same rows, in the same order, as a scan of the plain list (bootstraps depend on both)."""
+    from xenoedge.xeno.experiment_analysis import _Rows, _select
+
+    preset = get_preset("quick")
+    rows = _rows(preset, lambda *_: 0.5)
+    grouped = _Rows(rows)
+    wheres = [
+        {"arm": "human", "data": "physiological", "species": "human"},
+        {"arm": "human+pig", "data": "malperfused_venous", "labels": ("kidney",)},
+        {"arm": "pig", "data": "icg", "labels": ("colon", "liver")},
+        {"arm": "maize", "data": "seen", "species": "wheat"},
+        {"arm": "human+pig"},  # no data: the whole scan
+        {"arm": "no such arm", "data": "physiological"},
+    ]
+    for where in wheres:
+        expected = _select(rows, **dict(where))
+        assert _select(grouped, **dict(where)) == expected
+        assert all(a is b for a, b in zip(_select(grouped, **dict(where)), expected, strict=True))
+    assert _select(grouped, arm="human", data="physiological", species="human")  # not vacuous
+
+
 def test_tiny_run_writes_results_json_with_a_summary(tiny_results):
     _results, work = tiny_results
     saved = json.loads((work / "results.json").read_text())
