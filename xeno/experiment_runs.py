@@ -235,8 +235,8 @@ def run(
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["cpu_seconds"] = round(time.process_time() - cpu_started + cpu_children, 1)
     results["workers"] = workers
-    results["summary"]["seconds"] = results["seconds"]
-    results["summary"]["cpu_seconds"] = results["cpu_seconds"]
+    for key in ("seconds", "cpu_seconds", "workers"):  # as reanalyse copies them
+        results["summary"][key] = results[key]
     with gzip.open(work / "rows.json.gz", "wt") as f:
         json.dump(rows, f)
     _write_json(work / "results.json", results)

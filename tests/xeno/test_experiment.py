@@ -53,6 +53,7 @@ def test_two_worker_processes_give_the_results_of_one(tiny_results, tmp_path, mo
     logged: list[str] = []
     two = run(get_preset("tiny"), tmp_path / "work", log=logged.append)
     assert two["workers"] == 2 and one["workers"] == 1
+    assert two["summary"]["workers"] == 2  # the summary says how the time was spent, as reanalyse keeps it
 
     def rows(work):
         with gzip.open(work / "rows.json.gz", "rt") as f:
