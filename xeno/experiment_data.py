@@ -99,9 +99,9 @@ def simulate_folders(
     first) at ``state_deviation`` (one value, {species: value}, or None: the species' defaults);
     returns every folder by name.
     A folder simulated at another deviation is refused (``XenoedgeError``): use another work folder."""
-    from xenoedge.xeno.simulate_dataset import DatasetSpec, write_dataset
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, check_free_space, dataset_bytes, write_dataset
 
-    folders, calls = {}, []
+    folders, calls, needed = {}, [], 0
     for name, (domain, species, states, images, p_path, *seed) in _folder_jobs(preset, protocol).items():
         folder = work / "data" / name
         if (folder / "index.json").is_file():
@@ -121,7 +121,10 @@ def simulate_folders(
                 state_deviation=state_deviation,
             )
             calls.append((len(species) * images, (write_dataset, (folder, spec))))
+            needed += dataset_bytes(spec)
         folders[name] = folder
+    # All at once, before any: the data sets are written side by side (the quick preset's ~3 GB).
+    check_free_space(work, needed, f"simulating the experiment's {len(calls)} data sets")
     run_all(_largest_first(calls), None)
     return folders
 

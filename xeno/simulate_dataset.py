@@ -61,6 +61,35 @@ class DatasetSpec:
     state_deviation: float | dict[str, float] | None = None
 
 
+#: Bytes on disk per image besides its cube: label, state and preview PNGs and the metadata JSON.
+IMAGE_EXTRA_BYTES = 32_000
+
+
+def dataset_bytes(spec: DatasetSpec) -> int:
+    """About how many bytes ``write_dataset(out, spec)`` writes: float32 cubes plus the per-image extras."""
+    sensor = get_sensor(spec.sensor)
+    h = spec.height or sensor.cube_shape[0]
+    w = spec.width or sensor.cube_shape[1]
+    images = len(spec.species) * spec.subjects_per_species * spec.images_per_subject
+    return images * (h * w * sensor.n_bands * 4 + IMAGE_EXTRA_BYTES)
+
+
+def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:
+    """``XenoedgeError`` unless the file system of ``folder`` (or its nearest existing parent) has
+    ``needed_bytes`` free: refused before writing, not with a full disk halfway through."""
+    import shutil
+
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free < needed_bytes:
+        raise XenoedgeError(
+            f"{folder}: {what} needs about {needed_bytes / 1e9:.2f} GB, only {free / 1e9:.2f} GB are free there; "
+            "free some space or write somewhere else"
+        )
+
+
 def image_seed(seed: int, species: str, subject: int, number: int) -> int:
     """Seed of one image, from the data set seed and the image's place in the set."""
     return stable_seed("image", seed, species, subject, number) % 2**31
@@ -92,6 +121,7 @@ def write_dataset(out: Path, spec: DatasetSpec, progress: Callable[[int, int], N
             raise UnknownNameError(f"{domain.name} state", state, domain.states)
     h = spec.height or sensor.cube_shape[0]
     w = spec.width or sensor.cube_shape[1]
+    check_free_space(out, dataset_bytes(spec), f"simulating {out.name}")
     wavelengths = sensor.wavelengths()
     for folder in ("cubes", "labels", "states", "meta", "preview"):
         (out / folder).mkdir(parents=True, exist_ok=True)

@@ -66,3 +66,37 @@ def test_two_worker_processes_give_the_results_of_one(tiny_results, tmp_path, mo
     ]
     assert two["cpu_seconds"] >= sum(r["cpu_seconds"] for r in two["runs"])  # the children's CPU is in
     assert any(line.startswith(f"done {len(two['runs'])}/{len(two['runs'])}:") for line in logged)
+
+
+def test_an_experiment_too_large_for_the_disk_is_refused_before_anything_is_written(tmp_path):
+    """The quick preset writes ~3 GB of data sets side by side; a run whose data sets do not fit
+    the work folder's file system stops before the first is simulated, naming the folder and sizes."""
+    import dataclasses
+    import shutil
+
+    from xenoedge.errors import XenoedgeError
+
+    free_gb = shutil.disk_usage(tmp_path).free / 1e9
+    huge = dataclasses.replace(get_preset("tiny"), subjects=10**9)  # far more than any disk
+    work = tmp_path / "work"
+    with pytest.raises(XenoedgeError, match=r"work: simulating the experiment's \d+ data sets needs about") as err:
+        run(huge, work)
+    free_said = float(str(err.value).split("only ")[1].split(" GB")[0])
+    assert free_said == pytest.approx(free_gb, abs=1.0)  # the real free space, as the disk reports it
+    assert not (work / "data").exists() or not any((work / "data").iterdir())
+
+
+def test_write_dataset_refuses_a_data_set_larger_than_the_free_space(tmp_path):
+    from xenoedge.xeno.simulate_dataset import DatasetSpec, dataset_bytes, write_dataset
+
+    from xenoedge.errors import XenoedgeError
+
+    spec = DatasetSpec(species=("human",), subjects_per_species=10**9, images_per_subject=1, height=8, width=8)
+    assert dataset_bytes(spec) > 10**13  # tens of TB
+    with pytest.raises(XenoedgeError, match="simulating out needs about"):
+        write_dataset(tmp_path / "out", spec)
+    assert not (tmp_path / "out").exists()
+    small = DatasetSpec(species=("human",), subjects_per_species=1, images_per_subject=1, height=8, width=8)
+    write_dataset(tmp_path / "small", small)  # what fits is written
+    written = sum(f.stat().st_size for f in (tmp_path / "small" / "cubes").iterdir())
+    assert 0.5 * dataset_bytes(small) < written + 32_000 <= 2 * dataset_bytes(small)
