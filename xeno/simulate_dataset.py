@@ -65,13 +65,20 @@ class DatasetSpec:
 IMAGE_EXTRA_BYTES = 32_000
 
 
+def _image_size(spec: DatasetSpec, sensor) -> tuple[int, int]:
+    """(height, width) of each image: the spec's, else the sensor's cube size."""
+    return spec.height or sensor.cube_shape[0], spec.width or sensor.cube_shape[1]
+
+
+def _image_count(spec: DatasetSpec) -> int:
+    return len(spec.species) * spec.subjects_per_species * spec.images_per_subject
+
+
 def dataset_bytes(spec: DatasetSpec) -> int:
     """About how many bytes ``write_dataset(out, spec)`` writes: float32 cubes plus the per-image extras."""
     sensor = get_sensor(spec.sensor)
-    h = spec.height or sensor.cube_shape[0]
-    w = spec.width or sensor.cube_shape[1]
-    images = len(spec.species) * spec.subjects_per_species * spec.images_per_subject
-    return images * (h * w * sensor.n_bands * 4 + IMAGE_EXTRA_BYTES)
+    h, w = _image_size(spec, sensor)
+    return _image_count(spec) * (h * w * sensor.n_bands * 4 + IMAGE_EXTRA_BYTES)
 
 
 def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:
@@ -119,8 +126,7 @@ def write_dataset(out: Path, spec: DatasetSpec, progress: Callable[[int, int], N
     for state in spec.states or ():
         if state not in domain.states:
             raise UnknownNameError(f"{domain.name} state", state, domain.states)
-    h = spec.height or sensor.cube_shape[0]
-    w = spec.width or sensor.cube_shape[1]
+    h, w = _image_size(spec, sensor)
     check_free_space(out, dataset_bytes(spec), f"simulating {out.name}")
     wavelengths = sensor.wavelengths()
     for folder in ("cubes", "labels", "states", "meta", "preview"):
@@ -132,7 +138,7 @@ def write_dataset(out: Path, spec: DatasetSpec, progress: Callable[[int, int], N
     noise_rng = np.random.default_rng([spec.seed, 0x0153])
     samples: dict[tuple[str, str, str], list[np.ndarray]] = defaultdict(list)
     entries = []
-    total = len(spec.species) * spec.subjects_per_species * spec.images_per_subject
+    total = _image_count(spec)
     # Each image's files are renamed into place at once but flushed together at the end (~10 files
     # per image); index.json, written after the block, is what marks the data set complete.
     with deferred_fsync():
