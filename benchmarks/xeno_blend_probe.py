@@ -12,6 +12,10 @@ one and prints both gap recoveries. Same seeds, folds, data and maps: only the b
 ``--max-steps N`` trains with a step budget of N instead of the preset's (the stopping rule is
 unchanged) and then retrains the ``human`` baseline too, so that both sides of each gap have the
 same budget; the output folder is ``WORK-blend-LO-HI-stepsN``.
+
+``--projection-steps N`` first learns the run's projection files again with N Adam steps instead
+of the preset's (``projection_steps``; the paper's code uses 100) into the output folder
+(``...-mapsN``), with the experiment's own jobs, and trains on those.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 from xenoedge.xeno.experiment_analysis import analyse
 from xenoedge.xeno.experiment_data import worker_pool
 from xenoedge.xeno.experiment_protocol import protocol_arms
-from xenoedge.xeno.experiment_runs import _run_one, read_finished_run
+from xenoedge.xeno.experiment_runs import _projection_files, _run_one, read_finished_run
 
 ARM = "human+pig"
 STATES = ("malperfused_arterial", "malperfused_venous")
@@ -39,6 +43,7 @@ def main() -> None:
     parser.add_argument("work", type=Path)
     parser.add_argument("--blend", default="1,1", help="LO,HI of the blend weight's uniform range (default 1,1)")
     parser.add_argument("--max-steps", type=int, default=None, help="step budget (default: the run's preset's)")
+    parser.add_argument("--projection-steps", type=int, default=None, help="relearn the maps with this many steps")
     args = parser.parse_args()
     lo, hi = (float(v) for v in args.blend.split(","))
     results, preset, rows = read_finished_run(args.work)
@@ -52,9 +57,17 @@ def main() -> None:
         retrained.append(arms["human"])
         out = out.with_name(f"{out.name}-steps{args.max_steps}")
     folders = {p.name: p for p in (args.work / "data").iterdir() if p.is_dir()}
+    maps = args.work
+    if args.projection_steps is not None:
+        out = out.with_name(f"{out.name}-maps{args.projection_steps}")
+        maps = out
+        maps.mkdir(parents=True, exist_ok=True)
+        relearn = dataclasses.replace(preset, projection_steps=args.projection_steps)
+        with worker_pool(max(1, int(os.environ.get("XENO_WORKERS", "1")))) as run_all:
+            _projection_files(maps, relearn, protocol, folders, lambda line: None, run_all)
     tasks = [
         (out, preset, a, preset.model, dict(preset.model_options), folders, fold, seed,
-         tuple(args.work / f"projections-{s}-{a.task}.npz" for s in a.sources))
+         tuple(maps / f"projections-{s}-{a.task}.npz" for s in a.sources))
         for a in retrained
         for fold in range(preset.folds)
         for seed in preset.seeds
@@ -73,6 +86,8 @@ def main() -> None:
     print("| blend weight | " + " | ".join(STATES) + " | physiological drop, points |")
     print("|---|---|---|---|")
     budget = "" if args.max_steps is None else f", budget {args.max_steps} steps (human retrained too)"
+    if args.projection_steps is not None:
+        budget += f", maps learnt in {args.projection_steps} steps"
     for label, res in (("U(0, 1) (the run)", results), (f"U({lo:g}, {hi:g}){budget}", probe)):
         cells = [_cell(res["gap_recovery_by_arm"][ARM][s]) for s in STATES]
         drop = res["summary"]["physiological_dsc_drop"]
