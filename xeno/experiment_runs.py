@@ -28,7 +28,7 @@ from xenoedge.xeno.experiment_protocol import (
     protocol_arms,
 )
 
-from xenoedge.errors import UnknownNameError
+from xenoedge.errors import UnknownNameError, XenoedgeError
 
 
 def _records_of(dataset, keys: set, species: str | None = None):
@@ -245,10 +245,18 @@ def run(
 
 def read_finished_run(work: Path) -> tuple[dict, Preset, list[dict]]:
     """(``results.json``, the ``Preset`` the run used, the scored rows of ``rows.json.gz``) of a
-    finished run in ``work``: the preset as recorded, whatever the code's presets say now."""
-    previous = json.loads((work / "results.json").read_text())
-    with gzip.open(work / "rows.json.gz", "rt") as f:
-        rows = json.load(f)
+    finished run in ``work``: the preset as recorded, whatever the code's presets say now.
+    Raises ``XenoedgeError`` naming the folder when either file is missing or unreadable."""
+    work = Path(work)
+    try:
+        previous = json.loads((work / "results.json").read_text())
+        with gzip.open(work / "rows.json.gz", "rt") as f:
+            rows = json.load(f)
+    except (OSError, ValueError, EOFError) as exc:
+        raise XenoedgeError(
+            f"{work}: not a finished 'xenoedge experiment xeno' work folder (results.json and "
+            f"rows.json.gz are written at the end of a run): {exc}"
+        ) from None
     fields = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
               for k, v in previous["preset"].items()}  # fmt: skip
     return previous, Preset(**fields), rows

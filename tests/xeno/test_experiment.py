@@ -42,6 +42,21 @@ def test_unknown_preset_and_protocol(tmp_path):
         run(get_preset("tiny"), tmp_path, protocol="other")
 
 
+def test_reanalyse_names_a_folder_that_holds_no_finished_run(tmp_path):
+    """A mistyped or unfinished work folder: an error naming the folder and what a finished run
+    writes, not a bare FileNotFoundError; a truncated rows file likewise."""
+    from xenoedge.xeno.experiment import reanalyse
+
+    from xenoedge.errors import XenoedgeError
+
+    with pytest.raises(XenoedgeError, match=r"nowhere: not a finished .*results.json"):
+        reanalyse(tmp_path / "nowhere")
+    (tmp_path / "results.json").write_text("{}")
+    (tmp_path / "rows.json.gz").write_bytes(b"\x1f\x8b truncated")
+    with pytest.raises(XenoedgeError, match=str(tmp_path)):
+        reanalyse(tmp_path)
+
+
 def test_two_worker_processes_give_the_results_of_one(tiny_results, tmp_path, monkeypatch):
     """Simulation, projections and trainings spread over spawned workers: every score, step count
     and stopping decision as in the one-process run, and the workers' CPU time is counted."""
