@@ -252,14 +252,15 @@ def read_finished_run(work: Path) -> tuple[dict, Preset, list[dict]]:
         previous = json.loads((work / "results.json").read_text())
         with gzip.open(work / "rows.json.gz", "rt") as f:
             rows = json.load(f)
-    except (OSError, ValueError, EOFError) as exc:
+        fields = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                  for k, v in previous["preset"].items()}  # fmt: skip
+        preset = Preset(**fields)
+    except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError) as exc:
         raise XenoedgeError(
-            f"{work}: not a finished 'xenoedge experiment xeno' work folder (results.json and "
-            f"rows.json.gz are written at the end of a run): {exc}"
+            f"{work}: not a finished 'xenoedge experiment xeno' work folder (results.json with its "
+            f"preset and rows.json.gz are written at the end of a run): {type(exc).__name__}: {exc}"
         ) from None
-    fields = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-              for k, v in previous["preset"].items()}  # fmt: skip
-    return previous, Preset(**fields), rows
+    return previous, preset, rows
 
 
 def reanalyse(work: Path) -> dict:

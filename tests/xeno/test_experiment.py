@@ -45,6 +45,9 @@ def test_unknown_preset_and_protocol(tmp_path):
 def test_reanalyse_names_a_folder_that_holds_no_finished_run(tmp_path):
     """A mistyped or unfinished work folder: an error naming the folder and what a finished run
     writes, not a bare FileNotFoundError; a truncated rows file likewise."""
+    import gzip
+    import re
+
     from xenoedge.xeno.experiment import reanalyse
 
     from xenoedge.errors import XenoedgeError
@@ -53,7 +56,11 @@ def test_reanalyse_names_a_folder_that_holds_no_finished_run(tmp_path):
         reanalyse(tmp_path / "nowhere")
     (tmp_path / "results.json").write_text("{}")
     (tmp_path / "rows.json.gz").write_bytes(b"\x1f\x8b truncated")
-    with pytest.raises(XenoedgeError, match=str(tmp_path)):
+    with pytest.raises(XenoedgeError, match=re.escape(str(tmp_path))):
+        reanalyse(tmp_path)
+    with gzip.open(tmp_path / "rows.json.gz", "wt") as f:
+        f.write("[]")
+    with pytest.raises(XenoedgeError, match="KeyError: 'preset'"):  # results.json without its preset
         reanalyse(tmp_path)
 
 
