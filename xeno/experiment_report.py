@@ -168,7 +168,9 @@ def _deviation(value: float | dict | None) -> str:
 
 SIMULATOR_NOTES = [
     "- **How well animal maps carry to another species** rests on `state_deviation` (default 1.0: each species "
-    "responds in its own way; 0 makes the premise exact). Other deviations are separate runs "
+    "responds in its own way; 0 makes the premise exact) and on how far past the target's change the source "
+    "maps reach (the species' own responses and the paper's 100-step map fit; docs/experiments/xeno.md, "
+    '"Where kidney recovery stops"). Other deviations are separate runs '
     "(`--state-deviation D`); docs/experiments/xeno.md tables the gap recoveries of such runs "
     "(with the date and strengths they ran at).",
     "- **Direct cross-species transfer** rests on the species' baseline optical parameters (docs/simulator.md "
