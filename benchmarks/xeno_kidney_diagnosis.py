@@ -19,6 +19,7 @@ WORK is the ``--work`` folder of a finished ``xenoedge experiment xeno --preset 
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ ORGAN = "kidney"
 MAPPED_PIXELS = 3000
 
 
+@functools.cache  # each (folder, species, state) is read once: every source's maps meet the same target pixels
 def _kidney_spectra(folder: Path, species: str, state: str) -> np.ndarray | None:
     """(N, C) L1 spectra of every ``state`` kidney pixel of ``species`` in ``folder``, or None."""
     samples, _ = organ_samples_from_folder(folder, species, states=[state], organs=[ORGAN])
@@ -72,24 +74,29 @@ def confusion_rows(work: Path, arms: list[str]) -> list[str]:
     train = SpectralDataset.open(data / "surgical_physiological")
     names = train.label_set.names
     kidney = names.index(ORGAN)
-    rows = []
-    for test_data in (*STATES, "physiological"):
-        dataset = SpectralDataset.open(data / f"surgical_{test_data}")
+    tests = (*STATES, "physiological")
+    datasets = {t: SpectralDataset.open(data / f"surgical_{t}") for t in tests}
+    counts = {(t, arm): np.zeros(len(names)) for t in tests for arm in arms}
+    for fold in range(preset.folds):
+        split = fold_split(train.records, preset.folds, fold, val_subjects=1, seed=0)  # as the run's folds
+        held_out = {r.subject_key for r in split.test}
+        samples = {
+            t: [ds.load(i) for i, r in enumerate(ds.records) if r.subject_key in held_out and r.species == "human"]
+            for t, ds in datasets.items()
+        }
         for arm in arms:
-            counts = np.zeros(len(names))
-            for fold in range(preset.folds):
-                split = fold_split(train.records, preset.folds, fold, val_subjects=1, seed=0)
-                test = {r.subject_key for r in split.test}
-                indices = [i for i, r in enumerate(dataset.records) if r.subject_key in test and r.species == "human"]
-                samples = [dataset.load(i) for i in indices]
-                for seed in preset.seeds:
-                    model, _ = load_model(work / "runs" / f"{arm}-fold{fold}-seed{seed}")
-                    for sample, pred in zip(samples, predict_batch(model, [s.cube for s in samples]), strict=True):
+            for seed in preset.seeds:
+                model, _ = load_model(work / "runs" / f"{arm}-fold{fold}-seed{seed}")  # once per checkpoint
+                for t in tests:
+                    cubes = [s.cube for s in samples[t]]
+                    for sample, pred in zip(samples[t], predict_batch(model, cubes), strict=True):
                         truth = np.asarray(sample.labels)
-                        counts += np.bincount(pred[truth == kidney].ravel(), minlength=len(names))
-            top = np.argsort(-counts)[:4]
-            shares = ", ".join(f"{names[t]} {counts[t] / counts.sum():.2f}" for t in top if counts[t])
-            rows.append(f"| {test_data} | {arm} | {shares} |")
+                        counts[t, arm] += np.bincount(pred[truth == kidney].ravel(), minlength=len(names))
+    rows = []
+    for (t, arm), count in counts.items():
+        top = np.argsort(-count)[:4]
+        shares = ", ".join(f"{names[i]} {count[i] / count.sum():.2f}" for i in top if count[i])
+        rows.append(f"| {t} | {arm} | {shares} |")
     return rows
 
 
