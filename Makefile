@@ -86,13 +86,14 @@ bench-edge:
 
 # The shipped edge-first defaults against what they replaced (benchmarks/baselines) and the paper's
 # reference network, side by side (docs/bench.md, "Edge-first defaults").
-# unet-edge-nchw-2026-12-07: the same models before ONNX Runtime targets got channels-last post-processing.
+# unet-edge-dense-post-2026-12-08: the same models before the block arg-max (docs/export_onnx.md);
+# unet-edge-nchw-2026-12-07, kept: before ONNX Runtime targets got channels-last post-processing.
 BASELINES = benchmarks/baselines/pixel-mlp-2026-11
-NCHW = benchmarks/baselines/unet-edge-nchw-2026-12-07
+PREVIOUS = benchmarks/baselines/unet-edge-dense-post-2026-12-08
 bench-defaults:
 	mkdir -p $(BENCH_OUT)
-	$(EDGE_BENCH) surgical --backend ort,openvino --compare $(BASELINES)/surgical.xeb,$(NCHW)/surgical.xeb -t 10 --rounds 5 --warmup 5 --json $(BENCH_OUT)/surgical-vs-pixel-mlp.json --csv $(BENCH_OUT)/surgical-vs-pixel-mlp.csv
-	$(EDGE_BENCH) crop --backend ort,openvino --compare $(BASELINES)/crop.xeb,$(NCHW)/crop.xeb -t 10 --rounds 5 --warmup 5 --json $(BENCH_OUT)/crop-vs-pixel-mlp.json --csv $(BENCH_OUT)/crop-vs-pixel-mlp.csv
+	$(EDGE_BENCH) surgical --backend ort,openvino --compare $(BASELINES)/surgical.xeb,$(PREVIOUS)/surgical.xeb -t 10 --rounds 5 --warmup 5 --json $(BENCH_OUT)/surgical-vs-pixel-mlp.json --csv $(BENCH_OUT)/surgical-vs-pixel-mlp.csv
+	$(EDGE_BENCH) crop --backend ort,openvino --compare $(BASELINES)/crop.xeb,$(PREVIOUS)/crop.xeb -t 10 --rounds 5 --warmup 5 --json $(BENCH_OUT)/crop-vs-pixel-mlp.json --csv $(BENCH_OUT)/crop-vs-pixel-mlp.csv
 	test -f $(BENCH_DATA)/reference-effb5/model.pt || $(PY) benchmarks/reference_checkpoint.py $(BENCH_DATA)/reference-effb5
 	$(EDGE_BENCH) $(BENCH_DATA)/reference-effb5 -niter 5 --rounds 5 --warmup 1 --json $(BENCH_OUT)/reference-effb5.json --csv $(BENCH_OUT)/reference-effb5.csv
 	$(EDGE_BENCH) surgical --mode pipeline --link pty --baud 921600 -t 10 --warmup 5 --json $(BENCH_OUT)/surgical-pipeline.json --csv $(BENCH_OUT)/surgical-pipeline.csv

@@ -41,7 +41,7 @@ from xenoedge.xeno.default_models import RECIPES, default_model_dir
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "edge" / "default_bundles"
 #: Bump when ``build`` changes in a way that changes the bundles but not the settings below.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4  # 4: the block arg-max (xenoedge.export.block_argmax)
 #: A lower precision ships only when its median latency is at least this much below the best higher one's.
 MIN_GAIN = 0.05
 _PRECISION_ORDER = ("fp32", "fp16", "int8")  # higher precision first

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 from export_fixtures import absent_classes, write_crop_data, write_surgical_data
 from xenoedge.export.accuracy import AccuracyGateError
@@ -89,6 +90,13 @@ def test_signed_cpu_int8_bundle_verifies_and_passes_its_selftest_on_both_runtime
     ov = OpenVinoRunner(folder / "models" / "cpu-openvino-int8" / "model.int8.xml", precision_hint="f32")
     for runner in (ort, ov):
         assert np.mean(runner.predict(inputs) == selftest.expected[0]) >= selftest.min_agreement
+    # the classes of what the daemon runs come from the block arg-max (docs/export_onnx.md); the
+    # full ONNX Runtime graph (run when a consumer asks for confidence) stays dense
+    lean = {n.op_type for n in onnx.load(str(folder / ort_target["model_classes_only"])).graph.node}
+    full = {n.op_type for n in onnx.load(str(folder / ort_target["model"])).graph.node}
+    assert "NonZero" in lean and "Softmax" not in lean
+    assert {"Softmax", "Resize"} <= full and "NonZero" not in full
+    assert 'type="NonZero"' in (folder / "models" / "cpu-openvino-int8" / "model.int8.xml").read_text()
 
 
 def test_jetson_export_uses_the_reflectance_variant_with_symmetric_qdq(data, tmp_path):
@@ -108,6 +116,9 @@ def test_jetson_export_uses_the_reflectance_variant_with_symmetric_qdq(data, tmp
     assert manifest["input"]["variant"] == "reflectance" and manifest["input"]["dtype"] == "float32"
     (target,) = manifest["targets"].values()
     assert target["runtime"] == "tensorrt" and "trtexec" in target["build_command"]
+    folder = extract_bundle(tmp_path / "j.xeb", tmp_path / "j")
+    graph = onnx.load(str(folder / target["model"])).graph
+    assert "NonZero" not in {n.op_type for n in graph.node}  # TensorRT keeps the dense arg-max
 
 
 def test_refusals(data, tmp_path):
