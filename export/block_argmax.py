@@ -52,6 +52,8 @@ def block_argmax_post(model) -> bool:
     _, n_classes, height, width = shapes[logits]
     _, full_h, full_w = shapes[CLASSES_OUTPUT]
     inits = {t.name: t for t in graph.initializer}
+    if len(resize.input) < 3 or resize.input[2] not in inits:
+        return False  # scales computed in the graph (not what the export writes): leave it dense
     scales = sorted(float(s) for s in onnx.numpy_helper.to_array(inits[resize.input[2]]))
     pool = scales[-1]
     if scales != [1.0, 1.0, pool, pool] or pool != int(pool) or int(pool) % 2 or n_classes > _SENTINEL:
