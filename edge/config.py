@@ -22,6 +22,7 @@ the one table that maps them, read by the loader and checked against ``docs/daem
     threads = 2
     warmup_runs = 3
     cache_dir = "/var/lib/xenoedge/cache"       # optional: compiled models (OpenVINO/TensorRT); default below
+    target_order = "rank"                       # rank (the bundle's) | measured (timed on this device once)
 
     [references]
     path = "/var/lib/xenoedge/references.npz"
@@ -55,6 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xenoedge.edge.engine_base import TARGET_ORDERS
+
 from xenoedge.errors import UnknownNameError, XenoedgeError
 
 __all__ = ["CONFIG_KEYS", "ConfigError", "DaemonConfig", "load_config", "signature_fields", "signature_line"]
@@ -81,6 +84,9 @@ class DaemonConfig:
     #: ``bundle``). Off: a device with no key refuses every install (docs/flashing.md).
     allow_unsigned: bool = False
     prefer: tuple[str, ...] = ()
+    #: "rank": the bundle's target order (measured where it was built); "measured": time the
+    #: targets on this device at the first start and open the fastest (cached in ``cache_dir``).
+    target_order: str = "rank"
     ort_providers: tuple[str, ...] | None = None
     openvino_device: str | None = None
     threads: int | None = None
@@ -125,6 +131,10 @@ class DaemonConfig:
             raise ConfigError(f"max_fps must be > 0, got {self.max_fps}")
         if self.warmup_runs < 0:
             raise ConfigError(f"warmup_runs must be >= 0, got {self.warmup_runs}")
+        if self.target_order not in TARGET_ORDERS:
+            raise ConfigError(
+                f"engine.target_order must be one of {', '.join(TARGET_ORDERS)}, got {self.target_order!r}"
+            )
         if self.probation_frames < 1:
             raise ConfigError(f"flashing.probation_frames must be >= 1, got {self.probation_frames}")
         if self.max_bundle_bytes < 1:
@@ -174,6 +184,7 @@ CONFIG_KEYS: dict[str, dict[str, str]] = {
         "threads": "threads",
         "warmup_runs": "warmup_runs",
         "cache_dir": "cache_dir",
+        "target_order": "target_order",
     },
     "references": {"path": "references", "capture": "capture_references", "capture_frames": "capture_frames"},
     "pipeline": {
@@ -202,6 +213,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "openvino_device": (str,),
     "threads": (int,),
     "warmup_runs": (int,),
+    "target_order": (str,),
     "capture_references": (str,),
     "capture_frames": (int,),
     "queue_size": (int,),

@@ -40,6 +40,7 @@ __all__ = [
     "OPENVINO_DEVICES",
     "RAW_INPUT",
     "REFLECTANCE_INPUT",
+    "TARGET_ORDERS",
     "Engine",
     "EngineError",
     "EngineOptions",
@@ -82,7 +83,9 @@ class EngineOptions:
     caches on the device's storage (None: no cache, every start compiles). ``profile``: record
     per-operator times (``Engine.operator_profile``; slows inference a little).
     ``openvino_properties``: (name, value) compile properties added to the engine's own
-    configuration (edge-bench's ``PERFORMANCE_HINT``/``NUM_STREAMS``).
+    configuration (edge-bench's ``PERFORMANCE_HINT``/``NUM_STREAMS``). ``target_order``:
+    ``"rank"`` (the bundle's order, measured where it was built) or ``"measured"`` (time the
+    targets on this device once and open the fastest: ``xenoedge.edge.target_timing``).
     """
 
     ort_providers: tuple[str, ...] = DEFAULT_ORT_PROVIDERS
@@ -93,6 +96,11 @@ class EngineOptions:
     cache_dir: Path | None = None
     profile: bool = False
     openvino_properties: tuple[tuple[str, str], ...] = ()
+    target_order: str = "rank"
+
+
+#: ``EngineOptions.target_order`` values.
+TARGET_ORDERS = ("rank", "measured")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,10 @@ Which target runs (``open_engine``): the targets of the bundle whose runtime is 
 has a usable device here, ordered by ``prefer`` (target names or runtime names, first match
 wins), then by the target's ``rank`` (written by the export where it measured the targets side
 by side: fastest first), then by ``DEFAULT_RUNTIME_ORDER`` and ``DEFAULT_PRECISION_ORDER``.
-Every target in a bundle passed the export accuracy gate, so the order goes for speed.
+Every target in a bundle passed the export accuracy gate, so the order goes for speed. With
+``EngineOptions(target_order="measured")`` the targets not named in ``prefer`` are ordered by
+their latency on this device instead (measured once, cached: ``xenoedge.edge.target_timing``),
+for a device whose CPU differs from the export host's.
 
 Runtime settings (OpenVINO precision hint, threads, which outputs to compute) come from
 ``xenoedge.export.bundle.runtime``, the one definition the export's accuracy gate uses too. The
@@ -48,6 +51,7 @@ from pathlib import Path
 from xenoedge.edge.engine_base import (
     DEFAULT_ORT_PROVIDERS,
     OPENVINO_DEVICES,
+    TARGET_ORDERS,
     Engine,
     EngineError,
     EngineOptions,
@@ -176,8 +180,14 @@ def open_engine(
     options = options or EngineOptions()
     if threads is not None:
         options = replace(options, threads=threads)
+    if options.target_order not in TARGET_ORDERS:
+        raise EngineError(f"target_order must be one of {', '.join(TARGET_ORDERS)}, got {options.target_order!r}")
+    prefer = tuple(prefer or ())
+    candidates = engine_candidates(manifest, prefer=prefer, options=options)
+    if options.target_order == "measured" and len(candidates) > 1:
+        candidates = _fastest_first(Path(bundle_folder), manifest, candidates, prefer, options, frame_hw)
     failures = []
-    for name, devices in engine_candidates(manifest, prefer=tuple(prefer or ()), options=options):
+    for name, devices in candidates:
         kind = ENGINES[manifest["targets"][name]["runtime"]]
         try:
             return kind.open(Path(bundle_folder), manifest, name, devices, options, frame_hw)
@@ -186,3 +196,28 @@ def open_engine(
                 raise
             failures.append(f"{name}: {exc}")
     raise EngineError(f"no target of bundle {manifest['name']} could be loaded: " + "; ".join(failures))
+
+
+def _fastest_first(
+    folder: Path,
+    manifest: Mapping,
+    candidates: list[tuple[str, list[str]]],
+    prefer: Sequence[str],
+    options: EngineOptions,
+    frame_hw: tuple[int, int] | None,
+) -> list[tuple[str, list[str]]]:
+    """``candidates`` with the ``prefer`` matches kept first and the others in the order
+    measured on this device (``xenoedge.edge.target_timing``)."""
+    from xenoedge.edge.target_timing import measured_order
+
+    targets = manifest["targets"]
+    preferred = [c for c in candidates if any(p in (c[0], targets[c[0]].get("runtime")) for p in prefer)]
+    others = [c for c in candidates if c not in preferred]
+    timing = replace(options, profile=False)
+
+    def open_target(name: str, devices: list[str]) -> Engine:
+        return ENGINES[targets[name]["runtime"]].open(folder, manifest, name, devices, timing, frame_hw)
+
+    order = measured_order(folder, manifest, others, timing, open_target) if len(others) > 1 else []
+    others.sort(key=lambda c: order.index(c[0]) if c[0] in order else len(order))
+    return preferred + others

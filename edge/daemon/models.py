@@ -218,6 +218,7 @@ class ModelManager:
             threads=self.config.threads,
             confidence=self.config.confidence,
             cache_dir=self.config.model_cache_dir(),
+            target_order=self.config.target_order,
         )
         h, w, c = self.sensor.cube_shape
         shape = manifest["input"]["shape"]
