@@ -17,8 +17,12 @@ MAX_REFLECTANCE = 2.0
 
 
 def signal_range(dark: np.ndarray, white: np.ndarray) -> np.ndarray:
-    """float32 white − dark in counts, floored at ``MIN_SIGNAL_COUNTS``: compute once per reference pair."""
-    return np.maximum(np.asarray(white, dtype=np.float32) - dark, MIN_SIGNAL_COUNTS)
+    """float32 white − dark in counts, floored at ``MIN_SIGNAL_COUNTS``: compute once per reference pair.
+
+    One new array of the broadcast shape (the floor is applied in place: a frame-size pair of
+    references costs one frame-size temporary, not two)."""
+    signal = np.subtract(np.asarray(white, dtype=np.float32), dark, dtype=np.float32)
+    return np.maximum(signal, MIN_SIGNAL_COUNTS, out=signal)
 
 
 def reflectance_from_raw(

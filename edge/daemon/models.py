@@ -19,6 +19,7 @@ through ``xenoedge.edge.daemon.pipeline.ModelSource``; the control channel throu
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import threading
@@ -41,6 +42,8 @@ __all__ = ["SWAP_TIMEOUT_S", "LoadedModel", "ModelManager"]
 
 #: Longest wait, seconds, for the frame loop to take a hot-swapped engine.
 SWAP_TIMEOUT_S = 30.0
+#: References at least this large are memory-mapped from a file once bound (``_spilled``).
+SPILL_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -92,6 +95,8 @@ class ModelManager:
         self.selftest_agreement: float | None = None
         self.calibrator: Any = None
         self._tmp: Path | None = None
+        self._refs_dir: Path | None = None  # bound references, memory-mapped (_spilled)
+        self._refs_generation = 0
         # flashing (docs/upload.md): slot store, hot swap, probation
         self.store = None
         self.slot = None
@@ -246,7 +251,33 @@ class ModelManager:
             old, self.calibrator = self.calibrator, calibrator
             if old is not None:
                 old.close()
-        self.references = refs
+        self.references = self._spilled(refs)
+
+    def _spilled(self, refs: References) -> References:
+        """``refs`` with its frame-size arrays moved to read-only memory maps of files in a private
+        folder. Once bound, the engine (pooled references) or the calibrator holds what it needs;
+        the full arrays are read again only to bind a flashed bundle, so they need not stay in
+        memory (~250 MB for a Tivita's dark and white). Kept in memory when the folder cannot be
+        written."""
+        big = {k: a for k in ("dark", "white") if (a := getattr(refs, k)) is not None and a.nbytes >= SPILL_BYTES}
+        if not big:
+            return refs
+        try:
+            if self._refs_dir is None:
+                self._refs_dir = Path(tempfile.mkdtemp(prefix="xenoedge-references-", dir=self._workdir))
+            self._refs_generation += 1
+            mapped = {}
+            for key, array in big.items():
+                path = self._refs_dir / f"{key}-{self._refs_generation}.npy"
+                np.save(path, np.ascontiguousarray(array))
+                mapped[key] = np.load(path, mmap_mode="r")
+        except OSError as exc:
+            self.events.error("references", f"keeping the references in memory: {exc}")
+            return refs
+        for old in self._refs_dir.glob("*.npy"):  # earlier references (a reload): no longer read
+            if not old.name.endswith(f"-{self._refs_generation}.npy"):
+                old.unlink(missing_ok=True)
+        return dataclasses.replace(refs, **mapped)
 
     def _bind(self, engine: Engine, refs: References) -> Any:
         """Bind ``refs`` to a raw-input engine (None) or return a new calibrator for a reflectance one."""
@@ -258,7 +289,8 @@ class ModelManager:
                     "raw counts itself (raw input variant) and cannot apply it: export the reflectance variant"
                 )
             dark = np.asarray(refs.dark, dtype=np.float32)
-            gain = (np.float32(1.0) / signal_range(dark, refs.white)).astype(np.float32)
+            gain = signal_range(dark, refs.white)
+            np.reciprocal(gain, out=gain)  # in place: 1/counts, no second frame-size array
             engine.bind_references(dark, gain)
             return None
         from xenoedge.calibration.calibrator import FrameCalibrator
@@ -457,3 +489,7 @@ class ModelManager:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+        if self._refs_dir is not None:
+            self.references = None
+            shutil.rmtree(self._refs_dir, ignore_errors=True)
+            self._refs_dir = None

@@ -455,3 +455,30 @@ def _captured_references(bundle, path):
     with Daemon(config(bundle, references=path), CollectingSink(), camera=camera()) as daemon:
         daemon.start()
     return path
+
+
+def test_bound_references_are_memory_mapped_and_removed_at_close(crop_bundle, monkeypatch):
+    """Once bound, frame-size references leave memory for a private file (read-only memory maps,
+    the same values); a reload replaces the file; closing removes the folder."""
+    import xenoedge.edge.daemon.models as models_module
+    from xenoedge.calibration.references import References
+
+    monkeypatch.setattr(models_module, "SPILL_BYTES", 1)  # the crop references are small: spill them all
+    with Daemon(config(crop_bundle), CollectingSink(), camera=camera()) as daemon:
+        daemon.run(max_frames=1)
+        refs = daemon.references
+        assert isinstance(refs.dark, np.memmap) and isinstance(refs.white, np.memmap)
+        assert not refs.dark.flags.writeable
+        folder = Path(refs.dark.filename).parent
+        first = sorted(p.name for p in folder.iterdir())
+        rng = np.random.default_rng(0)
+        dark = rng.uniform(90, 110, refs.dark.shape).astype(np.float32)
+        white = rng.uniform(900, 1100, refs.white.shape).astype(np.float32)
+        daemon.models.install_references(References(refs.camera_id, refs.sensor, refs.sensor_signature, dark, white))
+        again = daemon.references
+        np.testing.assert_array_equal(again.dark, dark)
+        np.testing.assert_array_equal(again.white, white)
+        assert sorted(p.name for p in folder.iterdir()) != first and len(list(folder.iterdir())) == 2
+        stats = daemon.run(max_frames=2)  # still serving on the new references
+        assert stats.masks >= 2
+    assert not folder.exists()
