@@ -259,25 +259,31 @@ class ModelManager:
         the full arrays are read again only to bind a flashed bundle, so they need not stay in
         memory (~250 MB for a Tivita's dark and white). Kept in memory when the folder cannot be
         written."""
-        big = {k: a for k in ("dark", "white") if (a := getattr(refs, k)) is not None and a.nbytes >= SPILL_BYTES}
-        if not big:
-            return refs
+        self._refs_generation += 1
+        names = {key: f"{key}-{self._refs_generation}" for key in ("dark", "white")}
+        mapped = {key: self.memory_mapped(names[key], getattr(refs, key)) for key in names}
+        if self._refs_dir is not None:
+            keep = {f"{name}.npy" for name in names.values()}
+            for old in self._refs_dir.glob("*.npy"):  # earlier references (a reload, a capture): no longer read
+                if old.name not in keep:
+                    old.unlink(missing_ok=True)
+        return dataclasses.replace(refs, **mapped)
+
+    def memory_mapped(self, name: str, array: np.ndarray | None) -> np.ndarray | None:
+        """``array`` as a read-only memory map of ``<private folder>/<name>.npy``, written now;
+        ``array`` itself when it is None, smaller than ``SPILL_BYTES``, or the folder cannot be
+        written (an ``error`` event says so)."""
+        if array is None or array.nbytes < SPILL_BYTES:
+            return array
         try:
             if self._refs_dir is None:
                 self._refs_dir = Path(tempfile.mkdtemp(prefix="xenoedge-references-", dir=self._workdir))
-            self._refs_generation += 1
-            mapped = {}
-            for key, array in big.items():
-                path = self._refs_dir / f"{key}-{self._refs_generation}.npy"
-                np.save(path, np.ascontiguousarray(array))
-                mapped[key] = np.load(path, mmap_mode="r")
+            path = self._refs_dir / f"{name}.npy"
+            np.save(path, np.ascontiguousarray(array))
+            return np.load(path, mmap_mode="r")
         except OSError as exc:
-            self.events.error("references", f"keeping the references in memory: {exc}")
-            return refs
-        for old in self._refs_dir.glob("*.npy"):  # earlier references (a reload): no longer read
-            if not old.name.endswith(f"-{self._refs_generation}.npy"):
-                old.unlink(missing_ok=True)
-        return dataclasses.replace(refs, **mapped)
+            self.events.error("references", f"keeping the {name} reference in memory: {exc}")
+            return array
 
     def _bind(self, engine: Engine, refs: References) -> Any:
         """Bind ``refs`` to a raw-input engine (None) or return a new calibrator for a reflectance one."""

@@ -298,8 +298,11 @@ class FramePipeline:
         sensor = self.models.sensor
         camera = StopAwareCamera(self.camera, self._stopped)  # a stop ends the capture within a frame
         dark = capture_reference(camera, "dark", n)
-        dark_mean, dark_meta = dark.mean, dark.to_meta("camera")
-        del dark  # its temporal noise (a cube of float32) is in the meta's figures: not kept during the white
+        dark_meta = dark.to_meta("camera")
+        # the dark's mean waits on disk (memory-mapped) and its temporal noise (a cube of float32)
+        # is in the meta's figures: neither is held in memory during the white's capture
+        dark_mean = self.models.memory_mapped("dark-capture", dark.mean)
+        del dark
         white = capture_reference(camera, "white", n)
         return References(
             self.camera.camera_id,

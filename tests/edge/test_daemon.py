@@ -459,7 +459,8 @@ def _captured_references(bundle, path):
 
 def test_bound_references_are_memory_mapped_and_removed_at_close(crop_bundle, monkeypatch):
     """Once bound, frame-size references leave memory for a private file (read-only memory maps,
-    the same values); a reload replaces the file; closing removes the folder."""
+    the same values), as does the dark while the white is captured; a reload replaces the files;
+    closing removes the folder."""
     import xenoedge.edge.daemon.models as models_module
     from xenoedge.calibration.references import References
 
@@ -471,6 +472,7 @@ def test_bound_references_are_memory_mapped_and_removed_at_close(crop_bundle, mo
         assert not refs.dark.flags.writeable
         folder = Path(refs.dark.filename).parent
         first = sorted(p.name for p in folder.iterdir())
+        assert first == ["dark-1.npy", "white-1.npy"]  # the dark held on disk during the white capture: gone
         rng = np.random.default_rng(0)
         dark = rng.uniform(90, 110, refs.dark.shape).astype(np.float32)
         white = rng.uniform(900, 1100, refs.white.shape).astype(np.float32)
