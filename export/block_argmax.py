@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 from xenoedge.export.onnx_export import CLASSES_OUTPUT, POST_NODES
+from xenoedge.export.onnx_graph import copy_proto, drop_unused_initializers
 
 __all__ = ["BLOCK_PREFIX", "block_argmax_post"]
 
@@ -69,22 +70,14 @@ def block_argmax_post(model) -> bool:
         if node.name == argmax.name:
             kept += block  # the logits are made before the arg-max, so the block nodes fit here
         if node.name not in removed:
-            kept.append(_copy(node))
+            kept.append(copy_proto(node))
     del graph.node[:]
     graph.node.extend(kept)
     graph.initializer.extend(initializers)
-    used = {name for node in graph.node for name in node.input}
-    for tensor in [t for t in graph.initializer if t.name not in used]:
-        graph.initializer.remove(tensor)
+    drop_unused_initializers(graph)
     del graph.value_info[:]
     model.CopyFrom(onnx.shape_inference.infer_shapes(model, strict_mode=True))
     return True
-
-
-def _copy(message):
-    out = type(message)()
-    out.CopyFrom(message)
-    return out
 
 
 def _static_shapes(model) -> dict[str, tuple[int, ...]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from xenoedge.export.errors import ExportError
 from xenoedge.export.onnx_export import POST_NODES
+from xenoedge.export.onnx_graph import drop_unused_initializers
 
 __all__ = ["channels_last_post"]
 
@@ -62,7 +63,7 @@ def channels_last_post(model) -> bool:
     confidence_max = by_name.get(POST_NODES["max"])
     if confidence_max is not None:
         _set_reduce_axes(graph, confidence_max, CLASS_AXIS)
-    _drop_unused_initializers(graph)
+    drop_unused_initializers(graph)
     del graph.value_info[:]  # the upsampled tensors change shape: infer them again
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     model.CopyFrom(inferred)
@@ -94,9 +95,3 @@ def _set_reduce_axes(graph, node, axis: int) -> None:
             attribute.ints.append(axis)
             return
     raise ExportError(f"{node.name}: a ReduceMax without axes cannot be pointed at the class axis")
-
-
-def _drop_unused_initializers(graph) -> None:
-    used = {name for node in graph.node for name in node.input}
-    for tensor in [t for t in graph.initializer if t.name not in used]:
-        graph.initializer.remove(tensor)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from xenoedge.export.errors import ExportError
+from xenoedge.export.onnx_graph import copy_proto
 
 from xenoedge.sensors import SENSORS, SensorProfile, get_sensor
 
@@ -513,13 +514,6 @@ def classes_only_onnx(src: Path, dst: Path) -> bool:
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
     return True
-
-
-def copy_proto(message):
-    """A detached copy of a protobuf message (for rebuilding repeated fields)."""
-    out = type(message)()
-    out.CopyFrom(message)
-    return out
 
 
 def runtime_settings() -> dict:
