@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from xenoedge.edge.engines import EngineOptions, open_engine
-from xenoedge.export.bundle import extract_bundle, load_selftest, read_manifest, tile_to
+from xenoedge.edge.target_timing import feed_selftest
+from xenoedge.export.bundle import extract_bundle, load_selftest, read_manifest
 
 
 def measure_targets(
@@ -43,10 +44,7 @@ def measure_targets(
             if engine.target != name:  # not runnable here: open_engine fell back to another target
                 engine.close()
                 continue
-            shape = engine.input_shape
-            if engine.variant == "raw":
-                engine.bind_references(selftest.inputs["dark"], selftest.inputs["gain"])
-            engine.input_buffer[...] = tile_to(selftest.inputs[engine.input_name], shape)
+            feed_selftest(engine, selftest)
             engine.warm_up(warmup)
             engines[name] = engine
         times: dict[str, list[float]] = {name: [] for name in engines}

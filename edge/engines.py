@@ -211,7 +211,7 @@ def _fastest_first(
     from xenoedge.edge.target_timing import measured_order
 
     targets = manifest["targets"]
-    preferred = [c for c in candidates if any(p in (c[0], targets[c[0]].get("runtime")) for p in prefer)]
+    preferred = [c for c in candidates if _rank(c[0], targets[c[0]], prefer)[0] < len(prefer)]  # prefer matched
     others = [c for c in candidates if c not in preferred]
     timing = replace(options, profile=False)
 

@@ -24,11 +24,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from xenoedge.edge.engine_base import Engine, EngineOptions
+from xenoedge.edge.host_cpu import cpu_info
 
 from xenoedge.atomic import atomic_write
 from xenoedge.errors import XenoedgeError
 
-__all__ = ["TIMING_RUNS", "measured_order", "timing_cache_path"]
+__all__ = ["TIMING_RUNS", "feed_selftest", "measured_order", "timing_cache_path"]
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,14 @@ def measured_order(
     cache = timing_cache_path(options.cache_dir, manifest, options) if options.cache_dir else None
     times = _read_cache(cache, [name for name, _ in candidates]) if cache else None
     if times is None:
+        from xenoedge.export.bundle import load_selftest
+
+        selftest = load_selftest(folder, manifest)  # one frame for every target
         times = {}
         for name, devices in candidates:
             try:
-                times[name] = _median_ms(folder, manifest, open_target(name, devices))
-            except XenoedgeError as exc:  # EngineError, or a self-test file that cannot be read
+                times[name] = _median_ms(open_target(name, devices), selftest)
+            except XenoedgeError as exc:  # the target does not open or run here
                 log.warning("target %s not timed: %s", name, exc)
         if cache is not None and times:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +71,7 @@ def timing_cache_path(cache_dir: Path, manifest: Mapping, options: EngineOptions
     """``<cache_dir>/target-times/<key>.json`` for this bundle's targets, this CPU and options."""
     identity = {
         "targets": manifest["targets"],
-        "cpu": _cpu_identity(),
+        "cpu": {**cpu_info(), "machine": platform.machine(), "cores": os.cpu_count()},
         "threads": options.threads,
         "ort_providers": list(options.ort_providers),
         "openvino_device": options.openvino_device,
@@ -75,20 +79,6 @@ def timing_cache_path(cache_dir: Path, manifest: Mapping, options: EngineOptions
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
     return Path(cache_dir) / "target-times" / f"{key}.json"
-
-
-def _cpu_identity() -> dict:
-    """What makes one CPU time targets differently from another: model, flags, cores."""
-    info = {"machine": platform.machine(), "cores": os.cpu_count()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info | {"processor": platform.processor()}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("model name", "flags", "Features") and key.strip() not in info:
-            info[key.strip()] = value.strip()
-    return info
 
 
 def _read_cache(path: Path, names: list[str]) -> dict[str, float] | None:
@@ -105,15 +95,20 @@ def _read_cache(path: Path, names: list[str]) -> dict[str, float] | None:
     return {name: float(v) for name, v in times.items()}
 
 
-def _median_ms(folder: Path, manifest: Mapping, engine: Engine) -> float:
-    """Median latency of ``engine`` (closed afterwards) on the self-test frame tiled to full size."""
-    from xenoedge.export.bundle import load_selftest, tile_to
+def feed_selftest(engine: Engine, selftest) -> None:
+    """Bind the self-test's references (raw bundles) and put its input, tiled to the full frame,
+    in ``engine.input_buffer``: what a timing of the engine runs on."""
+    from xenoedge.export.bundle import tile_to
 
+    if engine.variant == "raw":
+        engine.bind_references(selftest.inputs["dark"], selftest.inputs["gain"])
+    engine.input_buffer[...] = tile_to(selftest.inputs[engine.input_name], engine.input_shape)
+
+
+def _median_ms(engine: Engine, selftest) -> float:
+    """Median latency of ``engine`` (closed afterwards) on the self-test frame tiled to full size."""
     try:
-        selftest = load_selftest(folder, manifest)
-        if engine.variant == "raw":
-            engine.bind_references(selftest.inputs["dark"], selftest.inputs["gain"])
-        engine.input_buffer[...] = tile_to(selftest.inputs[engine.input_name], engine.input_shape)
+        feed_selftest(engine, selftest)
         engine.warm_up(WARMUP_RUNS)
         values = []
         for _ in range(TIMING_RUNS):
