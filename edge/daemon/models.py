@@ -260,11 +260,12 @@ class ModelManager:
         memory (~250 MB for a Tivita's dark and white). Kept in memory when the folder cannot be
         written."""
         self._refs_generation += 1
-        names = {key: f"{key}-{self._refs_generation}" for key in ("dark", "white")}
-        mapped = {key: self.memory_mapped(names[key], getattr(refs, key)) for key in names}
+        mapped = {
+            key: self.memory_mapped(f"{key}-{self._refs_generation}", getattr(refs, key)) for key in ("dark", "white")
+        }
         if self._refs_dir is not None:
-            keep = {f"{name}.npy" for name in names.values()}
-            for old in self._refs_dir.glob("*.npy"):  # earlier references (a reload, a capture): no longer read
+            keep = {Path(a.filename).name for a in mapped.values() if isinstance(a, np.memmap)}
+            for old in self._refs_dir.glob("*.npy"):  # earlier references (a reload): no longer read
                 if old.name not in keep:
                     old.unlink(missing_ok=True)
         return dataclasses.replace(refs, **mapped)
@@ -272,8 +273,15 @@ class ModelManager:
     def memory_mapped(self, name: str, array: np.ndarray | None) -> np.ndarray | None:
         """``array`` as a read-only memory map of ``<private folder>/<name>.npy``, written now;
         ``array`` itself when it is None, smaller than ``SPILL_BYTES``, or the folder cannot be
-        written (an ``error`` event says so)."""
+        written (an ``error`` event says so), or already a map of a file there (the dark kept
+        during the white's capture is not written twice)."""
         if array is None or array.nbytes < SPILL_BYTES:
+            return array
+        if (
+            isinstance(array, np.memmap)
+            and self._refs_dir is not None
+            and Path(array.filename).parent == self._refs_dir
+        ):
             return array
         try:
             if self._refs_dir is None:

@@ -472,7 +472,7 @@ def test_bound_references_are_memory_mapped_and_removed_at_close(crop_bundle, mo
         assert not refs.dark.flags.writeable
         folder = Path(refs.dark.filename).parent
         first = sorted(p.name for p in folder.iterdir())
-        assert first == ["dark-1.npy", "white-1.npy"]  # the dark held on disk during the white capture: gone
+        assert first == ["dark-capture.npy", "white-1.npy"]  # the dark held on disk during the white capture, kept
         rng = np.random.default_rng(0)
         dark = rng.uniform(90, 110, refs.dark.shape).astype(np.float32)
         white = rng.uniform(900, 1100, refs.white.shape).astype(np.float32)
